@@ -1,0 +1,156 @@
+"""`ptreplay` command line: wires arguments to library calls, nothing more.
+
+Every PipelineError is printed as one line (`ptreplay: error: ...`) and turns
+into exit code 1 (2 for usage errors); no traceback reaches the user.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _duration_ns(text: str) -> int:
+    """'10ms', '1s', '500us', '2m', '250000ns' or a bare number of seconds -> ns."""
+    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
+    t = text.strip().lower()
+    for suffix in ("ns", "us", "ms", "s", "m"):
+        if t.endswith(suffix):
+            num = t[: -len(suffix)]
+            break
+    else:
+        num, suffix = t, "s"
+    try:
+        value = float(num)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration (expected e.g. 10ms, 1s, 500us)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is negative")
+    return int(value * units[suffix])
+
+
+def _cmd_record(a) -> int:
+    from pipeline.record import RecordOptions, record
+    if bool(a.cmd) == (a.pid is not None):
+        raise UsageError("record: give either -- CMD [ARGS...] or -p PID --duration SECONDS")
+    if a.pid is not None and a.duration is None:
+        raise UsageError("record: -p PID needs --duration SECONDS")
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=a.duration,
+                         interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
+                         callgraph=a.call_graph)
+    out = record(opts)
+    print(out)
+    return 0
+
+
+def _cmd_ingest(a) -> int:
+    from pipeline.ingest import ingest
+    result = ingest([Path(p) for p in a.inputs], Path(a.output), force=a.force,
+                    allow_sampled=a.allow_sampled)
+    print(result)
+    return 0
+
+
+def _cmd_replay(a) -> int:
+    from replay.engine import ReplayOptions, replay_to_dir
+    opts = ReplayOptions(policies=a.policy, thp=a.thp, interval_ns=a.interval, la57=a.la57)
+    out = replay_to_dir(Path(a.events), Path(a.output), opts, force=a.force)
+    print(out)
+    return 0
+
+
+def _cmd_report(a) -> int:
+    from pipeline.report import report
+    sys.stdout.write(report(Path(a.path), fmt=a.format))
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    from pipeline.demo import demo
+    demo(Path(a.capture) if a.capture else None, Path(a.output), force=a.force)
+    return 0
+
+
+def _cmd_schema(a) -> int:
+    from schemas import ARTIFACTS, describe
+    names = [a.name] if a.name else list(ARTIFACTS)
+    for n in names:
+        if n not in ARTIFACTS:
+            raise UsageError(f"schema: unknown artifact '{n}' (expected one of {', '.join(ARTIFACTS)})")
+        print(describe(ARTIFACTS[n]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("record", help="capture a workload with perf plus the kernel's own /proc truth")
+    r.add_argument("-o", "--output", required=True, help="capture directory (must be empty unless --force)")
+    r.add_argument("-p", "--pid", type=int, help="attach to a running process")
+    r.add_argument("--duration", type=float, help="seconds to record with -p")
+    r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
+    r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
+    r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
+    r.add_argument("--force", action="store_true", help="reuse a non-empty output directory")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    r.set_defaults(func=_cmd_record)
+
+    i = sub.add_parser("ingest", help="turn captures into an events Parquet file")
+    i.add_argument("inputs", nargs="+", help="perf.data, perf script text, ftrace text, trace-cmd report, or a record directory")
+    i.add_argument("-o", "--output", required=True, help="events Parquet file to write")
+    i.add_argument("--force", action="store_true", help="replace an existing output")
+    i.add_argument("--allow-sampled", action="store_true", help="accept sampled captures (results will undercount)")
+    i.set_defaults(func=_cmd_ingest)
+
+    rp = sub.add_parser("replay", help="replay events under page-table reclaim policies")
+    rp.add_argument("events", help="events Parquet file (from ingest)")
+    rp.add_argument("-o", "--output", required=True, help="output directory for timeseries.parquet and summary.parquet")
+    rp.add_argument("--policy", default="all", help="comma-separated: none,pt_reclaim,refcount,scan[:INTERVAL],delayed[:HOLD],all_levels (default all)")
+    rp.add_argument("--thp", choices=["never", "madvise", "always"], default=None, help="THP mode (default: the capture's)")
+    rp.add_argument("--interval", type=_duration_ns, default=_duration_ns("10ms"), help="timeseries step (default 10ms)")
+    rp.add_argument("--la57", action="store_true", help="5-level paging (default: the capture's)")
+    rp.add_argument("--force", action="store_true", help="replace existing outputs")
+    rp.set_defaults(func=_cmd_replay)
+
+    rep = sub.add_parser("report", help="savings per process and policy from a replay output")
+    rep.add_argument("path", help="replay output directory")
+    rep.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
+    rep.set_defaults(func=_cmd_report)
+
+    d = sub.add_parser("demo", help="ingest -> replay -> report on a bundled real capture")
+    d.add_argument("capture", nargs="?", help="capture directory (default: data/seed-2m)")
+    d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
+    d.add_argument("--force", action="store_true", help="replace an existing output (default: yes for out/demo)")
+    d.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("schema", help="print the artifacts' schemas with units")
+    s.add_argument("name", nargs="?")
+    s.set_defaults(func=_cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except PipelineError as e:
+        print(f"ptreplay: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ptreplay: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

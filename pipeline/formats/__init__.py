@@ -1,0 +1,114 @@
+"""Capture readers: one module per format behind one interface.
+
+A reader turns one capture file into batches of *raw* records (the RAW schema
+below: tracepoint name, per-thread identity, up to six integer arguments) and
+a dict of capture metadata.  `pipeline.normalize` then pairs syscalls, fixes
+process ids and turns raw records into the `events` artifact, identically for
+every format.
+
+Reader interface (each module defines)::
+
+    NAME: str                         # 'perf.data', 'perf-script', 'ftrace', 'trace-cmd'
+    def sniff(head: bytes) -> bool    # True if the first bytes look like this format
+    def read(path, opener) -> Capture # opener(path) -> binary file object (handles .gz/.xz/.zst)
+
+Raw record fields
+-----------------
+``event`` is the tracepoint name without its system (``page_fault_user``,
+``sys_enter_mmap``, ``sys_exit_madvise``, ``sched_process_fork``,
+``exit_mmap`` ...) or one of perf's side-band records ``perf_fork``,
+``perf_exit``, ``perf_comm``.  Arguments by event:
+
+==========================  ===============================================
+page_fault_user/kernel      a0=address a1=ip a2=error_code
+sys_enter_<name>            a0..a5 = the syscall's arguments in order
+sys_exit_<name>             ret = return value (signed)
+sched_process_fork          a0=child tid, comm=child comm
+sched_process_exec          a0=pid, a1=old_pid, comm=filename
+sched_process_exit          comm=comm
+exit_mmap                   (none)
+perf_fork / perf_exit       a0=pid a1=tid a2=ppid a3=ptid (perf FORK/EXIT records)
+perf_comm                   a0=pid a1=tid a2=1 if exec, comm=new comm
+==========================  ===============================================
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+RAW = pa.schema([
+    ("t_ns", pa.int64()),
+    ("pid", pa.int32()),      # thread-group id, -1 if the format does not say
+    ("tid", pa.int32()),
+    ("cpu", pa.int32()),      # -1 if unknown
+    ("event", pa.string()),
+    ("a0", pa.uint64()), ("a1", pa.uint64()), ("a2", pa.uint64()),
+    ("a3", pa.uint64()), ("a4", pa.uint64()), ("a5", pa.uint64()),
+    ("ret", pa.int64()),
+    ("comm", pa.string()),    # nullable
+    ("seq", pa.int64()),      # position in the file (stable tie-break for equal times)
+])
+
+
+@dataclass
+class Capture:
+    """What a reader returns: raw record batches (lazy) plus metadata.
+
+    `meta` may be completed while `batches` is consumed (lost-event counts are
+    known only at the end), so read it after exhausting the iterator.
+    """
+    batches: Iterator[pa.Table]
+    meta: dict = field(default_factory=dict)
+
+
+def open_binary(path: Path):
+    """Open `path` for reading, transparently decompressing gzip, xz, bzip2 and zstd (by magic)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.open(path, "rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(path, "rb")
+    if head.startswith(b"BZh"):
+        return bz2.open(path, "rb")
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
+    return open(path, "rb")
+
+
+def readers() -> list:
+    """All readers, binary formats first (their magic is unambiguous)."""
+    from pipeline.formats import ftrace, perf_script, perfdata, tracecmd
+    return [perfdata, tracecmd, ftrace, perf_script]
+
+
+def detect(path: Path):
+    """The reader module for `path`, chosen from its content, never its name."""
+    from pipeline.errors import TraceFormatError
+    path = Path(path)
+    if path.is_dir():
+        from pipeline.formats import perfdata
+        if perfdata.sniff_dir(path):
+            return perfdata
+        raise TraceFormatError(f"{path}: directory is not a perf --threads capture (no data.N files with a PERFILE2 header)")
+    with open_binary(path) as f:
+        head = f.read(64 * 1024)
+    if not head:
+        raise TraceFormatError(f"{path}: offset 0: empty file, expected a perf.data, perf script, ftrace or trace-cmd capture")
+    for reader in readers():
+        if reader.sniff(head):
+            return reader
+    raise TraceFormatError(
+        f"{path}: offset 0: unknown format (expected perf.data magic PERFILE2, trace-cmd .dat, "
+        f"or perf script / ftrace / trace-cmd report text)")
+
+
+Opener = Callable[[Path], object]

@@ -1,0 +1,128 @@
+"""Parquet I/O for every artifact: conform on write and read, atomic replace.
+
+Writes go to a hidden temporary file in the destination directory and are
+renamed into place only when complete, so an interrupted job leaves either
+the previous complete output or none (never a partial file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import OutputExistsError, SchemaError
+from schemas import CAPTURE_KEY, SCHEMA_KEY, Artifact, conform, schema_metadata
+
+
+def check_writable(path: Path, force: bool) -> None:
+    """Refuse to overwrite an existing output unless --force."""
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: already exists (use --force to replace it)")
+
+
+@contextmanager
+def atomic_path(path: Path, force: bool = True):
+    """Yield a temporary path beside `path`; rename it onto `path` on success.
+
+    On any exception (including KeyboardInterrupt) the temporary is removed
+    and an existing `path` is left untouched.
+    """
+    path = Path(path)
+    check_writable(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict | None = None,
+                force: bool = True, source: str | None = None) -> Path:
+    """Conform `table` to `artifact` and write it atomically to `path`."""
+    table = conform(table, artifact, source or str(path))
+    meta = dict(table.schema.metadata or {})
+    meta.update(schema_metadata(artifact, capture))
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path, force) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+    return Path(path)
+
+
+class StreamWriter:
+    """Write an artifact batch by batch to `path`, atomically on close().
+
+    Used as a context manager; an exception inside the block discards the
+    temporary file and leaves `path` as it was.
+    """
+
+    def __init__(self, path: Path, artifact: Artifact, capture: dict | None = None, force: bool = True):
+        self.path = Path(path)
+        self.artifact = artifact
+        self.capture = capture
+        self._ctx = atomic_path(self.path, force)
+        self.rows = 0
+
+    def __enter__(self):
+        self._tmp = self._ctx.__enter__()
+        schema = self.artifact.schema.with_metadata(schema_metadata(self.artifact, self.capture))
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        table = conform(table, self.artifact, str(self.path))
+        self._writer.write_table(table, row_group_size=1 << 20)
+        self.rows += table.num_rows
+
+    def set_capture(self, capture: dict) -> None:
+        """Update the capture metadata before close (known only at the end of a stream)."""
+        self._writer.add_key_value_metadata({CAPTURE_KEY.decode(): json.dumps(capture, sort_keys=True)})
+
+    def __exit__(self, typ, exc, tb):
+        try:
+            self._writer.close()
+        finally:
+            return self._ctx.__exit__(typ, exc, tb)
+
+
+def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None) -> pa.Table:
+    """Read an artifact, checking its schema tag and its columns."""
+    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise SchemaError(f"{path}: not a readable Parquet file ({_short(e)})") from None
+    tag = (pf.schema_arrow.metadata or {}).get(SCHEMA_KEY, b"").decode()
+    if tag and tag.split("/")[0] != artifact.name:
+        raise SchemaError(f"{path}: holds a {tag} table, expected {artifact.tag}")
+    table = pf.read()
+    table = conform(table, artifact, str(path))
+    if columns:
+        table = table.select(columns)
+    return table
+
+
+def read_capture(path: Path) -> dict:
+    """The capture metadata stored in a Parquet file's key-value metadata ({} if none)."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(CAPTURE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -1,0 +1,29 @@
+"""Progress display: a rich progress bar on a terminal, silence when piped."""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def progress(description: str, total: float | None = None, unit: str = ""):
+    """Yield `advance(n)`; draws a bar on stderr only when it is a terminal."""
+    if not interactive():
+        yield lambda n=1: None
+        return
+    from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}" + (f" {unit}" if unit else "")),
+            TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*cols, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def warn(message: str) -> None:
+    """One-line warning on stderr."""
+    print(f"ptreplay: warning: {message}", file=sys.stderr)

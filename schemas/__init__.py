@@ -1,0 +1,224 @@
+"""What data exists: one versioned Arrow schema per Parquet artifact.
+
+Every artifact carries its schema name and version in the Parquet key-value
+metadata (``ptreplay.schema`` = ``"events/1"``).  :func:`conform` is called on
+every write and every read; it names missing, extra and mistyped columns.
+
+Artifacts (data flow order):
+
+=============  ==============================================================
+``capture``    one row of capture metadata (host, kernel, THP, PT_RECLAIM ...)
+``truth``      the kernel's own /proc/PID/status numbers sampled while recording
+``events``     one row per page fault and per syscall, normalized from any reader
+``timeseries`` replay output: VIRT/RES/VmPTE per process and policy over time
+``summary``    replay output: one row per (trace, process, policy)
+=============  ==============================================================
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from pipeline.errors import SchemaError
+
+SCHEMA_KEY = b"ptreplay.schema"
+CAPTURE_KEY = b"ptreplay.capture"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    version: int
+    schema: pa.Schema
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+def _f(name: str, typ: pa.DataType, doc: str, nullable: bool = False) -> pa.Field:
+    return pa.field(name, typ, nullable=nullable, metadata={"doc": doc})
+
+
+# Event kinds, as stored in events.kind (lowercase strings).
+EVENT_KINDS = (
+    "fault",      # exceptions:page_fault_user / page_fault_kernel on a user address
+    "mmap", "munmap", "mremap", "brk", "mprotect",
+    "madvise",    # also process_madvise on the caller's own mm (pidfd of another process: flagged)
+    "fork",       # a new process (thread-group leader) was created: child_pid
+    "clone",      # a new thread inside pid: child_pid is its tid
+    "exec",       # pid's address space replaced by a fresh one
+    "exit",       # address space torn down (exit_group, last thread exit, mmap:exit_mmap)
+)
+
+EVENTS = Artifact("events", 1, pa.schema([
+    _f("t_ns", pa.int64(), "event time in ns on the capture's own clock (CLOCK_MONOTONIC for `ptreplay record`); never rebased. Syscalls carry their sys_enter time"),
+    _f("pid", pa.int32(), "thread-group id (process id); -1 when it cannot be known"),
+    _f("tid", pa.int32(), "thread id"),
+    _f("cpu", pa.int32(), "CPU the event fired on; -1 when the format has no CPU column"),
+    _f("kind", pa.string(), "one of: " + ", ".join(EVENT_KINDS)),
+    _f("addr", pa.uint64(), "bytes (virtual address): fault address; mmap result address; munmap/madvise/mprotect/mremap start; brk: the requested break"),
+    _f("len", pa.uint64(), "bytes: length of the range (mmap/munmap/madvise/mprotect; mremap old_len); 0 where meaningless"),
+    _f("prot", pa.int32(), "PROT_* bits (mmap, mprotect); -1 otherwise"),
+    _f("flags", pa.int64(), "MAP_* flags (mmap) or MREMAP_* flags (mremap); -1 otherwise"),
+    _f("fd", pa.int32(), "file descriptor of mmap (-1 for anonymous)"),
+    _f("pgoff", pa.uint64(), "bytes: file offset of mmap"),
+    _f("advice", pa.int32(), "MADV_* value (madvise); -1 otherwise"),
+    _f("error_code", pa.int32(), "x86 page-fault error code (bit 0 present, 1 write, 2 user, 4 instruction fetch); -1 for non-faults"),
+    _f("ip", pa.uint64(), "bytes (address): instruction pointer of the fault; 0 when unknown"),
+    _f("user_mode", pa.bool_(), "fault: True for page_fault_user, False for page_fault_kernel (kernel touching a user address)"),
+    _f("new_addr", pa.uint64(), "bytes (address): mremap result address (the new_addr argument when the call failed)"),
+    _f("new_len", pa.uint64(), "bytes: mremap new_len"),
+    _f("ret", pa.int64(), "syscall return value (negative errno on failure; mmap/mremap address; brk: the new break); 0 for faults"),
+    _f("child_pid", pa.int32(), "fork/clone: pid (fork) or tid (clone) of the new task; -1 otherwise"),
+    _f("failed", pa.bool_(), "syscall returned an error: kept for the record, never applied by the replayer"),
+    _f("unfinished", pa.bool_(), "sys_enter seen but no sys_exit before the capture ended (applied with its arguments when safe; see docs)"),
+    _f("comm", pa.string(), "command name for fork/exec/exit events (null otherwise)", nullable=True),
+]))
+
+TRUTH = Artifact("truth", 1, pa.schema([
+    _f("t_ns", pa.int64(), "sample time in ns, CLOCK_MONOTONIC (same clock as the capture)"),
+    _f("pid", pa.int32(), "process id whose /proc/PID/status was read"),
+    _f("vmsize_bytes", pa.int64(), "bytes: VmSize"),
+    _f("vmrss_bytes", pa.int64(), "bytes: VmRSS"),
+    _f("rss_anon_bytes", pa.int64(), "bytes: RssAnon"),
+    _f("rss_file_bytes", pa.int64(), "bytes: RssFile"),
+    _f("rss_shmem_bytes", pa.int64(), "bytes: RssShmem"),
+    _f("vmpte_bytes", pa.int64(), "bytes: VmPTE (PTE + PMD + PUD tables, 4 KiB each)"),
+]))
+
+CAPTURE = Artifact("capture", 1, pa.schema([
+    _f("trace_id", pa.string(), "stable identifier of the capture (directory or file stem)"),
+    _f("host", pa.string(), "hostname of the traced machine"),
+    _f("kernel_release", pa.string(), "uname -r"),
+    _f("arch", pa.string(), "uname -m (only x86_64 is replayed)"),
+    _f("page_size_bytes", pa.int32(), "bytes: base page size"),
+    _f("paging_levels", pa.int32(), "4, or 5 when la57 is active"),
+    _f("thp_mode", pa.string(), "transparent_hugepage/enabled at capture time: always, madvise, never (empty when unknown)"),
+    _f("pt_reclaim", pa.string(), "CONFIG_PT_RECLAIM: 'y', 'n' or 'unknown'"),
+    _f("clock", pa.string(), "clock of t_ns: 'CLOCK_MONOTONIC', 'perf' (perf_clock), 'local', ..."),
+    _f("perf_version", pa.string(), "perf --version of the recorder (empty when not perf)"),
+    _f("command_line", pa.string(), "command line that produced the capture"),
+    _f("source_format", pa.string(), "perf.data, perf-script, ftrace, trace-cmd, synthetic"),
+    _f("lost_events", pa.int64(), "events the tracer reported lost (LOST records, ftrace LOST/overrun)"),
+    _f("lost_samples", pa.int64(), "LOST_SAMPLES count (perf)"),
+    _f("synthetic", pa.bool_(), "True for streams made by a generator, never for a real capture"),
+    _f("start_ns", pa.int64(), "ns on the capture clock: first event time"),
+    _f("end_ns", pa.int64(), "ns on the capture clock: last event time"),
+]))
+
+_COUNTS = [
+    ("virt_bytes", "bytes: VIRT (sum of VMA sizes, as VmSize)"),
+    ("rss_bytes", "bytes: RES (rss_anon + rss_file + rss_shmem)"),
+    ("rss_anon_bytes", "bytes: anonymous resident pages"),
+    ("rss_file_bytes", "bytes: file-backed and shmem resident pages"),
+    ("vmpte_bytes", "bytes: VmPTE (4 KiB x (PTE + PMD + PUD tables))"),
+    ("pte_tables", "count: live PTE tables"),
+    ("pmd_tables", "count: live PMD tables"),
+    ("pud_tables", "count: live PUD tables"),
+    ("empty_pte_tables", "count: live PTE tables with no present entry"),
+]
+
+TIMESERIES = Artifact("timeseries", 1, pa.schema(
+    [
+        _f("trace_id", pa.string(), "capture identifier"),
+        _f("pid", pa.int32(), "process id"),
+        _f("policy", pa.string(), "reclaim policy spec, e.g. none, pt_reclaim, scan:1s"),
+        _f("t_ns", pa.int64(), "ns on the capture clock: state after the last event at or before t_ns"),
+    ]
+    + [_f(n, pa.int64(), d) for n, d in _COUNTS]
+))
+
+SUMMARY = Artifact("summary", 1, pa.schema([
+    _f("trace_id", pa.string(), "capture identifier"),
+    _f("pid", pa.int32(), "process id"),
+    _f("comm", pa.string(), "command name (last seen)"),
+    _f("policy", pa.string(), "reclaim policy spec"),
+    _f("start_ns", pa.int64(), "ns: first event of the address space"),
+    _f("end_ns", pa.int64(), "ns: teardown or trace end"),
+    _f("final_virt_bytes", pa.int64(), "bytes: VIRT just before teardown (or at trace end)"),
+    _f("final_rss_bytes", pa.int64(), "bytes: RES just before teardown (or at trace end)"),
+    _f("final_vmpte_bytes", pa.int64(), "bytes: VmPTE just before teardown (or at trace end)"),
+    _f("peak_virt_bytes", pa.int64(), "bytes: maximum VIRT"),
+    _f("peak_rss_bytes", pa.int64(), "bytes: maximum RES"),
+    _f("peak_vmpte_bytes", pa.int64(), "bytes: maximum VmPTE"),
+    _f("mean_vmpte_bytes", pa.float64(), "bytes: time-weighted mean VmPTE over [start_ns, end_ns]"),
+    _f("ideal_pte_bytes", pa.int64(), "bytes: tables needed to map the final resident pages (distinct 2 MiB regions with a present PTE, plus their PMD/PUD tables)"),
+    _f("empty_pte_tables_final", pa.int64(), "count: empty PTE tables at the final instant"),
+    _f("pte_tables_allocated", pa.int64(), "count: PTE tables allocated"),
+    _f("pte_tables_freed", pa.int64(), "count: PTE tables freed (any cause)"),
+    _f("refaults", pa.int64(), "count: PTE tables re-allocated for a 2 MiB region freed less than 1 s earlier"),
+    _f("scan_entries", pa.int64(), "count: PTE entries a scanner policy examined"),
+    _f("extra_atomics", pa.int64(), "count: extra atomic operations (2 per PTE map/unmap for refcount-like policies)"),
+    _f("vmpte_saved_bytes", pa.int64(), "bytes: final VmPTE under `none` minus this policy's"),
+    _f("vmpte_saved_pct", pa.float64(), "percent: vmpte_saved_bytes / final VmPTE under `none` x 100"),
+    _f("events", pa.int64(), "count: events applied to this address space"),
+]))
+
+ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY)}
+
+
+def conform(table: pa.Table, artifact: Artifact, source: str = "<table>") -> pa.Table:
+    """Return `table` with exactly `artifact`'s columns in order, or raise SchemaError.
+
+    Missing, extra and mistyped columns are all named in one message.  Only
+    lossless differences are tolerated: column order, and dictionary- or
+    large-string encodings of string columns (which are cast back).
+    """
+    want = artifact.schema
+    have = {f.name: f.type for f in table.schema}
+    missing = [n for n in want.names if n not in have]
+    extra = [n for n in have if n not in want.names]
+    wrong = []
+    columns = []
+    for field in want:
+        if field.name not in have:
+            continue
+        col = table.column(field.name)
+        if col.type != field.type:
+            if _lossless(col.type, field.type):
+                col = col.cast(field.type)
+            else:
+                wrong.append(f"{field.name} is {col.type}, expected {field.type}")
+                continue
+        if not field.nullable and col.null_count:
+            wrong.append(f"{field.name} has {col.null_count} nulls, expected none")
+        columns.append(col)
+    problems = []
+    if missing:
+        problems.append("missing column(s) " + ", ".join(missing))
+    if extra:
+        problems.append("extra column(s) " + ", ".join(extra))
+    if wrong:
+        problems.append("; ".join(wrong))
+    if problems:
+        raise SchemaError(f"{source}: not a valid {artifact.tag} table: " + "; ".join(problems))
+    return pa.Table.from_arrays(columns, schema=want)
+
+
+def _lossless(have: pa.DataType, want: pa.DataType) -> bool:
+    if pa.types.is_dictionary(have):
+        have = have.value_type
+    return pa.types.is_string(want) and (pa.types.is_string(have) or pa.types.is_large_string(have))
+
+
+def schema_metadata(artifact: Artifact, capture: dict | None = None) -> dict[bytes, bytes]:
+    """Key-value metadata stored in every Parquet file of `artifact`."""
+    meta = {SCHEMA_KEY: artifact.tag.encode()}
+    if capture is not None:
+        meta[CAPTURE_KEY] = json.dumps(capture, sort_keys=True).encode()
+    return meta
+
+
+def empty(artifact: Artifact) -> pa.Table:
+    return artifact.schema.empty_table()
+
+
+def describe(artifact: Artifact) -> str:
+    """Human-readable field list (name, type, doc): used by `ptreplay schema`."""
+    lines = [f"{artifact.tag}"]
+    for f in artifact.schema:
+        lines.append(f"  {f.name:<24} {str(f.type):<8} {f.metadata[b'doc'].decode()}")
+    return "\n".join(lines)
