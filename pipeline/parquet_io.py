@@ -107,7 +107,7 @@ def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None)
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise SchemaError(f"{path}: not a readable Parquet file ({_short(e)})") from None
-    tag = (pf.schema_arrow.metadata or {}).get(SCHEMA_KEY, b"").decode()
+    tag = (pf.metadata.metadata or {}).get(SCHEMA_KEY, b"").decode()
     if tag and tag.split("/")[0] != artifact.name:
         raise SchemaError(f"{path}: holds a {tag} table, expected {artifact.tag}")
     table = pf.read()
@@ -119,7 +119,7 @@ def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None)
 
 def read_capture(path: Path) -> dict:
     """The capture metadata stored in a Parquet file's key-value metadata ({} if none)."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = pq.read_metadata(path).metadata or {}
     raw = meta.get(CAPTURE_KEY)
     return json.loads(raw) if raw else {}
 

@@ -54,7 +54,7 @@ EVENT_KINDS = (
 )
 
 EVENTS = Artifact("events", 1, pa.schema([
-    _f("t_ns", pa.int64(), "event time in ns on the capture's own clock (CLOCK_MONOTONIC for `ptreplay record`); never rebased. Syscalls carry their sys_enter time"),
+    _f("t_ns", pa.int64(), "event time in ns on the capture's own clock (CLOCK_MONOTONIC for `ptreplay record`); never rebased. Syscalls carry their sys_exit time (effect complete, result known)"),
     _f("pid", pa.int32(), "thread-group id (process id); -1 when it cannot be known"),
     _f("tid", pa.int32(), "thread id"),
     _f("cpu", pa.int32(), "CPU the event fired on; -1 when the format has no CPU column"),
@@ -72,6 +72,8 @@ EVENTS = Artifact("events", 1, pa.schema([
     _f("new_addr", pa.uint64(), "bytes (address): mremap result address (the new_addr argument when the call failed)"),
     _f("new_len", pa.uint64(), "bytes: mremap new_len"),
     _f("ret", pa.int64(), "syscall return value (negative errno on failure; mmap/mremap address; brk: the new break); 0 for faults"),
+    _f("dur_ns", pa.int64(), "ns: syscall duration (sys_exit - sys_enter); 0 for other events and unfinished calls"),
+    _f("req_addr", pa.uint64(), "bytes (address): mmap's requested address argument (the hint or MAP_FIXED target)"),
     _f("child_pid", pa.int32(), "fork/clone: pid (fork) or tid (clone) of the new task; -1 otherwise"),
     _f("failed", pa.bool_(), "syscall returned an error: kept for the record, never applied by the replayer"),
     _f("unfinished", pa.bool_(), "sys_enter seen but no sys_exit before the capture ended (applied with its arguments when safe; see docs)"),

@@ -1,0 +1,181 @@
+"""Ingestion: captures (any supported format) -> one time-ordered `events` Parquet file.
+
+    capture file(s) --formats.detect--> reader.read --raw batches--> Normalizer
+        --events batches--> merge by time --> StreamWriter (atomic) -> EVENTS.parquet
+
+A `ptreplay record` directory is accepted as an input: its perf.data is read
+and its capture.parquet sidecar supplies the machine metadata.  The capture
+metadata travels in the Parquet key-value metadata (see `schemas`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.errors import TraceFormatError
+from pipeline.formats import detect, open_binary
+from pipeline.normalize import Normalizer
+from pipeline.parquet_io import StreamWriter, check_writable, read_table
+from pipeline.progress import progress, warn
+from schemas import CAPTURE, EVENTS
+
+X86_64 = ("x86_64", "amd64", "x86-64")
+
+
+def resolve_input(path: Path) -> tuple[Path, dict]:
+    """The capture file to read for `path` and any sidecar metadata next to it.
+
+    A `ptreplay record` directory (perf.data + capture.parquet) resolves to its
+    perf.data with the sidecar's row as metadata.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TraceFormatError(f"{path}: no such file or directory")
+    sidecar = {}
+    if path.is_dir() and (path / "perf.data").exists():
+        cap = path / "capture.parquet"
+        if cap.exists():
+            sidecar = read_table(cap, CAPTURE).to_pylist()[0]
+        sidecar.setdefault("trace_id", path.name)
+        return path / "perf.data", sidecar
+    return path, {"trace_id": path.stem if path.is_file() else path.name}
+
+
+def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Table], dict]:
+    """Decode and normalize one capture; returns (events batches, capture metadata).
+
+    The metadata dict is completed when the iterator is exhausted (lost-event
+    counts and normalization statistics are known only then).
+    """
+    file, meta = resolve_input(path)
+    reader = detect(file)
+    kwargs = {"allow_sampled": allow_sampled} if reader.NAME == "perf.data" else {}
+    capture = reader.read(file, open_binary, **kwargs)
+    meta = {**_capture_defaults(), **meta}
+    meta["source_format"] = reader.NAME
+    levels = int(meta.get("paging_levels") or 4)
+    norm = Normalizer(paging_levels=levels)
+
+    def batches() -> Iterator[pa.Table]:
+        faults = 0
+        first = last = None
+        for raw in capture.batches:
+            ev = norm.push(raw)
+            if ev.num_rows:
+                faults += int(np.count_nonzero(ev.column("kind").to_numpy(zero_copy_only=False) == "fault"))
+                first = ev.column("t_ns")[0].as_py() if first is None else first
+                last = ev.column("t_ns")[-1].as_py()
+                yield ev
+        tail = norm.finish()
+        if tail.num_rows:
+            last = max(last or 0, tail.column("t_ns").to_numpy().max())
+            yield tail
+        _merge_reader_meta(meta, capture.meta, file)
+        meta["normalize"] = norm.stats.as_dict()
+        meta["start_ns"] = int(first or 0)
+        meta["end_ns"] = int(last or 0)
+        if faults == 0:
+            raise TraceFormatError(
+                f"{file}: no page-fault events found: record exceptions:page_fault_user and "
+                f"exceptions:page_fault_kernel (use `ptreplay record`)")
+
+    return batches(), meta
+
+
+def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled: bool = False) -> Path:
+    """Ingest one or more captures into `output` (events Parquet), merged in time order."""
+    output = Path(output)
+    check_writable(output, force)
+    streams, metas = [], []
+    for p in inputs:
+        it, meta = read_events(Path(p), allow_sampled)
+        streams.append(it)
+        metas.append(meta)
+    with StreamWriter(output, EVENTS, capture=None, force=force) as w, \
+            progress(f"ingest {output.name}", unit="events") as advance:
+        for batch in merge_sorted(streams):
+            w.write(batch)
+            advance(batch.num_rows)
+        capture = _combine(metas)
+        w.set_capture(capture)
+    for m in metas:
+        if m.get("lost_events") or m.get("lost_samples"):
+            warn(f"{m.get('trace_id')}: the tracer lost {m.get('lost_events', 0)} events and "
+                 f"{m.get('lost_samples', 0)} samples; replay results undercount (see capture metadata)")
+    return output
+
+
+def merge_sorted(streams: list[Iterator[pa.Table]]) -> Iterator[pa.Table]:
+    """Merge event batch streams, each sorted by t_ns, into one sorted stream.
+
+    Rows are released up to the smallest 'latest time seen' among the streams
+    still open, so memory stays at about one batch per stream.
+    """
+    if len(streams) == 1:
+        yield from streams[0]
+        return
+    buffers = [[] for _ in streams]
+    latest = [-(1 << 63)] * len(streams)
+    open_ = set(range(len(streams)))
+    while open_:
+        for i in list(open_):
+            batch = next(streams[i], None)
+            if batch is None:
+                open_.discard(i)
+            elif batch.num_rows:
+                buffers[i].append(batch)
+                latest[i] = batch.column("t_ns")[-1].as_py()
+        mark = min((latest[i] for i in open_), default=None)
+        ready = []
+        for i, bufs in enumerate(buffers):
+            if not bufs:
+                continue
+            t = pa.concat_tables(bufs)
+            ts = t.column("t_ns").to_numpy()
+            cut = len(ts) if mark is None else int(np.searchsorted(ts, mark, side="right"))
+            ready.append(t.slice(0, cut))
+            buffers[i] = [t.slice(cut)] if cut < len(ts) else []
+        if ready:
+            merged = pa.concat_tables(ready)
+            if merged.num_rows:
+                yield merged.take(pa.array(np.argsort(merged.column("t_ns").to_numpy(), kind="stable")))
+
+
+def _capture_defaults() -> dict:
+    return {"trace_id": "", "host": "", "kernel_release": "", "arch": "", "page_size_bytes": 4096,
+            "paging_levels": 4, "thp_mode": "", "pt_reclaim": "unknown", "clock": "", "perf_version": "",
+            "command_line": "", "source_format": "", "lost_events": 0, "lost_samples": 0,
+            "synthetic": False, "start_ns": 0, "end_ns": 0}
+
+
+def _merge_reader_meta(meta: dict, reader_meta: dict, file: Path) -> None:
+    """Fold what the capture itself says into `meta`; the sidecar wins where the reader is silent."""
+    for key, value in reader_meta.items():
+        if key in ("lost_events", "lost_samples"):
+            meta[key] = int(value or 0)
+        elif value not in (None, "", [], {}) and not meta.get(key):
+            meta[key] = value
+        elif key not in meta:
+            meta[key] = value
+    arch = str(meta.get("arch") or "")
+    if arch and arch not in X86_64:
+        raise TraceFormatError(f"{file}: capture is from a {arch} machine; only x86_64 page tables are modelled")
+    for w in reader_meta.get("warnings", []) or []:
+        warn(f"{file}: {w}")
+
+
+def _combine(metas: list[dict]) -> dict:
+    """One capture dict for a merged output: the first input's, with summed losses."""
+    if len(metas) == 1:
+        return metas[0]
+    out = dict(metas[0])
+    out["trace_id"] = "+".join(m.get("trace_id", "") for m in metas)
+    out["lost_events"] = sum(int(m.get("lost_events") or 0) for m in metas)
+    out["lost_samples"] = sum(int(m.get("lost_samples") or 0) for m in metas)
+    out["start_ns"] = min(m.get("start_ns", 0) for m in metas)
+    out["end_ns"] = max(m.get("end_ns", 0) for m in metas)
+    out["inputs"] = metas
+    return out

@@ -1,0 +1,416 @@
+"""One normalization for every reader: raw tracepoint records -> `events` rows.
+
+Readers (pipeline/formats/) only decode; everything that gives the records a
+meaning happens here, identically for perf.data, perf script, ftrace and
+trace-cmd input:
+
+* **syscalls** are paired per thread: a ``sys_enter_X`` is closed by the next
+  record of the same thread if that is ``sys_exit_X``.  The event is stamped
+  with the *exit* time (its effect is complete and its result known; the
+  duration is kept in ``dur_ns``).  Failed calls (negative return) are kept
+  with ``failed=True`` and never applied.  An enter followed by anything else
+  on its thread lost its exit: it is kept with ``unfinished=True``; so is an
+  enter still open when the capture ends.  An exit without an enter (the
+  capture began inside the call) is dropped and counted.
+* **faults** on kernel addresses are dropped; kernel-mode faults on user
+  addresses (``page_fault_kernel``, e.g. execve loading the ELF image or
+  copy_to_user into a fresh buffer) are kept with ``user_mode=False``.
+* **pid** is the thread-group id: taken from the record when the format has it
+  (perf's TID field, ftrace's record-tgid), otherwise from what earlier records
+  said about that thread (perf FORK records, clone events, ftrace tgid
+  columns).  A thread never seen with its tgid is assumed to be a group leader
+  (pid = tid); the count of such rows is reported (`assumed_tgid_rows`).
+* **fork/clone**: ``sched_process_fork`` is a ``fork`` when the child is a new
+  thread group and a ``clone`` (new thread) when it joins the parent's group;
+  perf FORK records (pid != tid) or later sightings of the child decide.
+  Without either, the child is taken to be a new process.
+* **exec**: the new address space exists before ``sched_process_exec`` fires
+  (exec_binprm loads the ELF image with kernel-mode faults first), so the
+  ``exec`` event is moved back to the first of the kernel-mode faults that
+  immediately precede it on the same thread.  An ``exit_mmap`` directly
+  before that run is the old mm's teardown inside exec and is dropped.
+* **exit** (teardown of the address space): at ``mmap:exit_mmap`` when the
+  capture has it, else when the last known thread of the group passes
+  ``sched_process_exit``; failing both, at the end of the capture for a group
+  that called exit_group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from schemas import EVENTS
+
+USER_LIMIT_4LEVEL = 1 << 47
+USER_LIMIT_5LEVEL = 1 << 56
+
+# Syscalls whose enter/exit pairs become events, and the event kind they map to.
+SYSCALLS = {
+    "mmap": "mmap", "munmap": "munmap", "mremap": "mremap", "brk": "brk",
+    "mprotect": "mprotect", "madvise": "madvise", "process_madvise": "madvise",
+}
+
+
+@dataclass
+class Stats:
+    """Counts of everything normalization dropped or guessed (goes into capture metadata)."""
+    kernel_address_faults_dropped: int = 0
+    orphan_exits_dropped: int = 0
+    lost_exit_syscalls: int = 0
+    unfinished_syscalls: int = 0
+    assumed_tgid_rows: int = 0
+    other_records_dropped: int = 0
+    process_madvise_other_mm: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Pending:
+    """A sys_enter waiting for its exit (carried across batches)."""
+    t_ns: int
+    seq: int
+    pid: int
+    tid: int
+    cpu: int
+    name: str
+    args: tuple
+
+
+@dataclass
+class Normalizer:
+    """Streaming normalizer: push() raw batches in time order, then finish().
+
+    Memory is bounded by the batch size plus per-thread state (open syscalls,
+    thread -> group map, live threads per group).
+    """
+    paging_levels: int = 4
+    stats: Stats = field(default_factory=Stats)
+    _tgid: dict = field(default_factory=dict)        # tid -> tgid
+    _threads: dict = field(default_factory=dict)     # tgid -> set of live tids
+    _pending: dict = field(default_factory=dict)     # tid -> _Pending
+    _exited: set = field(default_factory=set)        # tgids whose mm was torn down
+    _exit_group: dict = field(default_factory=dict)  # tgid -> (t_ns, seq, tid, cpu) of exit_group
+    _comm: dict = field(default_factory=dict)        # tgid -> comm
+    _last_t: int = -(1 << 62)
+    _has_exit_mmap: bool = False
+
+    @property
+    def user_limit(self) -> int:
+        return USER_LIMIT_5LEVEL if self.paging_levels == 5 else USER_LIMIT_4LEVEL
+
+    # ------------------------------------------------------------------ batches
+    def push(self, raw: pa.Table) -> pa.Table:
+        """Normalize one raw batch (sorted by t_ns, seq); returns events rows."""
+        if raw.num_rows == 0:
+            return EVENTS.schema.empty_table()
+        cols = {name: raw.column(name).to_numpy(zero_copy_only=False) for name in
+                ("t_ns", "pid", "tid", "cpu", "a0", "a1", "a2", "a3", "a4", "a5", "ret", "seq")}
+        cols["pid"] = cols["pid"].copy()  # filled in below for formats without tgids
+        enc = raw.column("event").combine_chunks().dictionary_encode()
+        names = [str(x) for x in enc.dictionary.to_pylist()]
+        code = enc.indices.to_numpy(zero_copy_only=False)
+        comm = raw.column("comm")
+
+        self._learn_tgids(cols, names, code)
+        parts = [self._faults(cols, names, code)]
+        parts.append(self._syscalls(cols, names, code))
+        parts.append(self._lifecycle(cols, names, code, comm))
+        out = _concat(parts)
+        if len(out["t_ns"]):
+            self._last_t = max(self._last_t, int(out["t_ns"].max()))
+        return move_exec_before_loader_faults(_to_table(out))
+
+    def finish(self) -> pa.Table:
+        """Close the stream: open syscalls become unfinished, exit_group-only groups exit."""
+        rows = []
+        for p in sorted(self._pending.values(), key=lambda p: (p.t_ns, p.seq)):
+            rows.append(self._syscall_row(p, ret=0, t_exit=None, unfinished=True))
+            self.stats.unfinished_syscalls += 1
+        self._pending.clear()
+        for tgid, (t, seq, tid, cpu) in sorted(self._exit_group.items()):
+            if tgid not in self._exited:
+                rows.append(_row(max(t, self._last_t), seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
+                self._exited.add(tgid)
+        return _rows_table(rows)
+
+    # ------------------------------------------------------------- tgid tracking
+    def _learn_tgids(self, c, names, code) -> None:
+        """Remember tid -> tgid from every record that states it, and from perf FORK records."""
+        known = c["pid"] >= 0
+        if known.any():
+            tids, first = np.unique(c["tid"][known], return_index=True)
+            for tid, pid in zip(tids.tolist(), c["pid"][known][first].tolist()):
+                self._tgid[tid] = pid
+                self._threads.setdefault(pid, set()).add(tid)
+        for i in _rows_of(names, code, "perf_fork"):
+            pid, tid = int(c["a0"][i]), int(c["a1"][i])
+            self._tgid[tid] = pid
+            self._threads.setdefault(pid, set()).add(tid)
+        missing = ~known
+        if missing.any():
+            tids = c["tid"][missing]
+            c["pid"][missing] = [self._tgid.get(t, -1) for t in tids.tolist()]
+            still = c["pid"] < 0
+            if still.any():
+                self.stats.assumed_tgid_rows += int(still.sum())
+                c["pid"][still] = c["tid"][still]
+                for t in np.unique(c["tid"][still]).tolist():
+                    self._threads.setdefault(t, set()).add(t)
+
+    # -------------------------------------------------------------------- faults
+    def _faults(self, c, names, code) -> dict:
+        """page_fault_user / page_fault_kernel -> `fault` rows (user addresses only)."""
+        user_codes = [i for i, n in enumerate(names) if n == "page_fault_user"]
+        kern_codes = [i for i, n in enumerate(names) if n == "page_fault_kernel"]
+        is_fault = np.isin(code, user_codes + kern_codes)
+        idx = np.flatnonzero(is_fault)
+        addr = c["a0"][idx]
+        ok = addr < self.user_limit
+        self.stats.kernel_address_faults_dropped += int((~ok).sum())
+        idx = idx[ok]
+        n = len(idx)
+        out = _blank(n)
+        out["t_ns"] = c["t_ns"][idx]
+        out["seq"] = c["seq"][idx].astype(np.float64)
+        out["pid"] = c["pid"][idx]
+        out["tid"] = c["tid"][idx]
+        out["cpu"] = c["cpu"][idx]
+        out["kind"] = np.full(n, "fault", dtype=object)
+        out["addr"] = c["a0"][idx]
+        out["ip"] = c["a1"][idx]
+        out["error_code"] = c["a2"][idx].astype(np.int32)
+        out["user_mode"] = np.isin(code[idx], user_codes)
+        return out
+
+    # ------------------------------------------------------------------ syscalls
+    def _syscalls(self, c, names, code) -> dict:
+        """Pair sys_enter/sys_exit per thread (including pairs split across batches)."""
+        sys_codes = {i: n for i, n in enumerate(names)
+                     if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
+                        (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
+        idx = np.flatnonzero(np.isin(code, list(sys_codes)))
+        if not len(idx) and not self._pending:
+            return _blank(0)
+        order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
+        rows = []
+        for i in order.tolist():  # syscalls are few next to faults; pairing needs per-thread state
+            name = sys_codes[int(code[i])]
+            tid = int(c["tid"][i])
+            pid, t, seq, cpu = int(c["pid"][i]), int(c["t_ns"][i]), int(c["seq"][i]), int(c["cpu"][i])
+            if name == "sys_enter_exit_group":
+                self._close_lost(tid, rows)
+                self._exit_group.setdefault(pid, (t, seq, tid, cpu))
+                continue
+            if name.startswith("sys_enter_"):
+                self._close_lost(tid, rows)
+                args = tuple(int(c[f"a{k}"][i]) for k in range(6))
+                self._pending[tid] = _Pending(t, seq, pid, tid, cpu, name[10:], args)
+                continue
+            p = self._pending.pop(tid, None)
+            if p is None or p.name != name[9:]:
+                if p is not None:
+                    self._pending[tid] = p
+                    self._close_lost(tid, rows)
+                self.stats.orphan_exits_dropped += 1
+                continue
+            rows.append(self._syscall_row(p, ret=int(c["ret"][i]), t_exit=t, unfinished=False, seq_exit=seq))
+        return _rows_dict(rows)
+
+    def _close_lost(self, tid: int, rows: list) -> None:
+        """An open enter on `tid` followed by another syscall lost its exit."""
+        p = self._pending.pop(tid, None)
+        if p is not None:
+            self.stats.lost_exit_syscalls += 1
+            rows.append(self._syscall_row(p, ret=0, t_exit=None, unfinished=True))
+
+    def _syscall_row(self, p: _Pending, ret: int, t_exit: int | None, unfinished: bool, seq_exit: int | None = None) -> dict:
+        a = p.args
+        kind = SYSCALLS[p.name]
+        t = t_exit if t_exit is not None else p.t_ns
+        row = _row(t, seq_exit if seq_exit is not None else p.seq, p.pid, p.tid, p.cpu, kind)
+        row.update(ret=ret, failed=(not unfinished and ret < 0), unfinished=unfinished,
+                   dur_ns=(t_exit - p.t_ns) if t_exit is not None else 0)
+        if kind == "mmap":
+            row.update(addr=ret if (ret >= 0 and not unfinished) else a[0], len=a[1], prot=_s32(a[2]),
+                       flags=_s64(a[3]), fd=_s32(a[4]), pgoff=a[5], req_addr=a[0])
+        elif kind == "mremap":
+            row.update(addr=a[0], len=a[1], new_len=a[2], flags=_s64(a[3]),
+                       new_addr=ret if (ret >= 0 and not unfinished) else a[4])
+        elif kind == "brk":
+            row.update(addr=a[0])
+        elif kind == "mprotect":
+            row.update(addr=a[0], len=a[1], prot=_s32(a[2]))
+        elif kind == "madvise" and p.name == "madvise":
+            row.update(addr=a[0], len=a[1], advice=_s32(a[2]))
+        elif kind == "madvise":  # process_madvise(pidfd, iovec, vlen, advice, flags): ranges not visible
+            row.update(advice=_s32(a[3]), unfinished=True)
+            self.stats.process_madvise_other_mm += 1
+        else:  # munmap
+            row.update(addr=a[0], len=a[1])
+        return row
+
+    # ---------------------------------------------------------------- lifecycle
+    def _lifecycle(self, c, names, code, comm: pa.ChunkedArray) -> dict:
+        """fork/clone, exec and exit events from sched tracepoints and perf side-band records."""
+        wanted = {i: n for i, n in enumerate(names)
+                  if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
+                           "perf_comm")}
+        idx = np.flatnonzero(np.isin(code, list(wanted)))
+        rows = []
+        for i in idx.tolist():
+            name = wanted[int(code[i])]
+            pid, tid, t, seq, cpu = (int(c["pid"][i]), int(c["tid"][i]), int(c["t_ns"][i]),
+                                     int(c["seq"][i]), int(c["cpu"][i]))
+            text = comm[i].as_py()
+            if name == "perf_comm":
+                if text:
+                    self._comm[int(c["a0"][i])] = text
+            elif name == "sched_process_fork":
+                child = int(c["a0"][i])
+                child_group = self._tgid.get(child)
+                is_thread = child_group == pid and child != pid
+                self._tgid.setdefault(child, pid if is_thread else child)
+                group = self._tgid[child]
+                self._threads.setdefault(group, set()).add(child)
+                if group != pid:
+                    self._comm.setdefault(group, text or self._comm.get(pid))
+                rows.append(_row(t, seq, pid, tid, cpu, "fork" if group != pid else "clone",
+                                 child_pid=child, comm=text))
+            elif name == "sched_process_exec":
+                path = text or ""
+                self._comm[pid] = path.rsplit("/", 1)[-1][:15] if path else self._comm.get(pid)
+                self._exited.discard(pid)
+                rows.append(_row(t, seq, pid, tid, cpu, "exec", comm=path))
+            elif name == "exit_mmap":
+                self._has_exit_mmap = True
+                if pid not in self._exited:
+                    self._exited.add(pid)
+                    rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=self._comm.get(pid)))
+            else:  # sched_process_exit of one thread
+                live = self._threads.setdefault(pid, {tid})
+                live.discard(tid)
+                if not live and pid not in self._exited and not self._has_exit_mmap:
+                    self._exited.add(pid)
+                    rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=text or self._comm.get(pid)))
+        out = _rows_dict(rows)
+        return out
+
+
+def move_exec_before_loader_faults(events: pa.Table) -> pa.Table:
+    """Move each `exec` back to the first kernel-mode fault of the run just before it.
+
+    exec_binprm() installs the new mm and loads the ELF image (kernel-mode
+    faults in the *new* mm) before trace_sched_process_exec() fires; the
+    replayer must start the fresh address space before those faults.  Also
+    drops an `exit` of the same thread directly before that run (the old mm
+    torn down inside exec_mmap()).  Works on a whole, sorted table: execs are
+    rare, so this is a small loop over them.
+    """
+    kind = events.column("kind").to_numpy(zero_copy_only=False)
+    exec_rows = np.flatnonzero(kind == "exec")
+    if not len(exec_rows):
+        return events
+    tid = events.column("tid").to_numpy()
+    user = events.column("user_mode").to_numpy(zero_copy_only=False)
+    t = events.column("t_ns").to_numpy()
+    order = np.arange(events.num_rows)
+    drop = []
+    new_t = t.copy()
+    for e in exec_rows.tolist():
+        same = np.flatnonzero(tid[:e] == tid[e])
+        j = len(same) - 1
+        while j >= 0 and kind[same[j]] == "fault" and not user[same[j]]:
+            j -= 1
+        first = same[j + 1] if j + 1 < len(same) else e
+        if j >= 0 and kind[same[j]] == "exit":
+            drop.append(same[j])
+        if first != e:
+            new_t[e] = t[first]
+            order = np.insert(np.delete(order, np.flatnonzero(order == e)), np.flatnonzero(order == first)[0], e)
+    out = events.take(pa.array(order))
+    out = out.set_column(0, events.schema.field("t_ns"), pa.array(new_t[order], pa.int64()))
+    if drop:
+        keep = ~np.isin(order, drop)
+        out = out.filter(pa.array(keep))
+    return out
+
+
+# ---------------------------------------------------------------------- helpers
+_DEFAULTS = {
+    "t_ns": 0, "seq": 0.0, "pid": -1, "tid": -1, "cpu": -1, "kind": "", "addr": 0, "len": 0, "prot": -1,
+    "flags": -1, "fd": -1, "pgoff": 0, "advice": -1, "error_code": -1, "ip": 0, "user_mode": False,
+    "new_addr": 0, "new_len": 0, "ret": 0, "child_pid": -1, "failed": False, "unfinished": False,
+    "dur_ns": 0, "req_addr": 0, "comm": None,
+}
+_DTYPES = {
+    "t_ns": np.int64, "seq": np.float64, "pid": np.int32, "tid": np.int32, "cpu": np.int32, "kind": object,
+    "addr": np.uint64, "len": np.uint64, "prot": np.int32, "flags": np.int64, "fd": np.int32,
+    "pgoff": np.uint64, "advice": np.int32, "error_code": np.int32, "ip": np.uint64, "user_mode": bool,
+    "new_addr": np.uint64, "new_len": np.uint64, "ret": np.int64, "child_pid": np.int32, "failed": bool,
+    "unfinished": bool, "dur_ns": np.int64, "req_addr": np.uint64, "comm": object,
+}
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def _s64(v: int) -> int:
+    v &= 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _row(t, seq, pid, tid, cpu, kind, **kw) -> dict:
+    r = dict(_DEFAULTS)
+    r.update(t_ns=t, seq=float(seq), pid=pid, tid=tid, cpu=cpu, kind=kind)
+    r.update(kw)
+    return r
+
+
+def _rows_of(names, code, name) -> np.ndarray:
+    codes = [i for i, n in enumerate(names) if n == name]
+    return np.flatnonzero(np.isin(code, codes)) if codes else np.empty(0, np.int64)
+
+
+def _blank(n: int) -> dict:
+    out = {}
+    for k, dt in _DTYPES.items():
+        if dt is object:
+            out[k] = np.full(n, _DEFAULTS[k], dtype=object)
+        else:
+            out[k] = np.full(n, _DEFAULTS[k], dtype=dt)
+    return out
+
+
+def _rows_dict(rows: list[dict]) -> dict:
+    out = _blank(0)
+    if not rows:
+        return out
+    for k, dt in _DTYPES.items():
+        vals = [r[k] for r in rows]
+        if dt is np.uint64:
+            vals = [v & 0xFFFFFFFFFFFFFFFF for v in vals]
+        out[k] = np.array(vals, dtype=dt)
+    return out
+
+
+def _concat(parts: list[dict]) -> dict:
+    out = {k: np.concatenate([p[k] for p in parts]) for k in _DTYPES}
+    order = np.lexsort((out["seq"], out["t_ns"]))
+    return {k: v[order] for k, v in out.items()}
+
+
+def _to_table(out: dict) -> pa.Table:
+    arrays = []
+    for f in EVENTS.schema:
+        arrays.append(pa.array(out[f.name], type=f.type))
+    return pa.Table.from_arrays(arrays, schema=EVENTS.schema)
+
+
+def _rows_table(rows: list[dict]) -> pa.Table:
+    return _to_table(_rows_dict(rows)) if rows else EVENTS.schema.empty_table()

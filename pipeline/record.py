@@ -1,0 +1,545 @@
+"""`ptreplay record`: capture a workload with perf, plus the kernel's own truth.
+
+One recording directory holds everything the rest of the pipeline needs:
+
+==================  ==========================================================
+``perf.data``       perf record of every tracepoint the replayer uses
+                    (faults, mm syscalls, fork/exec/exit), CLOCK_MONOTONIC, zstd
+``truth.parquet``   /proc/PID/status of every traced process, sampled ~1 kHz
+                    on the same clock (TRUTH schema): what the replay must match
+``maps/``           PID.start.txt and PID.end.txt: /proc/PID/maps at first sight
+                    and the last successful read before the process died
+``pagemap.parquet`` ``-p`` only: present 4 KiB pages of the target at start
+                    (pid int32, addr uint64): the state the trace did not see
+``capture.parquet`` one CAPTURE row (host, kernel, THP, PT_RECLAIM, clock ...),
+``capture.json``    the same dict, human readable
+``command.txt``     the exact command line that was traced
+``record.json``     how the recording went: perf argv and exit status, root
+                    pid, pids sampled, achieved sampler rate
+==================  ==========================================================
+
+Why a /proc sampler: perf sees events, not VmPTE.  The sampled VmPTE is the
+oracle the replayer's `none`/`pt_reclaim` policies are checked against.
+
+The checks that can refuse a recording are small functions taking paths and
+values, so tests can trigger each refusal without changing the machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import RecordError
+from pipeline.machine import machine_info
+from pipeline.parquet_io import atomic_path, write_table
+from pipeline.progress import interactive, warn
+from schemas import CAPTURE, TRUTH
+
+# Tracepoints, as perf names them.  A missing REQUIRED one refuses the
+# recording (the replay would be wrong); a missing OPTIONAL one is skipped.
+REQUIRED_TRACEPOINTS = (
+    "exceptions:page_fault_user",
+    "exceptions:page_fault_kernel",
+    "syscalls:sys_enter_mmap", "syscalls:sys_exit_mmap",
+    "syscalls:sys_enter_munmap", "syscalls:sys_exit_munmap",
+    "syscalls:sys_enter_madvise", "syscalls:sys_exit_madvise",
+)
+OPTIONAL_TRACEPOINTS = (
+    "syscalls:sys_enter_mremap", "syscalls:sys_exit_mremap",
+    "syscalls:sys_enter_brk", "syscalls:sys_exit_brk",
+    "syscalls:sys_enter_mprotect", "syscalls:sys_exit_mprotect",
+    "syscalls:sys_enter_process_madvise", "syscalls:sys_exit_process_madvise",
+    "syscalls:sys_enter_exit_group",
+    "sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_exit",
+    "task:task_newtask",   # clone_flags: tells a CLONE_VM child (vfork, threads) from a fork
+    "mmap:exit_mmap",
+)
+
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+PARANOID_PATH = Path("/proc/sys/kernel/perf_event_paranoid")
+PROC = Path("/proc")
+
+# Files a previous `record` leaves in its directory; --force removes these only.
+OUTPUT_NAMES = ("perf.data", "perf.data.old", "truth.parquet", "capture.parquet", "capture.json",
+                "command.txt", "record.json", "pagemap.parquet", "maps")
+
+MAPS_INTERVAL_NS = 10_000_000        # re-read /proc/PID/maps every 10 ms to keep the "end" copy fresh
+PERF_STOP_TIMEOUT_S = 20.0           # after forwarding SIGINT, wait this long before killing perf
+PERF_EXEC_NAME = b"perf-exec"        # perf's forked child before it execs the command
+USER_ADDR_LIMIT = 1 << 63            # x86-64 kernel half starts here (vsyscall page lives above)
+
+
+@dataclass
+class RecordOptions:
+    """What `ptreplay record` was asked to do (see pipeline/cli.py)."""
+
+    out_dir: Path
+    command: list[str] | None = None
+    pid: int | None = None
+    duration_s: float | None = None
+    interval_ms: float = 1.0
+    force: bool = False
+    mmap_pages: str = "16M"
+    callgraph: bool = False
+
+
+# ---------------------------------------------------------------------------
+# Checks: each raises RecordError with one line, or returns what it found.
+
+def check_privileges(euid: int, paranoid_path: Path = PARANOID_PATH) -> None:
+    """Root may always record; anyone else needs perf_event_paranoid == -1.
+
+    Raw tracepoint samples (PERF_SAMPLE_RAW) are refused to unprivileged users
+    unless kernel.perf_event_paranoid is -1 (kernel: perf_trace_event_perm).
+    """
+    if euid == 0:
+        return
+    try:
+        paranoid = int(paranoid_path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        raise RecordError(f"not root (euid {euid}) and {paranoid_path} is unreadable: run as root") from None
+    if paranoid > -1:
+        raise RecordError(f"not root (euid {euid}) and kernel.perf_event_paranoid is {paranoid}: "
+                          "raw tracepoint samples need root or perf_event_paranoid=-1")
+
+
+def find_perf(path: str | None = None) -> str:
+    """Absolute path of `perf` on PATH (or on `path`)."""
+    perf = shutil.which("perf", path=path if path is not None else os.environ.get("PATH", ""))
+    if not perf:
+        raise RecordError("perf not found on PATH: install it (Debian: apt-get install linux-perf)")
+    return perf
+
+
+def find_tracefs(env: dict | None = None) -> Path:
+    """The tracefs mount (PTREPLAY_TRACEFS overrides; tests point it at a fake tree)."""
+    env = os.environ if env is None else env
+    candidates = [Path(env["PTREPLAY_TRACEFS"])] if env.get("PTREPLAY_TRACEFS") else TRACEFS_CANDIDATES
+    for c in candidates:
+        if (c / "events").is_dir():
+            return c
+    raise RecordError(f"tracefs not found at {candidates[0]}: mount it (mount -t tracefs nodev /sys/kernel/tracing)")
+
+
+def check_tracepoints(tracefs: Path, required=REQUIRED_TRACEPOINTS, optional=OPTIONAL_TRACEPOINTS) -> list[str]:
+    """The tracepoints to record: all required ones (else refuse) plus the optional ones present."""
+    def present(name: str) -> bool:
+        system, _, event = name.partition(":")
+        return (tracefs / "events" / system / event).is_dir()
+
+    missing = [t for t in required if not present(t)]
+    if missing:
+        raise RecordError(f"required tracepoint(s) unavailable in {tracefs}/events: {', '.join(missing)}")
+    return list(required) + [t for t in optional if present(t)]
+
+
+def check_pid(pid: int, proc: Path = PROC) -> None:
+    """The target must be alive and have a user address space."""
+    status = read_status(pid, proc)
+    if status is None:
+        raise RecordError(f"process {pid} not found (gone, or not visible in {proc})")
+    if status[1] is None:
+        raise RecordError(f"process {pid} has no user address space (kernel thread, or exited)")
+
+
+def prepare_out_dir(out_dir: Path, force: bool) -> Path:
+    """Create `out_dir`; refuse a non-empty one unless --force (then clear our old outputs)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RecordError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise RecordError(f"{out_dir}: directory is not empty (use --force to record over it)")
+        for name in OUTPUT_NAMES:
+            p = out_dir / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------
+# /proc readers: small, allocation-light, None when the process is gone.
+
+_STATUS_FIELDS = re.compile(rb"^(VmSize|VmRSS|RssAnon|RssFile|RssShmem|VmPTE):\s+(\d+) kB", re.M)
+_ORDER = (b"VmSize", b"VmRSS", b"RssAnon", b"RssFile", b"RssShmem", b"VmPTE")
+
+
+def parse_status(data: bytes) -> tuple[bytes, tuple[int, ...] | None]:
+    """(Name, sizes in bytes in TRUTH column order) from /proc/PID/status text.
+
+    Sizes are None when there is no VmPTE line: a zombie, a kernel thread, or
+    a task whose mm is already gone.
+    """
+    nl = data.find(b"\n")
+    name = data[data.find(b":") + 1:nl].strip()
+    kb = dict(_STATUS_FIELDS.findall(data))
+    if b"VmPTE" not in kb:
+        return name, None
+    return name, tuple(int(kb.get(k, 0)) * 1024 for k in _ORDER)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_status(pid: int, proc: Path = PROC):
+    """parse_status() of /proc/PID/status, or None when the pid does not exist."""
+    data = _read(f"{proc}/{pid}/status")
+    return None if data is None else parse_status(data)
+
+
+def children(pid: int, proc: Path = PROC) -> list[int]:
+    """Direct children of every thread of `pid` (/proc/PID/task/TID/children)."""
+    try:
+        tids = os.listdir(f"{proc}/{pid}/task")
+    except OSError:
+        return []
+    out = []
+    for tid in tids:
+        data = _read(f"{proc}/{pid}/task/{tid}/children")
+        if data:
+            out.extend(int(x) for x in data.split())
+    return out
+
+
+def read_maps(pid: int, proc: Path = PROC) -> str | None:
+    """/proc/PID/maps text, or None when gone or empty (the mm is already torn down)."""
+    data = _read(f"{proc}/{pid}/maps")
+    return data.decode(errors="replace") if data else None
+
+
+def present_pages(pid: int, maps: str, proc: Path = PROC, chunk_pages: int = 1 << 18) -> np.ndarray:
+    """Addresses (uint64) of the present 4 KiB pages of every VMA in `maps`.
+
+    /proc/PID/pagemap holds one u64 per virtual page; bit 63 = present.  Read
+    in chunks (2 MiB of entries) and test the bit with numpy, so a sparse
+    multi-GiB VMA costs a few large reads rather than a Python loop per page.
+    """
+    out = []
+    try:
+        fd = os.open(f"{proc}/{pid}/pagemap", os.O_RDONLY)
+    except OSError:
+        return np.empty(0, np.uint64)
+    try:
+        for line in maps.splitlines():
+            lo, _, hi = line.split(" ", 1)[0].partition("-")
+            start, end = int(lo, 16), int(hi, 16)
+            if start >= USER_ADDR_LIMIT:
+                continue
+            for base in range(start, end, chunk_pages << 12):
+                n = min(chunk_pages, (end - base) >> 12)
+                try:
+                    data = os.pread(fd, n * 8, (base >> 12) * 8)
+                except OSError:
+                    break
+                entries = np.frombuffer(data, dtype="<u8")
+                idx = np.flatnonzero(entries >> np.uint64(63)).astype(np.uint64)
+                out.append(np.uint64(base) + idx * np.uint64(4096))
+    finally:
+        os.close(fd)
+    return np.concatenate(out) if out else np.empty(0, np.uint64)
+
+
+# ---------------------------------------------------------------------------
+# The sampler.
+
+class Sampler(threading.Thread):
+    """Reads /proc/PID/status of a process tree every `interval_ns`, in a thread.
+
+    The tree is `top` (when `include_top`) and all its descendants, found each
+    tick through /proc/PID/task/*/children.  Processes once seen stay tracked
+    even if reparented; a pid is dropped for good when its status loses VmPTE
+    (it exited).  While a child is still perf's pre-exec fork (`perf-exec`) it
+    is not sampled: its address space is perf's, which the trace never sees.
+
+    Each row is stamped with CLOCK_MONOTONIC taken right after the read, so an
+    event the read already reflects always has an earlier perf timestamp.
+    """
+
+    def __init__(self, top: int, include_top: bool, interval_ns: int, proc: Path = PROC):
+        super().__init__(name="ptreplay-sampler", daemon=True)
+        self.top, self.include_top, self.interval_ns, self.proc = top, include_top, interval_ns, proc
+        self.rows: list[tuple] = []
+        self.first_pid: int | None = None    # the first process sampled: the command (or -p target)
+        self.maps_start: dict[int, str] = {}
+        self.maps_end: dict[int, str] = {}
+        self._maps_t: dict[int, int] = {}
+        self._tracked: list[int] = [top] if include_top else []
+        self._done: set[int] = set()
+        self._halt = threading.Event()
+        self.ticks = 0
+        self.t_first = self.t_last = 0
+        self.max_gap_ns = 0
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        next_t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        while not self._halt.is_set():
+            self.tick()
+            next_t += self.interval_ns
+            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            if next_t > now:
+                time.sleep((next_t - now) / 1e9)
+            else:
+                next_t = now        # fell behind: do not burst to catch up
+        self.tick()                 # one last look after the recorder stopped
+
+    def _discover(self) -> list[int]:
+        """Alive tracked pids plus any new descendants (breadth first, this tick)."""
+        known = set(self._tracked)
+        queue = [self.top] + [p for p in self._tracked if p not in self._done and p != self.top]
+        while queue:
+            p = queue.pop()
+            for c in children(p, self.proc):
+                if c not in known:
+                    known.add(c)
+                    self._tracked.append(c)
+                    queue.append(c)
+        return [p for p in self._tracked if p not in self._done]
+
+    def tick(self) -> None:
+        now = 0
+        for pid in self._discover():
+            data = _read(f"{self.proc}/{pid}/status")
+            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            if data is None:
+                self._done.add(pid)
+                continue
+            name, sizes = parse_status(data)
+            if sizes is None:
+                self._done.add(pid)
+                continue
+            if name == PERF_EXEC_NAME:
+                continue
+            self.rows.append((now, pid) + sizes)
+            if self.first_pid is None:
+                self.first_pid = pid
+            if now - self._maps_t.get(pid, 0) >= MAPS_INTERVAL_NS:
+                self._maps_t[pid] = now
+                maps = read_maps(pid, self.proc)
+                if maps:
+                    self.maps_start.setdefault(pid, maps)
+                    self.maps_end[pid] = maps
+        now = now or time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        if self.ticks:
+            self.max_gap_ns = max(self.max_gap_ns, now - self.t_last)
+        else:
+            self.t_first = now
+        self.t_last = now
+        self.ticks += 1
+
+    def rate_hz(self) -> float:
+        """Achieved ticks per second over the sampler's life."""
+        span = self.t_last - self.t_first
+        return (self.ticks - 1) / span * 1e9 if span > 0 else 0.0
+
+    def pids(self) -> list[int]:
+        return sorted({r[1] for r in self.rows})
+
+    def truth_table(self) -> pa.Table:
+        cols = list(zip(*self.rows)) if self.rows else [()] * 8
+        names = TRUTH.schema.names
+        arrays = [pa.array(cols[0], pa.int64()), pa.array(cols[1], pa.int32())]
+        arrays += [pa.array(c, pa.int64()) for c in cols[2:]]
+        return pa.Table.from_arrays(arrays, names=names)
+
+
+# ---------------------------------------------------------------------------
+# Recording.
+
+def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOptions) -> list[str]:
+    """perf record command line: CLOCK_MONOTONIC, zstd, large buffers, inherit (default)."""
+    argv = [perf, "record", "-k", "CLOCK_MONOTONIC", "-z", "-m", str(opts.mmap_pages)]
+    for t in tracepoints:
+        argv += ["-e", t]
+    if opts.callgraph:
+        argv += ["--call-graph", "fp"]
+    argv += ["-o", str(out_file)]
+    if opts.pid is not None:
+        argv += ["-p", str(opts.pid)]
+    else:
+        argv += ["--", *opts.command]
+    return argv
+
+
+def _pid_cmdline(pid: int) -> list[str]:
+    data = _read(f"{PROC}/{pid}/cmdline") or b""
+    return [a.decode(errors="replace") for a in data.split(b"\0") if a]
+
+
+@contextmanager
+def _status_line():
+    """Yield show(text): a rich status line on a terminal, nothing when piped."""
+    if not interactive():
+        yield lambda text: None
+        return
+    from rich.console import Console
+    with Console(stderr=True).status("ptreplay record: starting") as st:
+        yield st.update
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT/SIGTERM set `stop` instead of killing us, so the capture gets finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = lambda signum, frame: stop.set()  # noqa: E731
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _alive(pid: int) -> bool:
+    st = read_status(pid)
+    return st is not None and st[1] is not None
+
+
+def record(opts: RecordOptions) -> Path:
+    """Record `opts.command` (or attach to `opts.pid`) into `opts.out_dir`; return the directory.
+
+    perf writes the events; a sampler thread writes the truth.  SIGINT/SIGTERM
+    are forwarded to perf as SIGINT (perf finalizes perf.data and SIGTERMs its
+    workload), and the truth and metadata files are written all the same.  A
+    failing command keeps its capture and prints a warning.
+    """
+    if not opts.command and opts.pid is None:
+        raise RecordError("nothing to record: give a command or -p PID")
+    check_privileges(os.geteuid())
+    perf = find_perf()
+    tracepoints = check_tracepoints(find_tracefs())
+    if opts.pid is not None:
+        check_pid(opts.pid)
+    out = prepare_out_dir(opts.out_dir, opts.force)
+    command = list(opts.command) if opts.command else _pid_cmdline(opts.pid)
+    perf_file = out / "perf.data"
+    argv = perf_argv(perf, tracepoints, perf_file, opts)
+    machine = machine_info(perf)
+
+    stop = threading.Event()
+    interrupted = False
+    pagemap = None
+    start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    if opts.pid is not None:
+        maps = read_maps(opts.pid)
+        if maps is None:
+            raise RecordError(f"process {opts.pid} exited before recording started")
+        pagemap = present_pages(opts.pid, maps)
+    deadline = start_ns + int(opts.duration_s * 1e9) if opts.duration_s else None
+
+    with _stop_on_signals(stop):
+        try:
+            proc = subprocess.Popen(argv)
+        except OSError as e:
+            raise RecordError(f"cannot start {perf}: {e.strerror}") from None
+        sampler = Sampler(proc.pid if opts.pid is None else opts.pid, include_top=opts.pid is not None,
+                          interval_ns=max(1, int(opts.interval_ms * 1e6)))
+        sampler.start()
+        forwarded_at = None
+        try:
+            with _status_line() as show:
+                while proc.poll() is None:
+                    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                    if forwarded_at is None and (stop.is_set() or (deadline and now >= deadline)):
+                        interrupted = stop.is_set()
+                        proc.send_signal(signal.SIGINT)
+                        forwarded_at = now
+                    elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
+                        proc.kill()
+                    size = perf_file.stat().st_size if perf_file.exists() else 0
+                    show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
+                         f"truth samples {len(sampler.rows):,}")
+                    time.sleep(0.05)
+        finally:
+            perf_rc = proc.wait()
+            end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            sampler.stop()
+            sampler.join()
+        if interrupted and opts.pid is None:
+            for pid in sampler.pids():       # perf stops its child; stop any grandchildren too
+                if _alive(pid):
+                    os.kill(pid, signal.SIGTERM)
+
+    if not perf_file.exists() or perf_file.stat().st_size == 0:
+        raise RecordError(f"perf record exited with status {perf_rc} and wrote no {perf_file}; see its message above")
+
+    capture = dict(
+        trace_id=out.resolve().name, clock="CLOCK_MONOTONIC", command_line=shlex.join(command),
+        source_format="perf.data", lost_events=0, lost_samples=0, synthetic=False,
+        start_ns=start_ns, end_ns=end_ns, **machine)
+    capture = {name: capture[name] for name in CAPTURE.schema.names}
+    _write_outputs(out, capture, sampler, pagemap, opts)
+    info = {
+        "perf_argv": argv, "perf_exit_status": perf_rc, "interrupted": interrupted,
+        "root_pid": opts.pid if opts.pid is not None else sampler.first_pid,
+        "pids": sampler.pids(), "truth_rows": len(sampler.rows),
+        "sampler_interval_ms": opts.interval_ms, "sampler_rate_hz": round(sampler.rate_hz(), 1),
+        "sampler_max_gap_ms": round(sampler.max_gap_ns / 1e6, 3),
+        "pagemap_pages": None if pagemap is None else int(pagemap.size),
+        "tracepoints": tracepoints,
+    }
+    (out / "record.json").write_text(json.dumps(info, indent=2) + "\n")
+    if interrupted:
+        warn(f"interrupted: capture kept, covering {(end_ns - start_ns) / 1e9:.1f} s")
+    elif perf_rc != 0:
+        what = "command" if opts.pid is None else "perf"
+        warn(f"{what} exited with status {perf_rc}: capture kept in {out}")
+    if not sampler.rows:
+        warn("no /proc samples were taken (the process exited too fast?): truth.parquet is empty")
+    return out
+
+
+def _write_outputs(out: Path, capture: dict, sampler: Sampler, pagemap, opts: RecordOptions) -> None:
+    """truth/capture Parquet (atomic), capture.json, command.txt, maps/, pagemap.parquet."""
+    write_table(sampler.truth_table(), out / "truth.parquet", TRUTH, capture=capture)
+    write_table(pa.Table.from_pylist([capture], schema=CAPTURE.schema), out / "capture.parquet", CAPTURE,
+                capture=capture)
+    (out / "capture.json").write_text(json.dumps(capture, indent=2) + "\n")
+    (out / "command.txt").write_text(capture["command_line"] + "\n")
+    maps_dir = out / "maps"
+    maps_dir.mkdir(exist_ok=True)
+    for pid, text in sampler.maps_start.items():
+        (maps_dir / f"{pid}.start.txt").write_text(text)
+    for pid, text in sampler.maps_end.items():
+        (maps_dir / f"{pid}.end.txt").write_text(text)
+    if pagemap is not None:
+        table = pa.table({"pid": pa.array(np.full(pagemap.size, opts.pid, np.int32)),
+                          "addr": pa.array(pagemap, pa.uint64())})
+        with atomic_path(out / "pagemap.parquet") as tmp:
+            pq.write_table(table, tmp, compression="zstd")
