@@ -6,6 +6,7 @@ into exit code 1 (2 for usage errors); no traceback reaches the user.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -74,6 +75,30 @@ def _cmd_report(a) -> int:
     return 0
 
 
+def _cmd_sql(a) -> int:
+    from pipeline.warehouse import connect, execute
+    from pipeline.report import format_table
+    params = {}
+    for item in a.param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"sql: --param '{item}' is not NAME=VALUE")
+        params[name] = _typed(value)
+    table = execute(connect(Path(a.path)), a.query, params)
+    sys.stdout.write(format_table(table, a.format))
+    return 0
+
+
+def _typed(value: str):
+    """--param values: integers and floats bind as numbers, everything else as text."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _cmd_demo(a) -> int:
     from pipeline.demo import demo
     demo(Path(a.capture) if a.capture else None, Path(a.output), force=a.force)
@@ -127,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
     rep.set_defaults(func=_cmd_report)
 
+    q = sub.add_parser("sql", help="run a read query against the DuckDB views of an output tree")
+    q.add_argument("path", help="output directory or tree of them")
+    q.add_argument("query", help="SELECT ... (views: events, truth, timeseries, summary, metadata, savings, policy_costs, fleet_by_*)")
+    q.add_argument("--param", action="append", help="NAME=VALUE bound as $NAME (repeatable)")
+    q.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
+    q.set_defaults(func=_cmd_sql)
+
     d = sub.add_parser("demo", help="ingest -> replay -> report on a bundled real capture")
     d.add_argument("capture", nargs="?", help="capture directory (default: data/seed-2m)")
     d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
@@ -150,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ptreplay: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("PTREPLAY_DEBUG"):
+            raise
+        print(f"ptreplay: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"(set PTREPLAY_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

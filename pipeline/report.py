@@ -44,24 +44,30 @@ def load_summary(path: Path) -> pa.Table:
 
 
 def report(path: Path, fmt: str = "table") -> str:
+    """The summary sorted by potential savings; table/md in human units, json/csv raw."""
     t = load_summary(path)
-    rows = t.to_pylist()
+    if fmt in ("json", "csv"):
+        return format_table(t, fmt)
+    human = pa.table({head: [_cell(v, col) for v in t.column(col).to_pylist()] for col, head in COLUMNS})
+    return format_table(human, fmt)
+
+
+def format_table(t: pa.Table, fmt: str = "table") -> str:
+    """Any Arrow table as text: aligned table, markdown, CSV or JSON (raw values, no unit scaling)."""
     if fmt == "json":
-        return json.dumps(rows, indent=1) + "\n"
+        return json.dumps(t.to_pylist(), indent=1, default=str) + "\n"
     if fmt == "csv":
-        buf = io.BytesIO()
         import pyarrow.csv as pacsv
+        buf = io.BytesIO()
         pacsv.write_csv(t, buf)
         return buf.getvalue().decode()
-    cells = [[_cell(r[c], c) for c, _ in COLUMNS] for r in rows]
-    heads = [h for _, h in COLUMNS]
+    heads = t.column_names
+    cells = [["" if v is None else str(v) for v in row.values()] for row in t.to_pylist()]
     if fmt == "md":
-        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-        lines += ["| " + " | ".join(c) + " |" for c in cells]
-        return "\n".join(lines) + "\n"
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
-    fmt_row = lambda cs: "  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in enumerate(zip(cs, widths)))
-    return "\n".join([fmt_row(heads)] + [fmt_row(c) for c in cells]) + "\n"
+        return "\n".join(["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+                         + ["| " + " | ".join(c) + " |" for c in cells]) + "\n"
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in [heads] + cells) + "\n"
 
 
 def _cell(value, column: str) -> str:

@@ -1,0 +1,115 @@
+"""DuckDB over the pipeline's Parquet outputs: `connect(PATH)` -> connection with views.
+
+Base views (one per artifact, over every matching file below PATH, so one
+output directory and a Hive-partitioned fleet tree ``trace_id=.../`` read
+alike): ``events``, ``truth``, ``timeseries``, ``summary``, ``metadata``.
+Derived views come from ``schemas/sql/NN_topic.sql`` (one topic a file, a
+comment on every column), loaded in file-name order.
+
+Every query the CLI runs goes through :func:`execute`, which binds parameters
+(never formats them into SQL) and accepts only read queries.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline.errors import PipelineError, UsageError
+from schemas import ARTIFACTS, CAPTURE
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "sql"
+
+_DUCK_TYPES = {
+    pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.uint64(): "UBIGINT", pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE",
+}
+# Artifacts whose files carry no trace_id column: it is derived from the path.
+_PATH_TRACE_ID = ("events", "truth")
+
+
+def connect(path: str | Path, database: str = ":memory:"):
+    """A DuckDB connection with the base and derived views over `path`."""
+    import duckdb
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"{path}: no such file or directory")
+    con = duckdb.connect(database)
+    for name in ("events", "truth", "timeseries", "summary"):
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
+    con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
+    for sql_file in sorted(SQL_DIR.glob("*.sql")):
+        con.execute(sql_file.read_text())
+    return con
+
+
+def files_of(path: Path, name: str) -> list[str]:
+    """Every `<name>.parquet` at or below `path` (a file path is taken as is)."""
+    if path.is_file():
+        return [str(path)] if path.name == f"{name}.parquet" else []
+    return sorted(str(p) for p in path.rglob(f"{name}.parquet") if not p.name.startswith("."))
+
+
+def _base_select(path: Path, name: str) -> str:
+    schema = ARTIFACTS[name].schema
+    files = files_of(path, name)
+    cols = ", ".join(f'"{f.name}"' for f in schema)
+    if not files:
+        typed = ", ".join(f'CAST(NULL AS {_DUCK_TYPES[f.type]}) AS "{f.name}"' for f in schema)
+        extra = ", CAST(NULL AS VARCHAR) AS trace_id" if name in _PATH_TRACE_ID else ""
+        return f"SELECT {typed}{extra} WHERE false"
+    source = f"read_parquet({_sql_list(files)}, union_by_name = true, filename = true)"
+    if name in _PATH_TRACE_ID:
+        trace = _trace_id_from_filename()
+        return f"SELECT {cols}, {trace} AS trace_id FROM {source}"
+    return f"SELECT {cols} FROM {source}"
+
+
+def _trace_id_from_filename() -> str:
+    """trace_id=X partition folder if any, else the folder holding the file."""
+    return ("coalesce(nullif(regexp_extract(filename, 'trace_id=([^/]+)', 1), ''), "
+            "regexp_extract(filename, '([^/]+)/[^/]+$', 1))")
+
+
+def _metadata_select(path: Path) -> str:
+    """One row per capture: the `capture` schema's fields from the Parquet key-value metadata."""
+    files = files_of(path, "summary") + files_of(path, "events")
+    fields = [f for f in CAPTURE.schema]
+    if not files:
+        typed = ", ".join(f'CAST(NULL AS {_DUCK_TYPES[f.type]}) AS "{f.name}"' for f in fields)
+        return f"SELECT {typed} WHERE false"
+    cols = ", ".join(
+        f"CAST(json_extract_string(v, '$.{f.name}') AS {_DUCK_TYPES[f.type]}) AS \"{f.name}\"" for f in fields)
+    return (f"SELECT DISTINCT ON (trace_id) * FROM (SELECT {cols} FROM ("
+            f"SELECT decode(value) AS v FROM parquet_kv_metadata({_sql_list(files)}) "
+            f"WHERE decode(key) = 'ptreplay.capture')) ORDER BY trace_id")
+
+
+def _sql_list(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+_READ_ONLY = re.compile(r"^\s*(\(\s*)*(select|with|from|values|describe|summarize|show|explain|table)\b", re.I)
+
+
+def execute(con, sql: str, params: dict | None = None) -> pa.Table:
+    """Run one read query with bound named parameters ($name) and return an Arrow table.
+
+    Anything but a single SELECT-like statement is refused: the views are for
+    reading, and the CLI must not become a way to write files (COPY, ATTACH,
+    INSTALL ...) from a command line someone else composed.
+    """
+    stripped = sql.strip().rstrip(";")
+    if not _READ_ONLY.match(stripped) or ";" in _strip_strings(stripped):
+        raise UsageError("sql: only a single read query (SELECT/WITH/FROM/VALUES/DESCRIBE) is allowed")
+    import duckdb
+    try:
+        result = con.execute(stripped, params or {})
+        return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+    except duckdb.Error as e:
+        raise UsageError(f"sql: {str(e).splitlines()[0]}") from None
+
+
+def _strip_strings(sql: str) -> str:
+    return re.sub(r"'(?:[^']|'')*'", "''", sql)

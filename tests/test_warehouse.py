@@ -1,0 +1,97 @@
+"""DuckDB views over fixture outputs (hand-built summary rows) with exact expected values."""
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.parquet_io import write_table
+from pipeline.report import report
+from pipeline.warehouse import connect, execute
+from schemas import SUMMARY
+
+KB = 1024
+
+
+def summary_rows(trace, pid, comm, finals):
+    """finals: {policy: (final_vmpte, refaults, scan_entries)}; savings filled against none."""
+    none = finals["none"][0]
+    rows = []
+    for policy, (vmpte, refaults, scans) in finals.items():
+        row = {f.name: 0 for f in SUMMARY.schema}
+        row.update(trace_id=trace, pid=pid, comm=comm, policy=policy, final_vmpte_bytes=vmpte,
+                   peak_vmpte_bytes=vmpte + 8 * KB, mean_vmpte_bytes=float(vmpte), ideal_pte_bytes=12 * KB,
+                   refaults=refaults, scan_entries=scans, vmpte_saved_bytes=none - vmpte,
+                   vmpte_saved_pct=100.0 * (none - vmpte) / none)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=SUMMARY.schema)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    a = summary_rows("a", 10, "redis", {"none": (102_640 * KB, 0, 0), "pt_reclaim": (244 * KB, 3, 0)})
+    b = summary_rows("b", 20, "java", {"none": (1000 * KB, 0, 0), "scan:1s": (500 * KB, 0, 5120)})
+    write_table(a, tmp_path / "trace_id=a" / "summary.parquet", SUMMARY, capture={"trace_id": "a", "host": "h1", "kernel_release": "6.1"})
+    write_table(b, tmp_path / "trace_id=b" / "summary.parquet", SUMMARY, capture={"trace_id": "b", "host": "h2", "kernel_release": "6.1"})
+    return tmp_path
+
+
+def test_savings_view_exact_values_and_seed_sentence(tree):
+    con = connect(tree)
+    rows = execute(con, "SELECT * FROM savings WHERE policy <> 'none' ORDER BY trace_id").to_pylist()
+    assert [(r["trace_id"], r["saved_bytes"]) for r in rows] == [("a", (102_640 - 244) * KB), ("b", 500 * KB)]
+    assert rows[0]["saved_pct"] == pytest.approx(100 * (102_640 - 244) / 102_640)
+    assert rows[0]["line"] == "VmPTE 100.2 MiB under none -> 244.0 KiB under pt_reclaim; ideal 12.0 KiB"
+
+
+def test_policy_costs_per_gb_saved(tree):
+    con = connect(tree)
+    (r,) = execute(con, "SELECT * FROM policy_costs WHERE policy = 'scan:1s'").to_pylist()
+    assert r["scan_entries_per_gb_saved"] == pytest.approx(5120 / (500 * KB / 2**30))
+
+
+def test_metadata_and_fleet_rollups(tree):
+    con = connect(tree)
+    meta = execute(con, "SELECT trace_id, host FROM metadata ORDER BY trace_id").to_pylist()
+    assert meta == [{"trace_id": "a", "host": "h1"}, {"trace_id": "b", "host": "h2"}]
+    k = execute(con, "SELECT policy, processes, vmpte_bytes FROM fleet_by_kernel WHERE policy='none'").to_pylist()
+    assert k == [{"policy": "none", "processes": 2, "vmpte_bytes": (102_640 + 1000) * KB}]
+
+
+def test_missing_artifacts_give_empty_views(tree):
+    con = connect(tree)
+    assert execute(con, "SELECT count(*) AS n FROM events").to_pylist() == [{"n": 0}]
+    assert "vmpte_bytes" in execute(con, "SELECT * FROM truth").column_names
+
+
+def test_parameters_are_bound_not_formatted(tree):
+    con = connect(tree)
+    evil = "a' OR '1'='1"
+    assert execute(con, "SELECT count(*) AS n FROM summary WHERE trace_id = $t", {"t": evil}).to_pylist() == [{"n": 0}]
+    assert execute(con, "SELECT count(*) AS n FROM summary WHERE trace_id = $t", {"t": "a"}).to_pylist() == [{"n": 2}]
+
+
+@pytest.mark.parametrize("sql", ["COPY summary TO '/tmp/x.csv'", "DROP VIEW summary",
+                                 "SELECT 1; DROP VIEW summary", "ATTACH 'x.db'", "INSTALL httpfs"])
+def test_only_read_queries_run(tree, sql):
+    with pytest.raises(UsageError, match="only a single read query"):
+        execute(connect(tree), sql)
+
+
+def test_report_numbers_equal_summary(tree):
+    rows = json.loads(report(tree / "trace_id=a", "json"))
+    assert {r["policy"]: r["final_vmpte_bytes"] for r in rows} == {"none": 102_640 * KB, "pt_reclaim": 244 * KB}
+    text = report(tree / "trace_id=a", "table")
+    assert "100M" in text and "244k" in text
+
+
+def test_cli_sql_binds_params_and_reports_errors_in_one_line(tree):
+    ok = subprocess.run([sys.executable, "-m", "pipeline", "sql", str(tree),
+                         "SELECT pid FROM summary WHERE comm = $c GROUP BY pid", "--param", "c=java", "--format", "csv"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.split() == ['"pid"', "20"]
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "sql", str(tree), "SELECT nope FROM summary"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
