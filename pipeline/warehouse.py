@@ -105,8 +105,8 @@ def execute(con, sql: str, params: dict | None = None) -> pa.Table:
         raise UsageError("sql: only a single read query (SELECT/WITH/FROM/VALUES/DESCRIBE) is allowed")
     import duckdb
     try:
-        result = con.execute(stripped, params or {})
-        return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+        rel = con.sql(stripped, params=params or None)
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     except duckdb.Error as e:
         raise UsageError(f"sql: {str(e).splitlines()[0]}") from None
 
