@@ -9,8 +9,9 @@ One recording directory holds everything the rest of the pipeline needs:
                     on the same clock (TRUTH schema): what the replay must match
 ``maps/``           PID.start.txt and PID.end.txt: /proc/PID/maps at first sight
                     and the last successful read before the process died
-``pagemap.parquet`` ``-p`` only: present 4 KiB pages of the target at start
-                    (pid int32, addr uint64): the state the trace did not see
+``pagemap.parquet`` ``-p`` only: present 4 KiB pages of the target as soon as
+                    perf records (pid int32, addr uint64; time in record.json
+                    ``pagemap_t_ns``): the state the trace did not see
 ``capture.parquet`` one CAPTURE row (host, kernel, THP, PT_RECLAIM, clock ...),
 ``capture.json``    the same dict, human readable
 ``command.txt``     the exact command line that was traced
@@ -154,6 +155,12 @@ def check_pid(pid: int, proc: Path = PROC) -> None:
         raise RecordError(f"process {pid} not found (gone, or not visible in {proc})")
     if status[1] is None:
         raise RecordError(f"process {pid} has no user address space (kernel thread, or exited)")
+
+
+def check_command(command: list[str], path: str | None = None) -> None:
+    """The command must be an executable perf can exec (else perf records an empty trace)."""
+    if not shutil.which(command[0], path=path if path is not None else os.environ.get("PATH", "")):
+        raise RecordError(f"command not found or not executable: {command[0]}")
 
 
 def prepare_out_dir(out_dir: Path, force: bool) -> Path:
@@ -389,7 +396,9 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
         argv += ["--call-graph", "fp"]
     argv += ["-o", str(out_file)]
     if opts.pid is not None:
-        argv += ["-p", str(opts.pid)]
+        # With -p, a command only times the recording: perf starts it once the
+        # events are enabled and stops when it exits; it is not traced itself.
+        argv += ["-p", str(opts.pid), "--", shutil.which("sleep") or "sleep", f"{opts.duration_s:g}"]
     else:
         argv += ["--", *opts.command]
     return argv
@@ -431,6 +440,76 @@ def _alive(pid: int) -> bool:
     return st is not None and st[1] is not None
 
 
+def _perf_is_recording(perf_pid: int) -> bool:
+    """True once perf has exec'd its command: perf enables the events just before that exec."""
+    for c in children(perf_pid):
+        st = read_status(c)
+        if st is not None and st[0] != PERF_EXEC_NAME:
+            return True
+    return False
+
+
+@dataclass
+class _Outcome:
+    """How a perf run ended, and the -p start snapshot taken while it ran."""
+
+    perf_rc: int = 0
+    end_ns: int = 0
+    interrupted: bool = False     # SIGINT/SIGTERM asked us to stop
+    forwarded: bool = False       # we sent perf SIGINT (interrupt, -p target gone, safety deadline)
+    pagemap: np.ndarray | None = None
+    pagemap_t_ns: int | None = None
+
+
+def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Event, sampler: Sampler,
+               perf_file: Path, start_ns: int) -> _Outcome:
+    """Wait for perf while showing progress; forward a stop request to it as SIGINT.
+
+    With -p, the present pages are read as soon as perf is recording (its
+    timing `sleep` has exec'd), so the snapshot and the trace overlap rather
+    than leave a gap; the snapshot time goes to record.json.
+    """
+    o = _Outcome()
+    attach = opts.pid is not None
+    # perf's `sleep` ends a -p recording; this deadline is only a safety net.
+    deadline = start_ns + int((opts.duration_s + 60) * 1e9) if attach else None
+    forwarded_at = None
+    try:
+        with _status_line() as show:
+            while proc.poll() is None:
+                now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                if attach and o.pagemap is None and _perf_is_recording(proc.pid):
+                    _snapshot_pages(o, opts.pid)
+                target_gone = attach and not _alive(opts.pid)
+                if forwarded_at is None and (stop.is_set() or target_gone or (deadline and now >= deadline)):
+                    o.interrupted = stop.is_set()
+                    proc.send_signal(signal.SIGINT)
+                    forwarded_at = now
+                elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
+                    proc.kill()
+                size = perf_file.stat().st_size if perf_file.exists() else 0
+                show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
+                     f"truth samples {len(sampler.rows):,}")
+                time.sleep(0.005 if attach and o.pagemap is None else 0.05)
+    finally:
+        o.perf_rc = proc.wait()
+        o.end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        sampler.stop()
+        sampler.join()
+    o.forwarded = forwarded_at is not None
+    if attach and o.pagemap is None:      # perf ended before we saw it start
+        _snapshot_pages(o, opts.pid)
+    return o
+
+
+def _snapshot_pages(o: _Outcome, pid: int) -> None:
+    """Present pages of `pid` now; the time is taken first, so replaying the events
+    after it onto the snapshot at worst repeats an event already reflected (harmless)."""
+    o.pagemap_t_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    maps = read_maps(pid)
+    o.pagemap = present_pages(pid, maps) if maps else np.empty(0, np.uint64)
+
+
 def record(opts: RecordOptions) -> Path:
     """Record `opts.command` (or attach to `opts.pid`) into `opts.out_dir`; return the directory.
 
@@ -446,6 +525,8 @@ def record(opts: RecordOptions) -> Path:
     tracepoints = check_tracepoints(find_tracefs())
     if opts.pid is not None:
         check_pid(opts.pid)
+    else:
+        check_command(opts.command)
     out = prepare_out_dir(opts.out_dir, opts.force)
     command = list(opts.command) if opts.command else _pid_cmdline(opts.pid)
     perf_file = out / "perf.data"
@@ -453,16 +534,7 @@ def record(opts: RecordOptions) -> Path:
     machine = machine_info(perf)
 
     stop = threading.Event()
-    interrupted = False
-    pagemap = None
     start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    if opts.pid is not None:
-        maps = read_maps(opts.pid)
-        if maps is None:
-            raise RecordError(f"process {opts.pid} exited before recording started")
-        pagemap = present_pages(opts.pid, maps)
-    deadline = start_ns + int(opts.duration_s * 1e9) if opts.duration_s else None
-
     with _stop_on_signals(stop):
         try:
             proc = subprocess.Popen(argv)
@@ -471,55 +543,37 @@ def record(opts: RecordOptions) -> Path:
         sampler = Sampler(proc.pid if opts.pid is None else opts.pid, include_top=opts.pid is not None,
                           interval_ns=max(1, int(opts.interval_ms * 1e6)))
         sampler.start()
-        forwarded_at = None
-        try:
-            with _status_line() as show:
-                while proc.poll() is None:
-                    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                    if forwarded_at is None and (stop.is_set() or (deadline and now >= deadline)):
-                        interrupted = stop.is_set()
-                        proc.send_signal(signal.SIGINT)
-                        forwarded_at = now
-                    elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
-                        proc.kill()
-                    size = perf_file.stat().st_size if perf_file.exists() else 0
-                    show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
-                         f"truth samples {len(sampler.rows):,}")
-                    time.sleep(0.05)
-        finally:
-            perf_rc = proc.wait()
-            end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-            sampler.stop()
-            sampler.join()
-        if interrupted and opts.pid is None:
+        o = _supervise(proc, opts, stop, sampler, perf_file, start_ns)
+        if o.interrupted and opts.pid is None:
             for pid in sampler.pids():       # perf stops its child; stop any grandchildren too
                 if _alive(pid):
                     os.kill(pid, signal.SIGTERM)
 
     if not perf_file.exists() or perf_file.stat().st_size == 0:
-        raise RecordError(f"perf record exited with status {perf_rc} and wrote no {perf_file}; see its message above")
-
+        raise RecordError(f"perf record exited with status {o.perf_rc} and wrote no {perf_file}; "
+                          "see its message above")
     capture = dict(
         trace_id=out.resolve().name, clock="CLOCK_MONOTONIC", command_line=shlex.join(command),
         source_format="perf.data", lost_events=0, lost_samples=0, synthetic=False,
-        start_ns=start_ns, end_ns=end_ns, **machine)
+        start_ns=start_ns, end_ns=o.end_ns, **machine)
     capture = {name: capture[name] for name in CAPTURE.schema.names}
-    _write_outputs(out, capture, sampler, pagemap, opts)
+    _write_outputs(out, capture, sampler, o.pagemap, opts)
     info = {
-        "perf_argv": argv, "perf_exit_status": perf_rc, "interrupted": interrupted,
+        "perf_argv": argv, "perf_exit_status": o.perf_rc, "interrupted": o.interrupted,
         "root_pid": opts.pid if opts.pid is not None else sampler.first_pid,
         "pids": sampler.pids(), "truth_rows": len(sampler.rows),
         "sampler_interval_ms": opts.interval_ms, "sampler_rate_hz": round(sampler.rate_hz(), 1),
         "sampler_max_gap_ms": round(sampler.max_gap_ns / 1e6, 3),
-        "pagemap_pages": None if pagemap is None else int(pagemap.size),
+        "pagemap_pages": None if o.pagemap is None else int(o.pagemap.size),
+        "pagemap_t_ns": o.pagemap_t_ns,
         "tracepoints": tracepoints,
     }
     (out / "record.json").write_text(json.dumps(info, indent=2) + "\n")
-    if interrupted:
-        warn(f"interrupted: capture kept, covering {(end_ns - start_ns) / 1e9:.1f} s")
-    elif perf_rc != 0:
+    if o.interrupted:
+        warn(f"interrupted: capture kept, covering {(o.end_ns - start_ns) / 1e9:.1f} s")
+    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc == -signal.SIGINT):
         what = "command" if opts.pid is None else "perf"
-        warn(f"{what} exited with status {perf_rc}: capture kept in {out}")
+        warn(f"{what} exited with status {o.perf_rc}: capture kept in {out}")
     if not sampler.rows:
         warn("no /proc samples were taken (the process exited too fast?): truth.parquet is empty")
     return out

@@ -9,7 +9,9 @@
 #      seed-2-tgid.trace_pipe.txt
 #   2. perf script text of `perf record -z -k CLOCK_MONOTONIC`: the default output
 #      (seed-64.perf-script.txt) and `-F comm,tid,time,event,trace --ns`
-#      (seed-64.perf-script-ns.txt); the perf.data is kept as seed-64.perf.data
+#      (seed-64.perf-script-ns.txt); the perf.data is kept as seed-64.perf.data.  Plus a small
+#      capture of the forking wrapper printed with `-F comm,pid,tid,cpu,time,event,trace`
+#      (pid/tid column, sched_process_fork): seed-2-fork.perf-script-pid.txt
 #   3. trace-cmd report text: seed-64.trace-cmd.txt.  `trace-cmd record -F` cannot run here
 #      (set_ftrace_pid is EPERM on this kernel and trace-cmd 3.1.6's forked child then segfaults;
 #      it also needs a writable /proc/sys/kernel/ftrace_enabled), so the buffer is set up exactly
@@ -31,6 +33,8 @@ INST=$T/instances/$INAME
 SYSCALLS="mmap munmap mremap brk madvise mprotect exit_group"
 
 mkdir -p "$OUT"
+exec > >(tee "$OUT/capture.log") 2>&1          # the workloads' printed final VmPTE etc.
+echo "capture_text.sh on $(uname -r), $(perf --version), $(trace-cmd --version 2>&1 | grep -m1 'trace-cmd version')"
 gcc -O2 -o "$BIN" "$ROOT/workloads/seed_loop.c"
 WORK=$(mktemp -d)
 cleanup() { [ -d "$INST" ] && { echo 0 > "$INST/tracing_on"; rmdir "$INST"; }; rm -rf "$WORK"; }
@@ -87,20 +91,23 @@ echo "== perf record"
 PERF_EVENTS=$(echo $EVENTS | tr ' ' ',')
 perf record -q -z -k CLOCK_MONOTONIC -e "$PERF_EVENTS" -o "$OUT/seed-64.perf.data" -- "$BIN" 1 64 1 | tee "$WORK/perf.out"
 perf script -i "$OUT/seed-64.perf.data" > "$OUT/seed-64.perf-script.txt"
-perf script -i "$OUT/seed-64.perf.data" -F comm,tid,time,event,trace --ns > "$OUT/seed-64.perf-script-ns.txt"
+perf script -i "$OUT/seed-64.perf.data" -F comm,tid,time,event,trace --ns > "$OUT/seed-64.perf-script-ns.txt" 2>/dev/null
+echo "== perf record: sh -c 'seed_loop 1 2 1; true', -F comm,pid,tid,cpu,time,event,trace"
+perf record -q -z -k CLOCK_MONOTONIC -e "$PERF_EVENTS" -o "$WORK/fork.perf.data" -- sh -c "$BIN 1 2 1; true"
+perf script -i "$WORK/fork.perf.data" -F comm,pid,tid,cpu,time,event,trace > "$OUT/seed-2-fork.perf-script-pid.txt" 2>/dev/null
 
 # --- 3. trace-cmd -----------------------------------------------------------------------------
 echo "== trace-cmd: seed_loop 1 64 1, extract + report"
 new_instance 0
 trace_stopped "$BIN" 1 64 1
 TOP_ON=$(cat "$T/tracing_on")
-trace-cmd extract -B "$INAME" -o "$WORK/trace.dat" > /dev/null
+trace-cmd extract -B "$INAME" -o "$WORK/trace.dat" > /dev/null 2>&1
 echo "$TOP_ON" > "$T/tracing_on"
 [ -d "$INST" ] && rmdir "$INST"
 trace-cmd report -i "$WORK/trace.dat" > "$OUT/seed-64.trace-cmd.txt"
 
 # --- compress what is too big for the repository ----------------------------------------------
-for f in "$OUT"/*.txt "$OUT"/*.perf.data; do
+for f in "$OUT"/*.txt; do
     if [ "$(stat -c %s "$f")" -gt 2000000 ]; then zstd -q -19 -f --rm "$f"; fi
 done
 ls -l "$OUT"

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Re-create the bundled captures in data/ with `ptreplay record` (needs root,
+# perf and tracefs; jemalloc from `apt-get install libjemalloc2`).
+#
+#   data/make_captures.sh [NAME...]     (default: all of them)
+#
+# Commands run from the repository root with relative paths, so command.txt
+# reads the same on every machine.  Each capture's stdout.txt is what the
+# program printed (its final VmPTE line is the truth the tests compare with).
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+workloads/build.sh workloads/bin >/dev/null
+PTREPLAY=${PTREPLAY:-ptreplay}
+JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+
+capture() {   # capture NAME CMD [ARGS...]
+    name=$1; shift
+    if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then return; fi
+    dir=data/$name
+    rm -rf "$dir" "$dir.stdout.tmp"
+    echo "== $name: $*" >&2
+    "$PTREPLAY" record -o "$dir" -- "$@" > "$dir.stdout.tmp"
+    sed '$d' "$dir.stdout.tmp" > "$dir/stdout.txt"    # last line is record's own: the directory
+    rm "$dir.stdout.tmp"
+}
+
+only="$*"
+capture seed-2m          workloads/bin/seed_loop 4 1500 1
+capture seed-1m-halves   workloads/bin/seed_loop 4 1500 2
+capture jemalloc-churn   env LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0 \
+                         workloads/bin/alloc_churn 60 48 1
+capture threads-zap      workloads/bin/threads_zap 16 3 40000 1500
+capture mixed-vma        workloads/bin/mixed_vma /tmp
+du -sh data/* >&2

@@ -1,0 +1,58 @@
+"""Shared fixtures and the `live` marker.
+
+Tests marked ``@pytest.mark.live`` drive the real `perf` on this machine; they
+are skipped, with the reason, unless we are root and perf, tracefs and every
+required tracepoint are available.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+
+@lru_cache(maxsize=1)
+def live_skip_reason() -> str | None:
+    """Why live recording tests cannot run here, or None when they can."""
+    from pipeline.errors import RecordError
+    from pipeline.record import check_tracepoints, find_perf, find_tracefs
+    if os.geteuid() != 0:
+        return "live: needs root"
+    try:
+        find_perf()
+        check_tracepoints(find_tracefs())
+    except RecordError as e:
+        return f"live: {e}"
+    return None
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("live") is not None:
+        reason = live_skip_reason()
+        if reason:
+            pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def workload_bin(tmp_path_factory) -> Path:
+    """workloads/*.c compiled by workloads/build.sh into a temporary directory."""
+    if not shutil.which("gcc"):
+        pytest.skip("gcc not found: cannot build the workloads")
+    out = tmp_path_factory.mktemp("workloads-bin")
+    subprocess.run([str(REPO / "workloads" / "build.sh"), str(out)], check=True, capture_output=True)
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120, prefix: list[str] | None = None,
+            **kw) -> subprocess.CompletedProcess:
+    """`python -m pipeline ARGS` as a subprocess, from the repository root."""
+    argv = (prefix or []) + [sys.executable, "-m", "pipeline", *args]
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, **kw)

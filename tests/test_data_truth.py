@@ -1,0 +1,71 @@
+"""The bundled real captures in data/: complete, within size, and true.
+
+Each capture's truth must end, for the traced command's pid, on exactly the
+VmPTE the program printed just before it exited (stdout.txt): that is what
+makes it a usable oracle for the replayer.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import DATA
+from pipeline.parquet_io import read_capture, read_table
+from schemas import CAPTURE, TRUTH
+
+CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
+EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma"}
+FILES = ("perf.data", "truth.parquet", "capture.parquet", "capture.json", "command.txt",
+         "record.json", "stdout.txt", "maps")
+
+
+def _printed_kb(text: str, prefix: str) -> int | None:
+    m = re.search(rf"^{prefix} VmPTE:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_the_expected_captures_are_there_and_small():
+    assert EXPECTED <= {p.name for p in CAPTURES}
+    total = sum(f.stat().st_size for c in CAPTURES for f in c.rglob("*") if f.is_file())
+    assert total <= 20 * 2**20
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
+def test_capture_files_conform(cap):
+    for name in FILES:
+        assert (cap / name).exists(), f"{cap.name}: {name} missing"
+    assert (cap / "perf.data").stat().st_size <= 5 * 2**20
+    assert (cap / "perf.data").read_bytes()[:8] == b"PERFILE2"
+    capture = read_table(cap / "capture.parquet", CAPTURE).to_pylist()
+    assert len(capture) == 1
+    capture = capture[0]
+    assert capture == json.loads((cap / "capture.json").read_text())
+    assert capture == read_capture(cap / "truth.parquet")
+    assert capture["trace_id"] == cap.name and capture["source_format"] == "perf.data"
+    assert capture["clock"] == "CLOCK_MONOTONIC" and capture["synthetic"] is False
+    assert capture["command_line"] == (cap / "command.txt").read_text().rstrip("\n")
+    truth = read_table(cap / "truth.parquet", TRUTH).to_pandas()
+    assert len(truth) > 0
+    assert capture["start_ns"] <= truth.t_ns.min() and truth.t_ns.max() <= capture["end_ns"]
+    assert (truth.vmpte_bytes % 4096 == 0).all()
+    assert (truth.vmrss_bytes == truth.rss_anon_bytes + truth.rss_file_bytes + truth.rss_shmem_bytes).all()
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
+def test_truth_ends_on_the_printed_vmpte(cap):
+    info = json.loads((cap / "record.json").read_text())
+    stdout = (cap / "stdout.txt").read_text()
+    truth = read_table(cap / "truth.parquet", TRUTH).to_pandas().sort_values("t_ns", kind="stable")
+    root = info["root_pid"]
+    printed = _printed_kb(stdout, "final")
+    assert printed is not None, f"{cap.name}: no 'final VmPTE' in stdout.txt"
+    assert truth[truth.pid == root].vmpte_bytes.iloc[-1] == printed * 1024
+    child = _printed_kb(stdout, "child")
+    if child is not None:        # mixed-vma: the fork child prints its own line
+        others = truth[truth.pid != root]
+        assert others.pid.nunique() == 1
+        assert others.vmpte_bytes.iloc[-1] == child * 1024
+    for pid in truth.pid.unique():
+        assert (cap / "maps" / f"{pid}.start.txt").exists() and (cap / "maps" / f"{pid}.end.txt").exists()

@@ -1,0 +1,348 @@
+"""`ptreplay record`: the refusals, the /proc readers, the sampler, and live recordings.
+
+Live tests (marked `live`) run the real perf on this machine: the final VmPTE
+of the truth must equal what the workload itself printed, Ctrl-C must leave a
+valid capture, and -p must add maps and present pages.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from pipeline import cli, machine
+from pipeline.errors import RecordError
+from pipeline.parquet_io import read_table
+from pipeline.record import (RecordOptions, Sampler, check_command, check_pid, check_privileges, check_tracepoints,
+                             children, find_perf, find_tracefs, parse_status, perf_argv,
+                             prepare_out_dir, present_pages, read_maps)
+from schemas import CAPTURE, TRUTH
+
+STATUS = b"""Name:\tseed_loop
+Umask:\t0022
+State:\tS (sleeping)
+Pid:\t42
+VmPeak:\t 1051052 kB
+VmSize:\t 1051052 kB
+VmRSS:\t    1320 kB
+RssAnon:\t     128 kB
+RssFile:\t    1192 kB
+RssShmem:\t       0 kB
+VmPTE:\t      52 kB
+Threads:\t1
+"""
+ZOMBIE = b"Name:\tseed_loop\nState:\tZ (zombie)\nPid:\t42\nThreads:\t1\n"
+
+
+def final_vmpte_kb(text: str, prefix: str = "final") -> int:
+    m = re.search(rf"^{prefix} VmPTE:\s+(\d+) kB", text, re.M)
+    assert m, f"no '{prefix} VmPTE' line in {text!r}"
+    return int(m.group(1))
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("ptreplay: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert needle in lines[0], lines[0]
+
+
+# --- pure functions -----------------------------------------------------------
+
+def test_parse_status_converts_kb_to_bytes():
+    name, sizes = parse_status(STATUS)
+    assert name == b"seed_loop"
+    assert sizes == (1051052 * 1024, 1320 * 1024, 128 * 1024, 1192 * 1024, 0, 52 * 1024)
+
+
+def test_parse_status_without_vmpte_means_no_mm():
+    assert parse_status(ZOMBIE) == (b"seed_loop", None)
+
+
+def test_perf_argv_has_clock_compression_buffers_and_no_callgraph_by_default(tmp_path):
+    opts = RecordOptions(out_dir=tmp_path, command=["./a", "x"], mmap_pages="8M")
+    argv = perf_argv("/usr/bin/perf", ["exceptions:page_fault_user"], tmp_path / "perf.data", opts)
+    assert argv[:2] == ["/usr/bin/perf", "record"]
+    assert argv[argv.index("-k") + 1] == "CLOCK_MONOTONIC" and "-z" in argv
+    assert argv[argv.index("-m") + 1] == "8M"
+    assert "--call-graph" not in argv and "--no-inherit" not in argv
+    assert argv[-3:] == ["--", "./a", "x"]
+    opts.callgraph = True
+    assert "fp" in perf_argv("perf", [], tmp_path / "p", opts)
+
+
+def test_perf_argv_attach_is_timed_by_sleep(tmp_path):
+    opts = RecordOptions(out_dir=tmp_path, pid=123, duration_s=1.5)
+    argv = perf_argv("perf", [], tmp_path / "perf.data", opts)
+    assert argv[argv.index("-p") + 1] == "123"
+    assert argv[-1] == "1.5" and argv[-2].endswith("sleep")
+
+
+def test_machine_readers_on_fixture_files(tmp_path):
+    (tmp_path / "thp").write_text("always [madvise] never\n")
+    assert machine.thp_mode(tmp_path / "thp") == "madvise"
+    assert machine.thp_mode(tmp_path / "missing") == ""
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu la57 pse\n")
+    assert machine.paging_levels(tmp_path / "cpuinfo") == 5
+    (tmp_path / "cpuinfo").write_text("flags\t\t: fpu pse\n")
+    assert machine.paging_levels(tmp_path / "cpuinfo") == 4
+    (tmp_path / "config.gz").write_bytes(gzip.compress(b"CONFIG_A=y\nCONFIG_PT_RECLAIM=y\n"))
+    assert machine.pt_reclaim("x", tmp_path / "config.gz", tmp_path) == "y"
+    (tmp_path / "config-x").write_text("# CONFIG_PT_RECLAIM is not set\n")
+    assert machine.pt_reclaim("x", tmp_path / "none.gz", tmp_path) == "n"
+    assert machine.pt_reclaim("y", tmp_path / "none.gz", tmp_path) == "unknown"
+
+
+def test_machine_info_has_the_capture_fields():
+    info = machine.machine_info()
+    assert set(info) <= set(CAPTURE.schema.names)
+    assert info["page_size_bytes"] == 4096 and info["paging_levels"] in (4, 5)
+    assert info["pt_reclaim"] in ("y", "n", "unknown")
+
+
+# --- refusals as functions ----------------------------------------------------
+
+def test_privileges_root_always_ok(tmp_path):
+    check_privileges(0, tmp_path / "missing")
+
+
+def test_privileges_non_root_needs_paranoid_minus_one(tmp_path):
+    p = tmp_path / "paranoid"
+    p.write_text("2\n")
+    with pytest.raises(RecordError, match="not root.*perf_event_paranoid is 2"):
+        check_privileges(1000, p)
+    p.write_text("-1\n")
+    check_privileges(1000, p)
+
+
+def test_find_perf_refuses_without_perf(tmp_path):
+    with pytest.raises(RecordError, match="perf not found"):
+        find_perf(str(tmp_path))
+
+
+def test_tracefs_and_tracepoint_refusals(tmp_path):
+    with pytest.raises(RecordError, match="tracefs not found"):
+        find_tracefs({"PTREPLAY_TRACEFS": str(tmp_path / "nope")})
+    (tmp_path / "events" / "exceptions" / "page_fault_user").mkdir(parents=True)
+    assert find_tracefs({"PTREPLAY_TRACEFS": str(tmp_path)}) == tmp_path
+    assert check_tracepoints(tmp_path, required=["exceptions:page_fault_user"],
+                             optional=["mmap:exit_mmap"]) == ["exceptions:page_fault_user"]
+    with pytest.raises(RecordError, match="bogus:nope"):
+        check_tracepoints(tmp_path, required=["exceptions:page_fault_user", "bogus:nope"])
+
+
+def test_check_command_refuses_what_perf_cannot_exec(tmp_path):
+    check_command(["sh", "-c", "true"])
+    with pytest.raises(RecordError, match="command not found"):
+        check_command([str(tmp_path / "nope")])
+    (tmp_path / "data.txt").write_text("not a program")
+    with pytest.raises(RecordError, match="not executable"):
+        check_command([str(tmp_path / "data.txt")])
+
+
+def test_check_pid_refuses_dead_process():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    with pytest.raises(RecordError, match=f"process {p.pid} not found"):
+        check_pid(p.pid)
+    with pytest.raises(RecordError, match="no user address space"):
+        check_pid(2)   # kthreadd
+
+
+def test_prepare_out_dir_refuses_non_empty_and_force_clears_only_ours(tmp_path):
+    d = tmp_path / "cap"
+    d.mkdir()
+    (d / "perf.data").write_text("old")
+    (d / "notes.txt").write_text("mine")
+    (d / "maps").mkdir()
+    with pytest.raises(RecordError, match="not empty"):
+        prepare_out_dir(d, force=False)
+    prepare_out_dir(d, force=True)
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+
+
+def test_cli_not_root_is_one_line(tmp_path, monkeypatch, capsys):
+    paranoid = tmp_path / "paranoid"
+    paranoid.write_text("2\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("pipeline.record.PARANOID_PATH", paranoid)
+    rc = cli.main(["record", "-o", str(tmp_path / "out"), "--", "true"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "not root (euid 1000)" in err[0]
+
+
+# --- /proc readers and the sampler (no perf needed) -------------------------
+
+def test_sampler_follows_a_process_tree_until_exit():
+    sh = subprocess.Popen(["sh", "-c", "sleep 0.4 & sleep 0.3; wait"])
+    sampler = Sampler(sh.pid, include_top=True, interval_ns=1_000_000)
+    sampler.start()
+    sh.wait()
+    time.sleep(0.02)
+    sampler.stop()
+    sampler.join()
+    pids = sampler.pids()
+    assert sh.pid in pids and len(pids) == 3, pids
+    assert sampler.first_pid == sh.pid
+    assert set(sampler.maps_start) == set(pids) and set(sampler.maps_end) == set(pids)
+    assert sampler.rate_hz() > 300
+    table = sampler.truth_table()
+    assert table.schema.names == TRUTH.schema.names and table.num_rows == len(sampler.rows)
+
+
+def test_present_pages_and_children_of_self():
+    import mmap
+    m = mmap.mmap(-1, 64 * 4096)
+    for i in range(0, 64 * 4096, 2 * 4096):
+        m[i] = 1
+    maps = read_maps(os.getpid())
+    pages = present_pages(os.getpid(), maps)
+    import ctypes
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    inside = pages[(pages >= base) & (pages < base + 64 * 4096)]
+    assert sorted(int(a - base) // 4096 for a in inside) == list(range(0, 64, 2))
+    p = subprocess.Popen(["sleep", "1"])
+    try:
+        assert p.pid in children(os.getpid())
+    finally:
+        p.kill()
+        p.wait()
+
+
+# --- live: the CLI and real perf --------------------------------------------
+
+@pytest.mark.live
+def test_record_truth_ends_on_the_printed_vmpte(tmp_path, workload_bin):
+    out = tmp_path / "cap"
+    r = run_cli("record", "-o", str(out), "--", str(workload_bin / "seed_loop"), "1", "50", "1")
+    assert r.returncode == 0, r.stderr
+    printed = final_vmpte_kb(r.stdout)
+    info = json.loads((out / "record.json").read_text())
+    truth = read_table(out / "truth.parquet", TRUTH).to_pandas()
+    mine = truth[truth.pid == info["root_pid"]]
+    assert mine.vmpte_bytes.iloc[-1] == printed * 1024
+    assert mine.t_ns.is_monotonic_increasing
+    capture = read_table(out / "capture.parquet", CAPTURE).to_pylist()[0]
+    assert capture == json.loads((out / "capture.json").read_text())
+    assert capture["trace_id"] == "cap" and capture["clock"] == "CLOCK_MONOTONIC"
+    assert capture["start_ns"] <= mine.t_ns.iloc[0] <= mine.t_ns.iloc[-1] <= capture["end_ns"]
+    assert (out / "command.txt").read_text().strip().endswith("seed_loop 1 50 1")
+    pid = info["root_pid"]
+    assert (out / "maps" / f"{pid}.start.txt").exists() and (out / "maps" / f"{pid}.end.txt").exists()
+    assert (out / "perf.data").stat().st_size > 0
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("case", ["path", "tracefs", "dead_pid", "non_empty", "no_command", "not_root"])
+def test_record_refusals_are_one_line(case, tmp_path, workload_bin):
+    out = tmp_path / "out"
+    args = ["record", "-o", str(out), "--", str(workload_bin / "seed_loop"), "1", "1", "1"]
+    env = dict(os.environ)
+    prefix = None
+    if case == "path":
+        env["PATH"] = str(tmp_path)
+        needle = "perf not found"
+    elif case == "tracefs":
+        (tmp_path / "fake" / "events" / "exceptions" / "page_fault_user").mkdir(parents=True)
+        env["PTREPLAY_TRACEFS"] = str(tmp_path / "fake")
+        needle = "syscalls:sys_enter_mmap"
+    elif case == "dead_pid":
+        p = subprocess.Popen(["true"])
+        p.wait()
+        args = ["record", "-o", str(out), "-p", str(p.pid), "--duration", "1"]
+        needle = f"process {p.pid} not found"
+    elif case == "no_command":
+        args[-4:] = [str(tmp_path / "no-such-program")]
+        needle = "command not found"
+    elif case == "non_empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("x")
+        needle = "not empty"
+    else:
+        if open("/proc/sys/kernel/perf_event_paranoid").read().strip() == "-1":
+            pytest.skip("perf_event_paranoid is -1: non-root may record here")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        needle = "not root (euid 65534)"
+    assert_one_line_error(run_cli(*args, env=env, prefix=prefix), needle)
+    assert case == "non_empty" or not out.exists()
+
+
+def _perf_child(recorder_pid: int, name: str, timeout: float = 20) -> int:
+    """Wait until the recorder's perf has exec'd the workload; return its pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for perf in children(recorder_pid):
+            for c in children(perf):
+                try:
+                    if Path(f"/proc/{c}/comm").read_text().strip() == name:
+                        return c
+                except OSError:
+                    pass
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never started under the recorder")
+
+
+@pytest.mark.live
+def test_sigint_leaves_a_valid_capture(tmp_path, workload_bin):
+    out = tmp_path / "cap"
+    argv = [sys.executable, "-m", "pipeline", "record", "-o", str(out), "--",
+            str(workload_bin / "seed_loop"), "4", "1000000", "1"]
+    rec = subprocess.Popen(argv, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        workload = _perf_child(rec.pid, "seed_loop")
+        time.sleep(0.5)
+        rec.send_signal(signal.SIGINT)
+        stdout, stderr = rec.communicate(timeout=60)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+    assert rec.returncode == 0, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not Path(f"/proc/{workload}").exists() or "Z" in Path(f"/proc/{workload}/stat").read_text().split()[2]
+    assert subprocess.run(["perf", "script", "-i", str(out / "perf.data"), "--header-only"],
+                          capture_output=True).returncode == 0
+    r = subprocess.run(["perf", "report", "-i", str(out / "perf.data"), "--stats"], capture_output=True, text=True)
+    assert r.returncode == 0 and "page_fault_user" in r.stdout
+    truth = read_table(out / "truth.parquet", TRUTH)
+    assert truth.num_rows > 100
+    assert json.loads((out / "record.json").read_text())["interrupted"] is True
+    read_table(out / "capture.parquet", CAPTURE)
+
+
+@pytest.mark.live
+def test_attach_to_a_sleeping_process(tmp_path):
+    code = ("import mmap, sys, time\n"
+            "m = mmap.mmap(-1, 4 << 20)\n"
+            "for i in range(0, 4 << 20, 4096): m[i] = 1\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n")
+    target = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        out = tmp_path / "cap"
+        r = run_cli("record", "-o", str(out), "-p", str(target.pid), "--duration", "1")
+        assert r.returncode == 0, r.stderr
+        assert target.poll() is None, "recording must not stop the target"
+    finally:
+        target.kill()
+        target.wait()
+    assert (out / f"maps/{target.pid}.start.txt").exists() and (out / f"maps/{target.pid}.end.txt").exists()
+    import pyarrow.parquet as pq
+    pages = pq.read_table(out / "pagemap.parquet")
+    assert pages.schema.field("pid").type == "int32" and pages.schema.field("addr").type == "uint64"
+    assert set(pages.column("pid").to_pylist()) == {target.pid}
+    assert pages.num_rows >= 1024    # the 4 MiB it touched, at least
+    truth = read_table(out / "truth.parquet", TRUTH).to_pandas()
+    assert set(truth.pid) == {target.pid} and len(truth) > 500
+    assert "time.sleep(30)" in (out / "command.txt").read_text()
