@@ -99,6 +99,23 @@ def _typed(value: str):
     return value
 
 
+def _cmd_batch(a) -> int:
+    from pipeline.batch import batch
+    if a.workers < 1:
+        raise UsageError("batch: --workers must be at least 1")
+    res = batch(a.inputs, Path(a.output), policies=a.policy, workers=a.workers, scheduler=a.scheduler)
+    print(f"batch: {len(res.done)} replayed, {len(res.skipped)} already done, {len(res.failed)} failed")
+    for tid, err in sorted(res.failed.items()):
+        print(f"batch: failed {tid}: {err}", file=sys.stderr)
+    return 1 if res.failed else 0
+
+
+def _cmd_plot(a) -> int:
+    from pipeline.plot import plot
+    print(plot(Path(a.path), Path(a.output), pid=a.pid, force=a.force))
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from pipeline.demo import demo
     demo(Path(a.capture) if a.capture else None, Path(a.output), force=a.force)
@@ -152,12 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
     rep.set_defaults(func=_cmd_report)
 
+    b = sub.add_parser("batch", help="ingest + replay many captures in parallel on dask (Hive-partitioned output)")
+    b.add_argument("inputs", nargs="+", help="captures: files, record directories, directories of them, globs")
+    b.add_argument("-o", "--output", required=True, help="output tree (trace_id=X/ partitions)")
+    b.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    b.add_argument("--scheduler", help="address of a running dask scheduler (instead of a LocalCluster)")
+    b.add_argument("--policy", default="all", help="policies as for replay (default all)")
+    b.set_defaults(func=_cmd_batch)
+
     q = sub.add_parser("sql", help="run a read query against the DuckDB views of an output tree")
     q.add_argument("path", help="output directory or tree of them")
     q.add_argument("query", help="SELECT ... (views: events, truth, timeseries, summary, metadata, savings, policy_costs, fleet_by_*)")
     q.add_argument("--param", action="append", help="NAME=VALUE bound as $NAME (repeatable)")
     q.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     q.set_defaults(func=_cmd_sql)
+
+    pl = sub.add_parser("plot", help="VIRT/RES/VmPTE over time per policy, kernel truth overlaid (PNG)")
+    pl.add_argument("path", help="replay output directory")
+    pl.add_argument("-o", "--output", required=True, help="PNG file to write")
+    pl.add_argument("--pid", type=int, help="process to plot (default: the largest VmPTE)")
+    pl.add_argument("--force", action="store_true", help="replace an existing file")
+    pl.set_defaults(func=_cmd_plot)
 
     d = sub.add_parser("demo", help="ingest -> replay -> report on a bundled real capture")
     d.add_argument("capture", nargs="?", help="capture directory (default: data/seed-2m)")

@@ -1,0 +1,107 @@
+"""Ingest end to end on the bundled real captures, checked against `perf script` on the same files."""
+import collections
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from pipeline.ingest import ingest
+from pipeline.parquet_io import read_capture, read_table
+from schemas import EVENTS
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+CAPTURES = sorted(p for p in DATA.iterdir() if (p / "perf.data").exists()) if DATA.exists() else []
+HAVE_PERF = shutil.which("perf") is not None
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def perf_script_counts(perf_data: Path) -> collections.Counter:
+    """Events per name as `perf script` decodes them; faults split by user/kernel address."""
+    out = subprocess.run(["perf", "script", "-i", str(perf_data), "-F", "tid,event,trace"],
+                         capture_output=True, text=True, check=True).stdout
+    counts = collections.Counter()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        name = parts[1].rstrip(":").split(":")[-1]
+        if name.startswith("page_fault"):
+            addr = int(parts[2].split("=")[1], 16)
+            name = "fault" if addr < 1 << 47 else "kernel_address_fault"
+        counts[name] += 1
+    return counts
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c.name for c in CAPTURES])
+def test_ingest_counts_match_perf_script(capture, tmp_path):
+    out = ingest([capture], tmp_path / "events.parquet")
+    events = read_table(out, EVENTS)
+    kinds = collections.Counter(events.column("kind").to_pylist())
+    meta = read_capture(out)
+    assert meta["trace_id"] == capture.name and meta["source_format"] == "perf.data"
+    assert meta["kernel_release"] and meta["thp_mode"] in ("always", "madvise", "never")
+    t = events.column("t_ns").to_numpy()
+    assert (t[1:] >= t[:-1]).all(), "events are not time-ordered"
+    if not HAVE_PERF:
+        pytest.skip("perf not installed: counts not checked against perf script")
+    ref = perf_script_counts(capture / "perf.data")
+    assert kinds["fault"] == ref["fault"]
+    for name in ("mmap", "munmap", "madvise", "mremap", "brk", "mprotect"):
+        # one event per sys_enter (paired, lost-exit or unfinished), none for orphan exits
+        stats = meta["normalize"]
+        assert kinds[name] == ref[f"sys_enter_{name}"], name
+    assert kinds["exec"] == ref["sched_process_exec"]
+    assert stats["kernel_address_faults_dropped"] == ref["kernel_address_fault"]
+
+
+@pytest.mark.parametrize("capture", CAPTURES[:1], ids=[c.name for c in CAPTURES[:1]])
+def test_madvise_rows_carry_perf_script_arguments(capture, tmp_path):
+    """Every madvise row's (start, len, advice) appears in perf script's sys_enter_madvise lines."""
+    if not HAVE_PERF:
+        pytest.skip("perf not installed")
+    events = read_table(ingest([capture], tmp_path / "e.parquet"), EVENTS)
+    mad = events.filter(pc.equal(events.column("kind"), "madvise")).to_pylist()
+    out = subprocess.run(["perf", "script", "-i", str(capture / "perf.data"), "-F", "event,trace"],
+                         capture_output=True, text=True, check=True).stdout
+    ref = []
+    for line in out.splitlines():
+        if "sys_enter_madvise" in line:
+            f = dict(kv.split(": ") for kv in line.split(":", 2)[2].strip().split(", "))
+            ref.append((int(f["start"], 16), int(f["len_in"], 16), int(f["behavior"], 16)))
+    assert sorted((r["addr"], r["len"], r["advice"]) for r in mad) == sorted(ref)
+    assert mad and all(r["ret"] == 0 and not r["failed"] for r in mad)
+
+
+def test_bad_inputs_one_line_exit_1_no_output(tmp_path):
+    empty = tmp_path / "empty.data"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(os.urandom(4096))
+    out = tmp_path / "events.parquet"
+    for bad, expect in [(empty, "empty file"), (garbage, "unknown format"), (tmp_path / "missing", "no such file")]:
+        r = cli("ingest", bad, "-o", out)
+        assert r.returncode == 1, r.stderr
+        assert expect in r.stderr and str(bad) in r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+        assert not out.exists() and not list(tmp_path.glob(".events*"))
+
+
+@pytest.mark.skipif(not CAPTURES, reason="no bundled captures")
+def test_existing_output_needs_force_and_survives_a_failed_run(tmp_path):
+    out = tmp_path / "events.parquet"
+    assert cli("ingest", CAPTURES[0], "-o", out).returncode == 0
+    before = out.read_bytes()
+    r = cli("ingest", CAPTURES[0], "-o", out)
+    assert r.returncode == 1 and "--force" in r.stderr
+    truncated = tmp_path / "cut.data"
+    truncated.write_bytes((CAPTURES[0] / "perf.data").read_bytes()[:5000])
+    r = cli("ingest", truncated, "-o", out, "--force")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert out.read_bytes() == before
