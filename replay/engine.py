@@ -1,0 +1,466 @@
+"""Replay an events table through the page-table model under reclaim policies.
+
+events Parquet (or Arrow table) -> validate -> numpy batches -> compiled
+kernels (replay.kernels, one state per policy) -> timeseries + summary tables.
+
+Public surface::
+
+    replay(events, opts=None, capture=None, trace_id=None) -> ReplayResult
+    replay_to_dir(events_path, out_dir, opts, force=False) -> Path
+
+The engine streams record batches, so memory grows with live page tables,
+VMAs and output rows, not with the number of events.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.errors import OutputExistsError, SchemaError, UsageError
+from replay import kernels as K
+from replay.policies import Policy, parse_policies
+from schemas import CAPTURE_KEY, EVENTS, SCHEMA_KEY, SUMMARY, TIMESERIES, conform, schema_metadata
+
+REPLAY_KEY = b"ptreplay.replay"
+KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
+_RESULT_NEEDED = ("mmap", "mremap", "brk")  # unfinished: result unknown -> skipped
+INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP population other than "
+                  "MAP_POPULATE/MAP_LOCKED/MADV_POPULATE_* (O_DIRECT, process_vm_*, mlock), khugepaged and "
+                  "MADV_COLLAPSE, reclaim and swap-out, NUMA hinting, userfaultfd ioctls, truncate or "
+                  "MADV_REMOVE from other processes, page-cache contents (fault-around assumes cached pages), "
+                  "VMA merging, the 1 GiB whole-PMD-table move of mremap.")
+MAX_PROCS = 1 << 20
+THP_CODES = {"never": K.THP_NEVER, "madvise": K.THP_MADVISE, "always": K.THP_ALWAYS}
+
+
+@dataclass
+class ReplayOptions:
+    """What to replay: policies (specs or 'all'), THP mode (None = the capture's),
+    timeseries step, 5-level paging (None/False = the capture's)."""
+
+    policies: object = "all"
+    thp: str | None = None
+    interval_ns: int = 10_000_000
+    la57: bool | None = None
+    batch_rows: int = 1 << 20
+
+
+@dataclass
+class ReplayResult:
+    timeseries: pa.Table
+    summary: pa.Table
+    metadata: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- one policy's state
+
+class PolicyState:
+    """The kernel arrays of one policy's replay, grown on demand."""
+
+    def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16):
+        self.policy = policy
+        self.prm = np.zeros(K.N_PRM, np.int64)
+        self.prm[K.PR_POLICY] = policy.code
+        self.prm[K.PR_TICK] = interval_ns
+        self.prm[K.PR_SCAN] = policy.arg_ns if policy.name == "scan" else 0
+        self.prm[K.PR_HOLD] = policy.arg_ns if policy.name == "delayed" else 0
+        self.prm[K.PR_THP] = thp_code
+        self.prm[K.PR_TOP] = top
+        self.ps = np.zeros((nproc, K.N_PS), np.int64)
+        self.pf = np.zeros(nproc, np.float64)
+        self.vm = np.zeros((nproc, 16, 3), np.int64)
+        self.hk = np.full(1 << 12, -1, np.int64)
+        self.hv = np.zeros(1 << 12, np.int64)
+        self.sl = np.zeros((256, K.N_SL), np.int64)
+        self.pg = np.zeros(256 * 512, np.int8)
+        self.fs = np.zeros(256, np.int64)
+        self.g = np.zeros(K.N_G, np.int64)
+        self.dq = np.zeros((1024 if policy.name == "delayed" else 1, 3), np.int64)
+        self.ts = np.zeros((4096, K.N_TS), np.int64)
+        self.rows: list[np.ndarray] = []
+        self.kernel_s = 0.0
+
+    def arrays(self):
+        return (self.prm, self.ps, self.pf, self.vm, self.hk, self.hv, self.sl, self.pg, self.fs, self.g,
+                self.dq, self.ts)
+
+    def ensure_procs(self, n: int) -> None:
+        if n <= self.ps.shape[0]:
+            return
+        cap = max(n, 2 * self.ps.shape[0])
+        self.ps = _grow_rows(self.ps, cap)
+        self.pf = _grow_rows(self.pf, cap)
+        self.vm = _grow_rows(self.vm, cap)
+
+    def grow(self, code: int, amount: int) -> None:
+        """Make room after run_events stopped with NEED_<code>."""
+        if code == K.NEED_ROWS:
+            self.drain_rows()
+            if amount > self.ts.shape[0]:
+                self.ts = np.zeros((_pow2(amount), K.N_TS), np.int64)
+        elif code == K.NEED_SLOTS:
+            cap = _pow2(self.sl.shape[0] + amount)
+            self.sl = _grow_rows(self.sl, cap)
+            self.fs = _grow_rows(self.fs, cap)
+            self.pg = _grow_rows(self.pg, cap * 512)
+        elif code == K.NEED_HASH:
+            cap = max(_pow2(4 * amount), self.hk.shape[0])
+            self.hk, self.hv, count = K.rehash(self.hk, self.hv, cap, self.g[K.G_NOW])
+            self.g[K.G_HCOUNT] = count
+            if 2 * (count + self.g[K.G_LIVE_SLOTS]) + 4 * (amount - count - self.g[K.G_LIVE_SLOTS]) > cap:
+                self.hk, self.hv, count = K.rehash(self.hk, self.hv, 2 * cap, self.g[K.G_NOW])
+                self.g[K.G_HCOUNT] = count
+        elif code == K.NEED_VMAS:
+            cap = _pow2(amount)
+            vm = np.zeros((self.vm.shape[0], cap, 3), np.int64)
+            vm[:, : self.vm.shape[1]] = self.vm
+            self.vm = vm
+        elif code == K.NEED_QUEUE:
+            self.dq = _grow_rows(self.dq, _pow2(amount))
+
+    def drain_rows(self) -> None:
+        n = int(self.g[K.G_NROWS])
+        if n:
+            self.rows.append(self.ts[:n].copy())
+            self.g[K.G_NROWS] = 0
+
+    def run(self, cols: dict) -> None:
+        n = len(cols["t"])
+        i = 0
+        t0 = time.perf_counter()
+        while i < n:
+            i, code, amount = K.run_events(i, n, cols["t"], cols["kind"], cols["proc"], cols["addr"], cols["len"],
+                                           cols["prot"], cols["flags"], cols["fd"], cols["advice"], cols["ecode"],
+                                           cols["new_addr"], cols["new_len"], cols["ret"], cols["child"],
+                                           *self.arrays())
+            if code != K.NEED_NONE:
+                self.grow(code, amount)
+        self.kernel_s += time.perf_counter() - t0
+        self.drain_rows()
+
+    def finish(self, t_end: int) -> None:
+        need = int(self.g[K.G_NPEND] + self.g[K.G_NLIVE]) + 2
+        if need > self.ts.shape[0] - self.g[K.G_NROWS]:
+            self.grow(K.NEED_ROWS, need)
+        K.finish(self.ps, self.pf, self.sl, self.g, self.ts, t_end)
+        self.drain_rows()
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 1).bit_length()
+
+
+def _grow_rows(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((n,) + a.shape[1:], a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+# ----------------------------------------------------------------------------- input
+
+class _Procs:
+    """pid -> dense process index (the kernels' `p`), with each process's comm."""
+
+    def __init__(self):
+        self.index: dict[int, int] = {}
+        self.pids: list[int] = []
+        self.comm: dict[int, str] = {}
+
+    def map(self, pids: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(pids, return_inverse=True)
+        idx = np.empty(len(uniq), np.int32)
+        for j, pid in enumerate(uniq.tolist()):
+            if pid not in self.index:
+                if len(self.pids) >= MAX_PROCS:
+                    raise SchemaError(f"more than {MAX_PROCS} processes in one trace")
+                self.index[pid] = len(self.pids)
+                self.pids.append(pid)
+            idx[j] = self.index[pid]
+        return idx[inverse].astype(np.int32)
+
+
+@dataclass
+class _Counts:
+    events_in: int = 0
+    failed_skipped: int = 0
+    unfinished_skipped: int = 0
+    unfinished_applied: int = 0
+    first_t: int | None = None
+    last_t: int | None = None
+
+
+def _batches(events, batch_rows: int):
+    """Record batches of the events (a Path to Parquet or an Arrow table), conformed."""
+    if isinstance(events, pa.Table):
+        table = conform(events, EVENTS, "<events table>")
+        yield from table.to_batches(max_chunksize=batch_rows)
+        return
+    path = Path(events)
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise SchemaError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    tag = (pf.schema_arrow.metadata or {}).get(SCHEMA_KEY, b"").decode()
+    if tag and tag.split("/")[0] != "events":
+        raise SchemaError(f"{path}: holds a {tag} table, expected {EVENTS.tag}")
+    for b in pf.iter_batches(batch_size=batch_rows):
+        yield from conform(pa.Table.from_batches([b]), EVENTS, str(path)).to_batches()
+
+
+def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: str, offset: int) -> dict:
+    """Validate one batch and turn it into the kernels' numpy columns (failed
+    rows and unfinished mmap/mremap/brk rows removed)."""
+    n = batch.num_rows
+    kind = pc.index_in(batch.column("kind"), value_set=pa.array(KIND_NAMES))
+    if kind.null_count:
+        bad = pc.filter(batch.column("kind"), pc.is_null(kind)).unique().to_pylist()
+        raise SchemaError(f"{source}: row {offset}+: unknown event kind(s) {bad[:5]} "
+                          f"(expected one of {', '.join(KIND_NAMES)})")
+    kind = kind.to_numpy(zero_copy_only=False).astype(np.int8)
+    t = batch.column("t_ns").to_numpy()
+    if n and np.any(np.diff(t) < 0):
+        row = int(np.argmax(np.diff(t) < 0)) + 1
+        raise SchemaError(f"{source}: row {offset + row}: t_ns goes backwards ({t[row - 1]} then {t[row]}); "
+                          "events must be sorted by t_ns (run ingest)")
+    if n and counts.last_t is not None and t[0] < counts.last_t:
+        raise SchemaError(f"{source}: row {offset}: t_ns goes backwards across batches; events must be sorted")
+    failed = batch.column("failed").to_numpy(zero_copy_only=False)
+    unfinished = batch.column("unfinished").to_numpy(zero_copy_only=False)
+    needs_result = np.isin(kind, [K.KIND_CODES[k] for k in _RESULT_NEEDED])
+    skip_unfinished = unfinished & needs_result & ~failed
+    keep = ~failed & ~skip_unfinished
+    counts.events_in += n
+    counts.failed_skipped += int(failed.sum())
+    counts.unfinished_skipped += int(skip_unfinished.sum())
+    counts.unfinished_applied += int((unfinished & keep).sum())
+    if n:
+        counts.first_t = int(t[0]) if counts.first_t is None else counts.first_t
+        counts.last_t = int(t[-1])
+    _note_comms(batch, kind, keep, procs)
+    sel = np.flatnonzero(keep) if not keep.all() else None
+
+    def col(name, dtype):
+        a = batch.column(name).to_numpy(zero_copy_only=False)
+        if sel is not None:
+            a = a[sel]
+        return np.ascontiguousarray(a, dtype=dtype) if a.dtype != dtype else a
+
+    def addr_col(name):
+        a = batch.column(name).to_numpy(zero_copy_only=False)
+        if sel is not None:
+            a = a[sel]
+        return np.minimum(a, np.uint64(1 << 62)).view(np.int64)
+
+    kind = kind if sel is None else kind[sel]
+    pid = col("pid", np.int32)
+    child = col("child_pid", np.int32)
+    proc = procs.map(pid)
+    child_idx = np.full(len(child), -1, np.int32)
+    forks = np.flatnonzero((kind == K.K_FORK) & (child >= 0))
+    if len(forks):
+        child_idx[forks] = procs.map(child[forks])
+    return {"t": col("t_ns", np.int64), "kind": kind, "proc": proc, "addr": addr_col("addr"),
+            "len": addr_col("len"), "prot": col("prot", np.int32), "flags": col("flags", np.int64),
+            "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": col("error_code", np.int32),
+            "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
+            "child": child_idx}
+
+
+def _note_comms(batch, kind, keep, procs: _Procs) -> None:
+    """comm per pid: exec sets it, fork gives it to the child, exit fills it if unknown."""
+    comm = batch.column("comm")
+    if comm.null_count == len(comm):
+        return
+    rows = np.flatnonzero(~np.asarray(comm.is_null().to_numpy(zero_copy_only=False)) & keep)
+    pids = batch.column("pid").to_numpy()
+    childs = batch.column("child_pid").to_numpy()
+    names = comm.to_pylist()
+    for r in rows.tolist():
+        k = int(kind[r])
+        if k == K.K_EXEC:
+            procs.comm[int(pids[r])] = names[r]
+        elif k == K.K_FORK:
+            procs.comm.setdefault(int(childs[r]), names[r])
+        else:
+            procs.comm.setdefault(int(pids[r]), names[r])
+
+
+# ----------------------------------------------------------------------------- replay
+
+def _resolve(opts: ReplayOptions, capture: dict) -> tuple[list[Policy], list[Policy], str, int, bool]:
+    wanted = parse_policies(opts.policies)
+    run = list(wanted)
+    if not any(p.name == "none" for p in run):
+        run.insert(0, Policy("none"))  # needed for the savings columns
+    thp = opts.thp or capture.get("thp_mode") or "madvise"
+    if thp not in THP_CODES:
+        raise UsageError(f"THP mode '{thp}' is not one of never, madvise, always")
+    if opts.interval_ns is None or opts.interval_ns <= 0:
+        raise UsageError(f"interval must be positive, got {opts.interval_ns}")
+    la57 = bool(opts.la57) or capture.get("paging_levels") == 5
+    return wanted, run, thp, int(opts.interval_ns), la57
+
+
+def replay(events, opts: ReplayOptions | None = None, capture: dict | None = None,
+           trace_id: str | None = None) -> ReplayResult:
+    """Replay `events` (EVENTS Arrow table or Parquet path) under opts.policies."""
+    opts = opts or ReplayOptions()
+    if capture is None:
+        capture = _read_capture(events)
+    if trace_id is None:
+        trace_id = capture.get("trace_id") or (Path(events).name.split(".")[0] if not isinstance(events, pa.Table)
+                                               else "<table>")
+    wanted, run, thp, interval, la57 = _resolve(opts, capture)
+    top = 1 << (56 if la57 else 47)
+    states = [PolicyState(p, THP_CODES[thp], interval, top) for p in run]
+    procs = _Procs()
+    counts = _Counts()
+    source = "<events table>" if isinstance(events, pa.Table) else str(events)
+    offset = 0
+    convert_s = 0.0
+    for batch in _batches(events, opts.batch_rows):
+        t0 = time.perf_counter()
+        cols = _to_columns(batch, procs, counts, source, offset)
+        convert_s += time.perf_counter() - t0
+        offset += batch.num_rows
+        for st in states:
+            st.ensure_procs(len(procs.pids))
+            st.run(cols)
+    t_end = counts.last_t if counts.last_t is not None else 0
+    for st in states:
+        st.finish(t_end)
+    none_state = next(st for st in states if st.policy.name == "none")
+    out_states = [st for st in states if st.policy in wanted]
+    ts = _timeseries(out_states, procs, trace_id)
+    summary = _summary(out_states, none_state, procs, trace_id)
+    meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
+    return ReplayResult(ts, summary, meta)
+
+
+def _read_capture(events) -> dict:
+    if isinstance(events, pa.Table):
+        raw = (events.schema.metadata or {}).get(CAPTURE_KEY)
+        return json.loads(raw) if raw else {}
+    from pipeline.parquet_io import read_capture
+    try:
+        return read_capture(Path(events))
+    except (OSError, pa.ArrowInvalid) as e:
+        raise SchemaError(f"{events}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
+    parts = []
+    pids = np.asarray(procs.pids, np.int32)
+    for st in states:
+        rows = np.concatenate(st.rows) if st.rows else np.zeros((0, K.N_TS), np.int64)
+        n = len(rows)
+        cols = {
+            "trace_id": pa.array([trace_id] * n, pa.string()),
+            "pid": pids[rows[:, K.TS_PROC]] if n else np.zeros(0, np.int32),
+            "policy": pa.array([st.policy.spec] * n, pa.string()),
+            "t_ns": rows[:, K.TS_T],
+            "virt_bytes": rows[:, K.TS_VIRT], "rss_bytes": rows[:, K.TS_RSS],
+            "rss_anon_bytes": rows[:, K.TS_ANON], "rss_file_bytes": rows[:, K.TS_FILE],
+            "vmpte_bytes": rows[:, K.TS_VMPTE], "pte_tables": rows[:, K.TS_PTE], "pmd_tables": rows[:, K.TS_PMD],
+            "pud_tables": rows[:, K.TS_PUD], "empty_pte_tables": rows[:, K.TS_EMPTY],
+        }
+        parts.append(pa.table(cols, schema=TIMESERIES.schema))
+    table = pa.concat_tables(parts) if parts else TIMESERIES.schema.empty_table()
+    if table.num_rows:
+        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending")])
+    return table
+
+
+def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str) -> pa.Table:
+    recs = []
+    for st in states:
+        ps = st.ps
+        for p, pid in enumerate(procs.pids):
+            if ps[p, K.PS_STARTED] == 0:
+                continue
+            start, end = int(ps[p, K.PS_START]), int(ps[p, K.PS_END])
+            fin = int(ps[p, K.PS_FIN_VMPTE])
+            mean = float(st.pf[p]) / (end - start) if end > start else float(fin)
+            base = int(none_state.ps[p, K.PS_FIN_VMPTE])
+            saved = base - fin
+            recs.append({
+                "trace_id": trace_id, "pid": pid, "comm": procs.comm.get(pid) or "", "policy": st.policy.spec,
+                "start_ns": start, "end_ns": end,
+                "final_virt_bytes": int(ps[p, K.PS_FIN_VIRT]), "final_rss_bytes": int(ps[p, K.PS_FIN_RSS]),
+                "final_vmpte_bytes": fin, "peak_virt_bytes": int(ps[p, K.PS_PEAK_VIRT]),
+                "peak_rss_bytes": int(ps[p, K.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, K.PS_PEAK_VMPTE]),
+                "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, K.PS_FIN_IDEAL]),
+                "empty_pte_tables_final": int(ps[p, K.PS_FIN_EMPTY]),
+                "pte_tables_allocated": int(ps[p, K.PS_ALLOC]), "pte_tables_freed": int(ps[p, K.PS_FREED]),
+                "refaults": int(ps[p, K.PS_REFAULTS]), "scan_entries": int(ps[p, K.PS_SCAN]),
+                "extra_atomics": int(ps[p, K.PS_ATOMICS]), "vmpte_saved_bytes": saved,
+                "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, K.PS_EVENTS]),
+            })
+    if not recs:
+        return SUMMARY.schema.empty_table()
+    return pa.Table.from_pylist(recs, schema=SUMMARY.schema)
+
+
+def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, convert_s, trace_id, capture) -> dict:
+    g = states[0].g
+    return {
+        "trace_id": trace_id,
+        "options": {"policies": [p.spec for p in wanted], "thp": thp, "interval_ns": interval, "la57": la57},
+        "policies_run": [p.policy.spec for p in states],
+        "events_in": counts.events_in, "start_ns": counts.first_t, "end_ns": counts.last_t,
+        "counts": {
+            "failed_skipped": counts.failed_skipped,
+            "unfinished_skipped_mmap_mremap_brk": counts.unfinished_skipped,
+            "unfinished_applied": counts.unfinished_applied,
+            "faults_outside_known_vmas": int(g[K.G_OUTSIDE]),
+            "implicit_vmas_created": int(g[K.G_IMPLICIT]),
+            "populate_modelled": int(g[K.G_POPULATE]),
+            "events_after_exit_ignored": int(g[K.G_AFTER_EXIT]),
+            "brk_with_unknown_start": int(g[K.G_BRK_UNKNOWN]),
+            "faults_beyond_user_top": int(g[K.G_BEYOND_TOP]),
+        },
+        "kernel_seconds": {st.policy.spec: round(st.kernel_s, 6) for st in states},
+        "convert_seconds": round(convert_s, 6),
+        "synthetic": bool(capture.get("synthetic", False)),
+        "note": INVISIBLE_NOTE,
+    }
+
+
+# ----------------------------------------------------------------------------- output
+
+def replay_to_dir(events_path: Path, out_dir: Path, opts: ReplayOptions | None = None, force: bool = False) -> Path:
+    """Replay an events Parquet file; write OUTDIR/timeseries.parquet and
+    OUTDIR/summary.parquet atomically (refusing existing outputs unless force)."""
+    out_dir = Path(out_dir)
+    paths = {a: out_dir / f"{a.name}.parquet" for a in (TIMESERIES, SUMMARY)}
+    for path in paths.values():
+        if path.exists() and not force:
+            raise OutputExistsError(f"{path}: already exists (use --force to replace it)")
+    events_path = Path(events_path)
+    if not events_path.exists():
+        raise UsageError(f"{events_path}: no such events file")
+    capture = _read_capture(events_path)
+    result = replay(events_path, opts, capture=capture)
+    for artifact, table in ((TIMESERIES, result.timeseries), (SUMMARY, result.summary)):
+        _write(table, paths[artifact], artifact, capture, result.metadata)
+    return out_dir
+
+
+def _write(table: pa.Table, path: Path, artifact, capture: dict, meta: dict) -> None:
+    """Like parquet_io.write_table (conform, atomic rename, force already checked),
+    plus the engine's own ptreplay.replay key: write_table's conform() drops a
+    table's extra schema metadata, so the key is added here."""
+    from pipeline.parquet_io import atomic_path
+    table = conform(table, artifact, str(path))
+    kv = schema_metadata(artifact, capture or None)
+    kv[REPLAY_KEY] = json.dumps(meta, sort_keys=True).encode()
+    table = table.replace_schema_metadata(kv)
+    with atomic_path(path, force=True) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)

@@ -1,0 +1,1349 @@
+"""Compiled replay kernels: plain numpy arrays and scalars in and out.
+
+No Arrow, pandas, logging or I/O here, so `ptreplay --help` compiles nothing
+and every kernel can run as plain Python under NUMBA_DISABLE_JIT=1.
+
+The state of one policy's replay lives in a handful of arrays that
+:mod:`replay.engine` allocates and grows:
+
+``ps``  int64 [proc, PS_*]     per-process counters (one row per pid)
+``pf``  float64 [proc]         time integral of VmPTE (bytes x ns)
+``vm``  int64 [proc, vma, 3]   each process's VMAs sorted by start: start, end, VF_* flags
+``hk``/``hv`` int64 [pow2]     open-addressing hash: table key -> slot (levels 0-2), or
+                               refault marker key -> free time (level 3)
+``sl``  int64 [slot, SL_*]     page tables (PTE, PMD and PUD) as pool slots
+``pg``  int8 [slot * 512]      PTE entries of PTE-level slots: E_NONE / E_ZERO / E_ANON / E_FILE
+``fs``  int64 [slot]           stack of free slots
+``g``   int64 [G_*]            global scalars (clock cursors, counts of invisible effects)
+``dq``  int64 [n, 3]           FIFO of PTE tables waiting to be freed (policy delayed)
+``ts``  int64 [row, TS_*]      timeseries rows produced so far
+
+`run_events` stops *before* an event it has no room for and returns a code
+(NEED_*) and an amount; the engine grows the arrays and calls it again.
+Every model rule cites the kernel function it imitates; see
+/work/shared/docs/KERNEL.md.
+"""
+import numpy as np
+from numba import njit
+
+# Event kinds (engine maps events.kind strings to these codes).
+K_FAULT, K_MMAP, K_MUNMAP, K_MREMAP, K_BRK, K_MPROTECT, K_MADVISE = 0, 1, 2, 3, 4, 5, 6
+K_FORK, K_CLONE, K_EXEC, K_EXIT = 7, 8, 9, 10
+KIND_CODES = {"fault": 0, "mmap": 1, "munmap": 2, "mremap": 3, "brk": 4, "mprotect": 5,
+              "madvise": 6, "fork": 7, "clone": 8, "exec": 9, "exit": 10}
+
+# Policies.
+POL_NONE, POL_PT_RECLAIM, POL_REFCOUNT, POL_SCAN, POL_DELAYED, POL_ALL_LEVELS = 0, 1, 2, 3, 4, 5
+
+# prm: policy parameters.
+PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP = 0, 1, 2, 3, 4, 5
+N_PRM = 6
+THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
+
+# ps: per-process fields.
+(PS_STARTED, PS_ALIVE, PS_START, PS_END, PS_LAST, PS_NVMA, PS_GEN, PS_BRK, PS_VIRT, PS_ANON,
+ PS_FILE, PS_PTE, PS_PMD, PS_PUD, PS_EMPTY, PS_PEAK_VIRT, PS_PEAK_RSS, PS_PEAK_VMPTE,
+ PS_FIN_VIRT, PS_FIN_RSS, PS_FIN_VMPTE, PS_FIN_IDEAL, PS_FIN_EMPTY, PS_ALLOC, PS_FREED,
+ PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END) = range(31)
+N_PS = 31
+
+# sl: slot fields.
+SL_KEY, SL_USED, SL_HUGE, SL_SINCE, SL_PROC, SL_LEVEL, SL_SERIAL, SL_IDX = range(8)
+N_SL = 8
+
+# g: global scalars.
+(G_HCOUNT, G_SHW, G_FSTOP, G_NOW, G_NEXT_TICK, G_NEXT_SCAN, G_DIRTY, G_QHEAD, G_QTAIL, G_NROWS,
+ G_INIT, G_NLIVE, G_NPEND, G_OUTSIDE, G_POPULATE, G_SERIAL, G_LIVE_SLOTS, G_AFTER_EXIT,
+ G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP) = range(21)
+N_G = 24
+
+# ts: timeseries row fields.
+(TS_PROC, TS_T, TS_VIRT, TS_RSS, TS_ANON, TS_FILE, TS_VMPTE, TS_PTE, TS_PMD, TS_PUD,
+ TS_EMPTY) = range(11)
+N_TS = 11
+
+# VMA flags.
+VF_ANON, VF_SHARED, VF_WRITE, VF_HUGE, VF_NOHUGE = 1, 2, 4, 8, 16
+VF_DONTFORK, VF_WIPEONFORK, VF_ANON_VMA, VF_LOCKED, VF_IMPLICIT, VF_HEAP = 32, 64, 128, 256, 512, 1024
+
+# PTE entry kinds.
+E_NONE, E_ZERO, E_ANON, E_FILE = 0, 1, 2, 3
+
+# run_events stop codes.
+NEED_NONE, NEED_SLOTS, NEED_HASH, NEED_VMAS, NEED_ROWS, NEED_QUEUE = 0, 1, 2, 3, 4, 5
+
+PAGE = 4096
+PMD_SIZE = 1 << 21          # one PTE table maps 2 MiB
+PUD_SIZE = 1 << 30          # one PMD table maps 1 GiB
+P4D_SIZE = 1 << 39          # one PUD table maps 512 GiB
+NO_CEILING = 1 << 57        # free_pgd_range's ceiling 0 ("no limit")
+REFAULT_NS = 1_000_000_000  # a re-allocation within 1 s of a free is a refault
+FAULT_AROUND_PAGES = 16     # fault_around_bytes 64 KiB
+MARKER = 3                  # hash level tag of refault markers
+
+
+# ----------------------------------------------------------------------------- hash map
+
+@njit(cache=True)
+def _home(key, mask):
+    x = key * np.int64(-7046029254386353131)
+    x ^= x >> 29
+    return x & mask
+
+
+@njit(cache=True)
+def ht_get(hk, hv, key):
+    """Value stored for `key`, or -1."""
+    mask = hk.shape[0] - 1
+    i = _home(key, mask)
+    while True:
+        k = hk[i]
+        if k == key:
+            return hv[i]
+        if k == -1:
+            return -1
+        i = (i + 1) & mask
+
+
+@njit(cache=True)
+def ht_put(hk, hv, g, key, val):
+    mask = hk.shape[0] - 1
+    i = _home(key, mask)
+    while True:
+        k = hk[i]
+        if k == key:
+            hv[i] = val
+            return
+        if k == -1:
+            hk[i] = key
+            hv[i] = val
+            g[G_HCOUNT] += 1
+            return
+        i = (i + 1) & mask
+
+
+@njit(cache=True)
+def ht_del(hk, hv, g, key):
+    """Linear-probing delete with backward shift (no tombstones)."""
+    mask = hk.shape[0] - 1
+    i = _home(key, mask)
+    while hk[i] != key:
+        if hk[i] == -1:
+            return
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if hk[j] == -1:
+            break
+        h = _home(hk[j], mask)
+        if i <= j:
+            stays = i < h <= j
+        else:
+            stays = h > i or h <= j
+        if stays:
+            continue
+        hk[i] = hk[j]
+        hv[i] = hv[j]
+        i = j
+    hk[i] = -1
+    g[G_HCOUNT] -= 1
+
+
+@njit(cache=True)
+def rehash(hk, hv, new_cap, now_ns):
+    """Copy a hash map into one of `new_cap` buckets, dropping markers older than 1 s."""
+    nk = np.full(new_cap, -1, np.int64)
+    nv = np.zeros(new_cap, np.int64)
+    mask = new_cap - 1
+    count = 0
+    for i in range(hk.shape[0]):
+        k = hk[i]
+        if k == -1:
+            continue
+        if (k >> 61) == MARKER and now_ns - hv[i] >= REFAULT_NS:
+            continue
+        j = _home(k, mask)
+        while nk[j] != -1:
+            j = (j + 1) & mask
+        nk[j] = k
+        nv[j] = hv[i]
+        count += 1
+    return nk, nv, count
+
+
+@njit(cache=True)
+def tkey(level, p, idx):
+    """Hash key of the level-`level` table (0 PTE, 1 PMD, 2 PUD) of process p at index idx."""
+    return (np.int64(level) << 61) | (np.int64(p) << 35) | idx
+
+
+@njit(cache=True)
+def mkey(p, gen, idx):
+    """Hash key of the refault marker of a 2 MiB region (per mm generation)."""
+    return (np.int64(MARKER) << 61) | (np.int64(gen & 63) << 55) | (np.int64(p) << 35) | idx
+
+
+# ----------------------------------------------------------------------------- process state
+
+@njit(cache=True)
+def touch(ps, pf, p, t):
+    """Accumulate p's VmPTE x time up to t (for the time-weighted mean)."""
+    dt = t - ps[p, PS_LAST]
+    if dt > 0:
+        pf[p] += float((ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE) * float(dt)
+        ps[p, PS_LAST] = t
+
+
+@njit(cache=True)
+def update_peaks(ps, p):
+    virt = ps[p, PS_VIRT]
+    rss = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    vmpte = (ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE
+    if virt > ps[p, PS_PEAK_VIRT]:
+        ps[p, PS_PEAK_VIRT] = virt
+    if rss > ps[p, PS_PEAK_RSS]:
+        ps[p, PS_PEAK_RSS] = rss
+    if vmpte > ps[p, PS_PEAK_VMPTE]:
+        ps[p, PS_PEAK_VMPTE] = vmpte
+
+
+@njit(cache=True)
+def start_proc(ps, pf, g, p, t):
+    """First sight of a process (first event, fork child, or attach): a fresh, empty mm."""
+    ps[p, PS_STARTED] = 1
+    ps[p, PS_ALIVE] = 1
+    ps[p, PS_START] = t
+    ps[p, PS_END] = t
+    ps[p, PS_LAST] = t
+    ps[p, PS_BRK] = -1
+    ps[p, PS_PEND_START] = 1
+    g[G_NPEND] += 1
+    g[G_NLIVE] += 1
+
+
+@njit(cache=True)
+def emit_row(ps, ts, g, p, t):
+    r = g[G_NROWS]
+    ts[r, TS_PROC] = p
+    ts[r, TS_T] = t
+    ts[r, TS_VIRT] = ps[p, PS_VIRT]
+    ts[r, TS_RSS] = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    ts[r, TS_ANON] = ps[p, PS_ANON] * PAGE
+    ts[r, TS_FILE] = ps[p, PS_FILE] * PAGE
+    ts[r, TS_VMPTE] = (ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE
+    ts[r, TS_PTE] = ps[p, PS_PTE]
+    ts[r, TS_PMD] = ps[p, PS_PMD]
+    ts[r, TS_PUD] = ps[p, PS_PUD]
+    ts[r, TS_EMPTY] = ps[p, PS_EMPTY]
+    g[G_NROWS] = r + 1
+
+
+# ----------------------------------------------------------------------------- VMAs
+
+@njit(cache=True)
+def vma_find(vm, ps, p, addr):
+    """Index of the VMA containing addr, or -1 (find_vma + the start check)."""
+    lo = 0
+    hi = ps[p, PS_NVMA]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if vm[p, mid, 0] <= addr:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = lo - 1
+    if i >= 0 and addr < vm[p, i, 1]:
+        return i
+    return -1
+
+
+@njit(cache=True)
+def vma_first_after(vm, ps, p, addr):
+    """Index of the first VMA whose end is > addr (may not contain it)."""
+    lo = 0
+    hi = ps[p, PS_NVMA]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if vm[p, mid, 1] <= addr:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def vma_insert_at(vm, ps, p, i, start, end, flags):
+    n = ps[p, PS_NVMA]
+    for j in range(n, i, -1):
+        vm[p, j, 0] = vm[p, j - 1, 0]
+        vm[p, j, 1] = vm[p, j - 1, 1]
+        vm[p, j, 2] = vm[p, j - 1, 2]
+    vm[p, i, 0] = start
+    vm[p, i, 1] = end
+    vm[p, i, 2] = flags
+    ps[p, PS_NVMA] = n + 1
+
+
+@njit(cache=True)
+def vma_insert(vm, ps, p, start, end, flags):
+    """Add a VMA over a range known to be free (mmap_region); VmSize grows."""
+    i = vma_first_after(vm, ps, p, start)
+    vma_insert_at(vm, ps, p, i, start, end, flags)
+    ps[p, PS_VIRT] += end - start
+
+
+@njit(cache=True)
+def vma_delete_at(vm, ps, p, i):
+    n = ps[p, PS_NVMA]
+    for j in range(i, n - 1):
+        vm[p, j, 0] = vm[p, j + 1, 0]
+        vm[p, j, 1] = vm[p, j + 1, 1]
+        vm[p, j, 2] = vm[p, j + 1, 2]
+    ps[p, PS_NVMA] = n - 1
+
+
+@njit(cache=True)
+def vma_split(vm, ps, p, addr):
+    """Split the VMA strictly containing addr in two (__split_vma)."""
+    i = vma_find(vm, ps, p, addr)
+    if i < 0 or vm[p, i, 0] == addr:
+        return
+    end = vm[p, i, 1]
+    flags = vm[p, i, 2]
+    vm[p, i, 1] = addr
+    vma_insert_at(vm, ps, p, i + 1, addr, end, flags)
+
+
+@njit(cache=True)
+def vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits):
+    """madvise_update_vma: split at the range ends, then change the VMAs' flags."""
+    vma_split(vm, ps, p, lo)
+    vma_split(vm, ps, p, hi)
+    i = vma_first_after(vm, ps, p, lo)
+    while i < ps[p, PS_NVMA] and vm[p, i, 0] < hi:
+        vm[p, i, 2] = (vm[p, i, 2] | set_bits) & ~clear_bits
+        i += 1
+
+
+@njit(cache=True)
+def implicit_vma(vm, ps, g, p, addr):
+    """A fault with no known VMA (exec's ELF/stack/vdso, or a pre-trace mapping).
+
+    Treated as anonymous private writable memory: a one-page VMA merged with
+    neighbouring implicit VMAs, so its tables are counted and protected by
+    free_pgtables' floor/ceiling like the real (unseen) VMA would be.
+    """
+    g[G_OUTSIDE] += 1
+    page = addr & ~(PAGE - 1)
+    i = vma_first_after(vm, ps, p, page)  # first VMA after the hole
+    prev_ok = i > 0 and vm[p, i - 1, 1] == page and (vm[p, i - 1, 2] & VF_IMPLICIT) != 0
+    next_ok = i < ps[p, PS_NVMA] and vm[p, i, 0] == page + PAGE and (vm[p, i, 2] & VF_IMPLICIT) != 0
+    ps[p, PS_VIRT] += PAGE
+    if prev_ok and next_ok:
+        vm[p, i - 1, 1] = vm[p, i, 1]
+        vma_delete_at(vm, ps, p, i)
+        return i - 1
+    if prev_ok:
+        vm[p, i - 1, 1] = page + PAGE
+        return i - 1
+    if next_ok:
+        vm[p, i, 0] = page
+        return i
+    g[G_IMPLICIT] += 1
+    vma_insert_at(vm, ps, p, i, page, page + PAGE, VF_ANON | VF_WRITE | VF_IMPLICIT)
+    return i
+
+
+# ----------------------------------------------------------------------------- tables
+
+@njit(cache=True)
+def refcount_like(prm):
+    pol = prm[PR_POLICY]
+    return pol == POL_REFCOUNT or pol == POL_DELAYED or pol == POL_ALL_LEVELS
+
+
+@njit(cache=True)
+def tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, level, idx, t):
+    """Allocate one table (__pte_alloc / __pmd_alloc / __pud_alloc): VmPTE += 4 KiB."""
+    if g[G_FSTOP] > 0:
+        g[G_FSTOP] -= 1
+        s = fs[g[G_FSTOP]]
+    else:
+        s = g[G_SHW]
+        g[G_SHW] += 1
+    key = tkey(level, p, idx)
+    g[G_SERIAL] += 1
+    g[G_LIVE_SLOTS] += 1
+    sl[s, SL_KEY] = key
+    sl[s, SL_USED] = 0
+    sl[s, SL_HUGE] = 0
+    sl[s, SL_SINCE] = -1
+    sl[s, SL_PROC] = p
+    sl[s, SL_LEVEL] = level
+    sl[s, SL_SERIAL] = g[G_SERIAL]
+    sl[s, SL_IDX] = idx
+    ht_put(hk, hv, g, key, s)
+    if level == 0:
+        pg[s * 512:(s + 1) * 512] = 0
+        ps[p, PS_PTE] += 1
+        ps[p, PS_EMPTY] += 1
+        ps[p, PS_ALLOC] += 1
+        freed_at = ht_get(hk, hv, mkey(p, ps[p, PS_GEN], idx))
+        if freed_at >= 0 and t - freed_at < REFAULT_NS:
+            ps[p, PS_REFAULTS] += 1
+        parent = ht_get(hk, hv, tkey(1, p, idx >> 9))
+    elif level == 1:
+        ps[p, PS_PMD] += 1
+        parent = ht_get(hk, hv, tkey(2, p, idx >> 9))
+    else:
+        ps[p, PS_PUD] += 1
+        parent = -1
+    if parent >= 0:
+        sl[parent, SL_USED] += 1
+    return s
+
+
+@njit(cache=True)
+def tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, mark):
+    """Free one table (pte_free_tlb / pmd_free_tlb / pud_free_tlb): VmPTE -= 4 KiB.
+
+    Entries still present (only at teardown) are dropped from RSS first.
+    `mark` records the free time for refault detection.
+    """
+    p = sl[s, SL_PROC]
+    level = sl[s, SL_LEVEL]
+    idx = sl[s, SL_IDX]
+    if level == 0:
+        if sl[s, SL_USED] == 0:
+            ps[p, PS_EMPTY] -= 1
+        else:
+            base = s * 512
+            for i in range(512):
+                e = pg[base + i]
+                if e != E_NONE:
+                    drop_entry_rss(ps, p, e)
+                    if refcount_like(prm):
+                        ps[p, PS_ATOMICS] += 2
+                    pg[base + i] = E_NONE
+        ps[p, PS_PTE] -= 1
+        ps[p, PS_FREED] += 1
+        if mark:
+            ht_put(hk, hv, g, mkey(p, ps[p, PS_GEN], idx), t)
+        parent = ht_get(hk, hv, tkey(1, p, idx >> 9))
+    elif level == 1:
+        ps[p, PS_PMD] -= 1
+        parent = ht_get(hk, hv, tkey(2, p, idx >> 9))
+    else:
+        ps[p, PS_PUD] -= 1
+        parent = -1
+    if parent >= 0:
+        sl[parent, SL_USED] -= 1
+    ht_del(hk, hv, g, sl[s, SL_KEY])
+    sl[s, SL_KEY] = -1
+    fs[g[G_FSTOP]] = s
+    g[G_FSTOP] += 1
+    g[G_LIVE_SLOTS] -= 1
+
+
+@njit(cache=True)
+def prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, idx, t):
+    """Policy all_levels: free the PMD table, then the PUD table, left without children."""
+    pmd = ht_get(hk, hv, tkey(1, p, idx >> 9))
+    if pmd >= 0 and sl[pmd, SL_USED] == 0:
+        tbl_free(ps, hk, hv, sl, pg, fs, g, prm, pmd, t, False)
+    pud = ht_get(hk, hv, tkey(2, p, idx >> 18))
+    if pud >= 0 and sl[pud, SL_USED] == 0:
+        tbl_free(ps, hk, hv, sl, pg, fs, g, prm, pud, t, False)
+
+
+@njit(cache=True)
+def drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
+    """Free a PTE table of a live mm (any cause); all_levels then prunes its parents."""
+    p = sl[s, SL_PROC]
+    idx = sl[s, SL_IDX]
+    tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, True)
+    if prm[PR_POLICY] == POL_ALL_LEVELS:
+        prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, idx, t)
+
+
+@njit(cache=True)
+def release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t):
+    """Refcount-like policies: a zap left the table without entries.
+
+    refcount/all_levels free it at once (the 2021 series' pte_put reaching 0);
+    delayed queues it and frees it after HOLD unless a fault reuses it.
+    """
+    if prm[PR_POLICY] == POL_DELAYED:
+        if sl[s, SL_SINCE] < 0:
+            sl[s, SL_SINCE] = t
+            q = g[G_QTAIL]
+            dq[q, 0] = s
+            dq[q, 1] = sl[s, SL_SERIAL]
+            dq[q, 2] = t
+            g[G_QTAIL] = q + 1
+    else:
+        drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
+
+
+@njit(cache=True)
+def pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
+    """PTE table for addr, allocating missing PUD/PMD/PTE tables (__handle_mm_fault)."""
+    idx = addr >> 21
+    s = ht_get(hk, hv, tkey(0, p, idx))
+    if s >= 0:
+        return s
+    upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t)
+    return tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 0, idx, t)
+
+
+@njit(cache=True)
+def upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
+    """PUD and PMD tables for addr (__pud_alloc, __pmd_alloc)."""
+    if ht_get(hk, hv, tkey(2, p, addr >> 39)) < 0:
+        tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 2, addr >> 39, t)
+    if ht_get(hk, hv, tkey(1, p, addr >> 30)) < 0:
+        tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 1, addr >> 30, t)
+
+
+@njit(cache=True)
+def add_entry_rss(ps, p, e):
+    if e == E_ANON:
+        ps[p, PS_ANON] += 1
+    elif e == E_FILE:
+        ps[p, PS_FILE] += 1
+
+
+@njit(cache=True)
+def drop_entry_rss(ps, p, e):
+    if e == E_ANON:
+        ps[p, PS_ANON] -= 1
+    elif e == E_FILE:
+        ps[p, PS_FILE] -= 1
+
+
+@njit(cache=True)
+def pte_set(ps, sl, pg, prm, s, i, e):
+    """Install or replace entry i of table s (set_pte_at); RSS follows the page kind."""
+    p = sl[s, SL_PROC]
+    old = pg[s * 512 + i]
+    if old == e:
+        return
+    if old == E_NONE:
+        if sl[s, SL_USED] == 0:
+            ps[p, PS_EMPTY] -= 1
+            sl[s, SL_SINCE] = -1  # delayed: a refault reuses the table
+        sl[s, SL_USED] += 1
+        if refcount_like(prm):
+            ps[p, PS_ATOMICS] += 2
+    else:
+        drop_entry_rss(ps, p, old)
+    add_entry_rss(ps, p, e)
+    pg[s * 512 + i] = e
+
+
+@njit(cache=True)
+def pte_clear(ps, sl, pg, prm, s, i):
+    """Clear entry i of table s (ptep_get_and_clear in zap_pte_range); returns the old kind."""
+    p = sl[s, SL_PROC]
+    old = pg[s * 512 + i]
+    if old == E_NONE:
+        return old
+    drop_entry_rss(ps, p, old)
+    pg[s * 512 + i] = E_NONE
+    sl[s, SL_USED] -= 1
+    if sl[s, SL_USED] == 0:
+        ps[p, PS_EMPTY] += 1
+    if refcount_like(prm):
+        ps[p, PS_ATOMICS] += 2
+    return old
+
+
+# ----------------------------------------------------------------------------- faults
+
+@njit(cache=True)
+def thp_allowed(prm, vstart, vend, vflags, addr):
+    """Anonymous private VMA, THP mode permits it, aligned 2 MiB inside the VMA
+    (thp_vma_allowable_order + do_huge_pmd_anonymous_page's range check)."""
+    mode = prm[PR_THP]
+    if mode == THP_NEVER:
+        return False
+    if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0 or (vflags & VF_NOHUGE) != 0:
+        return False
+    if mode == THP_MADVISE and (vflags & VF_HUGE) == 0:
+        return False
+    h = addr & ~(PMD_SIZE - 1)
+    return h >= vstart and h + PMD_SIZE <= vend
+
+
+@njit(cache=True)
+def fault_around(ps, sl, pg, prm, s, addr, vstart, vend):
+    """do_fault_around: map up to 16 page-cache pages around a file read fault.
+
+    Window start = max(16-aligned index, VMA start), end = start + 16, clamped
+    to the PTE table and the VMA end (assumes the pages are in the page cache).
+    """
+    pte_off = (addr >> 12) & 511
+    vma_off = (addr - vstart) >> 12
+    vma_pages = (vend - vstart) >> 12
+    from_pte = max(pte_off & ~(FAULT_AROUND_PAGES - 1), pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + FAULT_AROUND_PAGES, 512, pte_off + vma_pages - vma_off)
+    for i in range(from_pte, to_pte):
+        if pg[s * 512 + i] == E_NONE:
+            pte_set(ps, sl, pg, prm, s, i, E_FILE)
+
+
+@njit(cache=True)
+def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
+    """One page fault on a user address (handle_mm_fault).
+
+    Missing tables are allocated on the way down.  Anonymous: read -> shared
+    zero page (do_anonymous_page), write -> new page, write on the zero page
+    -> new page (do_wp_page).  THP: a PMD leaf plus a deposited PTE table
+    (do_huge_pmd_anonymous_page; read -> huge zero page).  File read ->
+    fault-around; private file write -> anonymous COW page (do_cow_fault);
+    shared write -> one file page (do_shared_fault); shmem -> one page.
+    """
+    vi = vma_find(vm, ps, p, addr)
+    if vi < 0:
+        vi = implicit_vma(vm, ps, g, p, addr)
+    vstart = vm[p, vi, 0]
+    vend = vm[p, vi, 1]
+    vflags = vm[p, vi, 2]
+    anon = (vflags & VF_ANON) != 0
+    shared = (vflags & VF_SHARED) != 0
+    idx = addr >> 21
+    s = ht_get(hk, hv, tkey(0, p, idx))
+    if s < 0 and thp_allowed(prm, vstart, vend, vflags, addr):
+        upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t)
+        s = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 0, idx, t)
+        e = E_ANON if write else E_ZERO
+        for i in range(512):
+            pte_set(ps, sl, pg, prm, s, i, e)
+        sl[s, SL_HUGE] = 1
+        vm[p, vi, 2] = vflags | VF_ANON_VMA
+        return
+    if s < 0:
+        s = pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t)
+    i = (addr >> 12) & 511
+    old = pg[s * 512 + i]
+    if old == E_NONE:
+        if anon and not shared:
+            if write:
+                pte_set(ps, sl, pg, prm, s, i, E_ANON)
+                vm[p, vi, 2] = vflags | VF_ANON_VMA
+            else:
+                pte_set(ps, sl, pg, prm, s, i, E_ZERO)
+        elif anon or (write and shared):
+            pte_set(ps, sl, pg, prm, s, i, E_FILE)
+        elif write:
+            pte_set(ps, sl, pg, prm, s, i, E_ANON)
+            vm[p, vi, 2] = vflags | VF_ANON_VMA
+        else:
+            fault_around(ps, sl, pg, prm, s, addr, vstart, vend)
+    elif write and (old == E_ZERO or (old == E_FILE and not shared)):
+        sl[s, SL_HUGE] = 0  # a write on the huge zero page splits it (?)
+        pte_set(ps, sl, pg, prm, s, i, E_ANON)
+        vm[p, vi, 2] = vflags | VF_ANON_VMA
+
+
+@njit(cache=True)
+def populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, mode, t):
+    """GUP population (populate_vma_page_range / faultin_page), invisible to
+    the page-fault tracepoints: fault every page of [lo, hi) in each VMA.
+
+    mode 0: write if the VMA is private and writable (MAP_POPULATE, mlock);
+    1: read (MADV_POPULATE_READ); 2: write (MADV_POPULATE_WRITE).
+    """
+    g[G_POPULATE] += 1
+    a = lo
+    while a < hi:
+        vi = vma_find(vm, ps, p, a)
+        if vi < 0:
+            j = vma_first_after(vm, ps, p, a)
+            if j >= ps[p, PS_NVMA] or vm[p, j, 0] >= hi:
+                return
+            a = vm[p, j, 0]
+            continue
+        vflags = vm[p, vi, 2]
+        if mode == 0:
+            write = (vflags & VF_WRITE) != 0 and (vflags & VF_SHARED) == 0
+        else:
+            write = mode == 2
+        end = min(hi, vm[p, vi, 1])
+        while a < end:
+            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, a, write, t)
+            a += PAGE
+
+
+# ----------------------------------------------------------------------------- zap and free
+
+@njit(cache=True)
+def tables_in_range(ps, hk, hv, sl, g, p, level, first, last):
+    """Slots of p's level tables with index in [first, last], ascending by index.
+
+    Probes the hash per index when the range is small, else scans the pool.
+    """
+    n = last - first + 1
+    if n <= 0:
+        return np.empty(0, np.int64)
+    if n <= 2 * g[G_LIVE_SLOTS] + 64:
+        out = np.empty(n, np.int64)
+        m = 0
+        for idx in range(first, last + 1):
+            s = ht_get(hk, hv, tkey(level, p, idx))
+            if s >= 0:
+                out[m] = s
+                m += 1
+        return out[:m]
+    keys = np.empty(g[G_LIVE_SLOTS] + 1, np.int64)
+    out = np.empty(g[G_LIVE_SLOTS] + 1, np.int64)
+    m = 0
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_PROC] == p and sl[s, SL_LEVEL] == level:
+            idx = sl[s, SL_IDX]
+            if first <= idx <= last:
+                keys[m] = idx
+                out[m] = s
+                m += 1
+    order = np.argsort(keys[:m])
+    return out[:m][order]
+
+
+@njit(cache=True)
+def zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, reclaim_pt, refcount_free, t):
+    """Clear the PTEs of [lo, hi) inside one VMA (zap_pmd_range / zap_pte_range).
+
+    A THP fully covered is zapped whole and its deposited table freed under
+    every policy (zap_huge_pmd); partly covered it is split first
+    (__split_huge_pmd).  reclaim_pt (upstream PT_RECLAIM, MADV_DONTNEED only):
+    free a table when this VMA-clipped zap covers its whole 2 MiB
+    (reclaim_pt_is_enabled).  refcount_free: refcount-like policies free (or
+    queue) any table the zap leaves empty.
+    """
+    if hi <= lo:
+        return
+    slots = tables_in_range(ps, hk, hv, sl, g, p, 0, lo >> 21, (hi - 1) >> 21)
+    for s in slots:
+        rs = sl[s, SL_IDX] << 21
+        a = max(lo, rs)
+        b = min(hi, rs + PMD_SIZE)
+        full = a == rs and b == rs + PMD_SIZE
+        if sl[s, SL_HUGE] == 1:
+            if full:
+                for i in range(512):
+                    pte_clear(ps, sl, pg, prm, s, i)
+                drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
+                continue
+            sl[s, SL_HUGE] = 0
+        for i in range((a - rs) >> 12, (b - rs + PAGE - 1) >> 12):
+            pte_clear(ps, sl, pg, prm, s, i)
+        if sl[s, SL_USED] == 0:
+            if reclaim_pt and full:
+                drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
+            elif refcount_free and refcount_like(prm):
+                release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t)
+
+
+@njit(cache=True)
+def free_pgd_range(ps, hk, hv, sl, pg, fs, g, prm, p, addr, end, floor, ceiling, t):
+    """free_pgd_range: free page tables of [addr, end) that no VMA outside
+    [floor, ceiling) can still use.
+
+    PTE tables: the first 2 MiB slot is skipped when it starts below floor,
+    the last when ceiling falls inside it.  A PMD table (1 GiB) goes when its
+    whole 1 GiB lies inside [floor, ceiling) (free_pmd_range), a PUD table
+    (512 GiB) likewise (free_pud_range).
+    """
+    addr = addr & ~(PMD_SIZE - 1)
+    if addr < floor:
+        addr += PMD_SIZE
+    ceiling_pmd = ceiling & ~(PMD_SIZE - 1)
+    if ceiling_pmd == 0:
+        return
+    if end - 1 > ceiling_pmd - 1:
+        end -= PMD_SIZE
+    if addr > end - 1:
+        return
+    for s in tables_in_range(ps, hk, hv, sl, g, p, 0, addr >> 21, (end - 1) >> 21):
+        drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
+    # free_pmd_range's tail, once per 1 GiB piece of [addr, end) with a PMD table
+    for s in tables_in_range(ps, hk, hv, sl, g, p, 1, addr >> 30, (end - 1) >> 30):
+        g0 = sl[s, SL_IDX] << 30
+        if upper_free_ok(max(addr, g0), min(end, g0 + PUD_SIZE), floor, ceiling, PUD_SIZE):
+            free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
+    for s in tables_in_range(ps, hk, hv, sl, g, p, 2, addr >> 39, (end - 1) >> 39):
+        g0 = sl[s, SL_IDX] << 39
+        if upper_free_ok(max(addr, g0), min(end, g0 + P4D_SIZE), floor, ceiling, P4D_SIZE):
+            free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
+
+
+@njit(cache=True)
+def upper_free_ok(start, end, floor, ceiling, size):
+    """The floor/ceiling test at the end of free_pmd_range / free_pud_range."""
+    start = start & ~(size - 1)
+    if start < floor:
+        return False
+    c = ceiling & ~(size - 1)
+    if c == 0:
+        return False
+    return not (end - 1 > c - 1)
+
+
+@njit(cache=True)
+def free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
+    """Free a PMD table and any PTE table still under it (none when the model
+    matches the kernel's invariants)."""
+    if sl[s, SL_USED] > 0:
+        p = sl[s, SL_PROC]
+        i0 = sl[s, SL_IDX] << 9
+        for c in tables_in_range(ps, hk, hv, sl, g, p, 0, i0, i0 + 511):
+            tbl_free(ps, hk, hv, sl, pg, fs, g, prm, c, t, True)
+    tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
+
+
+@njit(cache=True)
+def free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
+    """Free a PUD table and any PMD tables still under it."""
+    if sl[s, SL_USED] > 0:
+        p = sl[s, SL_PROC]
+        i0 = sl[s, SL_IDX] << 9
+        for c in tables_in_range(ps, hk, hv, sl, g, p, 1, i0, i0 + 511):
+            free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, c, t)
+    tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
+
+
+@njit(cache=True)
+def do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t):
+    """munmap / the unmap half of MAP_FIXED, mremap and brk shrink
+    (do_vmi_munmap -> vms_clear_ptes: unmap_vmas then free_pgtables).
+
+    floor = end of the surviving previous VMA, ceiling = start of the surviving
+    next VMA; removed VMAs less than 2 MiB apart share one free_pgd_range.
+    """
+    if hi <= lo:
+        return
+    vma_split(vm, ps, p, lo)
+    vma_split(vm, ps, p, hi)
+    a = vma_first_after(vm, ps, p, lo)
+    b = a
+    while b < ps[p, PS_NVMA] and vm[p, b, 0] < hi:
+        b += 1
+    if a == b:
+        return
+    floor = vm[p, a - 1, 1] if a > 0 else 0
+    ceiling = vm[p, b, 0] if b < ps[p, PS_NVMA] else NO_CEILING
+    m = b - a
+    starts = np.empty(m, np.int64)
+    ends = np.empty(m, np.int64)
+    for k in range(m):
+        starts[k] = vm[p, a + k, 0]
+        ends[k] = vm[p, a + k, 1]
+    for k in range(m):
+        vma_delete_at(vm, ps, p, a)
+        ps[p, PS_VIRT] -= ends[k] - starts[k]
+    for k in range(m):
+        zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, starts[k], ends[k], False, True, t)
+    k = 0
+    while k < m:
+        start = starts[k]
+        while k + 1 < m and starts[k + 1] <= ends[k] + PMD_SIZE:
+            k += 1
+        nxt = starts[k + 1] if k + 1 < m else ceiling
+        free_pgd_range(ps, hk, hv, sl, pg, fs, g, prm, p, start, ends[k], floor, nxt, t)
+        k += 1
+
+
+@njit(cache=True)
+def teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t):
+    """exit_mmap: zap everything, free every table (no refault markers)."""
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_PROC] == p:
+            tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
+    ps[p, PS_NVMA] = 0
+    ps[p, PS_VIRT] = 0
+
+
+@njit(cache=True)
+def ideal_tables(sl, g, p):
+    """Tables needed to map p's present pages: distinct 2 MiB regions with a
+    present entry, plus their distinct 1 GiB (PMD) and 512 GiB (PUD) tables."""
+    n = 0
+    idxs = np.empty(g[G_LIVE_SLOTS] + 1, np.int64)
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_PROC] == p and sl[s, SL_LEVEL] == 0 and sl[s, SL_USED] > 0:
+            idxs[n] = sl[s, SL_IDX]
+            n += 1
+    if n == 0:
+        return 0
+    r = idxs[:n]
+    return n + np.unique(r >> 9).shape[0] + np.unique(r >> 18).shape[0]
+
+
+@njit(cache=True)
+def snapshot_final(ps, sl, g, p):
+    ps[p, PS_FIN_VIRT] = ps[p, PS_VIRT]
+    ps[p, PS_FIN_RSS] = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    ps[p, PS_FIN_VMPTE] = (ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE
+    ps[p, PS_FIN_IDEAL] = ideal_tables(sl, g, p) * PAGE
+    ps[p, PS_FIN_EMPTY] = ps[p, PS_EMPTY]
+
+
+# ----------------------------------------------------------------------------- syscalls
+
+@njit(cache=True)
+def page_up(x):
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+@njit(cache=True)
+def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, flags, fd, t):
+    """mmap at its result address (mmap_region): replace what was there
+    (MAP_FIXED), add the VMA, then populate for MAP_POPULATE / MAP_LOCKED."""
+    lo = addr & ~(PAGE - 1)
+    hi = min(page_up(addr + length), prm[PR_TOP])
+    if hi <= lo:
+        return
+    do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t)
+    vflags = 0
+    if fd < 0 or (flags & 0x20) != 0:
+        vflags |= VF_ANON
+    if (flags & 0x01) != 0:
+        vflags |= VF_SHARED
+    if prot >= 0 and (prot & 0x2) != 0:
+        vflags |= VF_WRITE
+    if (flags & 0x2000) != 0:
+        vflags |= VF_LOCKED
+    vma_insert(vm, ps, p, lo, hi, vflags)
+    if (flags & (0x8000 | 0x2000)) != 0 and prot > 0:
+        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 0, t)
+
+
+@njit(cache=True)
+def do_madvise(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, advice, t):
+    """madvise_vma_behavior per advice (see KERNEL.md sections 4, 5, 8)."""
+    lo = addr & ~(PAGE - 1)
+    hi = min(page_up(addr + length), prm[PR_TOP])
+    if hi <= lo:
+        return
+    if advice == 4 or advice == 24 or advice == 9:  # DONTNEED, DONTNEED_LOCKED, REMOVE
+        reclaim = advice != 9 and prm[PR_POLICY] == POL_PT_RECLAIM
+        i = vma_first_after(vm, ps, p, lo)
+        while i < ps[p, PS_NVMA] and vm[p, i, 0] < hi:
+            a = max(lo, vm[p, i, 0])
+            b = min(hi, vm[p, i, 1])
+            zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, a, b, reclaim, True, t)
+            i += 1
+    elif advice == 10:
+        vma_set_flags(vm, ps, p, lo, hi, VF_DONTFORK, 0)
+    elif advice == 11:
+        vma_set_flags(vm, ps, p, lo, hi, 0, VF_DONTFORK)
+    elif advice == 14:
+        vma_set_flags(vm, ps, p, lo, hi, VF_HUGE, VF_NOHUGE)
+    elif advice == 15:
+        vma_set_flags(vm, ps, p, lo, hi, VF_NOHUGE, VF_HUGE)
+    elif advice == 18:
+        vma_set_flags(vm, ps, p, lo, hi, VF_WIPEONFORK, 0)
+    elif advice == 19:
+        vma_set_flags(vm, ps, p, lo, hi, 0, VF_WIPEONFORK)
+    elif advice == 22:
+        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 1, t)
+    elif advice == 23:
+        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 2, t)
+    # MADV_FREE (8) and the rest: no change to tables or RSS.
+
+
+@njit(cache=True)
+def move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, length, t):
+    """move_page_tables: per extent, move the whole PTE table when the extent
+    is an aligned 2 MiB and the destination has no table (move_normal_pmd /
+    move_huge_pmd); otherwise allocate the destination table and move the
+    PTEs one by one (move_ptes), leaving the source table (empty) behind."""
+    o = old
+    n = new
+    end = old + length
+    while o < end:
+        ext = min(((o >> 21) + 1) * PMD_SIZE - o, end - o, ((n >> 21) + 1) * PMD_SIZE - n)
+        s = ht_get(hk, hv, tkey(0, p, o >> 21))
+        if s >= 0:
+            upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, n, t)
+            d = ht_get(hk, hv, tkey(0, p, n >> 21))
+            if ext == PMD_SIZE and d < 0:
+                rekey_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, n >> 21, t)
+            else:
+                sl[s, SL_HUGE] = 0
+                if d < 0:
+                    d = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 0, n >> 21, t)
+                i0 = (o >> 12) & 511
+                j0 = (n >> 12) & 511
+                for k in range(ext >> 12):
+                    e = pte_clear(ps, sl, pg, prm, s, i0 + k)
+                    if e != E_NONE:
+                        pte_set(ps, sl, pg, prm, d, j0 + k, e)
+                if refcount_like(prm):
+                    if sl[s, SL_USED] == 0:
+                        release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t)
+                    if sl[d, SL_USED] == 0:
+                        release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, d, t)
+        o += ext
+        n += ext
+
+
+@njit(cache=True)
+def rekey_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, new_idx, t):
+    """A whole-table move: same table, new PMD entry (no VmPTE change)."""
+    p = sl[s, SL_PROC]
+    old_idx = sl[s, SL_IDX]
+    ht_del(hk, hv, g, sl[s, SL_KEY])
+    src_pmd = ht_get(hk, hv, tkey(1, p, old_idx >> 9))
+    if src_pmd >= 0:
+        sl[src_pmd, SL_USED] -= 1
+    key = tkey(0, p, new_idx)
+    sl[s, SL_KEY] = key
+    sl[s, SL_IDX] = new_idx
+    ht_put(hk, hv, g, key, s)
+    dst_pmd = ht_get(hk, hv, tkey(1, p, new_idx >> 9))
+    if dst_pmd >= 0:
+        sl[dst_pmd, SL_USED] += 1
+    if prm[PR_POLICY] == POL_ALL_LEVELS:
+        prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, old_idx, t)
+
+
+@njit(cache=True)
+def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_len, flags, new, t):
+    """mremap: shrink unmaps the tail; grow in place extends the VMA; a move
+    unmaps the target (MREMAP_FIXED), moves the page tables, adds the new VMA,
+    then unmaps the old range unless MREMAP_DONTUNMAP (move_vma)."""
+    old = old & ~(PAGE - 1)
+    old_len = page_up(old_len)
+    new_len = page_up(new_len)
+    top = prm[PR_TOP]
+    if new == old:
+        if new_len < old_len:
+            do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old + new_len, old + old_len, t)
+        elif new_len > old_len:
+            vi = vma_find(vm, ps, p, old + old_len - 1)
+            flags_v = vm[p, vi, 2] if vi >= 0 else VF_ANON | VF_WRITE
+            do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old + old_len, min(old + new_len, top), t)
+            if vi >= 0 and vm[p, vi, 1] == old + old_len:
+                vm[p, vi, 1] = min(old + new_len, top)
+                ps[p, PS_VIRT] += min(old + new_len, top) - (old + old_len)
+            else:
+                vma_insert(vm, ps, p, old + old_len, min(old + new_len, top), flags_v)
+        return
+    if new_len < old_len:
+        do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old + new_len, old + old_len, t)
+        old_len = new_len
+    vi = vma_find(vm, ps, p, old)
+    vflags = vm[p, vi, 2] if vi >= 0 else VF_ANON | VF_WRITE
+    new_end = min(new + new_len, top)
+    do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new, new_end, t)
+    move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, min(old_len, new_end - new), t)
+    vma_insert(vm, ps, p, new, new_end, vflags & ~VF_IMPLICIT)
+    if (flags & 4) == 0:
+        do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old + old_len, t)
+
+
+@njit(cache=True)
+def do_brk(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, req, ret, t):
+    """brk: grow extends the heap VMA (do_brk_flags), shrink unmaps the tail.
+    brk(0) and the first call of an attached process only learn the break."""
+    cur = ps[p, PS_BRK]
+    if req == 0 or cur < 0:
+        if cur < 0 and req != 0:
+            g[G_BRK_UNKNOWN] += 1
+        ps[p, PS_BRK] = ret
+        return
+    old_end = page_up(cur)
+    new_end = page_up(ret)
+    if new_end > old_end:
+        do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old_end, new_end, t)
+        i = vma_find(vm, ps, p, old_end - 1)
+        if i >= 0 and vm[p, i, 1] == old_end and (vm[p, i, 2] & VF_HEAP) != 0:
+            vm[p, i, 1] = new_end
+            ps[p, PS_VIRT] += new_end - old_end
+        else:
+            vma_insert(vm, ps, p, old_end, new_end, VF_ANON | VF_WRITE | VF_HEAP)
+    elif new_end < old_end:
+        do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new_end, old_end, t)
+    ps[p, PS_BRK] = ret
+
+
+@njit(cache=True)
+def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
+    """dup_mmap + copy_page_range: the child gets the parent's VMAs (not
+    MADV_DONTFORK; WIPEONFORK without anon_vma); tables are copied only for
+    VMAs with an anon_vma (vma_needs_copy), one child table for every parent
+    table in the VMA's range (copy_pmd_range allocates even for empty ones)."""
+    n = ps[p, PS_NVMA]
+    for i in range(n):
+        f = vm[p, i, 2]
+        if (f & VF_DONTFORK) != 0:
+            continue
+        cf = f & ~VF_LOCKED
+        if (f & VF_WIPEONFORK) != 0:
+            cf &= ~VF_ANON_VMA
+        vma_insert(vm, ps, c, vm[p, i, 0], vm[p, i, 1], cf)
+    for i in range(n):
+        f = vm[p, i, 2]
+        if (f & (VF_DONTFORK | VF_WIPEONFORK)) != 0 or (f & VF_ANON_VMA) == 0:
+            continue
+        vs = vm[p, i, 0]
+        ve = vm[p, i, 1]
+        for s in tables_in_range(ps, hk, hv, sl, g, p, 2, vs >> 39, (ve - 1) >> 39):
+            if ht_get(hk, hv, tkey(2, c, sl[s, SL_IDX])) < 0:
+                tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, 2, sl[s, SL_IDX], t)
+        for s in tables_in_range(ps, hk, hv, sl, g, p, 1, vs >> 30, (ve - 1) >> 30):
+            if ht_get(hk, hv, tkey(1, c, sl[s, SL_IDX])) < 0:
+                tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, 1, sl[s, SL_IDX], t)
+        for s in tables_in_range(ps, hk, hv, sl, g, p, 0, vs >> 21, (ve - 1) >> 21):
+            idx = sl[s, SL_IDX]
+            d = ht_get(hk, hv, tkey(0, c, idx))
+            if d < 0:
+                d = tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, 0, idx, t)
+            rs = idx << 21
+            a = (max(vs, rs) - rs) >> 12
+            b = (min(ve, rs + PMD_SIZE) - rs) >> 12
+            for k in range(a, b):
+                e = pg[s * 512 + k]
+                if e != E_NONE:
+                    pte_set(ps, sl, pg, prm, d, k, e)
+            sl[d, SL_HUGE] = sl[s, SL_HUGE]
+
+
+# ----------------------------------------------------------------------------- clock
+
+@njit(cache=True)
+def fire_scan(ps, pf, hk, hv, sl, pg, fs, g, prm, x):
+    """Policy scan: a periodic walk frees every empty PTE table (512 entries
+    examined per live table).  A scan with no event since the last one finds
+    nothing to free and only adds the entries it examines."""
+    if g[G_DIRTY] == 0:
+        for p in range(ps.shape[0]):
+            if ps[p, PS_ALIVE] == 1:
+                ps[p, PS_SCAN] += 512 * ps[p, PS_PTE]
+        return
+    g[G_DIRTY] = 0
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_LEVEL] == 0:
+            p = sl[s, SL_PROC]
+            ps[p, PS_SCAN] += 512
+            if sl[s, SL_USED] == 0:
+                touch(ps, pf, p, x)
+                drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, x)
+
+
+@njit(cache=True)
+def fire_delayed(ps, pf, hk, hv, sl, pg, fs, g, dq, prm, x):
+    """Policy delayed: free the queue head if it stayed empty for HOLD."""
+    q = g[G_QHEAD]
+    s = dq[q, 0]
+    g[G_QHEAD] = q + 1
+    if sl[s, SL_KEY] != -1 and sl[s, SL_SERIAL] == dq[q, 1] and sl[s, SL_SINCE] == dq[q, 2] \
+            and sl[s, SL_USED] == 0:
+        touch(ps, pf, sl[s, SL_PROC], x)
+        drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, x)
+
+
+@njit(cache=True)
+def flush_pending(ps, ts, g):
+    """Start and end rows of processes that began or ended at the previous instant."""
+    if g[G_NPEND] == 0:
+        return
+    for p in range(ps.shape[0]):
+        if ps[p, PS_PEND_START] == 1:
+            emit_row(ps, ts, g, p, ps[p, PS_START])
+            ps[p, PS_PEND_START] = 0
+        if ps[p, PS_PEND_END] == 1:
+            emit_row(ps, ts, g, p, ps[p, PS_END])
+            ps[p, PS_PEND_END] = 0
+    g[G_NPEND] = 0
+
+
+@njit(cache=True)
+def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, prm, t):
+    """Move the clock to t (> now): timers at X <= t fire before events at X;
+    timeseries ticks at T < t are emitted after every event at T."""
+    flush_pending(ps, ts, g)
+    pol = prm[PR_POLICY]
+    big = np.int64(1) << 62
+    while True:
+        xt = big
+        if pol == POL_SCAN:
+            xt = g[G_NEXT_SCAN]
+        elif pol == POL_DELAYED and g[G_QHEAD] < g[G_QTAIL]:
+            xt = dq[g[G_QHEAD], 2] + prm[PR_HOLD]
+        xk = g[G_NEXT_TICK]
+        if xt <= xk and xt <= t:
+            if pol == POL_SCAN:
+                fire_scan(ps, pf, hk, hv, sl, pg, fs, g, prm, xt)
+                g[G_NEXT_SCAN] += prm[PR_SCAN]
+            else:
+                fire_delayed(ps, pf, hk, hv, sl, pg, fs, g, dq, prm, xt)
+        elif xk < t:
+            for p in range(ps.shape[0]):
+                if ps[p, PS_ALIVE] == 1 and ps[p, PS_START] < xk:
+                    emit_row(ps, ts, g, p, xk)
+            g[G_NEXT_TICK] += prm[PR_TICK]
+        else:
+            break
+    g[G_NOW] = t
+
+
+@njit(cache=True)
+def rows_needed(ps, g, prm, t):
+    """Timeseries rows `advance(t)` may emit."""
+    n = g[G_NPEND]
+    if g[G_INIT] == 1 and t > g[G_NOW] and g[G_NEXT_TICK] < t:
+        n += ((t - 1 - g[G_NEXT_TICK]) // prm[PR_TICK] + 1) * g[G_NLIVE]
+    return n
+
+
+# ----------------------------------------------------------------------------- driver
+
+@njit(cache=True)
+def range_tables(lo, hi):
+    """Upper bound of the tables a populate/move over [lo, hi) may allocate."""
+    if hi <= lo:
+        return 3
+    return ((hi - 1) >> 21) - (lo >> 21) + ((hi - 1) >> 30) - (lo >> 30) + ((hi - 1) >> 39) - (lo >> 39) + 6
+
+
+@njit(cache=True)
+def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, k, p, c, addr, ln, flags, advice, new_addr, new_len, t):
+    """(code, amount) of the first array too small for the next event, or (0, 0)."""
+    need_rows = rows_needed(ps, g, prm, t) + 2
+    if g[G_NROWS] + need_rows > ts.shape[0]:
+        return NEED_ROWS, need_rows
+    slots = 3
+    if k == K_FORK:
+        slots = ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD] + 3
+    elif k == K_MMAP and (flags & (0x8000 | 0x2000)) != 0:
+        slots = range_tables(addr, addr + ln)
+    elif k == K_MADVISE and (advice == 22 or advice == 23):
+        slots = range_tables(addr, addr + ln)
+    elif k == K_MREMAP:
+        slots = range_tables(new_addr, new_addr + max(ln, new_len))
+    free_slots = g[G_FSTOP] + sl.shape[0] - g[G_SHW]
+    if slots > free_slots:
+        return NEED_SLOTS, slots - free_slots
+    if 2 * (g[G_HCOUNT] + g[G_LIVE_SLOTS] + 2 * slots) > hk.shape[0]:
+        return NEED_HASH, g[G_HCOUNT] + g[G_LIVE_SLOTS] + 2 * slots
+    nv = ps[p, PS_NVMA] + 4
+    if k == K_FORK:
+        nv = max(nv, ps[c, PS_NVMA] + ps[p, PS_NVMA] + 4)
+    if nv > vm.shape[1]:
+        return NEED_VMAS, nv
+    if prm[PR_POLICY] == POL_DELAYED:
+        qn = g[G_LIVE_SLOTS] + 2 * slots + 8
+        if g[G_QTAIL] + qn > dq.shape[0]:
+            h = g[G_QHEAD]
+            m = g[G_QTAIL] - h
+            for q in range(m):
+                dq[q, 0] = dq[h + q, 0]
+                dq[q, 1] = dq[h + q, 1]
+                dq[q, 2] = dq[h + q, 2]
+            g[G_QHEAD] = 0
+            g[G_QTAIL] = m
+            if m + qn > dq.shape[0]:
+                return NEED_QUEUE, m + qn
+    return NEED_NONE, 0
+
+
+@njit(cache=True)
+def init_clock(g, prm, t):
+    g[G_INIT] = 1
+    g[G_NOW] = t
+    g[G_NEXT_TICK] = (t // prm[PR_TICK] + 1) * prm[PR_TICK]
+    if prm[PR_SCAN] > 0:
+        g[G_NEXT_SCAN] = (t // prm[PR_SCAN] + 1) * prm[PR_SCAN]
+
+
+@njit(cache=True)
+def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln, prot, flags, fd,
+                advice, ecode, new_addr, new_len, ret):
+    """Apply one event to process p's mm."""
+    if ps[p, PS_STARTED] == 0:
+        start_proc(ps, pf, g, p, t)
+    elif ps[p, PS_ALIVE] == 0:
+        g[G_AFTER_EXIT] += 1
+        return
+    touch(ps, pf, p, t)
+    g[G_DIRTY] = 1
+    ps[p, PS_EVENTS] += 1
+    if k == K_FAULT:
+        if addr < 0 or addr >= prm[PR_TOP]:
+            g[G_BEYOND_TOP] += 1
+        else:
+            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode >= 0 and (ecode & 2) != 0, t)
+    elif k == K_MMAP:
+        do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ln, prot, flags, fd, t)
+    elif k == K_MUNMAP:
+        lo = addr & ~(PAGE - 1)
+        do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, min(page_up(addr + ln), prm[PR_TOP]), t)
+    elif k == K_MREMAP:
+        do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ln, new_len, flags, new_addr, t)
+    elif k == K_BRK:
+        do_brk(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ret, t)
+    elif k == K_MADVISE:
+        do_madvise(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ln, advice, t)
+    elif k == K_FORK:
+        if c >= 0 and ps[c, PS_STARTED] == 0:
+            start_proc(ps, pf, g, c, t)
+            ps[c, PS_EVENTS] += 1
+            do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t)
+            update_peaks(ps, c)
+        elif c >= 0:
+            g[G_AFTER_EXIT] += 1
+    elif k == K_EXEC:
+        teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t)
+        ps[p, PS_GEN] += 1
+        ps[p, PS_BRK] = -1
+    elif k == K_EXIT:
+        snapshot_final(ps, sl, g, p)
+        update_peaks(ps, p)
+        teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t)
+        ps[p, PS_ALIVE] = 0
+        ps[p, PS_END] = t
+        ps[p, PS_PEND_END] = 1
+        g[G_NPEND] += 1
+        g[G_NLIVE] -= 1
+        return
+    # mprotect and clone change nothing the model counts.
+    update_peaks(ps, p)
+
+
+@njit(cache=True)
+def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, adv_a, ec_a,
+               naddr_a, nlen_a, ret_a, child_a, prm, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, ts):
+    """Replay events i..n-1.  Returns (next index, NEED_* code, amount)."""
+    while i < n:
+        t = t_a[i]
+        k = kind_a[i]
+        p = proc_a[i]
+        c = child_a[i]
+        code, amount = capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, k, p, c, addr_a[i], len_a[i],
+                                       flags_a[i], adv_a[i], naddr_a[i], nlen_a[i], t)
+        if code != NEED_NONE:
+            return i, code, amount
+        if g[G_INIT] == 0:
+            init_clock(g, prm, t)
+        elif t > g[G_NOW]:
+            advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, prm, t)
+        apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr_a[i], len_a[i], prot_a[i],
+                    flags_a[i], fd_a[i], adv_a[i], ec_a[i], naddr_a[i], nlen_a[i], ret_a[i])
+        i += 1
+    return i, NEED_NONE, 0
+
+
+@njit(cache=True)
+def finish(ps, pf, sl, g, ts, t_end):
+    """Trace end: pending start/end rows, then final state and an end row for
+    every process still alive."""
+    flush_pending(ps, ts, g)
+    for p in range(ps.shape[0]):
+        if ps[p, PS_ALIVE] == 1:
+            touch(ps, pf, p, t_end)
+            snapshot_final(ps, sl, g, p)
+            ps[p, PS_END] = t_end
+            emit_row(ps, ts, g, p, t_end)

@@ -1,0 +1,644 @@
+"""A deliberately simple, slow replayer: the oracle for replay.kernels.
+
+Dicts and sets, one event at a time, the same rules as the compiled kernels
+(see replay/kernels.py for the kernel function each rule imitates).  Used
+only by the tests on small streams.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PAGE, PMD, PUD, P4D = 4096, 1 << 21, 1 << 30, 1 << 39
+NO_CEILING = 1 << 57
+NONE, ZERO, ANON, FILE = 0, 1, 2, 3
+ANON_F, SHARED, WRITE, HUGE, NOHUGE = 1, 2, 4, 8, 16
+DONTFORK, WIPEONFORK, ANON_VMA, LOCKED, IMPLICIT, HEAP = 32, 64, 128, 256, 512, 1024
+
+
+@dataclass
+class Table:
+    entries: dict = field(default_factory=dict)  # page index 0..511 -> kind
+    huge: bool = False
+    since: int = -1
+    serial: int = 0
+
+
+@dataclass
+class Proc:
+    started: bool = False
+    alive: bool = False
+    start: int = 0
+    end: int = 0
+    last: int = 0
+    gen: int = 0
+    brk: int = -1
+    vmas: list = field(default_factory=list)   # [start, end, flags], sorted
+    pte: dict = field(default_factory=dict)    # 2 MiB index -> Table
+    pmd: set = field(default_factory=set)      # 1 GiB indexes
+    pud: set = field(default_factory=set)      # 512 GiB indexes
+    markers: dict = field(default_factory=dict)  # (gen, 2 MiB index) -> free time
+    integral: float = 0.0
+    stats: dict = field(default_factory=lambda: dict(peak_virt=0, peak_rss=0, peak_vmpte=0, alloc=0, freed=0,
+                                                     refaults=0, scan=0, atomics=0, events=0))
+    final: dict = field(default_factory=dict)
+    pend_start: bool = False
+    pend_end: bool = False
+
+    def virt(self):
+        return sum(e - s for s, e, _ in self.vmas)
+
+    def rss_pages(self, kind):
+        return sum(1 for t in self.pte.values() for e in t.entries.values() if e == kind)
+
+    def vmpte(self):
+        return (len(self.pte) + len(self.pmd) + len(self.pud)) * PAGE
+
+    def empty(self):
+        return sum(1 for t in self.pte.values() if not t.entries)
+
+    def ideal(self):
+        used = [i for i, t in self.pte.items() if t.entries]
+        if not used:
+            return 0
+        return (len(used) + len({i >> 9 for i in used}) + len({i >> 18 for i in used})) * PAGE
+
+    def row(self, t):
+        anon, file = self.rss_pages(ANON) * PAGE, self.rss_pages(FILE) * PAGE
+        return dict(t_ns=t, virt_bytes=self.virt(), rss_bytes=anon + file, rss_anon_bytes=anon,
+                    rss_file_bytes=file, vmpte_bytes=self.vmpte(), pte_tables=len(self.pte),
+                    pmd_tables=len(self.pmd), pud_tables=len(self.pud), empty_pte_tables=self.empty())
+
+
+class Reference:
+    """Replay event dicts (EVENTS columns) under one policy name."""
+
+    def __init__(self, policy="none", thp="madvise", interval_ns=10_000_000, scan_ns=1_000_000_000,
+                 hold_ns=100_000_000, top=1 << 47):
+        self.policy, self.thp, self.interval, self.scan_ns, self.hold, self.top = \
+            policy, thp, interval_ns, scan_ns, hold_ns, top
+        self.procs: dict[int, Proc] = {}
+        self.rows: list[dict] = []
+        self.now = None
+        self.next_tick = self.next_scan = 0
+        self.queue: list = []     # (proc, idx, serial, since)
+        self.serial = 0
+        self.dirty = True
+
+    # ---------------------------------------------------------------- helpers
+    def refcount_like(self):
+        return self.policy in ("refcount", "delayed", "all_levels")
+
+    def set_entry(self, pr, idx, i, kind):
+        t = pr.pte[idx]
+        old = t.entries.get(i, NONE)
+        if old == kind:
+            return
+        if old == NONE:
+            t.since = -1
+            if self.refcount_like():
+                pr.stats["atomics"] += 2
+        t.entries[i] = kind
+
+    def clear_entry(self, pr, idx, i):
+        t = pr.pte[idx]
+        old = t.entries.pop(i, NONE)
+        if old != NONE and self.refcount_like():
+            pr.stats["atomics"] += 2
+        return old
+
+    def alloc_pte(self, pr, idx, t):
+        if (idx >> 18) not in pr.pud:
+            pr.pud.add(idx >> 18)
+        if (idx >> 9) not in pr.pmd:
+            pr.pmd.add(idx >> 9)
+        if idx not in pr.pte:
+            self.serial += 1
+            pr.pte[idx] = Table(serial=self.serial)
+            pr.stats["alloc"] += 1
+            ft = pr.markers.get((pr.gen, idx))
+            if ft is not None and t - ft < 1_000_000_000:
+                pr.stats["refaults"] += 1
+        return pr.pte[idx]
+
+    def free_pte(self, pr, idx, t, mark=True):
+        tb = pr.pte.pop(idx)
+        if tb.entries and self.refcount_like():
+            pr.stats["atomics"] += 2 * len(tb.entries)
+        pr.stats["freed"] += 1
+        if mark:
+            pr.markers[(pr.gen, idx)] = t
+        if self.policy == "all_levels":
+            if not any((i >> 9) == (idx >> 9) for i in pr.pte):
+                pr.pmd.discard(idx >> 9)
+            if not any((i >> 9) == (idx >> 18) for i in pr.pmd):
+                pr.pud.discard(idx >> 18)
+
+    def release_empty(self, pr, pid, idx, t):
+        if self.policy == "delayed":
+            tb = pr.pte[idx]
+            if tb.since < 0:
+                tb.since = t
+                self.queue.append((pid, tb, tb.serial, t))
+        else:
+            self.free_pte(pr, idx, t)
+
+    def find_vma(self, pr, addr):
+        for v in pr.vmas:
+            if v[0] <= addr < v[1]:
+                return v
+        return None
+
+    def split(self, pr, addr):
+        for k, v in enumerate(pr.vmas):
+            if v[0] < addr < v[1]:
+                pr.vmas.insert(k + 1, [addr, v[1], v[2]])
+                v[1] = addr
+                return
+
+    def insert_vma(self, pr, s, e, f):
+        pr.vmas.append([s, e, f])
+        pr.vmas.sort()
+
+    # ---------------------------------------------------------------- faults
+    def implicit(self, pr, addr):
+        self.counts_outside += 1
+        page = addr & ~(PAGE - 1)
+        prev = next((v for v in pr.vmas if v[1] == page and v[2] & IMPLICIT), None)
+        nxt = next((v for v in pr.vmas if v[0] == page + PAGE and v[2] & IMPLICIT), None)
+        if prev and nxt:
+            prev[1] = nxt[1]
+            pr.vmas.remove(nxt)
+            return prev
+        if prev:
+            prev[1] = page + PAGE
+            return prev
+        if nxt:
+            nxt[0] = page
+            return nxt
+        v = [page, page + PAGE, ANON_F | WRITE | IMPLICIT]
+        self.insert_vma(pr, *v)
+        return next(x for x in pr.vmas if x[0] == page)
+
+    def thp_ok(self, v, addr):
+        if self.thp == "never" or not v[2] & ANON_F or v[2] & SHARED or v[2] & NOHUGE:
+            return False
+        if self.thp == "madvise" and not v[2] & HUGE:
+            return False
+        h = addr & ~(PMD - 1)
+        return v[0] <= h and h + PMD <= v[1]
+
+    def fault(self, pr, addr, write, t):
+        v = self.find_vma(pr, addr) or self.implicit(pr, addr)
+        idx = addr >> 21
+        anon, shared = bool(v[2] & ANON_F), bool(v[2] & SHARED)
+        if idx not in pr.pte and self.thp_ok(v, addr):
+            tb = self.alloc_pte(pr, idx, t)
+            for i in range(512):
+                self.set_entry(pr, idx, i, ANON if write else ZERO)
+            tb.huge = True
+            v[2] |= ANON_VMA
+            return
+        tb = self.alloc_pte(pr, idx, t)
+        i = (addr >> 12) & 511
+        old = tb.entries.get(i, NONE)
+        if old == NONE:
+            if anon and not shared:
+                self.set_entry(pr, idx, i, ANON if write else ZERO)
+                if write:
+                    v[2] |= ANON_VMA
+            elif anon or (write and shared):
+                self.set_entry(pr, idx, i, FILE)
+            elif write:
+                self.set_entry(pr, idx, i, ANON)
+                v[2] |= ANON_VMA
+            else:  # fault-around
+                vma_off = (addr - v[0]) >> 12
+                lo = max(i & ~15, i - min(i, vma_off))
+                hi = min(lo + 16, 512, i + ((v[1] - v[0]) >> 12) - vma_off)
+                for j in range(lo, hi):
+                    if tb.entries.get(j, NONE) == NONE:
+                        self.set_entry(pr, idx, j, FILE)
+        elif write and (old == ZERO or (old == FILE and not shared)):
+            tb.huge = False
+            self.set_entry(pr, idx, i, ANON)
+            v[2] |= ANON_VMA
+
+    def populate(self, pr, lo, hi, mode, t):
+        self.counts_populate += 1
+        for a in range(lo, hi, PAGE):
+            v = self.find_vma(pr, a)
+            if v is None:
+                continue
+            write = (bool(v[2] & WRITE) and not v[2] & SHARED) if mode == 0 else mode == 2
+            self.fault(pr, a, write, t)
+
+    # ---------------------------------------------------------------- zap / free
+    def zap(self, pr, pid, lo, hi, reclaim, refcount_free, t):
+        for idx in sorted(i for i in list(pr.pte) if (lo >> 21) <= i <= ((hi - 1) >> 21)):
+            if idx not in pr.pte:
+                continue
+            tb = pr.pte[idx]
+            rs = idx << 21
+            a, b = max(lo, rs), min(hi, rs + PMD)
+            full = a == rs and b == rs + PMD
+            if tb.huge:
+                if full:
+                    for i in range(512):
+                        self.clear_entry(pr, idx, i)
+                    self.free_pte(pr, idx, t)
+                    continue
+                tb.huge = False
+            for i in range((a - rs) >> 12, (b - rs) >> 12):
+                self.clear_entry(pr, idx, i)
+            if not tb.entries:
+                if reclaim and full:
+                    self.free_pte(pr, idx, t)
+                elif refcount_free and self.refcount_like():
+                    self.release_empty(pr, pid, idx, t)
+
+    def free_pgd_range(self, pr, addr, end, floor, ceiling, t):
+        addr &= ~(PMD - 1)
+        if addr < floor:
+            addr += PMD
+        c = ceiling & ~(PMD - 1)
+        if c == 0:
+            return
+        if end - 1 > c - 1:
+            end -= PMD
+        if addr > end - 1:
+            return
+        for idx in [i for i in pr.pte if (addr >> 21) <= i <= ((end - 1) >> 21)]:
+            if idx in pr.pte:
+                self.free_pte(pr, idx, t)
+
+        def ok(start, e, size):
+            start &= ~(size - 1)
+            cc = ceiling & ~(size - 1)
+            return start >= floor and cc != 0 and not (e - 1 > cc - 1)
+
+        for g in sorted(i for i in pr.pmd if (addr >> 30) <= i <= ((end - 1) >> 30)):
+            g0 = g << 30
+            if ok(max(addr, g0), min(end, g0 + PUD), PUD):
+                self.free_pmd(pr, g, t)
+        for g in sorted(i for i in pr.pud if (addr >> 39) <= i <= ((end - 1) >> 39)):
+            g0 = g << 39
+            if ok(max(addr, g0), min(end, g0 + P4D), P4D):
+                for m in [i for i in pr.pmd if (i >> 9) == g]:
+                    self.free_pmd(pr, m, t)
+                pr.pud.discard(g)
+
+    def free_pmd(self, pr, g, t):
+        for idx in [i for i in pr.pte if (i >> 9) == g]:
+            tb = pr.pte.pop(idx)
+            if tb.entries and self.refcount_like():
+                pr.stats["atomics"] += 2 * len(tb.entries)
+            pr.stats["freed"] += 1
+            pr.markers[(pr.gen, idx)] = t
+        pr.pmd.discard(g)
+
+    def munmap(self, pr, pid, lo, hi, t):
+        if hi <= lo:
+            return
+        self.split(pr, lo)
+        self.split(pr, hi)
+        removed = [v for v in pr.vmas if lo <= v[0] and v[1] <= hi]
+        if not removed:
+            return
+        before = [v for v in pr.vmas if v[1] <= removed[0][0]]
+        after = [v for v in pr.vmas if v[0] >= removed[-1][1]]
+        floor = before[-1][1] if before else 0
+        ceiling = after[0][0] if after else NO_CEILING
+        for v in removed:
+            pr.vmas.remove(v)
+        for v in removed:
+            self.zap(pr, pid, v[0], v[1], False, True, t)
+        k = 0
+        while k < len(removed):
+            start = removed[k][0]
+            while k + 1 < len(removed) and removed[k + 1][0] <= removed[k][1] + PMD:
+                k += 1
+            nxt = removed[k + 1][0] if k + 1 < len(removed) else ceiling
+            self.free_pgd_range(pr, start, removed[k][1], floor, nxt, t)
+            k += 1
+
+    def teardown(self, pr):
+        for tb in pr.pte.values():
+            if tb.entries and self.refcount_like():
+                pr.stats["atomics"] += 2 * len(tb.entries)
+        pr.stats["freed"] += len(pr.pte)
+        pr.pte.clear()
+        pr.pmd.clear()
+        pr.pud.clear()
+        pr.vmas.clear()
+
+    # ---------------------------------------------------------------- syscalls
+    def mmap(self, pr, pid, e, t):
+        lo = e["addr"] & ~(PAGE - 1)
+        hi = min((e["addr"] + e["len"] + PAGE - 1) & ~(PAGE - 1), self.top)
+        if hi <= lo:
+            return
+        self.munmap(pr, pid, lo, hi, t)
+        f = 0
+        if e["fd"] < 0 or e["flags"] & 0x20:
+            f |= ANON_F
+        if e["flags"] & 1:
+            f |= SHARED
+        if e["prot"] >= 0 and e["prot"] & 2:
+            f |= WRITE
+        if e["flags"] & 0x2000:
+            f |= LOCKED
+        self.insert_vma(pr, lo, hi, f)
+        if e["flags"] & (0x8000 | 0x2000) and e["prot"] > 0:
+            self.populate(pr, lo, hi, 0, t)
+
+    def set_flags(self, pr, lo, hi, on, off):
+        self.split(pr, lo)
+        self.split(pr, hi)
+        for v in pr.vmas:
+            if lo <= v[0] and v[1] <= hi:
+                v[2] = (v[2] | on) & ~off
+
+    def madvise(self, pr, pid, e, t):
+        lo = e["addr"] & ~(PAGE - 1)
+        hi = min((e["addr"] + e["len"] + PAGE - 1) & ~(PAGE - 1), self.top)
+        adv = e["advice"]
+        if hi <= lo:
+            return
+        if adv in (4, 24, 9):
+            for v in [v for v in pr.vmas if v[1] > lo and v[0] < hi]:
+                self.zap(pr, pid, max(lo, v[0]), min(hi, v[1]), adv != 9 and self.policy == "pt_reclaim", True, t)
+        flags = {10: (DONTFORK, 0), 11: (0, DONTFORK), 14: (HUGE, NOHUGE), 15: (NOHUGE, HUGE),
+                 18: (WIPEONFORK, 0), 19: (0, WIPEONFORK)}
+        if adv in flags:
+            self.set_flags(pr, lo, hi, *flags[adv])
+        if adv in (22, 23):
+            self.populate(pr, lo, hi, 1 if adv == 22 else 2, t)
+
+    def move_tables(self, pr, pid, old, new, length, t):
+        o, n, end = old, new, old + length
+        while o < end:
+            ext = min(((o >> 21) + 1) * PMD - o, end - o, ((n >> 21) + 1) * PMD - n)
+            si, di = o >> 21, n >> 21
+            if si in pr.pte:
+                pr.pud.add(n >> 39)
+                pr.pmd.add(n >> 30)
+                if ext == PMD and di not in pr.pte:
+                    pr.pte[di] = pr.pte.pop(si)
+                    if self.policy == "all_levels":
+                        if not any((i >> 9) == (si >> 9) for i in pr.pte):
+                            pr.pmd.discard(si >> 9)
+                        if not any((i >> 9) == (si >> 18) for i in pr.pmd):
+                            pr.pud.discard(si >> 18)
+                else:
+                    src = pr.pte[si]
+                    src.huge = False
+                    self.alloc_pte(pr, di, t)
+                    i0, j0 = (o >> 12) & 511, (n >> 12) & 511
+                    for k in range(ext >> 12):
+                        e = self.clear_entry(pr, si, i0 + k)
+                        if e != NONE:
+                            self.set_entry(pr, di, j0 + k, e)
+                    if self.refcount_like():
+                        if not src.entries:
+                            self.release_empty(pr, pid, si, t)
+                        if di in pr.pte and not pr.pte[di].entries:
+                            self.release_empty(pr, pid, di, t)
+            o += ext
+            n += ext
+
+    def mremap(self, pr, pid, e, t):
+        old = e["addr"] & ~(PAGE - 1)
+        old_len = (e["len"] + PAGE - 1) & ~(PAGE - 1)
+        new_len = (e["new_len"] + PAGE - 1) & ~(PAGE - 1)
+        new = e["new_addr"]
+        if new == old:
+            if new_len < old_len:
+                self.munmap(pr, pid, old + new_len, old + old_len, t)
+            elif new_len > old_len:
+                v = self.find_vma(pr, old + old_len - 1)
+                f = v[2] if v else ANON_F | WRITE
+                new_end = min(old + new_len, self.top)
+                self.munmap(pr, pid, old + old_len, new_end, t)
+                if v is not None and v[1] == old + old_len:
+                    v[1] = new_end
+                else:
+                    self.insert_vma(pr, old + old_len, new_end, f)
+            return
+        if new_len < old_len:
+            self.munmap(pr, pid, old + new_len, old + old_len, t)
+            old_len = new_len
+        v = self.find_vma(pr, old)
+        f = v[2] if v else ANON_F | WRITE
+        new_end = min(new + new_len, self.top)
+        self.munmap(pr, pid, new, new_end, t)
+        self.move_tables(pr, pid, old, new, min(old_len, new_end - new), t)
+        self.insert_vma(pr, new, new_end, f & ~IMPLICIT)
+        if not e["flags"] & 4:
+            self.munmap(pr, pid, old, old + old_len, t)
+
+    def brk(self, pr, pid, e, t):
+        req, ret = e["addr"], e["ret"]
+        if req == 0 or pr.brk < 0:
+            pr.brk = ret
+            return
+        old_end = (pr.brk + PAGE - 1) & ~(PAGE - 1)
+        new_end = (ret + PAGE - 1) & ~(PAGE - 1)
+        if new_end > old_end:
+            self.munmap(pr, pid, old_end, new_end, t)
+            v = self.find_vma(pr, old_end - 1)
+            if v is not None and v[1] == old_end and v[2] & HEAP:
+                v[1] = new_end
+            else:
+                self.insert_vma(pr, old_end, new_end, ANON_F | WRITE | HEAP)
+        elif new_end < old_end:
+            self.munmap(pr, pid, new_end, old_end, t)
+        pr.brk = ret
+
+    def fork(self, pr, child, t):
+        for s, e, f in list(pr.vmas):
+            if f & DONTFORK:
+                continue
+            cf = f & ~LOCKED
+            if f & WIPEONFORK:
+                cf &= ~ANON_VMA
+            self.insert_vma(child, s, e, cf)
+        for vs, ve, f in list(pr.vmas):
+            if f & (DONTFORK | WIPEONFORK) or not f & ANON_VMA:
+                continue
+            child.pud |= {i for i in pr.pud if (vs >> 39) <= i <= ((ve - 1) >> 39)}
+            child.pmd |= {i for i in pr.pmd if (vs >> 30) <= i <= ((ve - 1) >> 30)}
+            for idx in sorted(i for i in pr.pte if (vs >> 21) <= i <= ((ve - 1) >> 21)):
+                src = pr.pte[idx]
+                dst = self.alloc_pte(child, idx, t)
+                rs = idx << 21
+                for k in range((max(vs, rs) - rs) >> 12, (min(ve, rs + PMD) - rs) >> 12):
+                    if src.entries.get(k, NONE) != NONE:
+                        self.set_entry(child, idx, k, src.entries[k])
+                dst.huge = src.huge
+
+    # ---------------------------------------------------------------- clock
+    def touch(self, pr, t):
+        if t > pr.last:
+            pr.integral += float(pr.vmpte()) * float(t - pr.last)
+            pr.last = t
+
+    def emit(self, pid, pr, t):
+        self.rows.append(dict(pid=pid, **pr.row(t)))
+
+    def flush_pending(self):
+        for pid, pr in self.procs.items():
+            if pr.pend_start:
+                self.emit(pid, pr, pr.start)
+                pr.pend_start = False
+            if pr.pend_end:
+                self.emit(pid, pr, pr.end)
+                pr.pend_end = False
+
+    def advance(self, t):
+        self.flush_pending()
+        big = 1 << 62
+        while True:
+            xt = big
+            if self.policy == "scan":
+                xt = self.next_scan
+            elif self.policy == "delayed" and self.queue:
+                xt = self.queue[0][3] + self.hold
+            if xt <= self.next_tick and xt <= t:
+                if self.policy == "scan":
+                    for pid, pr in self.procs.items():
+                        if not pr.alive:
+                            continue
+                        pr.stats["scan"] += 512 * len(pr.pte)
+                        if self.dirty:
+                            for idx in [i for i, tb in pr.pte.items() if not tb.entries]:
+                                self.touch(pr, xt)
+                                self.free_pte(pr, idx, xt)
+                    self.dirty = False
+                    self.next_scan += self.scan_ns
+                else:
+                    pid, tb, serial, since = self.queue.pop(0)
+                    pr = self.procs[pid]
+                    idx = next((i for i, x in pr.pte.items() if x is tb), None)
+                    if idx is not None and tb.serial == serial and tb.since == since and not tb.entries:
+                        self.touch(pr, xt)
+                        self.free_pte(pr, idx, xt)
+            elif self.next_tick < t:
+                for pid, pr in self.procs.items():
+                    if pr.alive and pr.start < self.next_tick:
+                        self.emit(pid, pr, self.next_tick)
+                self.next_tick += self.interval
+            else:
+                break
+        self.now = t
+
+    def start(self, pid, t):
+        pr = self.procs.setdefault(pid, Proc())
+        pr.started = pr.alive = pr.pend_start = True
+        pr.start = pr.end = pr.last = t
+        return pr
+
+    def peaks(self, pr):
+        s = pr.stats
+        s["peak_virt"] = max(s["peak_virt"], pr.virt())
+        s["peak_rss"] = max(s["peak_rss"], (pr.rss_pages(ANON) + pr.rss_pages(FILE)) * PAGE)
+        s["peak_vmpte"] = max(s["peak_vmpte"], pr.vmpte())
+
+    def snapshot(self, pr):
+        pr.final = dict(virt=pr.virt(), rss=(pr.rss_pages(ANON) + pr.rss_pages(FILE)) * PAGE, vmpte=pr.vmpte(),
+                        ideal=pr.ideal(), empty=pr.empty())
+
+    # ---------------------------------------------------------------- driver
+    counts_outside = 0
+    counts_populate = 0
+
+    def apply(self, e):
+        """One event dict (EVENTS columns, not failed, not a skipped unfinished row)."""
+        t, pid, kind = e["t_ns"], e["pid"], e["kind"]
+        if self.now is None:
+            self.now = t
+            self.next_tick = (t // self.interval + 1) * self.interval
+            self.next_scan = (t // self.scan_ns + 1) * self.scan_ns
+        elif t > self.now:
+            self.advance(t)
+        pr = self.procs.get(pid)
+        if pr is None or not pr.started:
+            pr = self.start(pid, t)
+        elif not pr.alive:
+            return
+        self.touch(pr, t)
+        self.dirty = True
+        pr.stats["events"] += 1
+        if kind == "fault":
+            if e["addr"] < self.top:
+                self.fault(pr, e["addr"], e["error_code"] >= 0 and bool(e["error_code"] & 2), t)
+        elif kind == "mmap":
+            self.mmap(pr, pid, e, t)
+        elif kind == "munmap":
+            lo = e["addr"] & ~(PAGE - 1)
+            self.munmap(pr, pid, lo, min((e["addr"] + e["len"] + PAGE - 1) & ~(PAGE - 1), self.top), t)
+        elif kind == "mremap":
+            self.mremap(pr, pid, e, t)
+        elif kind == "brk":
+            self.brk(pr, pid, e, t)
+        elif kind == "madvise":
+            self.madvise(pr, pid, e, t)
+        elif kind == "fork":
+            c = e["child_pid"]
+            if c not in self.procs:
+                child = self.start(c, t)
+                child.stats["events"] += 1
+                self.fork(pr, child, t)
+                self.peaks(child)
+        elif kind == "exec":
+            self.teardown(pr)
+            pr.gen += 1
+            pr.brk = -1
+        elif kind == "exit":
+            self.snapshot(pr)
+            self.peaks(pr)
+            self.teardown(pr)
+            pr.alive = False
+            pr.end = t
+            pr.pend_end = True
+            return
+        self.peaks(pr)
+
+    def finish(self, t_end):
+        self.flush_pending()
+        for pid, pr in self.procs.items():
+            if pr.alive:
+                self.touch(pr, t_end)
+                self.snapshot(pr)
+                pr.end = t_end
+                self.emit(pid, pr, t_end)
+
+    def summary(self):
+        out = {}
+        for pid, pr in self.procs.items():
+            s = pr.stats
+            dur = pr.end - pr.start
+            out[pid] = dict(start_ns=pr.start, end_ns=pr.end, final_virt_bytes=pr.final["virt"],
+                            final_rss_bytes=pr.final["rss"], final_vmpte_bytes=pr.final["vmpte"],
+                            peak_virt_bytes=s["peak_virt"], peak_rss_bytes=s["peak_rss"],
+                            peak_vmpte_bytes=s["peak_vmpte"],
+                            mean_vmpte_bytes=pr.integral / dur if dur > 0 else float(pr.final["vmpte"]),
+                            ideal_pte_bytes=pr.final["ideal"], empty_pte_tables_final=pr.final["empty"],
+                            pte_tables_allocated=s["alloc"], pte_tables_freed=s["freed"], refaults=s["refaults"],
+                            scan_entries=s["scan"], extra_atomics=s["atomics"], events=s["events"])
+        return out
+
+
+def run_reference(table, policy="none", **kw):
+    """Replay an EVENTS Arrow table; returns (timeseries rows sorted, summary by pid)."""
+    ref = Reference(policy, **kw)
+    rows = table.to_pylist()
+    last = None
+    for e in rows:
+        if e["failed"] or (e["unfinished"] and e["kind"] in ("mmap", "mremap", "brk")):
+            last = e["t_ns"]
+            continue
+        ref.apply(e)
+        last = e["t_ns"]
+    ref.finish(last if last is not None else 0)
+    ts = sorted(ref.rows, key=lambda r: (r["pid"], r["t_ns"]))
+    return ts, ref.summary()
