@@ -54,7 +54,7 @@ N_SL = 8
 # g: global scalars.
 (G_HCOUNT, G_SHW, G_FSTOP, G_NOW, G_NEXT_TICK, G_NEXT_SCAN, G_DIRTY, G_QHEAD, G_QTAIL, G_NROWS,
  G_INIT, G_NLIVE, G_NPEND, G_OUTSIDE, G_POPULATE, G_SERIAL, G_LIVE_SLOTS, G_AFTER_EXIT,
- G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP) = range(21)
+ G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP, G_VMA_ID) = range(22)
 N_G = 24
 
 # ts: timeseries row fields.
@@ -65,6 +65,10 @@ N_TS = 11
 # VMA flags.
 VF_ANON, VF_SHARED, VF_WRITE, VF_HUGE, VF_NOHUGE = 1, 2, 4, 8, 16
 VF_DONTFORK, VF_WIPEONFORK, VF_ANON_VMA, VF_LOCKED, VF_IMPLICIT, VF_HEAP = 32, 64, 128, 256, 512, 1024
+VF_READ, VF_EXEC, VF_NORESERVE = 2048, 4096, 8192
+VF_PROT = VF_READ | VF_WRITE | VF_EXEC
+ORIGIN_SHIFT = 20           # flags bits 20+: id of the mmap a VMA came from (stands for its anon_vma)
+VF_LOW = (1 << ORIGIN_SHIFT) - 1
 
 # PTE entry kinds.
 E_NONE, E_ZERO, E_ANON, E_FILE = 0, 1, 2, 3
@@ -84,14 +88,14 @@ MARKER = 3                  # hash level tag of refault markers
 
 # ----------------------------------------------------------------------------- hash map
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _home(key, mask):
     x = key * np.int64(-7046029254386353131)
     x ^= x >> 29
     return x & mask
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ht_get(hk, hv, key):
     """Value stored for `key`, or -1."""
     mask = hk.shape[0] - 1
@@ -172,7 +176,7 @@ def rehash(hk, hv, new_cap, now_ns):
     return nk, nv, count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tkey(level, p, idx):
     """Hash key of the level-`level` table (0 PTE, 1 PMD, 2 PUD) of process p at index idx."""
     return (np.int64(level) << 61) | (np.int64(p) << 35) | idx
@@ -241,7 +245,7 @@ def emit_row(ps, ts, g, p, t):
 
 # ----------------------------------------------------------------------------- VMAs
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def vma_find(vm, ps, p, addr):
     """Index of the VMA containing addr, or -1 (find_vma + the start check)."""
     lo = 0
@@ -324,6 +328,54 @@ def vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits):
     while i < ps[p, PS_NVMA] and vm[p, i, 0] < hi:
         vm[p, i, 2] = (vm[p, i, 2] | set_bits) & ~clear_bits
         i += 1
+    vma_merge_around(vm, ps, p, lo, hi)
+
+
+@njit(cache=True)
+def vma_mergeable(f1, f2):
+    """Two adjacent VMAs may merge (is_mergeable_vma + is_mergeable_anon_vma):
+    private anonymous, same flags, and not two different anon_vmas.  A VMA's
+    anon_vma is stood for by the id of the mmap it came from (splits keep it).
+    File, shared, heap and implicit VMAs are never merged by the model."""
+    if ((f1 ^ f2) & VF_LOW & ~VF_ANON_VMA) != 0:
+        return False
+    if (f1 & VF_ANON) == 0 or (f1 & (VF_SHARED | VF_IMPLICIT | VF_HEAP)) != 0:
+        return False
+    both = (f1 & VF_ANON_VMA) != 0 and (f2 & VF_ANON_VMA) != 0
+    return not both or (f1 >> ORIGIN_SHIFT) == (f2 >> ORIGIN_SHIFT)
+
+
+@njit(cache=True)
+def vma_merge_around(vm, ps, p, lo, hi):
+    """Merge mergeable neighbours among the VMAs touching [lo, hi] (vma_merge_new_range
+    after mmap, vma_merge_existing_range after mprotect/madvise flag changes)."""
+    i = max(vma_first_after(vm, ps, p, lo) - 1, 0)
+    while i + 1 < ps[p, PS_NVMA] and vm[p, i, 0] <= hi:
+        f1 = vm[p, i, 2]
+        f2 = vm[p, i + 1, 2]
+        if vm[p, i, 1] == vm[p, i + 1, 0] and vma_mergeable(f1, f2):
+            vm[p, i, 1] = vm[p, i + 1, 1]
+            vm[p, i, 2] = f1 if (f1 & VF_ANON_VMA) != 0 else f2
+            vma_delete_at(vm, ps, p, i + 1)
+        else:
+            i += 1
+
+
+@njit(cache=True)
+def do_mprotect(vm, ps, p, addr, length, prot):
+    """mprotect_fixup: split at the range ends, set the new protection, merge back."""
+    lo = addr & ~(PAGE - 1)
+    hi = page_up(addr + length)
+    if hi <= lo or prot < 0:
+        return
+    bits = 0
+    if (prot & 1) != 0:
+        bits |= VF_READ
+    if (prot & 2) != 0:
+        bits |= VF_WRITE
+    if (prot & 4) != 0:
+        bits |= VF_EXEC
+    vma_set_flags(vm, ps, p, lo, hi, bits, VF_PROT & ~bits)
 
 
 @njit(cache=True)
@@ -357,7 +409,7 @@ def implicit_vma(vm, ps, g, p, addr):
 
 # ----------------------------------------------------------------------------- tables
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def refcount_like(prm):
     pol = prm[PR_POLICY]
     return pol == POL_REFCOUNT or pol == POL_DELAYED or pol == POL_ALL_LEVELS
@@ -506,7 +558,7 @@ def upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
         tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 1, addr >> 30, t)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def add_entry_rss(ps, p, e):
     if e == E_ANON:
         ps[p, PS_ANON] += 1
@@ -514,7 +566,7 @@ def add_entry_rss(ps, p, e):
         ps[p, PS_FILE] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def drop_entry_rss(ps, p, e):
     if e == E_ANON:
         ps[p, PS_ANON] -= 1
@@ -522,7 +574,7 @@ def drop_entry_rss(ps, p, e):
         ps[p, PS_FILE] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pte_set(ps, sl, pg, prm, s, i, e):
     """Install or replace entry i of table s (set_pte_at); RSS follows the page kind."""
     p = sl[s, SL_PROC]
@@ -910,11 +962,17 @@ def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, f
         vflags |= VF_ANON
     if (flags & 0x01) != 0:
         vflags |= VF_SHARED
-    if prot >= 0 and (prot & 0x2) != 0:
-        vflags |= VF_WRITE
+    if prot >= 0:
+        vflags |= (VF_READ if (prot & 1) != 0 else 0) | (VF_WRITE if (prot & 2) != 0 else 0) | \
+            (VF_EXEC if (prot & 4) != 0 else 0)
     if (flags & 0x2000) != 0:
         vflags |= VF_LOCKED
+    if (flags & 0x4000) != 0:
+        vflags |= VF_NORESERVE
+    g[G_VMA_ID] += 1
+    vflags |= g[G_VMA_ID] << ORIGIN_SHIFT
     vma_insert(vm, ps, p, lo, hi, vflags)
+    vma_merge_around(vm, ps, p, lo, hi)
     if (flags & (0x8000 | 0x2000)) != 0 and prot > 0:
         populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 0, t)
 
@@ -1309,8 +1367,66 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         g[G_NPEND] += 1
         g[G_NLIVE] -= 1
         return
-    # mprotect and clone change nothing the model counts.
+    elif k == K_MPROTECT:
+        do_mprotect(vm, ps, p, addr, ln, prot)
+    # clone changes nothing the model counts.
     update_peaks(ps, p)
+
+
+@njit(cache=True, inline="always")
+def clock_is_quiet(g, dq, prm, t):
+    """True when moving the clock to t fires no timer and emits no row, so
+    `advance` would only set G_NOW (the common case between two ticks)."""
+    if g[G_NPEND] != 0 or g[G_NEXT_TICK] < t:
+        return False
+    pol = prm[PR_POLICY]
+    if pol == POL_SCAN and g[G_NEXT_SCAN] <= t:
+        return False
+    if pol == POL_DELAYED and g[G_QHEAD] < g[G_QTAIL] and dq[g[G_QHEAD], 2] + prm[PR_HOLD] <= t:
+        return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def fast_anon_fault(ps, vm, hk, hv, sl, pg, g, dq, prm, p, t, addr, ecode):
+    """The hot path: a fault in a private anonymous VMA whose PTE table exists.
+
+    Same effect as apply_event -> do_fault for that case (zero page on read,
+    new page on write or write-after-read), without the generic path's
+    capacity checks and calls: it allocates nothing and changes no VmPTE, so
+    neither the VmPTE time integral nor the table counters move.  Returns
+    False (having changed nothing) when the general path must handle it.
+    """
+    if ps[p, PS_STARTED] == 0 or ps[p, PS_ALIVE] == 0 or addr < 0 or addr >= prm[PR_TOP]:
+        return False
+    if t > g[G_NOW] and not clock_is_quiet(g, dq, prm, t):
+        return False
+    s = ht_get(hk, hv, tkey(0, p, addr >> 21))
+    if s < 0 or sl[s, SL_HUGE] != 0:
+        return False
+    vi = vma_find(vm, ps, p, addr)
+    if vi < 0:
+        return False
+    vflags = vm[p, vi, 2]
+    if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0:
+        return False
+    write = ecode >= 0 and (ecode & 2) != 0
+    i = (addr >> 12) & 511
+    old = pg[s * 512 + i]
+    if old == E_NONE:
+        pte_set(ps, sl, pg, prm, s, i, E_ANON if write else E_ZERO)
+        if write:
+            vm[p, vi, 2] = vflags | VF_ANON_VMA
+    elif write and old == E_ZERO:
+        pte_set(ps, sl, pg, prm, s, i, E_ANON)
+        vm[p, vi, 2] = vflags | VF_ANON_VMA
+    g[G_NOW] = max(g[G_NOW], t)
+    g[G_DIRTY] = 1
+    ps[p, PS_EVENTS] += 1
+    rss = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    if rss > ps[p, PS_PEAK_RSS]:
+        ps[p, PS_PEAK_RSS] = rss
+    return True
 
 
 @njit(cache=True)
@@ -1322,6 +1438,10 @@ def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, 
         k = kind_a[i]
         p = proc_a[i]
         c = child_a[i]
+        if k == K_FAULT and g[G_INIT] == 1 and fast_anon_fault(ps, vm, hk, hv, sl, pg, g, dq, prm, p, t,
+                                                                addr_a[i], ec_a[i]):
+            i += 1
+            continue
         code, amount = capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, k, p, c, addr_a[i], len_a[i],
                                        flags_a[i], adv_a[i], naddr_a[i], nlen_a[i], t)
         if code != NEED_NONE:

@@ -133,15 +133,15 @@ def random_stream(seed: int, n: int = 60, pids=(100, 101)) -> pa.Table:
         elif r < 88:
             row.update(kind="brk", addr=int(rng.choice([0, base + (20 << 20), base + (18 << 20)])),
                        ret=base + (19 << 20))
-        elif r < 90:
-            row.update(kind="mprotect", addr=a, len=ln, prot=1)
-        elif r < 93 and len(live) < len(pids):
+        elif r < 92:
+            row.update(kind="mprotect", addr=a, len=ln, prot=int(rng.choice([1, 3])))
+        elif r < 94 and len(live) < len(pids):
             child = pids[len(live)]
             live.append(child)
             row.update(kind="fork", child_pid=child, comm="child")
-        elif r < 95:
+        elif r < 96:
             row.update(kind="clone", child_pid=pid + 1000)
-        elif r < 97:
+        elif r < 98:
             row.update(kind="exec", comm="exe")
         else:
             row.update(kind="exit")

@@ -13,6 +13,8 @@ NO_CEILING = 1 << 57
 NONE, ZERO, ANON, FILE = 0, 1, 2, 3
 ANON_F, SHARED, WRITE, HUGE, NOHUGE = 1, 2, 4, 8, 16
 DONTFORK, WIPEONFORK, ANON_VMA, LOCKED, IMPLICIT, HEAP = 32, 64, 128, 256, 512, 1024
+READ, EXEC, NORESERVE = 2048, 4096, 8192
+ORIGIN = 20  # flags bits 20+: the id of the mmap a VMA came from (stands for its anon_vma)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Reference:
         self.queue: list = []     # (proc, idx, serial, since)
         self.serial = 0
         self.dirty = True
+        self.vma_ids = 0
 
     # ---------------------------------------------------------------- helpers
     def refcount_like(self):
@@ -343,11 +346,15 @@ class Reference:
             f |= ANON_F
         if e["flags"] & 1:
             f |= SHARED
-        if e["prot"] >= 0 and e["prot"] & 2:
-            f |= WRITE
+        if e["prot"] >= 0:
+            f |= self.prot_bits(e["prot"])
         if e["flags"] & 0x2000:
             f |= LOCKED
-        self.insert_vma(pr, lo, hi, f)
+        if e["flags"] & 0x4000:
+            f |= NORESERVE
+        self.vma_ids += 1
+        self.insert_vma(pr, lo, hi, f | self.vma_ids << ORIGIN)
+        self.merge(pr, lo, hi)
         if e["flags"] & (0x8000 | 0x2000) and e["prot"] > 0:
             self.populate(pr, lo, hi, 0, t)
 
@@ -357,6 +364,40 @@ class Reference:
         for v in pr.vmas:
             if lo <= v[0] and v[1] <= hi:
                 v[2] = (v[2] | on) & ~off
+        self.merge(pr, lo, hi)
+
+    @staticmethod
+    def prot_bits(prot):
+        return (READ if prot & 1 else 0) | (WRITE if prot & 2 else 0) | (EXEC if prot & 4 else 0)
+
+    @staticmethod
+    def mergeable(a, b):
+        low = (1 << ORIGIN) - 1
+        if a[1] != b[0] or (a[2] ^ b[2]) & low & ~ANON_VMA:
+            return False
+        if not a[2] & ANON_F or a[2] & (SHARED | IMPLICIT | HEAP):
+            return False
+        return not (a[2] & ANON_VMA and b[2] & ANON_VMA) or a[2] >> ORIGIN == b[2] >> ORIGIN
+
+    def merge(self, pr, lo, hi):
+        """Merge mergeable adjacent pairs among the VMAs touching [lo, hi]."""
+        k = next((j for j, v in enumerate(pr.vmas) if v[1] > lo), len(pr.vmas))
+        k = max(k - 1, 0)
+        while k + 1 < len(pr.vmas) and pr.vmas[k][0] <= hi:
+            a, b = pr.vmas[k], pr.vmas[k + 1]
+            if self.mergeable(a, b):
+                a[2] = a[2] if a[2] & ANON_VMA else b[2]
+                a[1] = b[1]
+                del pr.vmas[k + 1]
+            else:
+                k += 1
+
+    def mprotect(self, pr, e):
+        lo = e["addr"] & ~(PAGE - 1)
+        hi = (e["addr"] + e["len"] + PAGE - 1) & ~(PAGE - 1)
+        if hi > lo and e["prot"] >= 0:
+            bits = self.prot_bits(e["prot"])
+            self.set_flags(pr, lo, hi, bits, (READ | WRITE | EXEC) & ~bits)
 
     def madvise(self, pr, pid, e, t):
         lo = e["addr"] & ~(PAGE - 1)
@@ -582,6 +623,8 @@ class Reference:
             self.brk(pr, pid, e, t)
         elif kind == "madvise":
             self.madvise(pr, pid, e, t)
+        elif kind == "mprotect":
+            self.mprotect(pr, e)
         elif kind == "fork":
             c = e["child_pid"]
             if c not in self.procs:
