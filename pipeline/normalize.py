@@ -282,9 +282,10 @@ class Normalizer:
                                  child_pid=child, comm=text))
             elif name == "sched_process_exec":
                 path = text or ""
-                self._comm[pid] = path.rsplit("/", 1)[-1][:15] if path else self._comm.get(pid)
+                name = path.rsplit("/", 1)[-1][:15] if path else self._comm.get(pid)  # TASK_COMM_LEN - 1
+                self._comm[pid] = name
                 self._exited.discard(pid)
-                rows.append(_row(t, seq, pid, tid, cpu, "exec", comm=path))
+                rows.append(_row(t, seq, pid, tid, cpu, "exec", comm=name))
             elif name == "exit_mmap":
                 self._has_exit_mmap = True
                 if pid not in self._exited:
