@@ -11,7 +11,9 @@ trace-cmd input:
   with ``failed=True`` and never applied.  An enter followed by anything else
   on its thread lost its exit: it is kept with ``unfinished=True``; so is an
   enter still open when the capture ends.  An exit without an enter (the
-  capture began inside the call) is dropped and counted.
+  capture began inside the call) is dropped and counted.  Calls still open at
+  the end are stamped with the capture's last time (they are the last thing
+  their thread did).
 * **faults** on kernel addresses are dropped; kernel-mode faults on user
   addresses (``page_fault_kernel``, e.g. execve loading the ELF image or
   copy_to_user into a fresh buffer) are kept with ``user_mode=False``.
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import EVENTS
 
@@ -63,6 +66,7 @@ class Stats:
     assumed_tgid_rows: int = 0
     other_records_dropped: int = 0
     process_madvise_other_mm: int = 0
+    time_clamped_rows: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -107,7 +111,7 @@ class Normalizer:
         """Normalize one raw batch (sorted by t_ns, seq); returns events rows."""
         if raw.num_rows == 0:
             return EVENTS.schema.empty_table()
-        cols = {name: raw.column(name).to_numpy(zero_copy_only=False) for name in
+        cols = {name: _filled(raw.column(name), -1 if name in ("pid", "tid", "cpu") else 0) for name in
                 ("t_ns", "pid", "tid", "cpu", "a0", "a1", "a2", "a3", "a4", "a5", "ret", "seq")}
         cols["pid"] = cols["pid"].copy()  # filled in below for formats without tgids
         enc = raw.column("event").combine_chunks().dictionary_encode()
@@ -120,9 +124,21 @@ class Normalizer:
         parts.append(self._syscalls(cols, names, code))
         parts.append(self._lifecycle(cols, names, code, comm))
         out = _concat(parts)
-        if len(out["t_ns"]):
-            self._last_t = max(self._last_t, int(out["t_ns"].max()))
+        self._clamp_to_last(out)
         return move_exec_before_loader_faults(_to_table(out))
+
+    def _clamp_to_last(self, out: dict) -> None:
+        """Keep the output in time order across batches: a row older than what was
+        already emitted (disordered input, or a call left open until the end) is
+        stamped with the last emitted time and counted (`time_clamped_rows`)."""
+        t = out["t_ns"]
+        if not len(t):
+            return
+        early = t < self._last_t
+        if early.any():
+            self.stats.time_clamped_rows += int(early.sum())
+            t[early] = self._last_t
+        self._last_t = int(t.max())
 
     def finish(self) -> pa.Table:
         """Close the stream: open syscalls become unfinished, exit_group-only groups exit."""
@@ -133,9 +149,15 @@ class Normalizer:
         self._pending.clear()
         for tgid, (t, seq, tid, cpu) in sorted(self._exit_group.items()):
             if tgid not in self._exited:
-                rows.append(_row(max(t, self._last_t), seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
+                rows.append(_row(t, seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
                 self._exited.add(tgid)
-        return _rows_table(rows)
+        if not rows:
+            return EVENTS.schema.empty_table()
+        out = _rows_dict(rows)
+        order = np.lexsort((out["seq"], out["t_ns"]))
+        out = {k: v[order] for k, v in out.items()}
+        self._clamp_to_last(out)
+        return _to_table(out)
 
     # ------------------------------------------------------------- tgid tracking
     def _learn_tgids(self, c, names, code) -> None:
@@ -356,6 +378,13 @@ _DTYPES = {
 }
 
 
+def _filled(col: pa.ChunkedArray, default: int) -> np.ndarray:
+    """A raw column as numpy, with any null (a field the reader could not decode) as `default`."""
+    if col.null_count:
+        col = pc.fill_null(col, pa.scalar(default, col.type))
+    return col.to_numpy(zero_copy_only=False)
+
+
 def _s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v >= 1 << 31 else v
@@ -411,7 +440,3 @@ def _to_table(out: dict) -> pa.Table:
     for f in EVENTS.schema:
         arrays.append(pa.array(out[f.name], type=f.type))
     return pa.Table.from_arrays(arrays, schema=EVENTS.schema)
-
-
-def _rows_table(rows: list[dict]) -> pa.Table:
-    return _to_table(_rows_dict(rows)) if rows else EVENTS.schema.empty_table()

@@ -77,8 +77,8 @@ def test_pair_split_across_batches_and_open_call_at_end():
         [(3, 7, 7, "sys_exit_madvise", dict(ret=0))],
     )
     assert [(r["kind"], r["tid"], r["t_ns"], r["unfinished"]) for r in rows] == [
-        ("madvise", 7, 3, False), ("munmap", 8, 2, True)]
-    assert stats.unfinished_syscalls == 1
+        ("madvise", 7, 3, False), ("munmap", 8, 3, True)]  # open at the end: stamped with the last time
+    assert stats.unfinished_syscalls == 1 and stats.time_clamped_rows == 1
 
 
 def test_faults_kernel_addresses_dropped_kernel_mode_kept():

@@ -1,0 +1,210 @@
+"""Mutation fuzzer over the bundled real captures: bad input never crashes the pipeline.
+
+Each case mutates a real capture (truncation at record boundaries and at random
+offsets, bit flips in headers and payloads, huge size fields, byte-swapped
+magic, empty files, garbage; for text: shuffled, duplicated and dropped lines,
+lost sys_exit lines, out-of-order timestamps, binary given as text and text
+given as binary), then ingests it.  Every case must end in success or a
+PipelineError (the CLI's one-line error, exit 1), within a time limit, without
+leaving an output or temporary file behind on failure, and without using more
+than twice the memory of the intact capture (plus a small constant).
+
+`PTREPLAY_FUZZ_CASES=20000 pytest tests/test_fuzz.py` runs a longer campaign by hand.
+"""
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.formats import open_binary
+from pipeline.ingest import ingest
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+CASES = int(os.environ.get("PTREPLAY_FUZZ_CASES", "1000"))
+SECONDS_PER_CASE = 20
+SEED = 20261125
+
+BINARY = [DATA / "mixed-vma" / "perf.data", DATA / "text" / "seed-64.perf.data"]
+TEXT = [DATA / "text" / n for n in ("seed-2-fork.perf-script-pid.txt", "seed-2-tgid.trace_pipe.txt",
+                                    "seed-64.ftrace.txt.zst", "seed-64.trace-cmd.txt.zst")]
+
+
+def _plain(path: Path) -> bytes:
+    with open_binary(path) as f:
+        return f.read()
+
+
+def record_offsets(blob: bytes) -> list[int]:
+    """Start offsets of the records of a perf.data file's data section (header walk)."""
+    data_off, data_size = struct.unpack_from("<QQ", blob, 40)
+    out, pos, end = [], data_off, min(data_off + data_size, len(blob))
+    while pos + 8 <= end:
+        size = struct.unpack_from("<H", blob, pos + 6)[0]
+        if size < 8:
+            break
+        out.append(pos)
+        pos += size
+    return out
+
+
+def binary_mutations(blob: bytes, rng: random.Random):
+    """One mutated perf.data (name, bytes)."""
+    b = bytearray(blob)
+    offsets = record_offsets(blob)
+    choice = rng.randrange(9)
+    if choice == 0 and offsets:
+        return "truncate-at-record", bytes(b[: rng.choice(offsets)])
+    if choice == 1:
+        return "truncate-random", bytes(b[: rng.randrange(len(b))])
+    if choice == 2:
+        i = rng.randrange(min(len(b), 104))
+        b[i] ^= 1 << rng.randrange(8)
+        return "flip-header", bytes(b)
+    if choice == 3:
+        for _ in range(rng.randrange(1, 8)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+        return "flip-payload", bytes(b)
+    if choice == 4 and offsets:
+        pos = rng.choice(offsets)
+        struct.pack_into("<H", b, pos + 6, rng.choice([0, 1, 7, 0xFFFF, 0xFFF8]))
+        return "record-size", bytes(b)
+    if choice == 5:
+        field = rng.choice([8, 16, 24, 32, 40, 48, 56, 64])
+        struct.pack_into("<Q", b, field, rng.choice([0, 1 << 62, (1 << 64) - 1, len(b) * 2, 0x7FFFFFFF]))
+        return "huge-header-field", bytes(b)
+    if choice == 6:
+        return "swapped-magic", b"2ELIFREP" + bytes(b[8:])
+    if choice == 7:
+        return "garbage", bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4096)))
+    return "empty", b""
+
+
+def text_mutations(text: bytes, rng: random.Random):
+    """One mutated text capture (name, bytes)."""
+    lines = text.split(b"\n")
+    choice = rng.randrange(8)
+    if choice == 0:
+        i = rng.randrange(len(lines))
+        j = min(len(lines), i + rng.randrange(1, 50))
+        part = lines[i:j]
+        rng.shuffle(part)
+        lines[i:j] = part
+        return "shuffle-lines", b"\n".join(lines)
+    if choice == 1:
+        i = rng.randrange(len(lines))
+        return "duplicate-line", b"\n".join(lines[:i] + [lines[i]] + lines[i:])
+    if choice == 2:
+        i = rng.randrange(len(lines))
+        return "drop-line", b"\n".join(lines[:i] + lines[i + 1:])
+    if choice == 3:
+        exits = [i for i, ln in enumerate(lines) if b"sys_exit" in ln or b" -> 0x" in ln]
+        if exits:
+            drop = set(rng.sample(exits, max(1, len(exits) // 3)))
+            return "missing-sys-exit", b"\n".join(ln for i, ln in enumerate(lines) if i not in drop)
+    if choice == 4:
+        return "truncate", text[: rng.randrange(len(text))]
+    if choice == 5:
+        i = rng.randrange(len(text))
+        return "binary-in-text", text[:i] + bytes(rng.randrange(256) for _ in range(64)) + text[i:]
+    if choice == 6:
+        return "text-as-binary", b"PERFILE2" + text[8:]
+    b = bytearray(text)
+    for _ in range(rng.randrange(1, 5)):
+        i = rng.randrange(len(b))
+        b[i] = rng.choice(b"0123456789:.-[]() x\t")
+    return "flip-chars", bytes(b)
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Timeout()
+
+
+def run_case(data: bytes, tmp: Path) -> str:
+    """Ingest `data`; returns 'ok' or 'error' and checks what is left on disk."""
+    src = tmp / "input"
+    src.write_bytes(data)
+    out = tmp / "out" / "events.parquet"
+    try:
+        ingest([src], out, force=True)
+        t = pq.read_table(out, columns=["t_ns"]).column("t_ns").to_numpy()
+        assert (t[1:] >= t[:-1]).all(), "ingested events are not in time order"
+        outcome = "ok"
+    except PipelineError as e:
+        msg = str(e)
+        assert "\n" not in msg and msg, f"error is not one line: {msg!r}"
+        assert not out.exists(), "partial output left behind"
+        outcome = "error"
+    assert not list(out.parent.glob(".*")) if out.parent.exists() else True, "temporary file left behind"
+    if out.exists():
+        out.unlink()
+    return outcome
+
+
+def peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.skipif(not all(p.exists() for p in BINARY + TEXT), reason="bundled captures missing")
+def test_mutation_campaign(tmp_path):
+    rng = random.Random(SEED)
+    sources = [(p, _plain(p), "binary") for p in BINARY] + [(p, _plain(p), "text") for p in TEXT]
+    budget = {}
+    for path, blob, _ in sources:  # memory of the intact capture
+        budget[path] = peak_bytes(lambda: run_case(blob, tmp_path))
+    outcomes: dict[str, int] = {}
+    old = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        for case in range(CASES):
+            path, blob, kind = rng.choice(sources)
+            name, data = (binary_mutations if kind == "binary" else text_mutations)(blob, rng)
+            signal.alarm(SECONDS_PER_CASE)
+            try:
+                tracemalloc.start()
+                result = run_case(data, tmp_path)
+                peak = tracemalloc.get_traced_memory()[1]
+            except Timeout:
+                pytest.fail(f"case {case} ({name} of {path.name}): no answer within {SECONDS_PER_CASE} s")
+            except Exception as e:  # anything but PipelineError is a crash
+                pytest.fail(f"case {case} ({name} of {path.name}): {type(e).__name__}: {e}")
+            finally:
+                signal.alarm(0)
+                tracemalloc.stop()
+            assert peak <= 2 * budget[path] + (8 << 20), f"case {case} ({name}): {peak} bytes vs {budget[path]}"
+            key = f"{name}:{result}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    total = sum(outcomes.values())
+    assert total == CASES
+    print(f"\nfuzz: {total} cases: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+    assert any(k.endswith(":error") for k in outcomes) and any(k.endswith(":ok") for k in outcomes)
+
+
+def test_cli_on_mangled_input_is_one_line_exit_1(tmp_path):
+    blob = _plain(BINARY[0])
+    bad = tmp_path / "cut.data"
+    bad.write_bytes(blob[: len(blob) // 2 + 3])
+    out = tmp_path / "e.parquet"
+    r = subprocess.run([sys.executable, "-m", "pipeline", "ingest", str(bad), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert str(bad) in r.stderr and not out.exists()
