@@ -1,0 +1,118 @@
+"""Ingest benchmark: perf.data reader vs `perf script` on the full-size seed capture.
+
+Run by hand (root, perf installed), not under pytest:
+
+    /opt/ptvenv/bin/python benchmarks/bench_ingest.py [--capture PATH] [--repeat N]
+
+Records `workloads/seed_loop 50 25600 1` (about 13 M events, ~56 MB with zstd) into
+benchmarks/_work/seed_full.data if it is missing, then in the same run times
+`perf script` (text to /dev/null) and the reader (full decode into Arrow tables,
+and decode + Parquet write), each in a fresh process so peak RSS is its own.
+Prints a Markdown table for benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "benchmarks" / "_work"
+CAPTURE = WORK / "seed_full.data"
+EVENTS = ["exceptions:page_fault_user", "exceptions:page_fault_kernel",
+          *(f"syscalls:sys_{d}_{c}" for c in ("mmap", "munmap", "madvise", "brk", "mremap", "mprotect")
+            for d in ("enter", "exit")),
+          "syscalls:sys_enter_exit_group", "sched:sched_process_fork", "sched:sched_process_exec",
+          "sched:sched_process_exit", "mmap:exit_mmap"]
+
+# Runs in a child process: decode (and optionally write Parquet), report JSON on stdout.
+CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+from pipeline.formats import perfdata
+from pipeline.formats import _perf_kernels   # numba import + cached kernel load
+_perf_kernels.walk_records(__import__("numpy").zeros(16, "uint8"), 0, 16)
+t1 = time.perf_counter()
+path, parquet = sys.argv[1], sys.argv[2]
+cap = perfdata.read(path)
+rows = 0
+if parquet != "-":
+    import pyarrow.parquet as pq
+    from pipeline.formats import RAW
+    with pq.ParquetWriter(parquet, RAW) as w:
+        for b in cap.batches:
+            rows += b.num_rows
+            w.write_table(b)
+else:
+    for b in cap.batches:
+        rows += b.num_rows
+t2 = time.perf_counter()
+print(json.dumps({"seconds": t2 - t0, "imports": t1 - t0, "work": t2 - t1, "rows": rows,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "lost_events": cap.meta["lost_events"]}))
+"""
+
+
+def record(capture: Path) -> None:
+    """Build the seed loop and record it at full size (needs root and perf)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    exe = WORK / "seed_loop"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(REPO / "workloads" / "seed_loop.c")], check=True)
+    cmd = ["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-z", *sum((["-e", e] for e in EVENTS), []),
+           "-o", str(capture), "--", str(exe), "50", "25600", "1"]
+    print("recording:", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def time_perf_script(capture: Path) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    with open(os.devnull, "wb") as out:
+        subprocess.run(["perf", "script", "-i", str(capture)], stdout=out, stderr=subprocess.DEVNULL, check=True)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": seconds, "peak_rss_mb": max(peak, before) / 1024}
+
+
+def time_reader(capture: Path, parquet: Path | None) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(capture), str(parquet) if parquet else "-"],
+                         capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capture", type=Path, default=CAPTURE)
+    ap.add_argument("--repeat", type=int, default=3, help="reader runs per mode (best is reported)")
+    a = ap.parse_args()
+    if not a.capture.exists():
+        if shutil.which("perf") is None:
+            sys.exit("perf is not installed and the capture is missing")
+        record(a.capture)
+    size_mb = a.capture.stat().st_size / 1e6
+    time_reader(a.capture, None)                       # warm the numba cache and the page cache
+    decode = min((time_reader(a.capture, None) for _ in range(a.repeat)), key=lambda r: r["seconds"])
+    pq_path = WORK / "seed_full.raw.parquet"
+    parquet = min((time_reader(a.capture, pq_path) for _ in range(a.repeat)), key=lambda r: r["seconds"])
+    script = time_perf_script(a.capture)
+    rows = decode["rows"]
+    load = os.getloadavg()[0]
+    print(f"capture: {a.capture} ({size_mb:.1f} MB, {rows:,} rows, lost_events {decode['lost_events']}), "
+          f"load average {load:.2f}, {os.cpu_count()} CPUs\n")
+    print("| step | seconds (of which imports) | events/s | vs perf script | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in (("perf script > /dev/null", script), ("reader: decode to Arrow", decode),
+                    ("reader: decode + write Parquet", parquet)):
+        imports = f" ({r['imports']:.2f})" if "imports" in r else ""
+        print(f"| {name} | {r['seconds']:.2f}{imports} | {rows / r['seconds'] / 1e6:.2f} M | "
+              f"{script['seconds'] / r['seconds']:.1f}x | {r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""perf.data reader: `perf script` is the oracle; garbage must raise TraceFormatError.
+
+Captures: tests/data/perf/ (made by make_captures.sh there) plus any
+data/*/perf.data recorded by `ptreplay record`.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.errors import TraceFormatError
+from pipeline.formats import RAW, detect, perfdata
+
+HERE = Path(__file__).parent
+PERF_DIR = HERE / "data" / "perf"
+REPO = HERE.parent
+GOOD = ["seed_z.data", "seed_plain.data", "seed_pipe.data", "seed_pipez.data", "mt_z.data",
+        "mt_threads_z.data", "mt_cg_z.data"]
+CAPTURES = [PERF_DIR / n for n in GOOD] + [pytest.param(p, marks=pytest.mark.slow)
+                                           for p in sorted(REPO.glob("data/*/perf.data"))]
+PERF = shutil.which("perf")
+needs_perf = pytest.mark.skipif(PERF is None, reason="perf is not installed: no oracle")
+
+
+def read_all(path, **kw):
+    cap = perfdata.read(path, **kw)
+    tables = list(cap.batches)
+    for t in tables:
+        assert t.schema == RAW
+    return (pa.concat_tables(tables) if tables else RAW.empty_table()), cap.meta
+
+
+# ----------------------------------------------------------------------------- the oracle
+
+_LINE = re.compile(r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)/(?P<tid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
+                   r"(?P<sec>\d+)\.(?P<ns>\d{9}):\s+(?P<sys>\w+):(?P<ev>\w+):\s?(?P<trace>.*)$")
+_HEX = re.compile(r"^0x[0-9a-f]+$")
+
+
+def perf_script(path) -> list[dict]:
+    """Tracepoint samples as `perf script` decodes them, in its (time) order."""
+    out = subprocess.run([PERF, "script", "-F", "comm,pid,tid,cpu,time,event,trace", "--ns", "-i", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        m = _LINE.match(line)
+        if m:
+            rows.append(m.groupdict())
+    return rows
+
+
+def _kv(trace: str) -> dict:
+    return dict(re.findall(r"(\w+)=(\S+)", trace))
+
+
+def compare_row(ref: dict, row: dict) -> list[str]:
+    """Field-by-field differences between one perf script line and one RAW row."""
+    diffs = []
+
+    def same(name, want, got):
+        if want != got:
+            diffs.append(f"{name}: perf script {want!r}, reader {got!r}")
+
+    same("t_ns", int(ref["sec"]) * 10**9 + int(ref["ns"]), row["t_ns"])
+    same("pid", int(ref["pid"]), row["pid"])
+    same("tid", int(ref["tid"]), row["tid"])
+    same("cpu", int(ref["cpu"]), row["cpu"])
+    ev, trace = ref["ev"], ref["trace"]
+    same("event", ev, row["event"])
+    if ev.startswith("page_fault_"):
+        kv = _kv(trace)
+        same("address", int(kv["address"], 16), row["a0"])
+        if _HEX.match(kv["ip"]):                      # kernel faults may print a symbol
+            same("ip", int(kv["ip"], 16), row["a1"])
+        same("error_code", int(kv["error_code"], 16), row["a2"])
+    elif ev.startswith("sys_enter_"):
+        args = [int(v, 16) for v in re.findall(r"\w+: (0x[0-9a-f]+)", trace)]
+        for i, want in enumerate(args):
+            same(f"arg{i}", want, row[f"a{i}"])
+    elif ev.startswith("sys_exit_"):
+        same("ret", int(trace.strip(), 16), row["ret"] & (2**64 - 1))
+    elif ev == "sched_process_fork":
+        kv = _kv(trace)
+        same("child_pid", int(kv["child_pid"]), row["a0"])
+        same("child_comm", kv["child_comm"], row["comm"])
+    elif ev == "sched_process_exec":
+        kv = _kv(trace)
+        same("pid", int(kv["pid"]), row["a0"])
+        same("old_pid", int(kv["old_pid"]), row["a1"])
+        same("filename", kv["filename"], row["comm"])
+    elif ev == "sched_process_exit":
+        same("comm", _kv(trace)["comm"], row["comm"])
+    return diffs
+
+
+@needs_perf
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(Path(p).relative_to(REPO)))
+def test_matches_perf_script(path):
+    table, meta = read_all(path)
+    ref = perf_script(path)
+    ours = [r for r in table.to_pylist() if not r["event"].startswith("perf_")]
+    assert len(ours) == len(ref), f"{len(ours)} tracepoint rows, perf script prints {len(ref)}"
+    assert ref, "perf script printed no tracepoint samples"
+    bad = []
+    for i, (a, b) in enumerate(zip(ref, ours)):
+        d = compare_row(a, b)
+        if d:
+            bad.append(f"row {i}: " + "; ".join(d))
+    assert not bad, f"{len(bad)} rows differ, first: {bad[:3]}"
+    counts = {}
+    for r in ref:
+        counts[r["ev"]] = counts.get(r["ev"], 0) + 1
+    assert {k: v for k, v in meta["events_by_name"].items() if not k.startswith("perf_")} == counts
+
+
+@pytest.mark.parametrize("path", [PERF_DIR / n for n in GOOD], ids=GOOD)
+def test_meta_and_order(path):
+    table, meta = read_all(path)
+    assert meta["arch"] == "x86_64" and meta["source_format"] == "perf.data"
+    assert meta["clock"] == "CLOCK_MONOTONIC"
+    assert meta["sampled"] is False and meta["lost_events"] == 0
+    assert "-k CLOCK_MONOTONIC" in meta["command_line"]
+    assert meta["host"] and meta["kernel_release"] and meta["nr_cpus"] >= 1 and meta["perf_version"]
+    t, seq = table["t_ns"].to_numpy(), table["seq"].to_numpy()
+    assert (np.diff(t) >= 0).all()
+    assert len(np.unique(seq)) == len(seq)
+    tie = np.diff(t) == 0
+    assert (np.diff(seq)[tie] > 0).all()
+    assert all(m["filename"] for m in meta["mmap2"])
+    events = set(table["event"].to_pylist())
+    assert {"perf_comm", "page_fault_user", "sys_enter_madvise"} <= events
+    execs = [r for r in table.to_pylist() if r["event"] == "perf_comm" and r["a2"] == 1]
+    assert execs, "the exec COMM record (misc COMM_EXEC) is flagged"
+
+
+def test_forks_and_threads_seen():
+    table, _ = read_all(PERF_DIR / "mt_z.data")
+    rows = table.to_pylist()
+    forks = [r for r in rows if r["event"] == "perf_fork"]
+    assert len({r["a1"] for r in forks}) >= 4          # 3 threads + 1 process
+    assert any(r["a0"] != forks[0]["a0"] for r in forks)  # the forked child is its own process
+    assert any(r["event"] == "sched_process_fork" for r in rows)
+
+
+def _events(path):
+    table, _ = read_all(path)
+    return [(r["event"], r["a0"], r["a1"], r["a2"]) for r in table.to_pylist()
+            if not r["event"].startswith("perf_")]
+
+
+def test_pipe_mode_reads_like_file_mode():
+    # Different runs of the same deterministic program: the anonymous-memory story must agree.
+    def story(path):
+        return [(e, a2) for e, a0, a1, a2 in _events(path) if e in ("sys_enter_madvise",)]
+    assert story(PERF_DIR / "seed_pipez.data") == story(PERF_DIR / "seed_z.data")
+    ev_pipe = {e for e, *_ in _events(PERF_DIR / "seed_pipe.data")}
+    ev_file = {e for e, *_ in _events(PERF_DIR / "seed_plain.data")}
+    assert ev_pipe == ev_file
+
+
+def test_threads_dir_reads_like_file_mode():
+    def calls(path):
+        return sorted((e, a1) for e, a0, a1, a2 in _events(path)
+                      if e in ("sys_enter_madvise", "sys_enter_mremap", "sys_enter_munmap"))
+    assert calls(PERF_DIR / "mt_threads_z.data") == calls(PERF_DIR / "mt_z.data")
+    assert perfdata.sniff_dir(PERF_DIR / "mt_threads_z.data")
+    assert detect(PERF_DIR / "mt_threads_z.data") is perfdata
+
+
+def test_sniff():
+    head = (PERF_DIR / "seed_z.data").read_bytes()[:64]
+    assert perfdata.sniff(head) and perfdata.sniff(b"2ELIFREP" + head[8:])
+    assert perfdata.sniff((PERF_DIR / "seed_pipe.data").read_bytes()[:16])
+    assert not perfdata.sniff(b"hello world")
+
+
+def test_small_chunks_give_same_rows(monkeypatch):
+    """Records and zstd frames split across chunk boundaries decode the same."""
+    for name in ("seed_z.data", "seed_plain.data", "seed_pipe.data"):
+        whole, _ = read_all(PERF_DIR / name)
+        monkeypatch.setattr(perfdata, "CHUNK_BYTES", 4099)
+        monkeypatch.setattr(perfdata, "BATCH_ROWS", 1000)
+        cap = perfdata.read(PERF_DIR / name)
+        tables = list(cap.batches)
+        monkeypatch.undo()
+        assert pa.concat_tables(tables).equals(whole), name
+
+
+# ----------------------------------------------------------------------------- the kernel
+
+def walk_reference(buf: bytes):
+    """Naive record walk (perf_event_header {u32 type, u16 misc, u16 size}) for the kernel test."""
+    offs, types, sizes, p = [], [], [], 0
+    while p + 8 <= len(buf):
+        typ, _, size = struct.unpack_from("<IHH", buf, p)
+        if size < 8:
+            return offs, types, sizes, p, 1
+        extent = size
+        if typ == 66 and size >= 12:
+            if p + 12 > len(buf):
+                break
+            extent += struct.unpack_from("<I", buf, p + 8)[0]
+        if p + extent > len(buf):
+            break
+        offs.append(p), types.append(typ), sizes.append(size)
+        p += extent
+    return offs, types, sizes, p, 0
+
+
+@pytest.mark.parametrize("cut", [0, 7, 8, 4096, 100_003, None])
+@pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
+def test_walk_kernel_matches_reference(name, cut):
+    from pipeline.formats._perf_kernels import walk_records
+    data = (PERF_DIR / name).read_bytes()
+    start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
+    buf = data[start:] if cut is None else data[start:start + cut]
+    got = walk_records(np.frombuffer(buf, np.uint8), 0, len(buf))
+    want = walk_reference(buf)
+    for g, w in zip(got[:3], want[:3]):
+        assert g.tolist() == w
+    assert got[3:] == want[3:]
+
+
+def test_walk_kernel_bad_size():
+    from pipeline.formats._perf_kernels import walk_records
+    buf = struct.pack("<IHH", 9, 0, 16) + bytes(8) + struct.pack("<IHH", 9, 0, 4)
+    offs, _, _, stop, status = walk_records(np.frombuffer(buf, np.uint8), 0, len(buf))
+    assert offs.tolist() == [0] and stop == 16 and status == 1
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def _mutated(tmp_path, name, fn) -> Path:
+    data = bytearray((PERF_DIR / name).read_bytes())
+    out = tmp_path / ("bad_" + name)
+    out.write_bytes(fn(data))
+    return out
+
+
+def _raises(path, *words, **kw):
+    with pytest.raises(TraceFormatError) as e:
+        read_all(path, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def _data_section(name):
+    data = (PERF_DIR / name).read_bytes()
+    return struct.unpack_from("<QQ", data, 40)
+
+
+@pytest.mark.parametrize("name", ["seed_plain.data", "seed_z.data", "seed_pipe.data"])
+def test_truncated(tmp_path, name):
+    n = (PERF_DIR / name).stat().st_size
+    cut = n // 2 + 3
+    msg = _raises(_mutated(tmp_path, name, lambda d: d[:cut]), "offset")
+    assert re.search(r"offset \d+", msg)
+
+
+def test_truncated_header(tmp_path):
+    _raises(_mutated(tmp_path, "seed_z.data", lambda d: d[:50]), "offset 8", "header size")
+
+
+def test_corrupt_record_size(tmp_path):
+    off, _ = _data_section("seed_plain.data")
+
+    def zero_size(d):
+        p = off
+        for _ in range(20):                      # the 21st record header in the data section
+            p += struct.unpack_from("<H", d, p + 6)[0]
+        d[p + 6:p + 8] = b"\0\0"
+        return d
+    _raises(_mutated(tmp_path, "seed_plain.data", zero_size), "size < 8")
+
+    def huge_size(d):
+        d[off + 6:off + 8] = b"\xff\xff"
+        return d
+    _raises(_mutated(tmp_path, "seed_plain.data", huge_size), "offset")
+
+
+def test_corrupt_data_section_pointer(tmp_path):
+    def past_end(d):
+        d[48:56] = struct.pack("<Q", 10**12)
+        return d
+    _raises(_mutated(tmp_path, "seed_plain.data", past_end), "offset 40", "past the end")
+
+
+def test_attr_size_mismatch(tmp_path):
+    def bad(d):
+        d[16:24] = struct.pack("<Q", 100)
+        return d
+    _raises(_mutated(tmp_path, "seed_plain.data", bad), "attr_size")
+
+
+def test_bad_and_swapped_magic(tmp_path):
+    _raises(_mutated(tmp_path, "seed_z.data", lambda d: b"NOTPERF!" + d[8:]), "bad magic")
+    swapped = _mutated(tmp_path, "seed_z.data", lambda d: b"2ELIFREP" + d[8:])
+    _raises(swapped, "byte-swapped", "big-endian")
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.data"
+    p.write_bytes(b"")
+    _raises(p, "offset 0", "empty")
+
+
+def test_no_fault_events_refused():
+    _raises(PERF_DIR / "nofault.data", "exceptions:page_fault_user", "no page-fault events")
+
+
+def test_sampled_refused_unless_allowed():
+    _raises(PERF_DIR / "sampled.data", "sampled", "allow_sampled")
+    table, meta = read_all(PERF_DIR / "sampled.data", allow_sampled=True)
+    assert meta["sampled"] and meta["warnings"]
+    assert table.num_rows > 0
+
+
+def test_random_garbage_never_escapes(tmp_path):
+    """Flip bytes all over a capture: only TraceFormatError (or success) may come out."""
+    src = (PERF_DIR / "seed_z.data").read_bytes()
+    rng = np.random.default_rng(7)
+    for k in range(40):
+        d = bytearray(src)
+        for p in rng.integers(0, len(d), size=int(rng.integers(1, 30))):
+            d[p] = int(rng.integers(0, 256))
+        if k % 4 == 0:
+            d = d[:int(rng.integers(0, len(d)))]
+        p = tmp_path / f"g{k}.data"
+        p.write_bytes(bytes(d))
+        try:
+            read_all(p)
+        except TraceFormatError as e:
+            assert "\n" not in str(e)
