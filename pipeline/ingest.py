@@ -60,12 +60,10 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     norm = Normalizer(paging_levels=levels)
 
     def batches() -> Iterator[pa.Table]:
-        faults = 0
         first = last = None
         for raw in capture.batches:
             ev = norm.push(raw)
             if ev.num_rows:
-                faults += int(np.count_nonzero(ev.column("kind").to_numpy(zero_copy_only=False) == "fault"))
                 first = ev.column("t_ns")[0].as_py() if first is None else first
                 last = ev.column("t_ns")[-1].as_py()
                 yield ev
@@ -77,7 +75,7 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
         meta["normalize"] = norm.stats.as_dict()
         meta["start_ns"] = int(first or 0)
         meta["end_ns"] = int(last or 0)
-        if faults == 0:
+        if norm.stats.fault_rows == 0:
             raise TraceFormatError(
                 f"{file}: no page-fault events found: record exceptions:page_fault_user and "
                 f"exceptions:page_fault_kernel (use `ptreplay record`)")

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import EVENTS
+from schemas import EVENT_KINDS, EVENTS
 
 USER_LIMIT_4LEVEL = 1 << 47
 USER_LIMIT_5LEVEL = 1 << 56
@@ -67,6 +67,7 @@ class Stats:
     other_records_dropped: int = 0
     process_madvise_other_mm: int = 0
     time_clamped_rows: int = 0
+    fault_rows: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -120,12 +121,13 @@ class Normalizer:
         comm = raw.column("comm")
 
         self._learn_tgids(cols, names, code)
-        parts = [self._faults(cols, names, code)]
-        parts.append(self._syscalls(cols, names, code))
-        parts.append(self._lifecycle(cols, names, code, comm))
-        out = _concat(parts)
+        faults = self._faults(cols, names, code)
+        others = _rows_dict(self._syscalls(cols, names, code) + self._lifecycle(cols, names, code, comm))
+        out = _merge(faults, others)
         self._clamp_to_last(out)
-        return move_exec_before_loader_faults(_to_table(out))
+        if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
+            out = move_exec_before_loader_faults(out)
+        return _to_table(out)
 
     def _clamp_to_last(self, out: dict) -> None:
         """Keep the output in time order across batches: a row older than what was
@@ -153,9 +155,7 @@ class Normalizer:
                 self._exited.add(tgid)
         if not rows:
             return EVENTS.schema.empty_table()
-        out = _rows_dict(rows)
-        order = np.lexsort((out["seq"], out["t_ns"]))
-        out = {k: v[order] for k, v in out.items()}
+        out = _merge(_blank(0), _rows_dict(rows))
         self._clamp_to_last(out)
         return _to_table(out)
 
@@ -185,7 +185,9 @@ class Normalizer:
 
     # -------------------------------------------------------------------- faults
     def _faults(self, c, names, code) -> dict:
-        """page_fault_user / page_fault_kernel -> `fault` rows (user addresses only)."""
+        """page_fault_user / page_fault_kernel -> `fault` rows (user addresses only).
+
+        Built column-wise: faults are nearly all of a capture's records."""
         user_codes = [i for i, n in enumerate(names) if n == "page_fault_user"]
         kern_codes = [i for i, n in enumerate(names) if n == "page_fault_kernel"]
         is_fault = np.isin(code, user_codes + kern_codes)
@@ -195,13 +197,14 @@ class Normalizer:
         self.stats.kernel_address_faults_dropped += int((~ok).sum())
         idx = idx[ok]
         n = len(idx)
+        self.stats.fault_rows += n
         out = _blank(n)
         out["t_ns"] = c["t_ns"][idx]
         out["seq"] = c["seq"][idx].astype(np.float64)
         out["pid"] = c["pid"][idx]
         out["tid"] = c["tid"][idx]
         out["cpu"] = c["cpu"][idx]
-        out["kind"] = np.full(n, "fault", dtype=object)
+        out["kind"] = np.full(n, KIND["fault"], dtype=np.int8)
         out["addr"] = c["a0"][idx]
         out["ip"] = c["a1"][idx]
         out["error_code"] = c["a2"][idx].astype(np.int32)
@@ -209,14 +212,14 @@ class Normalizer:
         return out
 
     # ------------------------------------------------------------------ syscalls
-    def _syscalls(self, c, names, code) -> dict:
+    def _syscalls(self, c, names, code) -> list[dict]:
         """Pair sys_enter/sys_exit per thread (including pairs split across batches)."""
         sys_codes = {i: n for i, n in enumerate(names)
                      if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
                         (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
         idx = np.flatnonzero(np.isin(code, list(sys_codes)))
         if not len(idx) and not self._pending:
-            return _blank(0)
+            return []
         order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
         rows = []
         for i in order.tolist():  # syscalls are few next to faults; pairing needs per-thread state
@@ -240,7 +243,7 @@ class Normalizer:
                 self.stats.orphan_exits_dropped += 1
                 continue
             rows.append(self._syscall_row(p, ret=int(c["ret"][i]), t_exit=t, unfinished=False, seq_exit=seq))
-        return _rows_dict(rows)
+        return rows
 
     def _close_lost(self, tid: int, rows: list) -> None:
         """An open enter on `tid` followed by another syscall lost its exit."""
@@ -276,7 +279,7 @@ class Normalizer:
         return row
 
     # ---------------------------------------------------------------- lifecycle
-    def _lifecycle(self, c, names, code, comm: pa.ChunkedArray) -> dict:
+    def _lifecycle(self, c, names, code, comm: pa.ChunkedArray) -> list[dict]:
         """fork/clone, exec and exit events from sched tracepoints and perf side-band records."""
         wanted = {i: n for i, n in enumerate(names)
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
@@ -319,62 +322,58 @@ class Normalizer:
                 if not live and pid not in self._exited and not self._has_exit_mmap:
                     self._exited.add(pid)
                     rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=text or self._comm.get(pid)))
-        out = _rows_dict(rows)
-        return out
+        return rows
 
 
-def move_exec_before_loader_faults(events: pa.Table) -> pa.Table:
+def move_exec_before_loader_faults(out: dict) -> dict:
     """Move each `exec` back to the first kernel-mode fault of the run just before it.
 
     exec_binprm() installs the new mm and loads the ELF image (kernel-mode
     faults in the *new* mm) before trace_sched_process_exec() fires; the
     replayer must start the fresh address space before those faults.  Also
     drops an `exit` of the same thread directly before that run (the old mm
-    torn down inside exec_mmap()).  Works on a whole, sorted table: execs are
-    rare, so this is a small loop over them.
+    torn down inside exec_mmap()).  `out` holds one sorted batch as numpy
+    columns; execs are rare, so this is a small loop over them.
     """
-    kind = events.column("kind").to_numpy(zero_copy_only=False)
-    exec_rows = np.flatnonzero(kind == "exec")
-    if not len(exec_rows):
-        return events
-    tid = events.column("tid").to_numpy()
-    user = events.column("user_mode").to_numpy(zero_copy_only=False)
-    t = events.column("t_ns").to_numpy()
-    order = np.arange(events.num_rows)
+    kind, tid, user, t = out["kind"], out["tid"], out["user_mode"], out["t_ns"]
+    order = np.arange(len(t))
     drop = []
     new_t = t.copy()
-    for e in exec_rows.tolist():
+    for e in np.flatnonzero(kind == KIND["exec"]).tolist():
         same = np.flatnonzero(tid[:e] == tid[e])
         j = len(same) - 1
-        while j >= 0 and kind[same[j]] == "fault" and not user[same[j]]:
+        while j >= 0 and kind[same[j]] == KIND["fault"] and not user[same[j]]:
             j -= 1
         first = same[j + 1] if j + 1 < len(same) else e
-        if j >= 0 and kind[same[j]] == "exit":
+        if j >= 0 and kind[same[j]] == KIND["exit"]:
             drop.append(same[j])
         if first != e:
             new_t[e] = t[first]
             order = np.insert(np.delete(order, np.flatnonzero(order == e)), np.flatnonzero(order == first)[0], e)
-    out = events.take(pa.array(order))
-    out = out.set_column(0, events.schema.field("t_ns"), pa.array(new_t[order], pa.int64()))
     if drop:
-        keep = ~np.isin(order, drop)
-        out = out.filter(pa.array(keep))
-    return out
+        order = order[~np.isin(order, drop)]
+    moved = {k: v[order] for k, v in out.items() if k != "comm"}
+    moved["t_ns"] = new_t[order]
+    moved["comm"] = out["comm"].take(pa.array(order))
+    return moved
 
 
 # ---------------------------------------------------------------------- helpers
+KIND = {k: i for i, k in enumerate(EVENT_KINDS)}  # events.kind as int8 codes while normalizing
+_KIND_DICTIONARY = pa.array(EVENT_KINDS, pa.string())
+
 _DEFAULTS = {
-    "t_ns": 0, "seq": 0.0, "pid": -1, "tid": -1, "cpu": -1, "kind": "", "addr": 0, "len": 0, "prot": -1,
+    "t_ns": 0, "seq": 0.0, "pid": -1, "tid": -1, "cpu": -1, "kind": -1, "addr": 0, "len": 0, "prot": -1,
     "flags": -1, "fd": -1, "pgoff": 0, "advice": -1, "error_code": -1, "ip": 0, "user_mode": False,
     "new_addr": 0, "new_len": 0, "ret": 0, "child_pid": -1, "failed": False, "unfinished": False,
-    "dur_ns": 0, "req_addr": 0, "comm": None,
+    "dur_ns": 0, "req_addr": 0,
 }
 _DTYPES = {
-    "t_ns": np.int64, "seq": np.float64, "pid": np.int32, "tid": np.int32, "cpu": np.int32, "kind": object,
+    "t_ns": np.int64, "seq": np.float64, "pid": np.int32, "tid": np.int32, "cpu": np.int32, "kind": np.int8,
     "addr": np.uint64, "len": np.uint64, "prot": np.int32, "flags": np.int64, "fd": np.int32,
     "pgoff": np.uint64, "advice": np.int32, "error_code": np.int32, "ip": np.uint64, "user_mode": bool,
     "new_addr": np.uint64, "new_len": np.uint64, "ret": np.int64, "child_pid": np.int32, "failed": bool,
-    "unfinished": bool, "dur_ns": np.int64, "req_addr": np.uint64, "comm": object,
+    "unfinished": bool, "dur_ns": np.int64, "req_addr": np.uint64,
 }
 
 
@@ -395,9 +394,9 @@ def _s64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _row(t, seq, pid, tid, cpu, kind, **kw) -> dict:
+def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
     r = dict(_DEFAULTS)
-    r.update(t_ns=t, seq=float(seq), pid=pid, tid=tid, cpu=cpu, kind=kind)
+    r.update(t_ns=t, seq=float(seq), pid=pid, tid=tid, cpu=cpu, kind=KIND[kind], comm=comm)
     r.update(kw)
     return r
 
@@ -408,35 +407,56 @@ def _rows_of(names, code, name) -> np.ndarray:
 
 
 def _blank(n: int) -> dict:
-    out = {}
-    for k, dt in _DTYPES.items():
-        if dt is object:
-            out[k] = np.full(n, _DEFAULTS[k], dtype=object)
-        else:
-            out[k] = np.full(n, _DEFAULTS[k], dtype=dt)
-    return out
+    """n rows of defaults; `comm` (null for these rows) is added by _merge."""
+    return {k: np.full(n, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
 
 
 def _rows_dict(rows: list[dict]) -> dict:
+    """The few non-fault rows as columns, sorted by (t_ns, seq), with their comm strings."""
     out = _blank(0)
-    if not rows:
-        return out
-    for k, dt in _DTYPES.items():
-        vals = [r[k] for r in rows]
-        if dt is np.uint64:
-            vals = [v & 0xFFFFFFFFFFFFFFFF for v in vals]
-        out[k] = np.array(vals, dtype=dt)
+    if rows:
+        for k, dt in _DTYPES.items():
+            vals = [r[k] for r in rows]
+            if dt is np.uint64:
+                vals = [v & 0xFFFFFFFFFFFFFFFF for v in vals]
+            out[k] = np.array(vals, dtype=dt)
+    order = np.lexsort((out["seq"], out["t_ns"]))
+    out = {k: v[order] for k, v in out.items()}
+    out["comm"] = pa.array([rows[i]["comm"] for i in order.tolist()], pa.string())
     return out
 
 
-def _concat(parts: list[dict]) -> dict:
-    out = {k: np.concatenate([p[k] for p in parts]) for k in _DTYPES}
-    order = np.lexsort((out["seq"], out["t_ns"]))
-    return {k: v[order] for k, v in out.items()}
+def _merge(big: dict, small: dict) -> dict:
+    """Merge the fault columns (already sorted by time, file order) with the few
+    other rows (sorted) into one batch ordered by (t_ns, seq), in O(n)."""
+    nb, ns = len(big["t_ns"]), len(small["t_ns"])
+    if nb > 1 and (np.diff(big["t_ns"]) < 0).any():  # a reader gave disordered records
+        order = np.lexsort((big["seq"], big["t_ns"]))
+        big = {k: v[order] for k, v in big.items()}
+    comm = pa.concat_arrays([pa.nulls(nb, pa.string()), small["comm"]])
+    if ns == 0:
+        out = dict(big)
+        out["comm"] = comm
+        return out
+    pos = np.searchsorted(big["t_ns"], small["t_ns"], side="left")
+    right = np.searchsorted(big["t_ns"], small["t_ns"], side="right")
+    for i in np.flatnonzero(right > pos).tolist():  # equal times: file order decides
+        lo, hi = pos[i], right[i]
+        pos[i] = lo + np.searchsorted(big["seq"][lo:hi], small["seq"][i])
+    order = np.insert(np.arange(nb), pos, nb + np.arange(ns))
+    out = {k: np.concatenate([big[k], small[k]])[order] for k in _DTYPES}
+    out["comm"] = comm.take(pa.array(order))
+    return out
 
 
 def _to_table(out: dict) -> pa.Table:
     arrays = []
     for f in EVENTS.schema:
-        arrays.append(pa.array(out[f.name], type=f.type))
+        if f.name == "kind":
+            codes = pa.array(out["kind"], pa.int8())
+            arrays.append(pa.DictionaryArray.from_arrays(codes, _KIND_DICTIONARY).cast(pa.string()))
+        elif f.name == "comm":
+            arrays.append(out["comm"])
+        else:
+            arrays.append(pa.array(out[f.name], type=f.type))
     return pa.Table.from_arrays(arrays, schema=EVENTS.schema)
