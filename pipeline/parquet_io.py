@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -81,7 +83,10 @@ class StreamWriter:
     """Write an artifact batch by batch to `path`, atomically on close().
 
     Used as a context manager; an exception inside the block discards the
-    temporary file and leaves `path` as it was.
+    temporary file and leaves `path` as it was.  Batches are conformed on the
+    caller's thread and encoded on a background thread (Parquet encoding and
+    compression release the GIL), so producing the next batch overlaps writing
+    this one; at most two batches wait.
     """
 
     def __init__(self, path: Path, artifact: Artifact, capture: dict | None = None, force: bool = True):
@@ -95,22 +100,48 @@ class StreamWriter:
         self._tmp = self._ctx.__enter__()
         schema = self.artifact.schema.with_metadata(schema_metadata(self.artifact, self.capture))
         self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
+        self._thread.start()
         return self
 
+    def _drain(self) -> None:
+        while True:
+            table = self._queue.get()
+            if table is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write_table(table, row_group_size=1 << 20)
+                except BaseException as e:  # reported on the caller's thread
+                    self._error = e
+
     def write(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
         table = conform(table, self.artifact, str(self.path))
-        self._writer.write_table(table, row_group_size=1 << 20)
+        self._queue.put(table)
         self.rows += table.num_rows
 
     def set_capture(self, capture: dict) -> None:
-        """Update the capture metadata before close (known only at the end of a stream)."""
-        self._writer.add_key_value_metadata({CAPTURE_KEY.decode(): json.dumps(capture, sort_keys=True)})
+        """Capture metadata known only at the end of a stream; stored when the file is closed."""
+        self._late_capture = capture
 
     def __exit__(self, typ, exc, tb):
+        self._queue.put(None)
+        self._thread.join()
         try:
+            if getattr(self, "_late_capture", None) is not None and self._error is None:
+                self._writer.add_key_value_metadata(
+                    {CAPTURE_KEY.decode(): json.dumps(self._late_capture, sort_keys=True)})
             self._writer.close()
-        finally:
-            return self._ctx.__exit__(typ, exc, tb)
+        except BaseException as e:
+            self._error = self._error or e
+        if typ is None and self._error is not None:
+            self._ctx.__exit__(type(self._error), self._error, None)  # drops the temporary
+            raise self._error
+        return self._ctx.__exit__(typ, exc, tb)
 
 
 def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None) -> pa.Table:
