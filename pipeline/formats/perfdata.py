@@ -220,7 +220,10 @@ class _Fields:
         rr = b % size
         if size not in self._qs:
             self._qs[size] = self.q * (8 // size)
-        return np.take(self.v.view(dtype, rr), self._qs[size] + (b - rr) // size).view(dtype)
+        # mode="clip": with rows = all (see decode_fixed) a short record of another attr
+        # at the very end of the buffer would put the dominant attr's field past the
+        # end; those rows are overwritten by their own attr, so clamping is harmless
+        return np.take(self.v.view(dtype, rr), self._qs[size] + (b - rr) // size, mode="clip").view(dtype)
 
     def field(self, k, f) -> np.ndarray:
         """An integer tracepoint field as uint64 (signed ones sign-extended)."""
