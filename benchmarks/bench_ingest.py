@@ -4,10 +4,12 @@ Run by hand (root, perf installed), not under pytest:
 
     /opt/ptvenv/bin/python benchmarks/bench_ingest.py [--capture PATH] [--repeat N]
 
-Records `workloads/seed_loop 50 25600 1` (about 13 M events, ~56 MB with zstd) into
-benchmarks/_work/seed_full.data if it is missing, then in the same run times
-`perf script` (text to /dev/null) and the reader (full decode into Arrow tables,
-and decode + Parquet write), each in a fresh process so peak RSS is its own.
+Records `workloads/seed_loop 50 25600 1` (about 13 M events, ~53 MB with zstd) with
+`ptreplay record` into benchmarks/_work/seed-full/ if it is missing (perf.data plus the
+kernel's truth, used by bench_replay.py too), then in the same run times `perf script`
+(text to /dev/null), the reader alone (full decode into Arrow tables, and decode + Parquet
+write) and the whole `ptreplay ingest` (decode + normalize + events Parquet), each in a
+fresh process so peak RSS is its own.
 Prints a Markdown table for benchmarks/README.md.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "benchmarks" / "_work"
-CAPTURE = WORK / "seed_full.data"
+CAPTURE = WORK / "seed-full" / "perf.data"
 EVENTS = ["exceptions:page_fault_user", "exceptions:page_fault_kernel",
           *(f"syscalls:sys_{d}_{c}" for c in ("mmap", "munmap", "madvise", "brk", "mremap", "mprotect")
             for d in ("enter", "exit")),
@@ -60,24 +62,35 @@ print(json.dumps({"seconds": t2 - t0, "imports": t1 - t0, "work": t2 - t1, "rows
 
 
 def record(capture: Path) -> None:
-    """Build the seed loop and record it at full size (needs root and perf)."""
+    """Build the seed loop and record it at full size with `ptreplay record` (root, perf)."""
     WORK.mkdir(parents=True, exist_ok=True)
     exe = WORK / "seed_loop"
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(REPO / "workloads" / "seed_loop.c")], check=True)
-    cmd = ["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-z", *sum((["-e", e] for e in EVENTS), []),
-           "-o", str(capture), "--", str(exe), "50", "25600", "1"]
+    cmd = [sys.executable, "-m", "pipeline", "record", "-o", str(capture.parent), "--force",
+           "--", str(exe), "50", "25600", "1"]
     print("recording:", " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+
+
+def run_measured(cmd: list[str]) -> dict:
+    """Wall seconds and peak RSS of one child process (os.wait4: its own rusage only)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
 def time_perf_script(capture: Path) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    with open(os.devnull, "wb") as out:
-        subprocess.run(["perf", "script", "-i", str(capture)], stdout=out, stderr=subprocess.DEVNULL, check=True)
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": seconds, "peak_rss_mb": max(peak, before) / 1024}
+    return run_measured(["sh", "-c", f"exec perf script -i '{capture}' > /dev/null"])
+
+
+def time_ingest(capture: Path) -> dict:
+    out = WORK / "seed-full.events.parquet"
+    return run_measured([sys.executable, "-m", "pipeline", "ingest", str(capture.parent if capture.name == "perf.data"
+                         else capture), "-o", str(out), "--force"])
 
 
 def time_reader(capture: Path, parquet: Path | None) -> dict:
@@ -100,6 +113,7 @@ def main() -> None:
     decode = min((time_reader(a.capture, None) for _ in range(a.repeat)), key=lambda r: r["seconds"])
     pq_path = WORK / "seed_full.raw.parquet"
     parquet = min((time_reader(a.capture, pq_path) for _ in range(a.repeat)), key=lambda r: r["seconds"])
+    ingest = min((time_ingest(a.capture) for _ in range(a.repeat)), key=lambda r: r["seconds"])
     script = time_perf_script(a.capture)
     rows = decode["rows"]
     load = os.getloadavg()[0]
@@ -108,7 +122,8 @@ def main() -> None:
     print("| step | seconds (of which imports) | events/s | vs perf script | peak RSS MB |")
     print("|---|---:|---:|---:|---:|")
     for name, r in (("perf script > /dev/null", script), ("reader: decode to Arrow", decode),
-                    ("reader: decode + write Parquet", parquet)):
+                    ("reader: decode + write Parquet", parquet),
+                    ("`ptreplay ingest` (decode + normalize + events Parquet)", ingest)):
         imports = f" ({r['imports']:.2f})" if "imports" in r else ""
         print(f"| {name} | {r['seconds']:.2f}{imports} | {rows / r['seconds'] / 1e6:.2f} M | "
               f"{script['seconds'] / r['seconds']:.1f}x | {r['peak_rss_mb']:.0f} |")
