@@ -14,7 +14,9 @@ VMAs and output rows, not with the number of events.
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,9 @@ class ReplayOptions:
     thp: str | None = None
     interval_ns: int = 10_000_000
     la57: bool | None = None
-    batch_rows: int = 1 << 20
+    batch_rows: int = 1 << 18  # 256 Ki rows: with 1 Mi, peak RSS +320 MB and slower (cache, page faults)
+    fast_path: bool = True  # False: every event takes the generic kernel path (benchmark baseline, tests)
+    threads: int | None = None  # policies replayed in parallel; None = one per CPU (at most one per policy)
 
 
 @dataclass
@@ -64,7 +68,8 @@ class ReplayResult:
 class PolicyState:
     """The kernel arrays of one policy's replay, grown on demand."""
 
-    def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16):
+    def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16,
+                 fast_path: bool = True):
         self.policy = policy
         self.prm = np.zeros(K.N_PRM, np.int64)
         self.prm[K.PR_POLICY] = policy.code
@@ -73,6 +78,7 @@ class PolicyState:
         self.prm[K.PR_HOLD] = policy.arg_ns if policy.name == "delayed" else 0
         self.prm[K.PR_THP] = thp_code
         self.prm[K.PR_TOP] = top
+        self.prm[K.PR_FAST] = int(fast_path)
         self.ps = np.zeros((nproc, K.N_PS), np.int64)
         self.pf = np.zeros(nproc, np.float64)
         self.vm = np.zeros((nproc, 16, 3), np.int64)
@@ -86,6 +92,7 @@ class PolicyState:
         self.ts = np.zeros((4096, K.N_TS), np.int64)
         self.rows: list[np.ndarray] = []
         self.kernel_s = 0.0
+        self.loaded = False
 
     def arrays(self):
         return (self.prm, self.ps, self.pf, self.vm, self.hk, self.hv, self.sl, self.pg, self.fs, self.g,
@@ -134,16 +141,21 @@ class PolicyState:
     def run(self, cols: dict) -> None:
         n = len(cols["t"])
         i = 0
+        if not self.loaded:  # load (or compile) run_events outside kernel_seconds: an empty call
+            self._run_events(0, 0, cols)
+            self.loaded = True
         t0 = time.perf_counter()
         while i < n:
-            i, code, amount = K.run_events(i, n, cols["t"], cols["kind"], cols["proc"], cols["addr"], cols["len"],
-                                           cols["prot"], cols["flags"], cols["fd"], cols["advice"], cols["ecode"],
-                                           cols["new_addr"], cols["new_len"], cols["ret"], cols["child"],
-                                           *self.arrays())
+            i, code, amount = self._run_events(i, n, cols)
             if code != K.NEED_NONE:
                 self.grow(code, amount)
         self.kernel_s += time.perf_counter() - t0
         self.drain_rows()
+
+    def _run_events(self, i: int, n: int, cols: dict):
+        return K.run_events(i, n, cols["t"], cols["kind"], cols["proc"], cols["addr"], cols["len"], cols["prot"],
+                            cols["flags"], cols["fd"], cols["advice"], cols["ecode"], cols["new_addr"],
+                            cols["new_len"], cols["ret"], cols["child"], *self.arrays())
 
     def finish(self, t_end: int) -> None:
         need = int(self.g[K.G_NPEND] + self.g[K.G_NLIVE]) + 2
@@ -174,16 +186,27 @@ class _Procs:
         self.comm: dict[int, str] = {}
 
     def map(self, pids: np.ndarray) -> np.ndarray:
-        uniq, inverse = np.unique(pids, return_inverse=True)
+        """Dense indices of `pids` (int32); new pids get the next indices in ascending pid order."""
+        if len(pids) == 0:
+            return np.empty(0, np.int32)
+        lo, hi = int(pids.min()), int(pids.max())
+        if lo == hi:  # one process (the common case): no hashing
+            return np.full(len(pids), self._index_of([lo])[0], np.int32)
+        uniq = np.sort(pc.unique(pa.array(pids)).to_numpy())
+        idx = self._index_of(uniq.tolist())
+        pos = pc.index_in(pa.array(pids), value_set=pa.array(uniq)).to_numpy()
+        return idx[pos]
+
+    def _index_of(self, uniq: list[int]) -> np.ndarray:
         idx = np.empty(len(uniq), np.int32)
-        for j, pid in enumerate(uniq.tolist()):
+        for j, pid in enumerate(uniq):
             if pid not in self.index:
                 if len(self.pids) >= MAX_PROCS:
                     raise SchemaError(f"more than {MAX_PROCS} processes in one trace")
                 self.index[pid] = len(self.pids)
                 self.pids.append(pid)
             idx[j] = self.index[pid]
-        return idx[inverse].astype(np.int32)
+        return idx
 
 
 @dataclass
@@ -210,23 +233,47 @@ def _batches(events, batch_rows: int):
     tag = (pf.schema_arrow.metadata or {}).get(SCHEMA_KEY, b"").decode()
     if tag and tag.split("/")[0] != "events":
         raise SchemaError(f"{path}: holds a {tag} table, expected {EVENTS.tag}")
+    try:
+        conform(pf.schema_arrow.empty_table(), EVENTS, str(path))
+    except SchemaError:  # wrong columns or types: conform each batch, for its exact message
+        for b in pf.iter_batches(batch_size=batch_rows):
+            yield from conform(pa.Table.from_batches([b]), EVENTS, str(path)).to_batches()
+        return
+    # The file's columns and types are right; read the string columns as dictionaries (a few
+    # distinct values: decoding them per row was most of the read time) and check nulls per batch.
+    pf = pq.ParquetFile(path, read_dictionary=[c for c in _DICT_COLUMNS if c in pf.schema_arrow.names])
     for b in pf.iter_batches(batch_size=batch_rows):
-        yield from conform(pa.Table.from_batches([b]), EVENTS, str(path)).to_batches()
+        yield _conform_nulls(b, str(path))
+
+
+_DICT_COLUMNS = ("kind", "comm")
+
+
+def _conform_nulls(batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
+    """conform() for a batch of a file whose schema already conforms: EVENTS' column order, and
+    no nulls in non-nullable columns (same message); dictionary-read columns stay dictionaries."""
+    wrong = [f"{f.name} has {batch.column(f.name).null_count} nulls, expected none"
+             for f in EVENTS.schema if not f.nullable and batch.column(f.name).null_count]
+    if wrong:
+        raise SchemaError(f"{source}: not a valid {EVENTS.tag} table: " + "; ".join(wrong))
+    return pa.RecordBatch.from_arrays([batch.column(n) for n in EVENTS.schema.names], names=EVENTS.schema.names)
 
 
 def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: str, offset: int) -> dict:
     """Validate one batch and turn it into the kernels' numpy columns (failed
     rows and unfinished mmap/mremap/brk rows removed)."""
     n = batch.num_rows
-    kind = pc.index_in(batch.column("kind"), value_set=pa.array(KIND_NAMES))
-    if kind.null_count:
-        bad = pc.filter(batch.column("kind"), pc.is_null(kind)).unique().to_pylist()
+    kind = _kind_codes(batch.column("kind"))
+    if (kind < 0).any():
+        col = batch.column("kind")
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        bad = pc.filter(col, pa.array(kind < 0)).unique().to_pylist()
         raise SchemaError(f"{source}: row {offset}+: unknown event kind(s) {bad[:5]} "
                           f"(expected one of {', '.join(KIND_NAMES)})")
-    kind = kind.to_numpy(zero_copy_only=False).astype(np.int8)
     t = batch.column("t_ns").to_numpy()
-    if n and np.any(np.diff(t) < 0):
-        row = int(np.argmax(np.diff(t) < 0)) + 1
+    if n > 1 and (t[1:] < t[:-1]).any():
+        row = int(np.argmax(t[1:] < t[:-1])) + 1
         raise SchemaError(f"{source}: row {offset + row}: t_ns goes backwards ({t[row - 1]} then {t[row]}); "
                           "events must be sorted by t_ns (run ingest)")
     if n and counts.last_t is not None and t[0] < counts.last_t:
@@ -250,13 +297,15 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         a = batch.column(name).to_numpy(zero_copy_only=False)
         if sel is not None:
             a = a[sel]
-        return np.ascontiguousarray(a, dtype=dtype) if a.dtype != dtype else a
+        return _frozen(np.ascontiguousarray(a, dtype=dtype) if a.dtype != dtype else a)
 
     def addr_col(name):
         a = batch.column(name).to_numpy(zero_copy_only=False)
         if sel is not None:
             a = a[sel]
-        return np.minimum(a, np.uint64(1 << 62)).view(np.int64)
+        if len(a) and a.max() > np.uint64(1 << 62):
+            a = np.minimum(a, np.uint64(1 << 62))
+        return _frozen(a.view(np.int64))
 
     kind = kind if sel is None else kind[sel]
     pid = col("pid", np.int32)
@@ -266,11 +315,27 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
     forks = np.flatnonzero((kind == K.K_FORK) & (child >= 0))
     if len(forks):
         child_idx[forks] = procs.map(child[forks])
-    return {"t": col("t_ns", np.int64), "kind": kind, "proc": proc, "addr": addr_col("addr"),
+    return {"t": col("t_ns", np.int64), "kind": _frozen(kind), "proc": _frozen(proc), "addr": addr_col("addr"),
             "len": addr_col("len"), "prot": col("prot", np.int32), "flags": col("flags", np.int64),
             "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": col("error_code", np.int32),
             "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
-            "child": child_idx}
+            "child": _frozen(child_idx)}
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """Read-only, so every batch calls run_events with one signature (Arrow's
+    zero-copy views are read-only, copies are not; numba compiles per flag)."""
+    a.flags.writeable = False
+    return a
+
+
+def _kind_codes(col: pa.Array) -> np.ndarray:
+    """K_* code (int8) of each kind string, -1 for unknown; a dictionary column maps only its dictionary."""
+    value_set = pa.array(KIND_NAMES)
+    if pa.types.is_dictionary(col.type) and not col.null_count:
+        codes = pc.index_in(col.dictionary, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False)
+        return codes.astype(np.int8)[col.indices.to_numpy(zero_copy_only=False)]
+    return pc.index_in(col, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8)
 
 
 def _note_comms(batch, kind, keep, procs: _Procs) -> None:
@@ -281,7 +346,7 @@ def _note_comms(batch, kind, keep, procs: _Procs) -> None:
     rows = np.flatnonzero(~np.asarray(comm.is_null().to_numpy(zero_copy_only=False)) & keep)
     pids = batch.column("pid").to_numpy()
     childs = batch.column("child_pid").to_numpy()
-    names = comm.to_pylist()
+    names = dict(zip(rows.tolist(), comm.take(pa.array(rows)).to_pylist()))
     for r in rows.tolist():
         k = int(kind[r])
         if k == K.K_EXEC:
@@ -319,20 +384,23 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
                                                else "<table>")
     wanted, run, thp, interval, la57 = _resolve(opts, capture)
     top = 1 << (56 if la57 else 47)
-    states = [PolicyState(p, THP_CODES[thp], interval, top) for p in run]
+    states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path) for p in run]
     procs = _Procs()
     counts = _Counts()
     source = "<events table>" if isinstance(events, pa.Table) else str(events)
     offset = 0
     convert_s = 0.0
-    for batch in _batches(events, opts.batch_rows):
-        t0 = time.perf_counter()
-        cols = _to_columns(batch, procs, counts, source, offset)
-        convert_s += time.perf_counter() - t0
-        offset += batch.num_rows
-        for st in states:
-            st.ensure_procs(len(procs.pids))
-            st.run(cols)
+    threads = min(len(states), opts.threads or os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) if threads > 1 else _Serial() as pool:
+        for batch in _batches(events, opts.batch_rows):
+            t0 = time.perf_counter()
+            cols = _to_columns(batch, procs, counts, source, offset)
+            convert_s += time.perf_counter() - t0
+            offset += batch.num_rows
+            for st in states:
+                st.ensure_procs(len(procs.pids))
+            # run_events releases the GIL: policies are independent, so they run side by side
+            list(pool.map(lambda st: st.run(cols), states))
     t_end = counts.last_t if counts.last_t is not None else 0
     for st in states:
         st.finish(t_end)
@@ -342,6 +410,20 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     summary = _summary(out_states, none_state, procs, trace_id)
     meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
     return ReplayResult(ts, summary, meta)
+
+
+class _Serial:
+    """Stand-in for a thread pool of one: map runs in the caller's thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
 
 
 def _read_capture(events) -> dict:

@@ -20,6 +20,15 @@ The state of one policy's replay lives in a handful of arrays that
 
 `run_events` stops *before* an event it has no room for and returns a code
 (NEED_*) and an amount; the engine grows the arrays and calls it again.
+
+Speed: runs of faults take `fast_fault_run` (one table/VMA lookup per 2 MiB
+segment, counters added once per segment, ~3 ns a fault); every other event
+takes the generic path (capacity_needed, advance, apply_event: ~0.3-1 us, most
+of it numba's reference counting of the array arguments of each call).  Both
+leave exactly the same state (tests/test_replay_fast_path.py).  Arguments that
+pick a specialization are passed as typed ints (LV_*, POP_*, int64 process
+indices), not literals: numba compiles one version per literal value, and the
+cold compile of everything must stay well under a minute.
 Every model rule cites the kernel function it imitates; see
 /work/shared/docs/KERNEL.md.
 """
@@ -36,8 +45,8 @@ KIND_CODES = {"fault": 0, "mmap": 1, "munmap": 2, "mremap": 3, "brk": 4, "mprote
 POL_NONE, POL_PT_RECLAIM, POL_REFCOUNT, POL_SCAN, POL_DELAYED, POL_ALL_LEVELS = 0, 1, 2, 3, 4, 5
 
 # prm: policy parameters.
-PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP = 0, 1, 2, 3, 4, 5
-N_PRM = 6
+PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST = 0, 1, 2, 3, 4, 5, 6
+N_PRM = 7                   # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
 THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 
 # ps: per-process fields.
@@ -69,6 +78,13 @@ VF_READ, VF_EXEC, VF_NORESERVE = 2048, 4096, 8192
 VF_PROT = VF_READ | VF_WRITE | VF_EXEC
 ORIGIN_SHIFT = 20           # flags bits 20+: id of the mmap a VMA came from (stands for its anon_vma)
 VF_LOW = (1 << ORIGIN_SHIFT) - 1
+
+# Table levels as typed (non-literal) ints: numba compiles one specialization
+# of a jitted function per distinct literal argument, these share one.
+LV_PTE, LV_PMD, LV_PUD = np.int64(0), np.int64(1), np.int64(2)
+
+# populate modes (see populate), typed like the levels.
+POP_VMA, POP_READ, POP_WRITE = np.int64(0), np.int64(1), np.int64(2)
 
 # PTE entry kinds.
 E_NONE, E_ZERO, E_ANON, E_FILE = 0, 1, 2, 3
@@ -467,17 +483,8 @@ def tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, mark):
     level = sl[s, SL_LEVEL]
     idx = sl[s, SL_IDX]
     if level == 0:
-        if sl[s, SL_USED] == 0:
-            ps[p, PS_EMPTY] -= 1
-        else:
-            base = s * 512
-            for i in range(512):
-                e = pg[base + i]
-                if e != E_NONE:
-                    drop_entry_rss(ps, p, e)
-                    if refcount_like(prm):
-                        ps[p, PS_ATOMICS] += 2
-                    pg[base + i] = E_NONE
+        zap_ptes(ps, sl, pg, prm, s, 0, 512)  # leaves the table empty (counted in PS_EMPTY)
+        ps[p, PS_EMPTY] -= 1
         ps[p, PS_PTE] -= 1
         ps[p, PS_FREED] += 1
         if mark:
@@ -546,16 +553,16 @@ def pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
     if s >= 0:
         return s
     upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t)
-    return tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 0, idx, t)
+    return tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PTE, idx, t)
 
 
 @njit(cache=True)
 def upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
     """PUD and PMD tables for addr (__pud_alloc, __pmd_alloc)."""
     if ht_get(hk, hv, tkey(2, p, addr >> 39)) < 0:
-        tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 2, addr >> 39, t)
+        tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PUD, addr >> 39, t)
     if ht_get(hk, hv, tkey(1, p, addr >> 30)) < 0:
-        tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 1, addr >> 30, t)
+        tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PMD, addr >> 30, t)
 
 
 @njit(cache=True, inline="always")
@@ -609,6 +616,32 @@ def pte_clear(ps, sl, pg, prm, s, i):
     if refcount_like(prm):
         ps[p, PS_ATOMICS] += 2
     return old
+
+
+@njit(cache=True)
+def zap_ptes(ps, sl, pg, prm, s, a, b):
+    """Clear entries a..b-1 of PTE table s (the zap_pte_range loop): the same
+    effect as pte_clear on each, with the counters moved once at the end."""
+    ent = pg[s * 512 + a:s * 512 + b]
+    cleared = 0
+    anon = 0
+    file = 0
+    for i in range(ent.shape[0]):  # branch-free: LLVM vectorizes it
+        e = ent[i]
+        cleared += e != E_NONE
+        anon += e == E_ANON
+        file += e == E_FILE
+    if cleared == 0:
+        return
+    ent[:] = E_NONE
+    p = sl[s, SL_PROC]
+    ps[p, PS_ANON] -= anon
+    ps[p, PS_FILE] -= file
+    sl[s, SL_USED] -= cleared
+    if sl[s, SL_USED] == 0:
+        ps[p, PS_EMPTY] += 1
+    if refcount_like(prm):
+        ps[p, PS_ATOMICS] += 2 * cleared
 
 
 # ----------------------------------------------------------------------------- faults
@@ -668,7 +701,7 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
     s = ht_get(hk, hv, tkey(0, p, idx))
     if s < 0 and thp_allowed(prm, vstart, vend, vflags, addr):
         upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t)
-        s = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 0, idx, t)
+        s = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PTE, idx, t)
         e = E_ANON if write else E_ZERO
         for i in range(512):
             pte_set(ps, sl, pg, prm, s, i, e)
@@ -681,21 +714,21 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
     old = pg[s * 512 + i]
     if old == E_NONE:
         if anon and not shared:
-            if write:
-                pte_set(ps, sl, pg, prm, s, i, E_ANON)
-                vm[p, vi, 2] = vflags | VF_ANON_VMA
-            else:
-                pte_set(ps, sl, pg, prm, s, i, E_ZERO)
+            e = E_ANON if write else E_ZERO
         elif anon or (write and shared):
-            pte_set(ps, sl, pg, prm, s, i, E_FILE)
+            e = E_FILE
         elif write:
-            pte_set(ps, sl, pg, prm, s, i, E_ANON)
-            vm[p, vi, 2] = vflags | VF_ANON_VMA
+            e = E_ANON
         else:
             fault_around(ps, sl, pg, prm, s, addr, vstart, vend)
+            return
     elif write and (old == E_ZERO or (old == E_FILE and not shared)):
         sl[s, SL_HUGE] = 0  # a write on the huge zero page splits it (?)
-        pte_set(ps, sl, pg, prm, s, i, E_ANON)
+        e = E_ANON
+    else:
+        return
+    pte_set(ps, sl, pg, prm, s, i, e)
+    if e == E_ANON:
         vm[p, vi, 2] = vflags | VF_ANON_VMA
 
 
@@ -775,21 +808,21 @@ def zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, reclaim_pt, refcoun
     """
     if hi <= lo:
         return
-    slots = tables_in_range(ps, hk, hv, sl, g, p, 0, lo >> 21, (hi - 1) >> 21)
+    slots = tables_in_range(ps, hk, hv, sl, g, p, LV_PTE, lo >> 21, (hi - 1) >> 21)
     for s in slots:
         rs = sl[s, SL_IDX] << 21
         a = max(lo, rs)
         b = min(hi, rs + PMD_SIZE)
         full = a == rs and b == rs + PMD_SIZE
+        i0 = (a - rs) >> 12
+        i1 = (b - rs + PAGE - 1) >> 12
         if sl[s, SL_HUGE] == 1:
             if full:
-                for i in range(512):
-                    pte_clear(ps, sl, pg, prm, s, i)
+                zap_ptes(ps, sl, pg, prm, s, i0, i1)  # all 512
                 drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
                 continue
             sl[s, SL_HUGE] = 0
-        for i in range((a - rs) >> 12, (b - rs + PAGE - 1) >> 12):
-            pte_clear(ps, sl, pg, prm, s, i)
+        zap_ptes(ps, sl, pg, prm, s, i0, i1)
         if sl[s, SL_USED] == 0:
             if reclaim_pt and full:
                 drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
@@ -817,14 +850,14 @@ def free_pgd_range(ps, hk, hv, sl, pg, fs, g, prm, p, addr, end, floor, ceiling,
         end -= PMD_SIZE
     if addr > end - 1:
         return
-    for s in tables_in_range(ps, hk, hv, sl, g, p, 0, addr >> 21, (end - 1) >> 21):
+    for s in tables_in_range(ps, hk, hv, sl, g, p, LV_PTE, addr >> 21, (end - 1) >> 21):
         drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
     # free_pmd_range's tail, once per 1 GiB piece of [addr, end) with a PMD table
-    for s in tables_in_range(ps, hk, hv, sl, g, p, 1, addr >> 30, (end - 1) >> 30):
+    for s in tables_in_range(ps, hk, hv, sl, g, p, LV_PMD, addr >> 30, (end - 1) >> 30):
         g0 = sl[s, SL_IDX] << 30
         if upper_free_ok(max(addr, g0), min(end, g0 + PUD_SIZE), floor, ceiling, PUD_SIZE):
             free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
-    for s in tables_in_range(ps, hk, hv, sl, g, p, 2, addr >> 39, (end - 1) >> 39):
+    for s in tables_in_range(ps, hk, hv, sl, g, p, LV_PUD, addr >> 39, (end - 1) >> 39):
         g0 = sl[s, SL_IDX] << 39
         if upper_free_ok(max(addr, g0), min(end, g0 + P4D_SIZE), floor, ceiling, P4D_SIZE):
             free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
@@ -849,7 +882,7 @@ def free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     if sl[s, SL_USED] > 0:
         p = sl[s, SL_PROC]
         i0 = sl[s, SL_IDX] << 9
-        for c in tables_in_range(ps, hk, hv, sl, g, p, 0, i0, i0 + 511):
+        for c in tables_in_range(ps, hk, hv, sl, g, p, LV_PTE, i0, i0 + 511):
             tbl_free(ps, hk, hv, sl, pg, fs, g, prm, c, t, True)
     tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
 
@@ -860,7 +893,7 @@ def free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     if sl[s, SL_USED] > 0:
         p = sl[s, SL_PROC]
         i0 = sl[s, SL_IDX] << 9
-        for c in tables_in_range(ps, hk, hv, sl, g, p, 1, i0, i0 + 511):
+        for c in tables_in_range(ps, hk, hv, sl, g, p, LV_PMD, i0, i0 + 511):
             free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, c, t)
     tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
 
@@ -974,7 +1007,30 @@ def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, f
     vma_insert(vm, ps, p, lo, hi, vflags)
     vma_merge_around(vm, ps, p, lo, hi)
     if (flags & (0x8000 | 0x2000)) != 0 and prot > 0:
-        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 0, t)
+        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, POP_VMA, t)
+
+
+@njit(cache=True)
+def madvise_flag_bits(advice):
+    """(set, clear) VMA flag bits of the flag-only advices (madvise_vma_behavior's
+    new_flags): DONTFORK/DOFORK, HUGEPAGE/NOHUGEPAGE, WIPEONFORK/KEEPONFORK."""
+    set_bits = np.int64(0)
+    clear_bits = np.int64(0)
+    if advice == 10:
+        set_bits = VF_DONTFORK
+    elif advice == 11:
+        clear_bits = VF_DONTFORK
+    elif advice == 14:
+        set_bits = VF_HUGE
+        clear_bits = VF_NOHUGE
+    elif advice == 15:
+        set_bits = VF_NOHUGE
+        clear_bits = VF_HUGE
+    elif advice == 18:
+        set_bits = VF_WIPEONFORK
+    elif advice == 19:
+        clear_bits = VF_WIPEONFORK
+    return set_bits, clear_bits
 
 
 @njit(cache=True)
@@ -992,22 +1048,13 @@ def do_madvise(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, advi
             b = min(hi, vm[p, i, 1])
             zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, a, b, reclaim, True, t)
             i += 1
-    elif advice == 10:
-        vma_set_flags(vm, ps, p, lo, hi, VF_DONTFORK, 0)
-    elif advice == 11:
-        vma_set_flags(vm, ps, p, lo, hi, 0, VF_DONTFORK)
-    elif advice == 14:
-        vma_set_flags(vm, ps, p, lo, hi, VF_HUGE, VF_NOHUGE)
-    elif advice == 15:
-        vma_set_flags(vm, ps, p, lo, hi, VF_NOHUGE, VF_HUGE)
-    elif advice == 18:
-        vma_set_flags(vm, ps, p, lo, hi, VF_WIPEONFORK, 0)
-    elif advice == 19:
-        vma_set_flags(vm, ps, p, lo, hi, 0, VF_WIPEONFORK)
+    elif advice in (10, 11, 14, 15, 18, 19):
+        set_bits, clear_bits = madvise_flag_bits(advice)
+        vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits)
     elif advice == 22:
-        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 1, t)
+        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, POP_READ, t)
     elif advice == 23:
-        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, 2, t)
+        populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, POP_WRITE, t)
     # MADV_FREE (8) and the rest: no change to tables or RSS.
 
 
@@ -1031,7 +1078,7 @@ def move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, length, t)
             else:
                 sl[s, SL_HUGE] = 0
                 if d < 0:
-                    d = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, 0, n >> 21, t)
+                    d = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PTE, n >> 21, t)
                 i0 = (o >> 12) & 511
                 j0 = (n >> 12) & 511
                 for k in range(ext >> 12):
@@ -1148,17 +1195,17 @@ def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
             continue
         vs = vm[p, i, 0]
         ve = vm[p, i, 1]
-        for s in tables_in_range(ps, hk, hv, sl, g, p, 2, vs >> 39, (ve - 1) >> 39):
+        for s in tables_in_range(ps, hk, hv, sl, g, p, LV_PUD, vs >> 39, (ve - 1) >> 39):
             if ht_get(hk, hv, tkey(2, c, sl[s, SL_IDX])) < 0:
-                tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, 2, sl[s, SL_IDX], t)
-        for s in tables_in_range(ps, hk, hv, sl, g, p, 1, vs >> 30, (ve - 1) >> 30):
+                tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, LV_PUD, sl[s, SL_IDX], t)
+        for s in tables_in_range(ps, hk, hv, sl, g, p, LV_PMD, vs >> 30, (ve - 1) >> 30):
             if ht_get(hk, hv, tkey(1, c, sl[s, SL_IDX])) < 0:
-                tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, 1, sl[s, SL_IDX], t)
-        for s in tables_in_range(ps, hk, hv, sl, g, p, 0, vs >> 21, (ve - 1) >> 21):
+                tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, LV_PMD, sl[s, SL_IDX], t)
+        for s in tables_in_range(ps, hk, hv, sl, g, p, LV_PTE, vs >> 21, (ve - 1) >> 21):
             idx = sl[s, SL_IDX]
             d = ht_get(hk, hv, tkey(0, c, idx))
             if d < 0:
-                d = tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, 0, idx, t)
+                d = tbl_alloc(ps, hk, hv, sl, pg, fs, g, c, LV_PTE, idx, t)
             rs = idx << 21
             a = (max(vs, rs) - rs) >> 12
             b = (min(ve, rs + PMD_SIZE) - rs) >> 12
@@ -1374,74 +1421,143 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
 
 
 @njit(cache=True, inline="always")
-def clock_is_quiet(g, dq, prm, t):
-    """True when moving the clock to t fires no timer and emits no row, so
-    `advance` would only set G_NOW (the common case between two ticks)."""
-    if g[G_NPEND] != 0 or g[G_NEXT_TICK] < t:
-        return False
+def quiet_until(g, dq, prm):
+    """Latest time the clock may move to while `advance` would only set G_NOW:
+    no pending start/end row, no tick row due (rows are emitted for ticks < t),
+    no scan or delayed free due (timers at X <= t fire).  Faults at or before
+    it need no clock work.  Fast faults change none of its inputs."""
+    if g[G_NPEND] != 0:
+        return g[G_NOW]
+    h = g[G_NEXT_TICK]
     pol = prm[PR_POLICY]
-    if pol == POL_SCAN and g[G_NEXT_SCAN] <= t:
-        return False
-    if pol == POL_DELAYED and g[G_QHEAD] < g[G_QTAIL] and dq[g[G_QHEAD], 2] + prm[PR_HOLD] <= t:
-        return False
-    return True
+    if pol == POL_SCAN:
+        h = min(h, g[G_NEXT_SCAN] - 1)
+    elif pol == POL_DELAYED and g[G_QHEAD] < g[G_QTAIL]:
+        h = min(h, dq[g[G_QHEAD], 2] + prm[PR_HOLD] - 1)
+    return max(h, g[G_NOW])
 
 
 @njit(cache=True, inline="always")
-def fast_anon_fault(ps, vm, hk, hv, sl, pg, g, dq, prm, p, t, addr, ecode):
-    """The hot path: a fault in a private anonymous VMA whose PTE table exists.
+def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm):
+    """The hot path: consecutive faults in private anonymous VMAs (no THP),
+    with no clock work due.  Returns the index of the first event it did not
+    handle (i when the generic path must take it).
 
-    Same effect as apply_event -> do_fault for that case (zero page on read,
-    new page on write or write-after-read), without the generic path's
-    capacity checks and calls: it allocates nothing and changes no VmPTE, so
-    neither the VmPTE time integral nor the table counters move.  Returns
-    False (having changed nothing) when the general path must handle it.
+    Same effect as apply_event -> do_fault for each of them
+    (do_anonymous_page: zero page on read, new page on write; do_wp_page: a
+    write on the zero page gets a new page), applied per segment of one
+    process, one PTE table and one VMA: the table and the VMA are looked up
+    once per segment, and the counters pte_set would move per entry are
+    added once at its end.  A missing PTE table (and its PMD/PUD) is allocated
+    as do_fault does, after the same touch, when the pool and the hash have
+    room for three tables (else the generic path grows them first).  Later
+    faults of the segment allocate nothing and VmPTE does not move, so the
+    VmPTE time integral needs no further touch; RSS only grows, so the peaks
+    are taken at the end of a segment.
     """
-    if ps[p, PS_STARTED] == 0 or ps[p, PS_ALIVE] == 0 or addr < 0 or addr >= prm[PR_TOP]:
-        return False
-    if t > g[G_NOW] and not clock_is_quiet(g, dq, prm, t):
-        return False
-    s = ht_get(hk, hv, tkey(0, p, addr >> 21))
-    if s < 0 or sl[s, SL_HUGE] != 0:
-        return False
-    vi = vma_find(vm, ps, p, addr)
-    if vi < 0:
-        return False
-    vflags = vm[p, vi, 2]
-    if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0:
-        return False
-    write = ecode >= 0 and (ecode & 2) != 0
-    i = (addr >> 12) & 511
-    old = pg[s * 512 + i]
-    if old == E_NONE:
-        pte_set(ps, sl, pg, prm, s, i, E_ANON if write else E_ZERO)
-        if write:
-            vm[p, vi, 2] = vflags | VF_ANON_VMA
-    elif write and old == E_ZERO:
-        pte_set(ps, sl, pg, prm, s, i, E_ANON)
+    if g[G_INIT] == 0:
+        return i
+    horizon = quiet_until(g, dq, prm)
+    top = prm[PR_TOP]
+    refc = refcount_like(prm)
+    j = i
+    while j < n:
+        p = np.int64(proc_a[j])
+        addr = addr_a[j]
+        if kind_a[j] != K_FAULT or t_a[j] > horizon or addr < 0 or addr >= top:
+            break
+        if ps[p, PS_STARTED] == 0 or ps[p, PS_ALIVE] == 0:
+            break
+        s = ht_get(hk, hv, tkey(0, p, addr >> 21))
+        if s >= 0 and sl[s, SL_HUGE] != 0:
+            break
+        vi = vma_find(vm, ps, p, addr)
+        if vi < 0:
+            break
+        vflags = vm[p, vi, 2]
+        if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0:
+            break
+        if s < 0:
+            # first fault in this 2 MiB: apply_event's touch, then do_fault's pte_walk_alloc
+            if thp_allowed(prm, vm[p, vi, 0], vm[p, vi, 1], vflags, addr) or not room_for_walk(sl, g, hk):
+                break
+            touch(ps, pf, p, t_a[j])
+            s = pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t_a[j])
+        tlo = (addr >> 21) << 21
+        lo = max(vm[p, vi, 0], tlo)
+        hi = min(vm[p, vi, 1], tlo + PMD_SIZE, top)
+        base = s * 512
+        j0 = j
+        added = 0
+        new_anon = 0
+        while j < n:
+            a = addr_a[j]
+            if kind_a[j] != K_FAULT or proc_a[j] != p or a < lo or a >= hi or t_a[j] > horizon:
+                break
+            e = ec_a[j]
+            x = base + ((a >> 12) & 511)
+            old = pg[x]
+            if e >= 0 and (e & 2) != 0:
+                if old == E_NONE:
+                    added += 1
+                    new_anon += 1
+                    pg[x] = E_ANON
+                elif old == E_ZERO:
+                    new_anon += 1
+                    pg[x] = E_ANON
+            elif old == E_NONE:
+                added += 1
+                pg[x] = E_ZERO
+            j += 1
+        fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, j - j0, t_a[j - 1])
+    return j
+
+
+@njit(cache=True, inline="always")
+def room_for_walk(sl, g, hk):
+    """capacity_needed's slot and hash tests for a fault (3 tables at most)."""
+    return g[G_FSTOP] + sl.shape[0] - g[G_SHW] >= 3 and 2 * (g[G_HCOUNT] + g[G_LIVE_SLOTS] + 6) <= hk.shape[0]
+
+
+@njit(cache=True, inline="always")
+def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, nev, t_last):
+    """The counters of one fast segment, as pte_set / apply_event would have left them."""
+    if added > 0:
+        if sl[s, SL_USED] == 0:
+            ps[p, PS_EMPTY] -= 1
+            sl[s, SL_SINCE] = -1  # delayed: a refault reuses the table
+        sl[s, SL_USED] += added
+        if refc:
+            ps[p, PS_ATOMICS] += 2 * added
+    if new_anon > 0:
+        ps[p, PS_ANON] += new_anon
         vm[p, vi, 2] = vflags | VF_ANON_VMA
-    g[G_NOW] = max(g[G_NOW], t)
+    ps[p, PS_EVENTS] += nev
+    if t_last > g[G_NOW]:
+        g[G_NOW] = t_last
     g[G_DIRTY] = 1
-    ps[p, PS_EVENTS] += 1
-    rss = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
-    if rss > ps[p, PS_PEAK_RSS]:
-        ps[p, PS_PEAK_RSS] = rss
-    return True
+    update_peaks(ps, p)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, adv_a, ec_a,
                naddr_a, nlen_a, ret_a, child_a, prm, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, ts):
-    """Replay events i..n-1.  Returns (next index, NEED_* code, amount)."""
+    """Replay events i..n-1.  Returns (next index, NEED_* code, amount).
+
+    Runs of faults go through fast_fault_run (prm[PR_FAST] = 1), everything
+    else, one event at a time, through capacity_needed, advance and
+    apply_event.  Releases the GIL: the engine runs policies in threads."""
+    fast = prm[PR_FAST] != 0
     while i < n:
+        if fast and kind_a[i] == K_FAULT:
+            j = fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm)
+            if j > i:
+                i = j
+                continue
         t = t_a[i]
         k = kind_a[i]
-        p = proc_a[i]
-        c = child_a[i]
-        if k == K_FAULT and g[G_INIT] == 1 and fast_anon_fault(ps, vm, hk, hv, sl, pg, g, dq, prm, p, t,
-                                                                addr_a[i], ec_a[i]):
-            i += 1
-            continue
+        p = np.int64(proc_a[i])  # int64 like sl[s, SL_PROC]: one specialization of the callees
+        c = np.int64(child_a[i])
         code, amount = capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, k, p, c, addr_a[i], len_a[i],
                                        flags_a[i], adv_a[i], naddr_a[i], nlen_a[i], t)
         if code != NEED_NONE:
