@@ -58,6 +58,10 @@ def test_metadata_and_fleet_rollups(tree):
     assert meta == [{"trace_id": "a", "host": "h1"}, {"trace_id": "b", "host": "h2"}]
     k = execute(con, "SELECT policy, processes, vmpte_bytes FROM fleet_by_kernel WHERE policy='none'").to_pylist()
     assert k == [{"policy": "none", "processes": 2, "vmpte_bytes": (102_640 + 1000) * KB}]
+    h = execute(con, "SELECT host, saved_bytes FROM fleet_by_host WHERE policy <> 'none' ORDER BY host").to_pylist()
+    assert h == [{"host": "h1", "saved_bytes": (102_640 - 244) * KB}, {"host": "h2", "saved_bytes": 500 * KB}]
+    c = execute(con, "SELECT comm, processes FROM fleet_by_comm WHERE policy = 'none' ORDER BY comm").to_pylist()
+    assert c == [{"comm": "java", "processes": 1}, {"comm": "redis", "processes": 1}]
 
 
 def test_missing_artifacts_give_empty_views(tree):
