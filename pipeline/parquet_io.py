@@ -68,11 +68,16 @@ def atomic_path(path: Path, force: bool = True):
 
 
 def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict | None = None,
-                force: bool = True, source: str | None = None) -> Path:
-    """Conform `table` to `artifact` and write it atomically to `path`."""
+                force: bool = True, source: str | None = None, extra: dict[str, dict] | None = None) -> Path:
+    """Conform `table` to `artifact` and write it atomically to `path`.
+
+    `extra` adds key-value metadata of the writer's own (name -> JSON-able dict),
+    e.g. the replay engine's options and counts of what it could not see.
+    """
     table = conform(table, artifact, source or str(path))
-    meta = dict(table.schema.metadata or {})
-    meta.update(schema_metadata(artifact, capture))
+    meta = schema_metadata(artifact, capture)
+    for key, value in (extra or {}).items():
+        meta[key.encode()] = json.dumps(value, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path, force) as tmp:
         pq.write_table(table, tmp, row_group_size=1 << 20, **writer_options(artifact))

@@ -26,9 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import OutputExistsError, SchemaError, UsageError
+from pipeline.parquet_io import write_table
 from replay import kernels as K
 from replay.policies import Policy, parse_policies
-from schemas import CAPTURE_KEY, EVENTS, SCHEMA_KEY, SUMMARY, TIMESERIES, conform, schema_metadata
+from schemas import CAPTURE_KEY, EVENTS, SCHEMA_KEY, SUMMARY, TIMESERIES, conform
 
 REPLAY_KEY = b"ptreplay.replay"
 KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
@@ -531,18 +532,6 @@ def replay_to_dir(events_path: Path, out_dir: Path, opts: ReplayOptions | None =
     capture = _read_capture(events_path)
     result = replay(events_path, opts, capture=capture)
     for artifact, table in ((TIMESERIES, result.timeseries), (SUMMARY, result.summary)):
-        _write(table, paths[artifact], artifact, capture, result.metadata)
+        write_table(table, paths[artifact], artifact, capture or None, force=True,
+                    extra={REPLAY_KEY.decode(): result.metadata})
     return out_dir
-
-
-def _write(table: pa.Table, path: Path, artifact, capture: dict, meta: dict) -> None:
-    """Like parquet_io.write_table (conform, atomic rename, force already checked),
-    plus the engine's own ptreplay.replay key: write_table's conform() drops a
-    table's extra schema metadata, so the key is added here."""
-    from pipeline.parquet_io import atomic_path
-    table = conform(table, artifact, str(path))
-    kv = schema_metadata(artifact, capture or None)
-    kv[REPLAY_KEY] = json.dumps(meta, sort_keys=True).encode()
-    table = table.replace_schema_metadata(kv)
-    with atomic_path(path, force=True) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)

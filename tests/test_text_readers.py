@@ -265,7 +265,7 @@ def test_malformed_line_in_the_middle(tmp_path, src):
     lines[500] = lines[500][:30] + b" garbage\n"
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"".join(lines))
-    with pytest.raises(TraceFormatError, match=rf"bad.txt:501: expected .*garbage"):
+    with pytest.raises(TraceFormatError, match=r"bad.txt:501: expected .*garbage"):
         _read_all(READER[src], bad)
 
 
