@@ -9,6 +9,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from pipeline.errors import PipelineError, UsageError
@@ -132,6 +133,20 @@ def _cmd_schema(a) -> int:
     return 0
 
 
+def _cmd_synth(a) -> int:
+    from replay.synth import KINDS, write_stream
+    spec = KINDS[a.kind][2]
+    params = {name: getattr(a, name) for name, _, _, _ in spec}
+    if a.step_ns <= 0:
+        raise UsageError("synth: --step-ns must be positive")
+    opts = " ".join(f"--{n.replace('_', '-')} {v}" for n, v in params.items())
+    command_line = f"ptreplay synth {a.kind} {opts} --seed {a.seed} --step-ns {a.step_ns} -o {a.output}"
+    rows, _ = write_stream(a.kind, Path(a.output), force=a.force, step_ns=a.step_ns, seed=a.seed,
+                           command_line=command_line, **params)
+    print(f"{a.output}: {rows} events (synthetic {a.kind})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -197,14 +212,35 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace an existing output (default: yes for out/demo)")
     d.set_defaults(func=_cmd_demo)
 
+    from replay.synth_kinds import KIND_OPTIONS
+    sy = sub.add_parser("synth", help="write a SYNTHETIC events Parquet (production, jemalloc, swapout, ...)")
+    sk = sy.add_subparsers(dest="kind", required=True, parser_class=_Parser, metavar="KIND")
+    for kind, (khelp, spec) in KIND_OPTIONS.items():
+        k = sk.add_parser(kind, help=khelp)
+        for name, typ, default, ohelp in spec:
+            k.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=default,
+                           help=f"{ohelp} (default {default})")
+        k.add_argument("-o", "--output", required=True, help="events Parquet file to write")
+        k.add_argument("--force", action="store_true", help="replace an existing output")
+        k.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        k.add_argument("--step-ns", type=int, default=1000, help="ns between events (default 1000)")
+        k.set_defaults(func=_cmd_synth)
+
     s = sub.add_parser("schema", help="print the artifacts' schemas with units")
     s.add_argument("name", nargs="?")
     s.set_defaults(func=_cmd_schema)
     return p
 
 
+def _terminate(signum, frame):
+    """SIGTERM unwinds like Ctrl-C, so atomic writers drop their temporaries."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -51,7 +51,8 @@ def atomic_path(path: Path, force: bool = True):
     path = Path(path)
     check_writable(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -65,6 +66,21 @@ def atomic_path(path: Path, force: bool = True):
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of `path` left by a killed writer (SIGKILL cannot clean up).
+
+    Temporaries are named `.NAME.PID.XXXX.tmp`; one whose PID is no longer
+    running is stale.  A live writer's temporary is left alone.
+    """
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        parts = tmp.name[len(Path(path).name) + 2:].split(".")
+        if parts and parts[0].isdigit() and not Path(f"/proc/{parts[0]}").exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict | None = None,

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import OutputExistsError, SchemaError, UsageError
 from pipeline.parquet_io import write_table
+from pipeline.progress import warn
 from replay import kernels as K
 from replay.policies import Policy, parse_policies
 from schemas import CAPTURE_KEY, EVENTS, SCHEMA_KEY, SUMMARY, TIMESERIES, conform
@@ -408,7 +409,12 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     none_state = next(st for st in states if st.policy.name == "none")
     out_states = [st for st in states if st.policy in wanted]
     ts = _timeseries(out_states, procs, trace_id)
-    summary = _summary(out_states, none_state, procs, trace_id)
+    # perf reports one loss twice (a LOST record and LOST_SAMPLES records of the same count)
+    lost = max(int(capture.get("lost_events") or 0), int(capture.get("lost_samples") or 0))
+    if lost:
+        warn(f"{trace_id}: the capture lost {lost} events; every result of this replay undercounts "
+             f"(summary.lost_events)")
+    summary = _summary(out_states, none_state, procs, trace_id, lost)
     meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
     return ReplayResult(ts, summary, meta)
 
@@ -461,7 +467,7 @@ def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
     return table
 
 
-def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str) -> pa.Table:
+def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str, lost: int) -> pa.Table:
     recs = []
     for st in states:
         ps = st.ps
@@ -485,6 +491,7 @@ def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str) -> p
                 "refaults": int(ps[p, K.PS_REFAULTS]), "scan_entries": int(ps[p, K.PS_SCAN]),
                 "extra_atomics": int(ps[p, K.PS_ATOMICS]), "vmpte_saved_bytes": saved,
                 "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, K.PS_EVENTS]),
+                "lost_events": lost,
             })
     if not recs:
         return SUMMARY.schema.empty_table()

@@ -157,6 +157,7 @@ SUMMARY = Artifact("summary", 1, pa.schema([
     _f("vmpte_saved_bytes", pa.int64(), "bytes: final VmPTE under `none` minus this policy's"),
     _f("vmpte_saved_pct", pa.float64(), "percent: vmpte_saved_bytes / final VmPTE under `none` x 100"),
     _f("events", pa.int64(), "count: events applied to this address space"),
+    _f("lost_events", pa.int64(), "count: events the tracer lost in the whole capture (the larger of perf's LOST and LOST_SAMPLES totals, ftrace overruns); results undercount when > 0"),
 ]))
 
 ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY)}

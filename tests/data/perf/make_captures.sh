@@ -52,5 +52,10 @@ $R -z $EV --threads -o mt_threads_z.data -- "$tmp/mt"
 $R -z --call-graph fp $EV -o mt_cg_z.data -- "$tmp/mt"
 $R -e syscalls:sys_enter_mmap -e syscalls:sys_exit_mmap -o nofault.data -- /bin/true
 $R -F 1000 -e exceptions:page_fault_user -o sampled.data -- "$tmp/seed_loop" 1 2 1 >/dev/null
+# a 1-page ring buffer overflows: LOST and LOST_SAMPLES records (396 events lost when made)
+$R -z -m 1 -e exceptions:page_fault_user -e exceptions:page_fault_kernel \
+   -e syscalls:sys_enter_mmap -e syscalls:sys_exit_mmap -e syscalls:sys_enter_munmap -e syscalls:sys_exit_munmap \
+   -e syscalls:sys_enter_madvise -e syscalls:sys_exit_madvise -e syscalls:sys_enter_brk -e syscalls:sys_exit_brk \
+   -o lost_z.data -- "$tmp/seed_loop" 1 8 1 >/dev/null
 chmod -R a+rX .
 rm -rf "$tmp"

@@ -1,0 +1,99 @@
+"""Interrupted work and lost events: never a partial output, never a silent loss."""
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from pipeline.ingest import ingest
+from pipeline.parquet_io import read_capture, read_table
+from replay.engine import ReplayOptions, replay
+from schemas import ARTIFACTS, EVENTS, SUMMARY
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data"
+LOST = HERE / "data" / "perf" / "lost_z.data"
+BIG = [DATA / n for n in ("seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma")]
+
+
+def perf_script_lost(path: Path) -> int:
+    out = subprocess.run(["perf", "script", "-i", str(path), "--show-lost-events"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(int(m) for m in re.findall(r"PERF_RECORD_LOST lost (\d+)", out))
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed (oracle for the loss count)")
+def test_lost_events_reach_metadata_summary_and_a_warning(tmp_path):
+    expected = perf_script_lost(LOST)
+    assert expected > 0
+    events = ingest([LOST], tmp_path / "events.parquet")
+    meta = read_capture(events)
+    assert meta["lost_events"] == expected
+    summary = replay(events, ReplayOptions(policies="none")).summary
+    assert summary.num_rows and set(summary.column("lost_events").to_pylist()) == {expected}
+    r = subprocess.run([sys.executable, "-m", "pipeline", "replay", str(events), "-o", str(tmp_path / "out"),
+                        "--policy", "none"], capture_output=True, text=True)
+    assert r.returncode == 0 and f"lost {expected} events" in r.stderr
+    assert set(read_table(tmp_path / "out" / "summary.parquet", SUMMARY).column("lost_events").to_pylist()) == {expected}
+
+
+def _start(cmd):
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *map(str, cmd)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_temporary(folder: Path, name: str, proc, timeout=60.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if list(folder.glob(f".{name}.*.tmp")):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.skipif(not all((c / "perf.data").exists() for c in BIG), reason="bundled captures missing")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_interrupted_ingest_keeps_the_previous_output(tmp_path, sig):
+    out = tmp_path / "events.parquet"
+    ingest([BIG[-1]], out)
+    before = out.read_bytes()
+    proc = _start(["ingest", *BIG, "-o", out, "--force"])
+    assert _wait_for_temporary(tmp_path, out.name, proc), "ingest finished before it could be interrupted"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    if sig != signal.SIGKILL:
+        assert "Traceback" not in proc.stderr.read()
+        assert not list(tmp_path.glob(".events.parquet.*")), "temporary left behind"
+    assert out.read_bytes() == before, "the previous complete output was damaged"
+    # a rerun completes (and clears what a SIGKILL left)
+    ingest(BIG, out, force=True)
+    assert not list(tmp_path.glob(".events.parquet.*"))
+    assert read_table(out, EVENTS).num_rows > 0
+
+
+@pytest.mark.skipif(not (BIG[1] / "perf.data").exists(), reason="bundled captures missing")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_interrupted_replay_leaves_complete_outputs_or_none(tmp_path, sig):
+    events = ingest([BIG[1]], tmp_path / "events.parquet")
+    out = tmp_path / "out"
+    proc = _start(["replay", events, "-o", out, "--interval", "100us"])
+    time.sleep(1.5)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    for name in ("timeseries.parquet", "summary.parquet"):
+        if (out / name).exists():  # written before the signal: must be complete
+            read_table(out / name, ARTIFACTS[name.split(".")[0]])
+    if sig != signal.SIGKILL:
+        assert not list(out.glob(".*.tmp")) if out.exists() else True
+    r = subprocess.run([sys.executable, "-m", "pipeline", "replay", str(events), "-o", str(out), "--force",
+                        "--policy", "none,pt_reclaim"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    s = read_table(out / "summary.parquet", SUMMARY)
+    assert s.filter(pc.equal(s.column("policy"), "pt_reclaim")).num_rows >= 1
+    assert not list(out.glob(".*.tmp"))
