@@ -5,9 +5,14 @@ its capture metadata (`capture_meta`).  Times advance by `step_ns` per event.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 import pyarrow as pa
 
+from replay.synth_kinds import KIND_OPTIONS
 from schemas import EVENTS
 
 SEED_BASE = 0x7F0000000000  # 512 GiB aligned, like a large anonymous mmap result
@@ -150,3 +155,426 @@ def random_stream(seed: int, n: int = 60, pids=(100, 101)) -> pa.Table:
         rows.append(row)
     table = events_table(rows)
     return table
+
+
+# ============================================================================= streamed generators
+#
+# Everything below makes SYNTHETIC streams of any size batch by batch (numpy, no per-event Python):
+# each generator takes a `_Clock` (one timestamp per row, `step_ns` apart, increasing) and yields
+# EVENTS tables of about `block_events` rows.  `write_stream` writes them with StreamWriter
+# (atomic, batch by batch), so a stream never sits in memory as a whole.
+
+PAGE = 4096
+REGION = 2 << 20  # bytes mapped by one PTE table
+TOP = 0x7F0000000000  # streams are laid out below this (1 GiB aligned, like mmap_base)
+MAX_VIRT = 120 << 40  # 4-level user space is 128 TiB
+MADV_DONTNEED = 4
+MAP_ANON_NORESERVE = 0x02 | 0x20 | 0x4000  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+_KIND_NAMES = ("fault", "mmap", "munmap", "mremap", "brk", "mprotect", "madvise", "fork", "clone", "exec", "exit")
+_K_FAULT, _K_MMAP, _K_MADVISE, _K_CLONE, _K_EXIT = 0, 1, 6, 8, 10
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+@lru_cache(maxsize=1)
+def _kind_dict() -> pa.Array:
+    return pa.array(_KIND_NAMES, pa.string())
+
+
+def parse_size(text) -> int:
+    """'55T', '590g', '1.5GiB', '4096' -> bytes (binary units)."""
+    if isinstance(text, (int, np.integer)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        from pipeline.errors import UsageError
+        raise UsageError(f"'{text}' is not a size (expected e.g. 55T, 590G, 2M, 4096)")
+    return int(round(float(m.group(1)) * _UNITS[m.group(2).upper()]))
+
+
+class _Clock:
+    """Timestamps of consecutive rows: t0, t0 + step, ... (never reused)."""
+
+    def __init__(self, t0: int = 1_000_000, step_ns: int = 1000):
+        self.t0, self.step, self.rows = int(t0), int(step_ns), 0
+
+    def take(self, n: int) -> np.ndarray:
+        t = self.t0 + (self.rows + np.arange(n, dtype=_I64)) * self.step
+        self.rows += n
+        return t
+
+    @property
+    def last(self) -> int:
+        return self.t0 + max(self.rows - 1, 0) * self.step
+
+
+def _table(clock: _Clock, kind, addr, length=None, advice=None, ecode=None, tid=None, pid: int = 100,
+           prot=None, flags=None, ret=None, child=None, comm: dict | None = None, cpu: int = -1) -> pa.Table:
+    """An EVENTS table from numpy columns (kind as int8 codes into _KIND_DICT); neutral defaults."""
+    n = len(kind)
+
+    def full(v, dtype, default):
+        return np.full(n, default, dtype) if v is None else np.asarray(v, dtype)
+
+    comm_col = pa.nulls(n, pa.string())
+    if comm:
+        vals = np.full(n, None, dtype=object)
+        for row, name in comm.items():
+            vals[row] = name
+        comm_col = pa.array(vals, pa.string())
+    return pa.table({
+        "t_ns": clock.take(n), "pid": np.full(n, pid, _I32), "tid": full(tid, _I32, pid), "cpu": np.full(n, cpu, _I32),
+        "kind": pa.DictionaryArray.from_arrays(pa.array(np.asarray(kind, np.int8)), _kind_dict()).cast(pa.string()),
+        "addr": full(addr, _U64, 0), "len": full(length, _U64, 0), "prot": full(prot, _I32, -1),
+        "flags": full(flags, _I64, -1), "fd": np.full(n, -1, _I32), "pgoff": np.zeros(n, _U64),
+        "advice": full(advice, _I32, -1), "error_code": full(ecode, _I32, -1), "ip": np.zeros(n, _U64),
+        "user_mode": np.ones(n, bool), "new_addr": np.zeros(n, _U64), "new_len": np.zeros(n, _U64),
+        "ret": full(ret, _I64, 0), "dur_ns": np.zeros(n, _I64), "req_addr": np.zeros(n, _U64),
+        "child_pid": full(child, _I32, -1), "failed": np.zeros(n, bool), "unfinished": np.zeros(n, bool),
+        "comm": comm_col,
+    }, schema=EVENTS.schema)
+
+
+def _mmaps(clock: _Clock, starts, lengths, pid: int, cpu: int = -1) -> pa.Table:
+    """Anonymous private MAP_NORESERVE mmaps (PROT_READ|PROT_WRITE) at the given addresses."""
+    starts = np.asarray(starts, _U64)
+    n = len(starts)
+    return _table(clock, np.full(n, _K_MMAP, np.int8), starts, lengths, prot=np.full(n, 3),
+                  flags=np.full(n, MAP_ANON_NORESERVE), ret=starts.astype(_I64), pid=pid, cpu=cpu)
+
+
+def _exit(clock: _Clock, pid: int, comm: str) -> pa.Table:
+    return _table(clock, np.array([_K_EXIT], np.int8), None, pid=pid, comm={0: comm})
+
+
+def _items(clock: _Clock, nf, fault_addr, m_addr, m_len, m_n, pid: int, fault_tid=None, m_tid=None,
+           cpu: int = -1) -> pa.Table:
+    """Rows of N items in order; item i = its nf[i] write faults (the next nf[i] entries of the
+    flat `fault_addr`, `fault_tid`), then its m_n[i] MADV_DONTNEED rows (m_addr[i, k], m_len[i, k])."""
+    nf = np.asarray(nf, _I64)
+    m_n = np.asarray(m_n, _I64)
+    c = nf + m_n
+    n = int(c.sum())
+    start = np.cumsum(c) - c
+    kind = np.full(n, _K_MADVISE, np.int8)
+    addr = np.zeros(n, _U64)
+    length = np.zeros(n, _U64)
+    advice = np.full(n, MADV_DONTNEED, _I32)
+    ecode = np.full(n, -1, _I32)
+    tid = np.full(n, pid, _I32)
+    nfault = int(nf.sum())
+    frow = np.repeat(start - (np.cumsum(nf) - nf), nf) + np.arange(nfault, dtype=_I64)
+    kind[frow] = _K_FAULT
+    addr[frow] = fault_addr
+    advice[frow] = -1
+    ecode[frow] = 0x6  # user write, not present
+    if fault_tid is not None:
+        tid[frow] = fault_tid
+    for k in range(m_addr.shape[1] if m_addr.ndim == 2 else 0):
+        sel = m_n > k
+        rows = start[sel] + nf[sel] + k
+        addr[rows] = m_addr[sel, k]
+        length[rows] = m_len[sel, k]
+        if m_tid is not None:
+            tid[rows] = np.broadcast_to(m_tid, (len(sel),))[sel]
+    return _table(clock, kind, addr, length, advice, ecode, tid=tid, pid=pid, cpu=cpu)
+
+
+def _runs(starts, counts) -> np.ndarray:
+    """Concatenated page-address runs: starts[i] + 4096 * arange(counts[i])."""
+    counts = np.asarray(counts, _I64)
+    total = int(counts.sum())
+    first = np.cumsum(counts) - counts
+    within = np.arange(total, dtype=_I64) - np.repeat(first, counts)
+    return (np.repeat(np.asarray(starts, _U64), counts) + (within * PAGE).astype(_U64)).astype(_U64)
+
+
+def _layout(sizes, gap: int = 0) -> np.ndarray:
+    """1 GiB-aligned start addresses, ascending below TOP, for mappings of `sizes` bytes."""
+    sizes = np.asarray(sizes, _I64)
+    span = ((sizes + gap + (1 << 30) - 1) >> 30) << 30
+    total = int(span.sum())
+    if total > MAX_VIRT:
+        from pipeline.errors import UsageError
+        raise UsageError(f"synthetic address space of {total >> 40} TiB does not fit in 4-level paging "
+                         f"(at most {MAX_VIRT >> 40} TiB here)")
+    return (TOP - total + np.cumsum(span) - span).astype(_U64)
+
+
+# ----------------------------------------------------------------------------- kinds
+
+def seed_loop_batches(clock: _Clock, gib: int = 50, iters: int = 25600, split: int = 1, pid: int = 100,
+                      base: int = SEED_BASE, block_events: int = 1 << 20):
+    """seed_loop() streamed: the same rows (given the same clock), in batches."""
+    chunk, size = 2 << 20, gib << 30
+    yield _mmaps(clock, [base], [size], pid, cpu=0)
+    per_block = max(1, block_events // (512 + split))
+    for i0 in range(0, iters, per_block):
+        it = np.arange(i0, min(iters, i0 + per_block), dtype=_I64)
+        starts = (base + (it * chunk) % size).astype(_U64)
+        piece = chunk // split
+        m_addr = starts[:, None] + (np.arange(split, dtype=_U64) * np.uint64(piece))[None, :]
+        m_len = np.full((len(it), split), piece, _U64)
+        yield _items(clock, np.full(len(it), 512), _runs(starts, np.full(len(it), 512)), m_addr, m_len,
+                     np.full(len(it), split), pid, cpu=0)
+    yield _table(clock, np.array([_K_EXIT], np.int8), None, pid=pid, comm={0: "seed_loop"}, cpu=0)
+
+
+@dataclass
+class ProductionPlan:
+    """The arithmetic of `production` (all counts exact for the generated stream)."""
+
+    regions: int            # 2 MiB regions of VIRT (each gets a PTE table under `none`)
+    virt_bytes: int         # regions x 2 MiB
+    resident_pages: int     # pages faulted and never released: RES at the end
+    resident_regions: int   # ceil(resident_pages / 512): the ideal's PTE tables
+    chunks: int             # mmaps
+    sweeps: float           # churn
+    touch: int              # pages faulted per non-resident region per sweep
+    aligned: float          # share of purges that are one aligned 2 MiB DONTNEED
+    churn_visits: int       # non-resident region visits (touch + purge)
+    faults: int
+    events_approx: int      # faults + ~madvises + mmaps + exit (madvise count is random)
+
+
+def production_plan(virt=55 << 40, res=590 << 30, churn: float = 1.0, scale: float = 1.0, touch: int = 464,
+                    aligned: float = 0.5, chunk=64 << 30) -> ProductionPlan:
+    from pipeline.errors import UsageError
+    virt, res, chunk = parse_size(virt), parse_size(res), parse_size(chunk)
+    if not 1 <= touch <= 512:
+        raise UsageError(f"production: --touch must be 1..512 pages, got {touch}")
+    if not 0.0 <= aligned <= 1.0:
+        raise UsageError(f"production: --aligned must be in [0, 1], got {aligned}")
+    if scale <= 0 or churn < 0:
+        raise UsageError("production: --scale must be positive and --churn not negative")
+    if chunk < REGION or chunk % REGION:
+        raise UsageError("production: --chunk must be a positive multiple of 2 MiB")
+    regions = max(1, int(round(virt * scale / REGION)))
+    pages = int(round(res * scale / PAGE))
+    if pages > regions * 512:
+        raise UsageError(f"production: RES ({res * scale:.0f} bytes) exceeds VIRT ({regions * REGION} bytes)")
+    rr = -(-pages // 512)
+    non = regions - rr
+    visits = int(non * int(churn)) + int(round(non * (churn - int(churn))))
+    faults = pages + visits * touch
+    mads = int(round(visits * (aligned + (1 - aligned) * (2 if touch >= 2 else 1))))
+    chunks = -(-regions * REGION // chunk)
+    return ProductionPlan(regions, regions * REGION, pages, rr, chunks, churn, touch, aligned, visits, faults,
+                          faults + mads + chunks + 1)
+
+
+def production_batches(clock: _Clock, virt=55 << 40, res=590 << 30, churn: float = 1.0, scale: float = 1.0,
+                       touch: int = 464, aligned: float = 0.5, chunk=64 << 30, res_run: int = 512,
+                       pid: int = 100, seed: int = 0, block_events: int = 1 << 20):
+    """The seed's production shape (VIRT 55 TiB, RES 590 GiB, VmPTE ~110 GiB under `none`).
+
+    1. mmap VIRT (scale x virt, in 2 MiB regions) as `chunk`-sized anonymous mappings.
+    2. Sweep the regions in address order, `churn` times (a fraction sweeps the first part):
+       a resident region (first sweep only) gets its pages faulted and kept; every other region
+       gets `touch` consecutive pages faulted (random start) and then purged with MADV_DONTNEED:
+       with probability `aligned` one DONTNEED of the whole aligned 2 MiB (pt_reclaim frees the
+       table), otherwise the touched run in two pieces split at a random page (no single zap
+       covers 2 MiB: pt_reclaim keeps the table, refcount frees it).
+    3. exit.
+    Resident pages (scale x res) fill whole regions, in runs of `res_run` regions (1 GiB by
+    default) spread evenly over VIRT, so the ideal is ~res/512 plus a few PMD tables.
+    """
+    plan = production_plan(virt, res, churn, scale, touch, aligned, chunk)
+    chunk = parse_size(chunk)
+    R, pages, rr = plan.regions, plan.resident_pages, plan.resident_regions
+    base = int(_layout([plan.virt_bytes])[0])
+    starts = base + np.arange(plan.chunks, dtype=_I64) * chunk
+    yield _mmaps(clock, starts, np.minimum(chunk, plan.virt_bytes - (starts - base)), pid)
+    # resident regions: runs of res_run regions, aligned to res_run, spread evenly
+    res_pages = np.zeros(R, np.int16)
+    if rr:
+        blocks = -(-rr // res_run)
+        if R >= blocks * res_run:
+            run_starts = (np.arange(blocks, dtype=_I64) * R // blocks) // res_run * res_run
+        else:
+            run_starts = np.array([0], _I64)
+            blocks, res_run = 1, rr
+        idx = (run_starts[:, None] + np.arange(res_run, dtype=_I64)[None, :]).ravel()[:rr]
+        res_pages[idx] = 512
+        res_pages[idx[-1]] = pages - 512 * (rr - 1)
+    per_block = max(1, block_events // (touch + 2))
+    sweeps = int(np.ceil(churn))
+    for sweep in range(sweeps):
+        frac = churn - sweep
+        limit = R if frac >= 1 else None
+        if limit is None:  # partial last sweep: its share of the non-resident regions, in address order
+            want = int(round((R - rr) * frac))
+            limit = int(np.searchsorted(np.cumsum(res_pages == 0), want, side="left")) + 1 if want else 0
+        for r0 in range(0, limit, per_block):
+            r1 = min(limit, r0 + per_block)
+            rng = np.random.default_rng([seed, sweep, r0])
+            rp = res_pages[r0:r1].astype(_I64)
+            keep = rp > 0
+            n = r1 - r0
+            ra = (base + np.arange(r0, r1, dtype=_I64) * REGION).astype(_U64)
+            off = np.where(keep, 0, rng.integers(0, 512 - touch + 1, n))
+            nf = np.where(keep, rp if sweep == 0 else 0, touch)
+            al = rng.random(n) < aligned
+            two = ~al & (touch >= 2)
+            m_n = np.where(keep, 0, np.where(two, 2, 1))
+            split = rng.integers(1, max(touch, 2), n)
+            run0 = ra + (off * PAGE).astype(_U64)
+            m_addr = np.stack([np.where(al, ra, run0), run0 + (split * PAGE).astype(_U64)], axis=1)
+            m_len = np.stack([np.where(al, REGION, np.where(two, split, touch) * PAGE),
+                              (touch - split) * PAGE], axis=1).astype(_U64)
+            yield _items(clock, nf, _runs(run0, nf), m_addr, m_len, m_n, pid)
+    yield _exit(clock, pid, "production")
+
+
+def jemalloc_batches(clock: _Clock, arenas: int = 4, arena_gib: int = 1, extents: int = 4000, live: int = 32,
+                     pid: int = 100, seed: int = 0, block_events: int = 1 << 20):
+    """jemalloc-like extent purging.  `arenas` arenas of `arena_gib` GiB; extents of 2-4 MiB (random
+    page counts, so never 2 MiB aligned) are carved one after another from a random arena (wrapping
+    around); an allocated extent gets a random 1/4..all of its pages faulted from its start; `live`
+    allocations later it is freed and its dirty run purged with MADV_DONTNEED at page granularity."""
+    rng = np.random.default_rng([seed, 1])
+    abytes = arena_gib << 30
+    bases = _layout(np.full(arenas, abytes)).astype(_I64)
+    yield _mmaps(clock, bases, np.full(arenas, abytes), pid)
+    arena = rng.integers(0, arenas, extents)
+    size = rng.integers(512, 1025, extents)  # pages
+    dirty = np.maximum(1, (size * rng.uniform(0.25, 1.0, extents)).astype(_I64))
+    cursor = np.zeros(extents, _I64)
+    room = abytes // PAGE - 1024
+    for a in range(arenas):
+        sel = arena == a
+        cursor[sel] = (np.cumsum(size[sel]) - size[sel]) % room
+    start = (bases[arena] + cursor * PAGE).astype(_U64)
+    yield from _lagged(clock, start, dirty, start[:, None], (dirty * PAGE)[:, None], live, pid, block_events)
+    yield _exit(clock, pid, "jemalloc")
+
+
+def _lagged(clock, start, nfault, m_addr, m_len, live, pid, block_events):
+    """Item j = faults of object j, then the purge of object j - live (objects still live at the end stay)."""
+    n = len(start)
+    avg = max(1, int(np.mean(nfault)) + 1) if n else 1
+    per = max(1, block_events // avg)
+    for j0 in range(0, n, per):
+        j = np.arange(j0, min(n, j0 + per))
+        old = j - live
+        has = old >= 0
+        oi = np.where(has, old, 0)
+        yield _items(clock, nfault[j], _runs(start[j], nfault[j]), m_addr[oi], m_len[oi], has.astype(_I64), pid)
+
+
+def tcmalloc_batches(clock: _Clock, spans: int = 50000, live: int = 1000, heap_gib: int = 4, pid: int = 100,
+                     seed: int = 0, block_events: int = 1 << 20):
+    """tcmalloc-like span release.  The page heap grows by 1 GiB mmaps (`heap_gib` of them); spans of
+    8 KiB - 1 MiB (2-256 pages, log-uniform) are carved one after another (wrapping around), faulted
+    fully when allocated and released with one MADV_DONTNEED of the whole span `live` spans later
+    (a span is never a whole aligned 2 MiB, so pt_reclaim never frees a table here)."""
+    rng = np.random.default_rng([seed, 2])
+    bases = _layout(np.full(heap_gib, 1 << 30)).astype(_I64)
+    yield _mmaps(clock, bases, np.full(heap_gib, 1 << 30), pid)
+    size = np.exp(rng.uniform(np.log(2), np.log(257), spans)).astype(_I64).clip(2, 256)
+    heap_pages = heap_gib * 262144 - 256
+    pos = (np.cumsum(size) - size) % heap_pages
+    start = (bases[0] + pos * PAGE).astype(_U64)  # the GiB mappings are contiguous (one span may straddle two)
+    yield from _lagged(clock, start, size, start[:, None], (size * PAGE)[:, None], live, pid, block_events)
+    yield _exit(clock, pid, "tcmalloc")
+
+
+def swapout_batches(clock: _Clock, threads: int = 4, regions: int = 64, steps: int = 2000,
+                    faults_per_step: int = 256, refault: float = 0.5, pid: int = 100, seed: int = 0,
+                    block_events: int = 1 << 20):
+    """The reviewers' pattern: `threads` worker threads fault single pages at random across
+    `regions` 2 MiB regions while one zapper thread DONTNEEDs whole aligned regions (like reclaim
+    or swap-out), round robin; right after each zap a `refault` share of the next step's faults
+    land in the region just zapped, so its table is needed again at once."""
+    rng = np.random.default_rng([seed, 3])
+    base = int(_layout([regions * REGION])[0])
+    tids = pid + 1 + np.arange(threads + 1)
+    yield _mmaps(clock, [base], [regions * REGION], pid)
+    yield _table(clock, np.full(threads + 1, _K_CLONE, np.int8), None, pid=pid, child=tids)
+    per = max(1, block_events // (faults_per_step + 1))
+    for s0 in range(0, steps, per):
+        s = np.arange(s0, min(steps, s0 + per))
+        n = len(s)
+        zapped_before = (s - 1) % regions  # the region zapped at the end of the previous step
+        F = faults_per_step
+        hot = rng.random((n, F)) < np.where(s > 0, refault, 0.0)[:, None]
+        reg = np.where(hot, zapped_before[:, None], rng.integers(0, regions, (n, F)))
+        fa = (base + reg * REGION + rng.integers(0, 512, (n, F)) * PAGE).astype(_U64).ravel()
+        ft = rng.choice(tids[:-1], n * F)
+        m_addr = (base + (s % regions) * REGION).astype(_U64)[:, None]
+        yield _items(clock, np.full(n, F), fa, m_addr, np.full((n, 1), REGION, _U64), np.ones(n, _I64), pid,
+                     fault_tid=ft, m_tid=np.int32(tids[-1]))
+    yield _exit(clock, pid, "swapout")
+
+
+def balloon_batches(clock: _Clock, gib: float = 1.0, rounds: int = 4, pid: int = 100, seed: int = 0,
+                    block_events: int = 1 << 20):
+    """Balloon inflation: a `gib` GiB region is faulted fully, then `rounds` times inflated (the
+    guest gives it back: MADV_DONTNEED in aligned 2 MiB steps, front to back) and deflated (every
+    page faulted again)."""
+    nreg = max(1, int(round(parse_size(f"{gib}G") / REGION)))
+    base = int(_layout([nreg * REGION])[0])
+    ra = (base + np.arange(nreg, dtype=_I64) * REGION).astype(_U64)
+    yield _mmaps(clock, [base], [nreg * REGION], pid)
+    per = max(1, block_events // 512)
+
+    def fill():
+        for r0 in range(0, nreg, per):
+            r = ra[r0:r0 + per]
+            yield _items(clock, np.full(len(r), 512), _runs(r, np.full(len(r), 512)), np.zeros((len(r), 0), _U64),
+                         np.zeros((len(r), 0), _U64), np.zeros(len(r), _I64), pid)
+
+    yield from fill()
+    for _ in range(rounds):
+        for r0 in range(0, nreg, block_events):
+            r = ra[r0:r0 + block_events]
+            yield _items(clock, np.zeros(len(r)), np.zeros(0, _U64), r[:, None], np.full((len(r), 1), REGION, _U64),
+                         np.ones(len(r), _I64), pid)
+        yield from fill()
+    yield _exit(clock, pid, "balloon")
+
+
+# ----------------------------------------------------------------------------- kinds table + writer
+
+# kind -> (generator, help, [(option, type, default, help)]); options and help live in the
+# import-light replay.synth_kinds (the CLI builds its parser from it without numpy/pyarrow)
+_GENERATORS = {"seed-loop": seed_loop_batches, "production": production_batches, "jemalloc": jemalloc_batches,
+               "tcmalloc": tcmalloc_batches, "swapout": swapout_batches, "balloon": balloon_batches}
+KINDS = {k: (_GENERATORS[k], h, spec) for k, (h, spec) in KIND_OPTIONS.items()}
+_NO_SEED = {"seed-loop"}
+
+
+def stream(kind: str, clock: _Clock | None = None, seed: int = 0, pid: int = 100, **params):
+    """Batches of a KIND's stream (tables), with `params` as in KINDS."""
+    gen, _, spec = KINDS[kind]
+    kw = {name: params.get(name, default) for name, _, default, _ in spec}
+    if kind not in _NO_SEED:
+        kw["seed"] = seed
+    return gen(clock or _Clock(), pid=pid, **kw)
+
+
+def table(kind: str, step_ns: int = 1000, **params) -> pa.Table:
+    """The whole stream as one table (small sizes only), capture metadata attached."""
+    clock = _Clock(step_ns=step_ns)
+    t = pa.concat_tables(list(stream(kind, clock, **params)))
+    meta = capture_meta(f"synth-{kind}", n_events=t.num_rows, step_ns=step_ns)
+    meta.update(command_line=f"replay.synth.table({kind!r}, ...)", start_ns=clock.t0, end_ns=clock.last)
+    import json
+    from schemas import CAPTURE_KEY
+    return t.replace_schema_metadata({**(t.schema.metadata or {}), CAPTURE_KEY: json.dumps(meta).encode()})
+
+
+def write_stream(kind: str, path, force: bool = False, step_ns: int = 1000, seed: int = 0,
+                 command_line: str = "", **params) -> tuple[int, dict]:
+    """Write KIND's stream to an EVENTS Parquet at `path` (atomic, batch by batch); (rows, capture)."""
+    from pathlib import Path
+    from pipeline.parquet_io import StreamWriter
+    path = Path(path)
+    clock = _Clock(step_ns=step_ns)
+    with StreamWriter(path, EVENTS, capture=None, force=force) as w:
+        for batch in stream(kind, clock, seed=seed, **params):
+            w.write(batch)
+        meta = capture_meta(path.name.split(".")[0], n_events=clock.rows, step_ns=step_ns)
+        meta.update(command_line=command_line or f"replay.synth.write_stream({kind!r})", start_ns=clock.t0,
+                    end_ns=clock.last)
+        w.set_capture(meta)
+    return clock.rows, meta
