@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import shutil
 import tempfile
 import traceback
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.ingest import trace_id_of
 from pipeline.progress import progress
 
 
@@ -31,10 +31,47 @@ class BatchResult:
     failed: dict[str, str] = field(default_factory=dict)  # trace id -> one-line error
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files, record directories, directories of captures and globs -> capture paths."""
-    found: list[Path] = []
+def is_uri(item: str) -> bool:
+    return "://" in str(item)
+
+
+def expand_uri(uri: str) -> list[str]:
+    """A pyarrow-filesystem URI (file://, s3://, gs://, hdfs:// ...): a capture file,
+    a record directory, or a directory of them (one level)."""
+    from pyarrow import fs
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(path)
+    except Exception as e:  # pyarrow raises several types for bad URIs and unreachable stores
+        raise UsageError(f"batch: {uri}: {str(e).splitlines()[0]}") from None
+    if info.type == fs.FileType.NotFound:
+        raise UsageError(f"batch: {uri}: no such file or directory")
+    if info.type == fs.FileType.File:
+        return [uri]
+    scheme = uri.split("://", 1)[0]
+    children = filesystem.get_file_info(fs.FileSelector(path))
+    if any(c.base_name == "perf.data" for c in children):
+        return [uri.rstrip("/")]
+    return sorted(f"{scheme}://{c.path}" for c in children if not c.base_name.startswith("."))
+
+
+def fetch(uri: str, into: Path) -> Path:
+    """Copy a capture (file or record directory) behind `uri` to the local folder `into`."""
+    from pyarrow import fs
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    local = into / name
+    fs.copy_files(path, str(local), source_filesystem=filesystem, destination_filesystem=fs.LocalFileSystem())
+    return local
+
+
+def expand_inputs(inputs: list[str]) -> list[Path | str]:
+    """Files, record directories, directories of captures, globs and URIs -> capture paths."""
+    found: list[Path | str] = []
     for item in inputs:
+        if is_uri(item):
+            found.extend(expand_uri(item))
+            continue
         matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
         if not matches:
             raise UsageError(f"batch: '{item}' matches no file")
@@ -43,20 +80,30 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             if not p.exists():
                 raise UsageError(f"batch: {p}: no such file or directory")
             if p.is_dir() and not (p / "perf.data").exists() and not _is_thread_dir(p):
-                found.extend(sorted(c for c in p.iterdir() if not c.name.startswith(".")))
+                found.extend(sorted(c for c in p.iterdir() if _looks_like_capture(c)))
             else:
                 found.append(p)
     return found
 
 
+def _looks_like_capture(p: Path) -> bool:
+    """A directory's child worth a task: a record directory, or a file some reader claims
+    (so READMEs and scripts beside the captures are passed over, not reported as failures)."""
+    from pipeline.errors import TraceFormatError
+    from pipeline.formats import detect
+    if p.name.startswith("."):
+        return False
+    if p.is_dir():
+        return (p / "perf.data").exists() or _is_thread_dir(p)
+    try:
+        detect(p)
+        return True
+    except (TraceFormatError, OSError):
+        return False
+
+
 def _is_thread_dir(p: Path) -> bool:
     return any(p.glob("data.*"))
-
-
-def trace_id_of(path: Path) -> str:
-    """Partition-safe identifier: the record directory or file stem, unsafe characters replaced."""
-    stem = path.name if path.is_dir() else path.name.split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", stem) or "trace"
 
 
 def run_one(path: str, out_dir: str, policies: str) -> str:
@@ -64,18 +111,23 @@ def run_one(path: str, out_dir: str, policies: str) -> str:
     from pipeline.ingest import ingest
     from replay.engine import ReplayOptions, replay_to_dir
 
-    src = Path(path)
-    tid = trace_id_of(src)
+    tid = trace_id_of(path)
     final = Path(out_dir) / f"trace_id={tid}"
     if final.exists():
         return tid
     tmp = Path(tempfile.mkdtemp(prefix=f".trace_id={tid}.", dir=out_dir))
     try:
+        if is_uri(path):
+            (tmp / "_input").mkdir()
+            src = fetch(path, tmp / "_input")
+        else:
+            src = Path(path)
         events = tmp / "events.parquet"
         ingest([src], events, force=True)
         replay_to_dir(events, tmp, ReplayOptions(policies=policies), force=True)
         if src.is_dir() and (src / "truth.parquet").exists():
             shutil.copyfile(src / "truth.parquet", tmp / "truth.parquet")
+        shutil.rmtree(tmp / "_input", ignore_errors=True)
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ metadata travels in the Parquet key-value metadata (see `schemas`).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -39,9 +40,25 @@ def resolve_input(path: Path) -> tuple[Path, dict]:
         cap = path / "capture.parquet"
         if cap.exists():
             sidecar = read_table(cap, CAPTURE).to_pylist()[0]
-        sidecar.setdefault("trace_id", path.name)
+        sidecar.setdefault("trace_id", trace_id_of(path))
         return path / "perf.data", sidecar
-    return path, {"trace_id": path.stem if path.is_file() else path.name}
+    return path, {"trace_id": trace_id_of(path)}
+
+
+_SUFFIXES = (".gz", ".xz", ".zst", ".bz2", ".data", ".txt")
+
+
+def trace_id_of(path: Path | str) -> str:
+    """A capture's identifier, safe as a partition name: the record directory's name,
+    or the file name without compression and .data/.txt suffixes
+    ('seed-64.ftrace.txt.zst' -> 'seed-64.ftrace')."""
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
+    while True:
+        suffix = next((x for x in _SUFFIXES if name.endswith(x) and len(name) > len(x)), None)
+        if suffix is None:
+            break
+        name = name[: -len(suffix)]
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "trace"
 
 
 def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Table], dict]:

@@ -82,3 +82,18 @@ def test_one_bad_trace_is_reported_and_the_rest_finish(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline", "batch", str(bad), "-o", str(out), "--workers", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "failed broken" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_uris_and_directories_of_captures(tmp_path):
+    """A file:// URI (any pyarrow filesystem works the same way) and a directory whose
+    README and scripts are passed over rather than reported as failed traces."""
+    out = tmp_path / "fleet"
+    uri = f"file://{CAPTURES[-1]}"
+    res = batch([uri, str(DATA / "text")], out, policies="none", workers=1)
+    assert not res.failed, res.failed
+    assert CAPTURES[-1].name in res.done and "seed-64.ftrace" in res.done and "seed-64.perf" in res.done
+    assert "README" not in " ".join(res.done)
+    part = out / f"trace_id={CAPTURES[-1].name}"
+    assert (part / "truth.parquet").exists() and not (part / "_input").exists()
+    got = execute(connect(part), "SELECT DISTINCT trace_id FROM summary").to_pylist()
+    assert got == [{"trace_id": CAPTURES[-1].name}]  # partition name == the trace_id column
