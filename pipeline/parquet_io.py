@@ -165,8 +165,8 @@ class StreamWriter:
         return self._ctx.__exit__(typ, exc, tb)
 
 
-def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None) -> pa.Table:
-    """Read an artifact, checking its schema tag and its columns."""
+def open_artifact(path: Path, artifact: Artifact) -> pq.ParquetFile:
+    """Open a Parquet file for reading `artifact`: readable, and not tagged as another artifact."""
     path = Path(path)
     try:
         pf = pq.ParquetFile(path)
@@ -175,7 +175,13 @@ def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None)
     tag = (pf.metadata.metadata or {}).get(SCHEMA_KEY, b"").decode()
     if tag and tag.split("/")[0] != artifact.name:
         raise SchemaError(f"{path}: holds a {tag} table, expected {artifact.tag}")
-    table = pf.read()
+    return pf
+
+
+def read_table(path: Path, artifact: Artifact, columns: list[str] | None = None) -> pa.Table:
+    """Read an artifact, checking its schema tag and its columns."""
+    path = Path(path)
+    table = open_artifact(path, artifact).read()
     table = conform(table, artifact, str(path))
     if columns:
         table = table.select(columns)

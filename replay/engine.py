@@ -26,11 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import OutputExistsError, SchemaError, UsageError
-from pipeline.parquet_io import write_table
+from pipeline.parquet_io import open_artifact, write_table
 from pipeline.progress import warn
 from replay import kernels as K
 from replay.policies import Policy, parse_policies
-from schemas import CAPTURE_KEY, EVENTS, SCHEMA_KEY, SUMMARY, TIMESERIES, conform
+from schemas import CAPTURE_KEY, EVENTS, SUMMARY, TIMESERIES, conform
 
 REPLAY_KEY = b"ptreplay.replay"
 KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
@@ -228,13 +228,7 @@ def _batches(events, batch_rows: int):
         yield from table.to_batches(max_chunksize=batch_rows)
         return
     path = Path(events)
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pa.ArrowInvalid) as e:
-        raise SchemaError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    tag = (pf.schema_arrow.metadata or {}).get(SCHEMA_KEY, b"").decode()
-    if tag and tag.split("/")[0] != "events":
-        raise SchemaError(f"{path}: holds a {tag} table, expected {EVENTS.tag}")
+    pf = open_artifact(path, EVENTS)
     try:
         conform(pf.schema_arrow.empty_table(), EVENTS, str(path))
     except SchemaError:  # wrong columns or types: conform each batch, for its exact message
