@@ -38,10 +38,12 @@ def plot(path: Path, output: Path, pid: int | None = None, force: bool = False) 
     panels = [("virt_bytes", "vmsize_bytes", "VIRT"), ("rss_bytes", "vmrss_bytes", "RES"),
               ("vmpte_bytes", "vmpte_bytes", "VmPTE")]
     for ax, (col, truth_col, title) in zip(axes.flat, panels):
-        for policy in sorted(set(ts.column("policy").to_pylist())):
+        policies = sorted(set(ts.column("policy").to_pylist()))
+        for k, policy in enumerate(policies):  # wide to narrow, dashed alternately: overlaps stay visible
             part = ts.filter(pc.equal(ts.column("policy"), policy))
             ax.step((part.column("t_ns").to_numpy() - t0) / 1e9, part.column(col).to_numpy() / MIB,
-                    where="post", label=policy)
+                    where="post", label=policy, linewidth=3.5 - 0.5 * k, alpha=0.85,
+                    linestyle="-" if k % 2 == 0 else "--")
         if truth.num_rows:
             ax.plot((truth.column("t_ns").to_numpy() - t0) / 1e9, truth.column(truth_col).to_numpy() / MIB,
                     "k.", markersize=2, label="kernel (/proc truth)")
