@@ -72,7 +72,7 @@ def _cmd_replay(a) -> int:
 
 def _cmd_report(a) -> int:
     from pipeline.report import report
-    sys.stdout.write(report(Path(a.path), fmt=a.format))
+    sys.stdout.write(report(Path(a.path), fmt=a.format, by=a.by))
     return 0
 
 
@@ -180,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=_cmd_replay)
 
     rep = sub.add_parser("report", help="savings per process and policy from a replay output")
-    rep.add_argument("path", help="replay output directory")
-    rep.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
+    rep.add_argument("path", help="replay output directory, or a batch tree of them")
+    rep.add_argument("--format", choices=["table", "md", "json", "csv", "html"], default="table")
+    rep.add_argument("--by", choices=["process", "comm", "host", "kernel"], default="process",
+                     help="one row per process (default) or rolled up per command, host or kernel")
     rep.set_defaults(func=_cmd_report)
 
     b = sub.add_parser("batch", help="ingest + replay many captures in parallel on dask (Hive-partitioned output)")

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from pipeline.errors import PipelineError
 from pipeline.parquet_io import read_table
-from schemas import SUMMARY
+from schemas import SUMMARY, conform
 
 COLUMNS = [
     ("trace_id", "trace"), ("pid", "pid"), ("comm", "comm"), ("policy", "policy"),
@@ -36,20 +36,70 @@ def human_bytes(n: float) -> str:
 def load_summary(path: Path) -> pa.Table:
     path = Path(path)
     file = path / "summary.parquet" if path.is_dir() else path
-    if not file.exists():
+    if path.is_dir() and not file.exists() and any(path.rglob("summary.parquet")):
+        from pipeline.warehouse import connect, execute  # a batch tree: every partition's summary
+        t = conform(execute(connect(path), "SELECT * FROM summary"), SUMMARY, str(path))
+    elif not file.exists():
         raise PipelineError(f"{path}: no summary.parquet (run `ptreplay replay` first)")
-    t = read_table(file, SUMMARY)
+    else:
+        t = read_table(file, SUMMARY)
     # Largest potential savings first.
     return t.sort_by([("vmpte_saved_bytes", "descending"), ("trace_id", "ascending"), ("pid", "ascending")])
 
 
-def report(path: Path, fmt: str = "table") -> str:
-    """The summary sorted by potential savings; table/md in human units, json/csv raw."""
-    t = load_summary(path)
+BY = {"process": None, "comm": "comm", "host": "host", "kernel": "kernel_release"}
+
+
+def report(path: Path, fmt: str = "table", by: str = "process") -> str:
+    """The summary sorted by potential savings; table/md/html in human units, json/csv raw.
+
+    `by` rolls processes up per command, host or kernel (summing bytes and counts)
+    through the DuckDB views, so the numbers are the summary's own.
+    """
+    t = load_summary(path) if by == "process" else rollup(path, by)
     if fmt in ("json", "csv"):
         return format_table(t, fmt)
-    human = pa.table({head: [_cell(v, col) for v in t.column(col).to_pylist()] for col, head in COLUMNS})
+    columns = COLUMNS if by == "process" else [(c, c) for c in t.column_names]
+    human = pa.table({head: [_cell(v, col) for v in t.column(col).to_pylist()] for col, head in columns})
+    if fmt == "html":
+        return html_report(human, Path(path))
     return format_table(human, fmt)
+
+
+def rollup(path: Path, by: str) -> pa.Table:
+    """Summary rows summed per `by` group and policy, largest savings first."""
+    from pipeline.warehouse import connect, execute
+    col = BY[by]
+    return execute(connect(Path(path)), f"""
+        SELECT {col} AS {by}, policy, count(*) AS processes,
+               sum(final_vmpte_bytes)::BIGINT AS final_vmpte_bytes, sum(peak_vmpte_bytes)::BIGINT AS peak_vmpte_bytes,
+               sum(ideal_pte_bytes)::BIGINT AS ideal_pte_bytes, sum(vmpte_saved_bytes)::BIGINT AS vmpte_saved_bytes,
+               sum(pte_tables_freed)::BIGINT AS pte_tables_freed, sum(refaults)::BIGINT AS refaults
+        FROM _summary_with_capture GROUP BY ALL ORDER BY vmpte_saved_bytes DESC, {by}, policy""")
+
+
+def html_report(human: pa.Table, path: Path) -> str:
+    """A standalone HTML page: the table (every string from a capture escaped) and the plot
+    embedded as a PNG data URI when the output has a timeseries."""
+    import base64
+    import html
+    import tempfile
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in human.column_names)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+                   for r in human.to_pylist())
+    img = ""
+    try:
+        from pipeline.plot import plot
+        with tempfile.TemporaryDirectory() as d:
+            png = plot(path, Path(d) / "plot.png", force=True)
+            data = base64.b64encode(png.read_bytes()).decode()
+        img = f'<img alt="VIRT, RES and VmPTE per policy" src="data:image/png;base64,{data}">'
+    except PipelineError:
+        img = "<p>(no timeseries to plot)</p>"
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ptreplay report</title>"
+            "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
+            f"</head><body><h1>ptreplay report: {html.escape(str(path))}</h1>"
+            f"<table><tr>{head}</tr>{rows}</table>{img}</body></html>\n")
 
 
 def format_table(t: pa.Table, fmt: str = "table") -> str:

@@ -99,3 +99,19 @@ def test_cli_sql_binds_params_and_reports_errors_in_one_line(tree):
     bad = subprocess.run([sys.executable, "-m", "pipeline", "sql", str(tree), "SELECT nope FROM summary"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_report_by_comm_sums_the_summary_and_reads_a_tree(tree):
+    rows = json.loads(report(tree, "json", by="comm"))
+    got = {(r["comm"], r["policy"]): r["vmpte_saved_bytes"] for r in rows}
+    assert got == {("redis", "pt_reclaim"): (102_640 - 244) * KB, ("java", "scan:1s"): 500 * KB,
+                   ("redis", "none"): 0, ("java", "none"): 0}
+    assert len(json.loads(report(tree, "json"))) == 4   # --by process over the whole tree
+
+
+def test_html_report_escapes_strings_from_captures(tmp_path):
+    evil = summary_rows("t", 1, "<script>alert(1)</script>", {"none": (8 * KB, 0, 0)})
+    write_table(evil, tmp_path / "summary.parquet", SUMMARY, capture={"trace_id": "t"})
+    page = report(tmp_path, "html")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.startswith("<!DOCTYPE html>")

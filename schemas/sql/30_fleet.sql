@@ -10,9 +10,9 @@ SELECT CASE WHEN grouping(host) = 0 THEN 'host'
        coalesce(host, comm, kernel_release) AS grp,   -- the host, command or kernel release
        policy,                                        -- reclaim policy spec
        count(*) AS processes,                         -- count: processes replayed
-       sum(final_vmpte_bytes) AS vmpte_bytes,         -- bytes: final VmPTE under this policy
-       sum(vmpte_saved_bytes) AS saved_bytes,         -- bytes: final VmPTE saved against none
-       sum(ideal_pte_bytes) AS ideal_bytes            -- bytes: tables needed for the resident pages
+       sum(final_vmpte_bytes)::BIGINT AS vmpte_bytes,         -- bytes: final VmPTE under this policy
+       sum(vmpte_saved_bytes)::BIGINT AS saved_bytes,         -- bytes: final VmPTE saved against none
+       sum(ideal_pte_bytes)::BIGINT AS ideal_bytes            -- bytes: tables needed for the resident pages
 FROM _summary_with_capture
 GROUP BY GROUPING SETS ((host, policy), (comm, policy), (kernel_release, policy));
 
