@@ -64,7 +64,6 @@ class Stats:
     lost_exit_syscalls: int = 0
     unfinished_syscalls: int = 0
     assumed_tgid_rows: int = 0
-    other_records_dropped: int = 0
     process_madvise_other_mm: int = 0
     time_clamped_rows: int = 0
     fault_rows: int = 0
