@@ -105,3 +105,17 @@ def test_existing_output_needs_force_and_survives_a_failed_run(tmp_path):
     r = cli("ingest", truncated, "-o", out, "--force")
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
     assert out.read_bytes() == before
+
+
+@pytest.mark.skipif(len(CAPTURES) < 2, reason="needs two bundled captures")
+def test_several_inputs_merge_into_one_time_ordered_table(tmp_path):
+    a, b = CAPTURES[0], CAPTURES[-1]
+    one = read_table(ingest([a], tmp_path / "a.parquet"), EVENTS)
+    two = read_table(ingest([b], tmp_path / "b.parquet"), EVENTS)
+    both_path = ingest([a, b], tmp_path / "ab.parquet")
+    both = read_table(both_path, EVENTS)
+    assert both.num_rows == one.num_rows + two.num_rows
+    t = both.column("t_ns").to_numpy()
+    assert (t[1:] >= t[:-1]).all()
+    assert sorted(both.column("pid").to_pylist()) == sorted(one.column("pid").to_pylist() + two.column("pid").to_pylist())
+    assert read_capture(both_path)["trace_id"] == f"{a.name}+{b.name}"
