@@ -104,6 +104,19 @@ def _parse_num(buf, i, end, hex_default):
     return v, i, i > start
 
 
+def _digits_back(buf, s, h):
+    """Decimal digits ending just before h, read right to left but not before s.
+
+    Returns (value, index of the first digit); that index == h when there are none."""
+    v = 0
+    mul = 1
+    while h > s and 48 <= buf[h - 1] <= 57:
+        v += (int(buf[h - 1]) - 48) * mul
+        mul *= 10
+        h -= 1
+    return v, h
+
+
 def _starts_with(buf, i, end, lit):
     """True if buf[i:end] starts with the bytes of `lit` (a uint8 array)."""
     if end - i < len(lit):
@@ -271,18 +284,12 @@ def _scan(buf, style):
                     h -= 1
         if h > s and buf[h - 1] == 93:                        # [cpu]
             h -= 1
-            v = 0
-            mul = 1
-            d0 = h
-            while h > s and 48 <= buf[h - 1] <= 57:
-                v += (buf[h - 1] - 48) * mul
-                mul *= 10
-                h -= 1
-            if h == d0 or h == s or buf[h - 1] != 91:         # '['
+            v, first = _digits_back(buf, s, h)
+            if first == h or first == s or buf[first - 1] != 91:   # '['
                 status[li] = BAD_CPU
                 continue
             cpu[li] = v
-            h -= 1
+            h = first - 1
             while h > s and buf[h - 1] == 32:
                 h -= 1
         elif style == STYLE_FTRACE:
@@ -292,15 +299,10 @@ def _scan(buf, style):
             h -= 1
             while h > s and buf[h - 1] == 32:
                 h -= 1
-            v = 0
-            mul = 1
-            d0 = h
-            while h > s and 48 <= buf[h - 1] <= 57:
-                v += (buf[h - 1] - 48) * mul
-                mul *= 10
-                h -= 1
-            if h < d0:
+            v, first = _digits_back(buf, s, h)
+            if first < h:
                 pid[li] = v
+            h = first
             while h > s and (buf[h - 1] == 45 or buf[h - 1] == 32):   # (-------): unknown
                 h -= 1
             if h == s or buf[h - 1] != 40:                    # '('
@@ -309,17 +311,12 @@ def _scan(buf, style):
             h -= 1
             while h > s and buf[h - 1] == 32:
                 h -= 1
-        v = 0
-        mul = 1
-        d0 = h
-        while h > s and 48 <= buf[h - 1] <= 57:
-            v += (buf[h - 1] - 48) * mul
-            mul *= 10
-            h -= 1
-        if h == d0:
+        v, first = _digits_back(buf, s, h)
+        if first == h:
             status[li] = BAD_WHO
             continue
         tid[li] = v
+        h = first
         if style == STYLE_FTRACE:
             if h == s or buf[h - 1] != 45:                    # comm-tid
                 status[li] = BAD_WHO
@@ -327,17 +324,12 @@ def _scan(buf, style):
         else:
             if h > s and buf[h - 1] == 47:                    # pid/tid
                 h -= 1
-                v = 0
-                mul = 1
-                d0 = h
-                while h > s and 48 <= buf[h - 1] <= 57:
-                    v += (buf[h - 1] - 48) * mul
-                    mul *= 10
-                    h -= 1
-                if h == d0:
+                v, first = _digits_back(buf, s, h)
+                if first == h:
                     status[li] = BAD_WHO
                     continue
                 pid[li] = v
+                h = first
             if h > s and buf[h - 1] != 32:                    # comm, then a space
                 status[li] = BAD_WHO
                 continue
@@ -433,7 +425,7 @@ def _scan(buf, style):
             nargs, ret, pay_start, pay_end, line_start, line_end, counters)
 
 
-_JIT_ORDER = ("_hexval", "_parse_num", "_starts_with", "_parse_fault", "_parse_sys_enter", "_fnv", "_scan")
+_JIT_ORDER = ("_hexval", "_parse_num", "_digits_back", "_starts_with", "_parse_fault", "_parse_sys_enter", "_fnv", "_scan")
 
 
 def _compile():
