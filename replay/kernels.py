@@ -262,25 +262,8 @@ def emit_row(ps, ts, g, p, t):
 # ----------------------------------------------------------------------------- VMAs
 
 @njit(cache=True, inline="always")
-def vma_find(vm, ps, p, addr):
-    """Index of the VMA containing addr, or -1 (find_vma + the start check)."""
-    lo = 0
-    hi = ps[p, PS_NVMA]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if vm[p, mid, 0] <= addr:
-            lo = mid + 1
-        else:
-            hi = mid
-    i = lo - 1
-    if i >= 0 and addr < vm[p, i, 1]:
-        return i
-    return -1
-
-
-@njit(cache=True)
 def vma_first_after(vm, ps, p, addr):
-    """Index of the first VMA whose end is > addr (may not contain it)."""
+    """Index of the first VMA whose end is > addr (find_vma; it may not contain addr)."""
     lo = 0
     hi = ps[p, PS_NVMA]
     while lo < hi:
@@ -290,6 +273,15 @@ def vma_first_after(vm, ps, p, addr):
         else:
             hi = mid
     return lo
+
+
+@njit(cache=True, inline="always")
+def vma_find(vm, ps, p, addr):
+    """Index of the VMA containing addr, or -1 (find_vma + the start check)."""
+    i = vma_first_after(vm, ps, p, addr)
+    if i < ps[p, PS_NVMA] and vm[p, i, 0] <= addr:
+        return i
+    return -1
 
 
 @njit(cache=True)
