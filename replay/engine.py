@@ -1,7 +1,8 @@
 """Replay an events table through the page-table model under reclaim policies.
 
 events Parquet (or Arrow table) -> validate -> numpy batches -> compiled
-kernels (replay.kernels, one state per policy) -> timeseries + summary tables.
+kernels (replay.kernels, one state per policy) -> timeseries, summary,
+effects (page-table changes per event) and occupancy (per 1 GiB region) tables.
 
 Public surface::
 
@@ -30,7 +31,7 @@ from pipeline.parquet_io import open_artifact, write_table
 from pipeline.progress import warn
 from replay import kernels as K
 from replay.policies import Policy, parse_policies
-from schemas import CAPTURE_KEY, EVENTS, SUMMARY, TIMESERIES, conform
+from schemas import CAPTURE_KEY, EFFECTS, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, conform
 
 REPLAY_KEY = b"ptreplay.replay"
 KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
@@ -47,7 +48,8 @@ THP_CODES = {"never": K.THP_NEVER, "madvise": K.THP_MADVISE, "always": K.THP_ALW
 @dataclass
 class ReplayOptions:
     """What to replay: policies (specs or 'all'), THP mode (None = the capture's),
-    timeseries step, 5-level paging (None/False = the capture's)."""
+    timeseries step, 5-level paging (None/False = the capture's), number of
+    occupancy snapshots (every k-th timeseries tick plus the trace end; 0: none)."""
 
     policies: object = "all"
     thp: str | None = None
@@ -56,6 +58,7 @@ class ReplayOptions:
     batch_rows: int = 1 << 18  # 256 Ki rows: with 1 Mi, peak RSS +320 MB and slower (cache, page faults)
     fast_path: bool = True  # False: every event takes the generic kernel path (benchmark baseline, tests)
     threads: int | None = None  # policies replayed in parallel; None = one per CPU (at most one per policy)
+    occupancy_snapshots: int = 120  # at most this many occupancy snapshot times per trace
 
 
 @dataclass
@@ -63,6 +66,8 @@ class ReplayResult:
     timeseries: pa.Table
     summary: pa.Table
     metadata: dict = field(default_factory=dict)
+    effects: pa.Table = field(default_factory=EFFECTS.schema.empty_table)
+    occupancy: pa.Table = field(default_factory=OCCUPANCY.schema.empty_table)
 
 
 # ----------------------------------------------------------------------------- one policy's state
@@ -71,7 +76,7 @@ class PolicyState:
     """The kernel arrays of one policy's replay, grown on demand."""
 
     def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16,
-                 fast_path: bool = True):
+                 fast_path: bool = True, snap_every: int = 0, snap_end: bool = False):
         self.policy = policy
         self.prm = np.zeros(K.N_PRM, np.int64)
         self.prm[K.PR_POLICY] = policy.code
@@ -81,6 +86,8 @@ class PolicyState:
         self.prm[K.PR_THP] = thp_code
         self.prm[K.PR_TOP] = top
         self.prm[K.PR_FAST] = int(fast_path)
+        self.prm[K.PR_SNAP_EVERY] = snap_every
+        self.prm[K.PR_SNAP_END] = int(snap_end)
         self.ps = np.zeros((nproc, K.N_PS), np.int64)
         self.pf = np.zeros(nproc, np.float64)
         self.vm = np.zeros((nproc, 16, 3), np.int64)
@@ -89,16 +96,18 @@ class PolicyState:
         self.sl = np.zeros((256, K.N_SL), np.int64)
         self.pg = np.zeros(256 * 512, np.int8)
         self.fs = np.zeros(256, np.int64)
-        self.g = np.zeros(K.N_G, np.int64)
+        self.g = np.zeros(K.N_G + 4096 * K.N_EF, np.int64)  # scalars, then the effects rows
         self.dq = np.zeros((1024 if policy.name == "delayed" else 1, 3), np.int64)
         self.ts = np.zeros((4096, K.N_TS), np.int64)
+        self.oc = np.zeros((1024, K.N_OC), np.int64)
         self.rows: list[np.ndarray] = []
+        self.oc_rows: list[np.ndarray] = []
         self.kernel_s = 0.0
         self.loaded = False
 
     def arrays(self):
         return (self.prm, self.ps, self.pf, self.vm, self.hk, self.hv, self.sl, self.pg, self.fs, self.g,
-                self.dq, self.ts)
+                self.dq, self.ts, self.oc)
 
     def ensure_procs(self, n: int) -> None:
         if n <= self.ps.shape[0]:
@@ -133,12 +142,30 @@ class PolicyState:
             self.vm = vm
         elif code == K.NEED_QUEUE:
             self.dq = _grow_rows(self.dq, _pow2(amount))
+        elif code == K.NEED_EFFECTS:  # rows stay: empty tables point at their emptier's row
+            rows = _pow2(max(amount, 2 * (len(self.g) - K.N_G) // K.N_EF))
+            self.g = _grow_rows(self.g, K.N_G + rows * K.N_EF)
+        elif code == K.NEED_OCC:
+            self.drain_occupancy()
+            if amount > self.oc.shape[0]:
+                self.oc = np.zeros((_pow2(amount), K.N_OC), np.int64)
 
     def drain_rows(self) -> None:
         n = int(self.g[K.G_NROWS])
         if n:
             self.rows.append(self.ts[:n].copy())
             self.g[K.G_NROWS] = 0
+
+    def effects(self) -> np.ndarray:
+        """The effects rows [row, EF_*] (they live in g after the scalars)."""
+        n = int(self.g[K.G_NEF])
+        return self.g[K.N_G: K.N_G + n * K.N_EF].reshape(n, K.N_EF)
+
+    def drain_occupancy(self) -> None:
+        n = int(self.g[K.G_NOC])
+        if n:
+            self.oc_rows.append(self.oc[:n].copy())
+            self.g[K.G_NOC] = 0
 
     def run(self, cols: dict) -> None:
         n = len(cols["t"])
@@ -153,18 +180,26 @@ class PolicyState:
                 self.grow(code, amount)
         self.kernel_s += time.perf_counter() - t0
         self.drain_rows()
+        self.drain_occupancy()
 
     def _run_events(self, i: int, n: int, cols: dict):
         return K.run_events(i, n, cols["t"], cols["kind"], cols["proc"], cols["addr"], cols["len"], cols["prot"],
                             cols["flags"], cols["fd"], cols["advice"], cols["ecode"], cols["new_addr"],
-                            cols["new_len"], cols["ret"], cols["child"], *self.arrays())
+                            cols["new_len"], cols["ret"], cols["child"], cols["row"], *self.arrays())
 
     def finish(self, t_end: int) -> None:
         need = int(self.g[K.G_NPEND] + self.g[K.G_NLIVE]) + 2
         if need > self.ts.shape[0] - self.g[K.G_NROWS]:
             self.grow(K.NEED_ROWS, need)
-        K.finish(self.ps, self.pf, self.sl, self.g, self.ts, t_end)
+        need_oc = int(self.ps[:, K.PS_PMD].sum()) + 1
+        if need_oc > self.oc.shape[0] - self.g[K.G_NOC]:
+            self.grow(K.NEED_OCC, need_oc)
+        K.finish(self.ps, self.pf, self.sl, self.g, self.ts, self.oc, self.prm, t_end)
         self.drain_rows()
+        self.drain_occupancy()
+        if self.g[K.G_OVERFLOW]:
+            raise RuntimeError(f"replay kernels: {int(self.g[K.G_OVERFLOW])} effects/occupancy rows found no "
+                               f"room under {self.policy.spec} (a bug in the capacity checks)")
 
 
 def _pow2(n: int) -> int:
@@ -304,6 +339,7 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         return _frozen(a.view(np.int64))
 
     kind = kind if sel is None else kind[sel]
+    row = np.arange(offset, offset + n, dtype=np.int64) if sel is None else sel.astype(np.int64) + offset
     pid = col("pid", np.int32)
     child = col("child_pid", np.int32)
     proc = procs.map(pid)
@@ -315,7 +351,7 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
             "len": addr_col("len"), "prot": col("prot", np.int32), "flags": col("flags", np.int64),
             "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": col("error_code", np.int32),
             "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
-            "child": _frozen(child_idx)}
+            "child": _frozen(child_idx), "row": _frozen(row)}
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -366,7 +402,59 @@ def _resolve(opts: ReplayOptions, capture: dict) -> tuple[list[Policy], list[Pol
     if opts.interval_ns is None or opts.interval_ns <= 0:
         raise UsageError(f"interval must be positive, got {opts.interval_ns}")
     la57 = bool(opts.la57) or capture.get("paging_levels") == 5
+    snaps = opts.occupancy_snapshots
+    if isinstance(snaps, bool) or not isinstance(snaps, (int, np.integer)) or snaps < 0:
+        raise UsageError(f"occupancy snapshots must be a whole number >= 0, got {snaps!r}")
     return wanted, run, thp, int(opts.interval_ns), la57
+
+
+def snapshot_every(first_t: int | None, last_t: int | None, interval: int, snapshots: int) -> tuple[int, bool]:
+    """(k, end): occupancy snapshots at the timeseries ticks T with (T / interval) % k == 0
+    (k = 0: none) and one at the trace end, at most `snapshots` in all.
+
+    Ticks are the multiples of `interval` in (first_t, last_t) (a timeseries row
+    is emitted for ticks before the last event); k is the smallest that leaves
+    at most snapshots - 1 of them.
+    """
+    if snapshots <= 0 or first_t is None or last_t is None:
+        return 0, False
+    if snapshots == 1:
+        return 0, True
+    a = first_t // interval + 1            # first tick index
+    b = (last_t - 1) // interval           # last tick index (tick b * interval < last_t)
+    if b < a:
+        return 1, True
+
+    def count(k):  # multiples of k in [a, b]
+        return b // k - (a - 1) // k
+
+    k = max(1, (b - a + 1) // snapshots)  # any smaller k leaves at least `snapshots` ticks
+    while count(k) > snapshots - 1:
+        k += 1
+    return k, True
+
+
+def _time_range(events) -> tuple[int | None, int | None]:
+    """(first, last) t_ns of the events input, before replaying it (for the snapshot
+    spacing): Arrow compute on a table, the row groups' statistics of a Parquet
+    file (the t_ns column itself when they are missing); (None, None) when empty
+    or unreadable (the replay then reports the problem)."""
+    try:
+        if isinstance(events, pa.Table):
+            col = events.column("t_ns")
+        else:
+            md = pq.ParquetFile(events).metadata
+            j = md.schema.to_arrow_schema().get_field_index("t_ns")
+            stats = [md.row_group(i).column(j).statistics for i in range(md.num_row_groups)] if j >= 0 else []
+            if stats and all(st is not None and st.has_min_max for st in stats):
+                return int(min(st.min for st in stats)), int(max(st.max for st in stats))
+            col = pq.read_table(events, columns=["t_ns"]).column("t_ns")
+        if len(col) == 0 or not pa.types.is_integer(col.type):
+            return None, None
+        mm = pc.min_max(col).as_py()
+        return mm["min"], mm["max"]
+    except (KeyError, OSError, pa.ArrowException):
+        return None, None
 
 
 def replay(events, opts: ReplayOptions | None = None, capture: dict | None = None,
@@ -380,7 +468,9 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
                                                else "<table>")
     wanted, run, thp, interval, la57 = _resolve(opts, capture)
     top = 1 << (56 if la57 else 47)
-    states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path) for p in run]
+    snap_every, snap_end = snapshot_every(*_time_range(events), interval, int(opts.occupancy_snapshots))
+    states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
+                          snap_end=snap_end) for p in run]
     procs = _Procs()
     counts = _Counts()
     source = "<events table>" if isinstance(events, pa.Table) else str(events)
@@ -410,7 +500,9 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
              f"(summary.lost_events)")
     summary = _summary(out_states, none_state, procs, trace_id, lost)
     meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
-    return ReplayResult(ts, summary, meta)
+    meta["occupancy_snapshot_every_ticks"] = snap_every
+    return ReplayResult(ts, summary, meta, _effects(out_states, procs, trace_id),
+                        _occupancy(out_states, procs, trace_id))
 
 
 class _Serial:
@@ -461,6 +553,53 @@ def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
     return table
 
 
+def _effects(states, procs: _Procs, trace_id: str) -> pa.Table:
+    """EFFECTS rows of every policy: the kernels' ef rows whose counts are not all 0
+    (e.g. an mremap moving entries within one table empties and refills it)."""
+    parts = []
+    pids = np.asarray(procs.pids, np.int32)
+    kinds = pa.array(KIND_NAMES, pa.string())
+    for st in states:
+        e = st.effects()
+        e = e[(e[:, [K.EF_ALLOC, K.EF_UPPER, K.EF_EMPTIED, K.EF_FREED]] != 0).any(axis=1)]
+        n = len(e)
+        parts.append(pa.table({
+            "trace_id": pa.array([trace_id] * n, pa.string()),
+            "policy": pa.array([st.policy.spec] * n, pa.string()),
+            "pid": pids[e[:, K.EF_PROC]] if n else np.zeros(0, np.int32),
+            "event_row": e[:, K.EF_ROW], "t_ns": e[:, K.EF_T],
+            "kind": kinds.take(pa.array(e[:, K.EF_KIND])),
+            "pte_tables_allocated": e[:, K.EF_ALLOC].astype(np.int32),
+            "upper_tables_allocated": e[:, K.EF_UPPER].astype(np.int32),
+            "pte_tables_emptied": e[:, K.EF_EMPTIED].astype(np.int32),
+            "pte_tables_freed": e[:, K.EF_FREED].astype(np.int32),
+            "empty_table_ns": e[:, K.EF_EMPTY_NS],
+        }, schema=EFFECTS.schema))
+    return pa.concat_tables(parts) if parts else EFFECTS.schema.empty_table()
+
+
+def _occupancy(states, procs: _Procs, trace_id: str) -> pa.Table:
+    """OCCUPANCY rows of every policy, sorted by pid, policy, t_ns, region."""
+    parts = []
+    pids = np.asarray(procs.pids, np.int32)
+    for st in states:
+        o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, K.N_OC), np.int64)
+        n = len(o)
+        parts.append(pa.table({
+            "trace_id": pa.array([trace_id] * n, pa.string()),
+            "policy": pa.array([st.policy.spec] * n, pa.string()),
+            "pid": pids[o[:, K.OC_PROC]] if n else np.zeros(0, np.int32),
+            "t_ns": o[:, K.OC_T], "region_start": o[:, K.OC_REGION].astype(np.uint64),
+            "pte_tables": o[:, K.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, K.OC_EMPTY].astype(np.int32),
+            "live_entries": o[:, K.OC_LIVE], "full_pte_tables": o[:, K.OC_FULL].astype(np.int32),
+        }, schema=OCCUPANCY.schema))
+    table = pa.concat_tables(parts) if parts else OCCUPANCY.schema.empty_table()
+    if table.num_rows:
+        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending"),
+                               ("region_start", "ascending")])
+    return table
+
+
 def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str, lost: int) -> pa.Table:
     recs = []
     for st in states:
@@ -496,7 +635,8 @@ def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, conver
     g = states[0].g
     return {
         "trace_id": trace_id,
-        "options": {"policies": [p.spec for p in wanted], "thp": thp, "interval_ns": interval, "la57": la57},
+        "options": {"policies": [p.spec for p in wanted], "thp": thp, "interval_ns": interval, "la57": la57,
+                    "occupancy_snapshots": int(opts.occupancy_snapshots)},
         "policies_run": [p.policy.spec for p in states],
         "events_in": counts.events_in, "start_ns": counts.first_t, "end_ns": counts.last_t,
         "counts": {
@@ -520,10 +660,10 @@ def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, conver
 # ----------------------------------------------------------------------------- output
 
 def replay_to_dir(events_path: Path, out_dir: Path, opts: ReplayOptions | None = None, force: bool = False) -> Path:
-    """Replay an events Parquet file; write OUTDIR/timeseries.parquet and
-    OUTDIR/summary.parquet atomically (refusing existing outputs unless force)."""
+    """Replay an events Parquet file; write OUTDIR/{timeseries,summary,effects,occupancy}.parquet
+    atomically, each (refusing existing outputs unless force)."""
     out_dir = Path(out_dir)
-    paths = {a: out_dir / f"{a.name}.parquet" for a in (TIMESERIES, SUMMARY)}
+    paths = {a: out_dir / f"{a.name}.parquet" for a in (TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY)}
     for path in paths.values():
         if path.exists() and not force:
             raise OutputExistsError(f"{path}: already exists (use --force to replace it)")
@@ -532,7 +672,9 @@ def replay_to_dir(events_path: Path, out_dir: Path, opts: ReplayOptions | None =
         raise UsageError(f"{events_path}: no such events file")
     capture = _read_capture(events_path)
     result = replay(events_path, opts, capture=capture)
-    for artifact, table in ((TIMESERIES, result.timeseries), (SUMMARY, result.summary)):
+    result.metadata["events_path"] = str(events_path.resolve())   # for `ptreplay attribute`
+    for artifact, table in ((TIMESERIES, result.timeseries), (SUMMARY, result.summary), (EFFECTS, result.effects),
+                            (OCCUPANCY, result.occupancy)):
         write_table(table, paths[artifact], artifact, capture or None, force=True,
                     extra={REPLAY_KEY.decode(): result.metadata})
     return out_dir

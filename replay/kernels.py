@@ -14,9 +14,15 @@ The state of one policy's replay lives in a handful of arrays that
 ``sl``  int64 [slot, SL_*]     page tables (PTE, PMD and PUD) as pool slots
 ``pg``  int8 [slot * 512]      PTE entries of PTE-level slots: E_NONE / E_ZERO / E_ANON / E_FILE
 ``fs``  int64 [slot]           stack of free slots
-``g``   int64 [G_*]            global scalars (clock cursors, counts of invisible effects)
+``g``   int64 [G_* | ef rows]  global scalars (clock cursors, counts of invisible effects), then
+                               the ef rows: page-table effects per (event, process), N_EF each,
+                               sparse, never drained during a replay (an empty table's slot
+                               points at its emptier's row).  Not an array of their own: every
+                               array argument of a non-inlined call costs ~30 ns (measured),
+                               and the effects reach nearly every function
 ``dq``  int64 [n, 3]           FIFO of PTE tables waiting to be freed (policy delayed)
 ``ts``  int64 [row, TS_*]      timeseries rows produced so far
+``oc``  int64 [row, OC_*]      occupancy snapshot rows (per process and 1 GiB region)
 
 `run_events` stops *before* an event it has no room for and returns a code
 (NEED_*) and an amount; the engine grows the arrays and calls it again.
@@ -29,6 +35,9 @@ leave exactly the same state (tests/test_replay_fast_path.py).  Arguments that
 pick a specialization are passed as typed ints (LV_*, POP_*, int64 process
 indices), not literals: numba compiles one version per literal value, and the
 cold compile of everything must stay well under a minute.
+Effects (ef) hook the places that move PS_EMPTY and PS_ALLOC/PS_FREED
+(tbl_alloc, tbl_free, pte_set, pte_clear, zap_ptes, fast_fault_commit): O(1)
+per table event, never per fault.
 Every model rule cites the kernel function it imitates; see
 /work/shared/docs/KERNEL.md.
 """
@@ -45,8 +54,10 @@ KIND_CODES = {"fault": 0, "mmap": 1, "munmap": 2, "mremap": 3, "brk": 4, "mprote
 POL_NONE, POL_PT_RECLAIM, POL_REFCOUNT, POL_SCAN, POL_DELAYED, POL_ALL_LEVELS = 0, 1, 2, 3, 4, 5
 
 # prm: policy parameters.
-PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST = 0, 1, 2, 3, 4, 5, 6
-N_PRM = 7                   # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
+PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST, PR_SNAP_EVERY, PR_SNAP_END = range(9)
+N_PRM = 9                   # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
+#                             PR_SNAP_EVERY: occupancy snapshot at ticks T with (T / tick) % it == 0 (0: none)
+#                             PR_SNAP_END: 1 = occupancy snapshot at the trace end (finish)
 THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 
 # ps: per-process fields.
@@ -57,19 +68,33 @@ THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 N_PS = 31
 
 # sl: slot fields.
-SL_KEY, SL_USED, SL_HUGE, SL_SINCE, SL_PROC, SL_LEVEL, SL_SERIAL, SL_IDX = range(8)
-N_SL = 8
+SL_KEY, SL_USED, SL_HUGE, SL_SINCE, SL_PROC, SL_LEVEL, SL_SERIAL, SL_IDX, SL_EROW, SL_ESINCE = range(10)
+N_SL = 10                   # SL_EROW/SL_ESINCE: PTE table empty since SL_ESINCE, emptied by the event
+#                             whose ef row is SL_EROW (-1: not empty); SL_SINCE is the delayed policy's
 
 # g: global scalars.
 (G_HCOUNT, G_SHW, G_FSTOP, G_NOW, G_NEXT_TICK, G_NEXT_SCAN, G_DIRTY, G_QHEAD, G_QTAIL, G_NROWS,
  G_INIT, G_NLIVE, G_NPEND, G_OUTSIDE, G_POPULATE, G_SERIAL, G_LIVE_SLOTS, G_AFTER_EXIT,
- G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP, G_VMA_ID) = range(22)
-N_G = 24
+ G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP, G_VMA_ID, G_CUR_ROW, G_CUR_T, G_CUR_KIND, G_NEF, G_NOC,
+ G_OVERFLOW) = range(28)
+N_G = 28                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
+#                             G_NEF/G_NOC: ef/oc rows used; G_OVERFLOW: rows that found no room (a bug)
 
 # ts: timeseries row fields.
 (TS_PROC, TS_T, TS_VIRT, TS_RSS, TS_ANON, TS_FILE, TS_VMPTE, TS_PTE, TS_PMD, TS_PUD,
  TS_EMPTY) = range(11)
 N_TS = 11
+
+# ef rows (in g after the N_G scalars, see ef_at): per-event page-table effects, one row per
+# (event, process) with any; append-only: an emptied table's slot keeps its row index until the
+# table is refilled or freed.
+EF_ROW, EF_PROC, EF_T, EF_KIND, EF_ALLOC, EF_UPPER, EF_EMPTIED, EF_FREED, EF_EMPTY_NS = range(9)
+N_EF = 9
+EF_PER_EVENT = 4            # ef rows one event may add (its process, a fork child): capacity_needed's margin
+
+# oc: occupancy snapshot rows, one per (process, 1 GiB region with a live PTE table) per snapshot.
+OC_PROC, OC_T, OC_REGION, OC_PTE, OC_EMPTY, OC_LIVE, OC_FULL = range(7)
+N_OC = 7
 
 # VMA flags.
 VF_ANON, VF_SHARED, VF_WRITE, VF_HUGE, VF_NOHUGE = 1, 2, 4, 8, 16
@@ -90,7 +115,7 @@ POP_VMA, POP_READ, POP_WRITE = np.int64(0), np.int64(1), np.int64(2)
 E_NONE, E_ZERO, E_ANON, E_FILE = 0, 1, 2, 3
 
 # run_events stop codes.
-NEED_NONE, NEED_SLOTS, NEED_HASH, NEED_VMAS, NEED_ROWS, NEED_QUEUE = 0, 1, 2, 3, 4, 5
+NEED_NONE, NEED_SLOTS, NEED_HASH, NEED_VMAS, NEED_ROWS, NEED_QUEUE, NEED_EFFECTS, NEED_OCC = range(8)
 
 PAGE = 4096
 PMD_SIZE = 1 << 21          # one PTE table maps 2 MiB
@@ -423,6 +448,74 @@ def refcount_like(prm):
     return pol == POL_REFCOUNT or pol == POL_DELAYED or pol == POL_ALL_LEVELS
 
 
+# ----------------------------------------------------------------------------- effects
+
+@njit(cache=True)
+def ef_at(r, col):
+    """Index in g of field col of ef row r (the ef rows follow the scalars)."""
+    return N_G + r * N_EF + col
+
+
+@njit(cache=True)
+def ef_capacity(g):
+    return (g.shape[0] - N_G) // N_EF
+
+
+@njit(cache=True)
+def ef_row(g, p):
+    """ef row of the event being applied (g[G_CUR_*]) for process p, appended on
+    first use.  The current event's rows are the last ones (a fork may add one
+    for the child).  -1 (and G_OVERFLOW counted) without an event or if ef is
+    full: capacity_needed keeps EF_PER_EVENT rows free, so that is a bug the
+    engine reports."""
+    row = g[G_CUR_ROW]
+    if row < 0:  # no event being applied (timers only free tables already empty)
+        g[G_OVERFLOW] += 1
+        return -1
+    r = g[G_NEF] - 1
+    while r >= 0 and g[ef_at(r, EF_ROW)] == row:
+        if g[ef_at(r, EF_PROC)] == p:
+            return r
+        r -= 1
+    r = g[G_NEF]
+    if r >= ef_capacity(g):
+        g[G_OVERFLOW] += 1
+        return -1
+    for c in range(N_EF):  # not a slice: a view costs a reference count
+        g[ef_at(r, c)] = 0
+    g[ef_at(r, EF_ROW)] = row
+    g[ef_at(r, EF_PROC)] = p
+    g[ef_at(r, EF_T)] = g[G_CUR_T]
+    g[ef_at(r, EF_KIND)] = g[G_CUR_KIND]
+    g[G_NEF] = r + 1
+    return r
+
+
+@njit(cache=True)
+def empty_begin(g, sl, s, t):
+    """PTE table s became empty (allocated, or its last entry cleared) in the current event."""
+    r = ef_row(g, sl[s, SL_PROC])
+    sl[s, SL_EROW] = r
+    sl[s, SL_ESINCE] = t
+    if r >= 0:
+        g[ef_at(r, EF_EMPTIED)] += 1
+
+
+@njit(cache=True)
+def empty_end(g, sl, s, t, cur_row):
+    """PTE table s stops being empty at t (refilled or freed): the emptying event's
+    row gets the time it stayed empty; emptied and refilled/freed inside one event
+    (cur_row, -1 for timers) it was never left empty, so it is not counted."""
+    r = sl[s, SL_EROW]
+    if r >= 0:
+        g[ef_at(r, EF_EMPTY_NS)] += t - sl[s, SL_ESINCE]
+        if g[ef_at(r, EF_ROW)] == cur_row:
+            g[ef_at(r, EF_EMPTIED)] -= 1
+        sl[s, SL_EROW] = -1
+
+
+# ----------------------------------------------------------------------------- tables
+
 @njit(cache=True)
 def tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, level, idx, t):
     """Allocate one table (__pte_alloc / __pmd_alloc / __pud_alloc): VmPTE += 4 KiB."""
@@ -444,11 +537,15 @@ def tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, level, idx, t):
     sl[s, SL_SERIAL] = g[G_SERIAL]
     sl[s, SL_IDX] = idx
     ht_put(hk, hv, g, key, s)
+    r = ef_row(g, p)
     if level == 0:
         pg[s * 512:(s + 1) * 512] = 0
         ps[p, PS_PTE] += 1
         ps[p, PS_EMPTY] += 1
         ps[p, PS_ALLOC] += 1
+        if r >= 0:
+            g[ef_at(r, EF_ALLOC)] += 1
+        empty_begin(g, sl, s, t)
         freed_at = ht_get(hk, hv, mkey(p, ps[p, PS_GEN], idx))
         if freed_at >= 0 and t - freed_at < REFAULT_NS:
             ps[p, PS_REFAULTS] += 1
@@ -459,6 +556,8 @@ def tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, level, idx, t):
     else:
         ps[p, PS_PUD] += 1
         parent = -1
+    if level != 0 and r >= 0:
+        g[ef_at(r, EF_UPPER)] += 1
     if parent >= 0:
         sl[parent, SL_USED] += 1
     return s
@@ -469,13 +568,21 @@ def tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, mark):
     """Free one table (pte_free_tlb / pmd_free_tlb / pud_free_tlb): VmPTE -= 4 KiB.
 
     Entries still present (only at teardown) are dropped from RSS first.
-    `mark` records the free time for refault detection.
+    `mark` records the free time for refault detection.  The free counts for the
+    event being applied, or inside a timer (scan, delayed) for the event that
+    left the table empty.
     """
     p = sl[s, SL_PROC]
     level = sl[s, SL_LEVEL]
     idx = sl[s, SL_IDX]
     if level == 0:
-        zap_ptes(ps, sl, pg, prm, s, 0, 512)  # leaves the table empty (counted in PS_EMPTY)
+        cur = g[G_CUR_ROW]
+        if zap_ptes(ps, sl, pg, prm, s, 0, 512) > 0:  # leaves the table empty (counted in PS_EMPTY)
+            empty_begin(g, sl, s, t)
+        r = ef_row(g, p) if cur >= 0 else sl[s, SL_EROW]
+        if r >= 0:
+            g[ef_at(r, EF_FREED)] += 1
+        empty_end(g, sl, s, t, cur)
         ps[p, PS_EMPTY] -= 1
         ps[p, PS_PTE] -= 1
         ps[p, PS_FREED] += 1
@@ -574,7 +681,7 @@ def drop_entry_rss(ps, p, e):
 
 
 @njit(cache=True, inline="always")
-def pte_set(ps, sl, pg, prm, s, i, e):
+def pte_set(ps, sl, pg, g, prm, s, i, e):
     """Install or replace entry i of table s (set_pte_at); RSS follows the page kind."""
     p = sl[s, SL_PROC]
     old = pg[s * 512 + i]
@@ -584,6 +691,7 @@ def pte_set(ps, sl, pg, prm, s, i, e):
         if sl[s, SL_USED] == 0:
             ps[p, PS_EMPTY] -= 1
             sl[s, SL_SINCE] = -1  # delayed: a refault reuses the table
+            empty_end(g, sl, s, g[G_CUR_T], g[G_CUR_ROW])
         sl[s, SL_USED] += 1
         if refcount_like(prm):
             ps[p, PS_ATOMICS] += 2
@@ -594,7 +702,7 @@ def pte_set(ps, sl, pg, prm, s, i, e):
 
 
 @njit(cache=True)
-def pte_clear(ps, sl, pg, prm, s, i):
+def pte_clear(ps, sl, pg, g, prm, s, i):
     """Clear entry i of table s (ptep_get_and_clear in zap_pte_range); returns the old kind."""
     p = sl[s, SL_PROC]
     old = pg[s * 512 + i]
@@ -605,6 +713,7 @@ def pte_clear(ps, sl, pg, prm, s, i):
     sl[s, SL_USED] -= 1
     if sl[s, SL_USED] == 0:
         ps[p, PS_EMPTY] += 1
+        empty_begin(g, sl, s, g[G_CUR_T])
     if refcount_like(prm):
         ps[p, PS_ATOMICS] += 2
     return old
@@ -613,7 +722,9 @@ def pte_clear(ps, sl, pg, prm, s, i):
 @njit(cache=True)
 def zap_ptes(ps, sl, pg, prm, s, a, b):
     """Clear entries a..b-1 of PTE table s (the zap_pte_range loop): the same
-    effect as pte_clear on each, with the counters moved once at the end."""
+    effect as pte_clear on each, with the counters moved once at the end.
+    Returns the number of entries cleared (the caller marks a table it
+    emptied: empty_begin)."""
     ent = pg[s * 512 + a:s * 512 + b]
     cleared = 0
     anon = 0
@@ -624,7 +735,7 @@ def zap_ptes(ps, sl, pg, prm, s, a, b):
         anon += e == E_ANON
         file += e == E_FILE
     if cleared == 0:
-        return
+        return 0
     ent[:] = E_NONE
     p = sl[s, SL_PROC]
     ps[p, PS_ANON] -= anon
@@ -634,6 +745,7 @@ def zap_ptes(ps, sl, pg, prm, s, a, b):
         ps[p, PS_EMPTY] += 1
     if refcount_like(prm):
         ps[p, PS_ATOMICS] += 2 * cleared
+    return cleared
 
 
 # ----------------------------------------------------------------------------- faults
@@ -654,7 +766,7 @@ def thp_allowed(prm, vstart, vend, vflags, addr):
 
 
 @njit(cache=True)
-def fault_around(ps, sl, pg, prm, s, addr, vstart, vend):
+def fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend):
     """do_fault_around: map up to 16 page-cache pages around a file read fault.
 
     Window start = max(16-aligned index, VMA start), end = start + 16, clamped
@@ -667,7 +779,7 @@ def fault_around(ps, sl, pg, prm, s, addr, vstart, vend):
     to_pte = min(from_pte + FAULT_AROUND_PAGES, 512, pte_off + vma_pages - vma_off)
     for i in range(from_pte, to_pte):
         if pg[s * 512 + i] == E_NONE:
-            pte_set(ps, sl, pg, prm, s, i, E_FILE)
+            pte_set(ps, sl, pg, g, prm, s, i, E_FILE)
 
 
 @njit(cache=True)
@@ -696,7 +808,7 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
         s = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PTE, idx, t)
         e = E_ANON if write else E_ZERO
         for i in range(512):
-            pte_set(ps, sl, pg, prm, s, i, e)
+            pte_set(ps, sl, pg, g, prm, s, i, e)
         sl[s, SL_HUGE] = 1
         vm[p, vi, 2] = vflags | VF_ANON_VMA
         return
@@ -712,14 +824,14 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
         elif write:
             e = E_ANON
         else:
-            fault_around(ps, sl, pg, prm, s, addr, vstart, vend)
+            fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend)
             return
     elif write and (old == E_ZERO or (old == E_FILE and not shared)):
         sl[s, SL_HUGE] = 0  # a write on the huge zero page splits it (?)
         e = E_ANON
     else:
         return
-    pte_set(ps, sl, pg, prm, s, i, e)
+    pte_set(ps, sl, pg, g, prm, s, i, e)
     if e == E_ANON:
         vm[p, vi, 2] = vflags | VF_ANON_VMA
 
@@ -810,11 +922,13 @@ def zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, reclaim_pt, refcoun
         i1 = (b - rs + PAGE - 1) >> 12
         if sl[s, SL_HUGE] == 1:
             if full:
-                zap_ptes(ps, sl, pg, prm, s, i0, i1)  # all 512
+                if zap_ptes(ps, sl, pg, prm, s, i0, i1) > 0:  # all 512
+                    empty_begin(g, sl, s, t)
                 drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
                 continue
             sl[s, SL_HUGE] = 0
-        zap_ptes(ps, sl, pg, prm, s, i0, i1)
+        if zap_ptes(ps, sl, pg, prm, s, i0, i1) > 0 and sl[s, SL_USED] == 0:
+            empty_begin(g, sl, s, t)
         if sl[s, SL_USED] == 0:
             if reclaim_pt and full:
                 drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
@@ -1074,9 +1188,9 @@ def move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, length, t)
                 i0 = (o >> 12) & 511
                 j0 = (n >> 12) & 511
                 for k in range(ext >> 12):
-                    e = pte_clear(ps, sl, pg, prm, s, i0 + k)
+                    e = pte_clear(ps, sl, pg, g, prm, s, i0 + k)
                     if e != E_NONE:
-                        pte_set(ps, sl, pg, prm, d, j0 + k, e)
+                        pte_set(ps, sl, pg, g, prm, d, j0 + k, e)
                 if refcount_like(prm):
                     if sl[s, SL_USED] == 0:
                         release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t)
@@ -1204,7 +1318,7 @@ def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
             for k in range(a, b):
                 e = pg[s * 512 + k]
                 if e != E_NONE:
-                    pte_set(ps, sl, pg, prm, d, k, e)
+                    pte_set(ps, sl, pg, g, prm, d, k, e)
             sl[d, SL_HUGE] = sl[s, SL_HUGE]
 
 
@@ -1258,9 +1372,99 @@ def flush_pending(ps, ts, g):
 
 
 @njit(cache=True)
-def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, prm, t):
+def occupancy_snapshot(sl, g, oc, t):
+    """One occupancy row per (process, 1 GiB region) with a live PTE table, at t.
+
+    Walks the slot pool once (O(pool high-water), no hash lookups): regions are
+    summed over runs of consecutive slots of one region (slots are mostly
+    allocated in address order), and only if runs repeat a region are they
+    sorted and merged.  Rows come out sorted by process, then region.
+    Rows without room are dropped and counted in G_OVERFLOW (the engine
+    reserves one row per live PMD table, which bounds the regions).
+    """
+    cap = g[G_LIVE_SLOTS] + 1
+    key = np.empty(cap, np.int64)
+    acc = np.empty((cap, 4), np.int64)
+    m = -1
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] == -1 or sl[s, SL_LEVEL] != 0:
+            continue
+        k = (sl[s, SL_PROC] << 27) | (sl[s, SL_IDX] >> 9)  # la57: a region index has at most 26 bits
+        if m < 0 or key[m] != k:
+            m += 1
+            key[m] = k
+            acc[m, :] = 0
+        u = sl[s, SL_USED]
+        acc[m, 0] += 1
+        acc[m, 1] += u == 0
+        acc[m, 2] += u
+        acc[m, 3] += u == 512
+    m += 1
+    if m == 0:
+        return
+    ordered = True
+    for i in range(1, m):
+        if key[i] <= key[i - 1]:
+            ordered = False
+            break
+    if not ordered:
+        order = np.argsort(key[:m], kind="mergesort")
+        key = key[:m][order]
+        acc = acc[:m][order]
+        w = 0
+        for i in range(1, m):
+            if key[i] == key[w]:
+                acc[w, :] += acc[i, :]
+            else:
+                w += 1
+                key[w] = key[i]
+                acc[w, :] = acc[i, :]
+        m = w + 1
+    for i in range(m):
+        r = g[G_NOC]
+        if r >= oc.shape[0]:
+            g[G_OVERFLOW] += 1
+            continue
+        oc[r, OC_PROC] = key[i] >> 27
+        oc[r, OC_T] = t
+        oc[r, OC_REGION] = (key[i] & ((1 << 27) - 1)) << 30
+        oc[r, OC_PTE] = acc[i, 0]
+        oc[r, OC_EMPTY] = acc[i, 1]
+        oc[r, OC_LIVE] = acc[i, 2]
+        oc[r, OC_FULL] = acc[i, 3]
+        g[G_NOC] = r + 1
+
+
+@njit(cache=True)
+def snapshots_due(g, prm, t):
+    """Occupancy snapshots `advance(t)` will take (snapshot ticks T < t not yet passed)."""
+    every = prm[PR_SNAP_EVERY]
+    if every == 0 or g[G_INIT] == 0 or t <= g[G_NOW] or g[G_NEXT_TICK] >= t:
+        return 0
+    step = every * prm[PR_TICK]
+    first = (g[G_NEXT_TICK] + step - 1) // step * step
+    if first >= t:
+        return 0
+    return (t - 1 - first) // step + 1
+
+
+@njit(cache=True)
+def regions_bound(ps):
+    """Upper bound of the occupancy rows of one snapshot: live PMD tables (every
+    live PTE table has its PMD table, and a region is one PMD table's span)."""
+    n = 1
+    for p in range(ps.shape[0]):
+        n += ps[p, PS_PMD]
+    return n
+
+
+@njit(cache=True)
+def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, oc, prm, t):
     """Move the clock to t (> now): timers at X <= t fire before events at X;
-    timeseries ticks at T < t are emitted after every event at T."""
+    timeseries ticks at T < t are emitted after every event at T (with an
+    occupancy snapshot at every PR_SNAP_EVERY-th tick).  Timer frees are no
+    event's: G_CUR_ROW is -1 until the next event is applied."""
+    g[G_CUR_ROW] = -1
     flush_pending(ps, ts, g)
     pol = prm[PR_POLICY]
     big = np.int64(1) << 62
@@ -1281,6 +1485,8 @@ def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, prm, t):
             for p in range(ps.shape[0]):
                 if ps[p, PS_ALIVE] == 1 and ps[p, PS_START] < xk:
                     emit_row(ps, ts, g, p, xk)
+            if prm[PR_SNAP_EVERY] > 0 and (xk // prm[PR_TICK]) % prm[PR_SNAP_EVERY] == 0:
+                occupancy_snapshot(sl, g, oc, xk)
             g[G_NEXT_TICK] += prm[PR_TICK]
         else:
             break
@@ -1307,11 +1513,20 @@ def range_tables(lo, hi):
 
 
 @njit(cache=True)
-def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, k, p, c, addr, ln, flags, advice, new_addr, new_len, t):
-    """(code, amount) of the first array too small for the next event, or (0, 0)."""
+def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, oc_cap, k, p, c, addr, ln, flags, advice, new_addr,
+                    new_len, t):
+    """(code, amount) of the first array too small for the next event, or (0, 0).
+    oc_cap: rows of oc (an int: each array argument of a call costs ~30 ns)."""
     need_rows = rows_needed(ps, g, prm, t) + 2
     if g[G_NROWS] + need_rows > ts.shape[0]:
         return NEED_ROWS, need_rows
+    if g[G_NEF] + EF_PER_EVENT > ef_capacity(g):
+        return NEED_EFFECTS, g[G_NEF] + EF_PER_EVENT
+    snaps = snapshots_due(g, prm, t)
+    if snaps > 0:
+        need_oc = snaps * regions_bound(ps)
+        if g[G_NOC] + need_oc > oc_cap:
+            return NEED_OCC, need_oc
     slots = 3
     if k == K_FORK:
         slots = ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD] + 3
@@ -1430,7 +1645,7 @@ def quiet_until(g, dq, prm):
 
 
 @njit(cache=True, inline="always")
-def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm):
+def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm):
     """The hot path: consecutive faults in private anonymous VMAs (no THP),
     with no clock work due.  Returns the index of the first event it did not
     handle (i when the generic path must take it).
@@ -1445,7 +1660,8 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, 
     room for three tables (else the generic path grows them first).  Later
     faults of the segment allocate nothing and VmPTE does not move, so the
     VmPTE time integral needs no further touch; RSS only grows, so the peaks
-    are taken at the end of a segment.
+    are taken at the end of a segment.  Page-table effects (ef) happen only at
+    a segment's first fault: the allocation, or the refill of an empty table.
     """
     if g[G_INIT] == 0:
         return i
@@ -1474,6 +1690,9 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, 
             if thp_allowed(prm, vm[p, vi, 0], vm[p, vi, 1], vflags, addr) or not room_for_walk(sl, g, hk):
                 break
             touch(ps, pf, p, t_a[j])
+            g[G_CUR_ROW] = row_a[j]
+            g[G_CUR_T] = t_a[j]
+            g[G_CUR_KIND] = K_FAULT
             s = pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t_a[j])
         tlo = (addr >> 21) << 21
         lo = max(vm[p, vi, 0], tlo)
@@ -1501,23 +1720,27 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, 
                 added += 1
                 pg[x] = E_ZERO
             j += 1
-        fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, j - j0, t_a[j - 1])
+        fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, j - j0, t_a[j0], row_a[j0],
+                          t_a[j - 1])
     return j
 
 
 @njit(cache=True, inline="always")
 def room_for_walk(sl, g, hk):
-    """capacity_needed's slot and hash tests for a fault (3 tables at most)."""
-    return g[G_FSTOP] + sl.shape[0] - g[G_SHW] >= 3 and 2 * (g[G_HCOUNT] + g[G_LIVE_SLOTS] + 6) <= hk.shape[0]
+    """capacity_needed's slot, hash and effects tests for a fault (3 tables at most)."""
+    return g[G_FSTOP] + sl.shape[0] - g[G_SHW] >= 3 and 2 * (g[G_HCOUNT] + g[G_LIVE_SLOTS] + 6) <= hk.shape[0] \
+        and g[G_NEF] + EF_PER_EVENT <= ef_capacity(g)
 
 
 @njit(cache=True, inline="always")
-def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, nev, t_last):
-    """The counters of one fast segment, as pte_set / apply_event would have left them."""
+def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, nev, t_first, row_first, t_last):
+    """The counters of one fast segment, as pte_set / apply_event would have left them.
+    An empty table is refilled by the segment's first fault (t_first, row_first)."""
     if added > 0:
         if sl[s, SL_USED] == 0:
             ps[p, PS_EMPTY] -= 1
             sl[s, SL_SINCE] = -1  # delayed: a refault reuses the table
+            empty_end(g, sl, s, t_first, row_first)
         sl[s, SL_USED] += added
         if refc:
             ps[p, PS_ATOMICS] += 2 * added
@@ -1533,8 +1756,9 @@ def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, ne
 
 @njit(cache=True, nogil=True)
 def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, adv_a, ec_a,
-               naddr_a, nlen_a, ret_a, child_a, prm, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, ts):
+               naddr_a, nlen_a, ret_a, child_a, row_a, prm, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, ts, oc):
     """Replay events i..n-1.  Returns (next index, NEED_* code, amount).
+    row_a: each event's row in the events input (ef's EF_ROW).
 
     Runs of faults go through fast_fault_run (prm[PR_FAST] = 1), everything
     else, one event at a time, through capacity_needed, advance and
@@ -1542,7 +1766,8 @@ def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, 
     fast = prm[PR_FAST] != 0
     while i < n:
         if fast and kind_a[i] == K_FAULT:
-            j = fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm)
+            j = fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, hk, hv, sl, pg, fs, g,
+                               dq, prm)
             if j > i:
                 i = j
                 continue
@@ -1550,14 +1775,20 @@ def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, 
         k = kind_a[i]
         p = np.int64(proc_a[i])  # int64 like sl[s, SL_PROC]: one specialization of the callees
         c = np.int64(child_a[i])
-        code, amount = capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, k, p, c, addr_a[i], len_a[i],
-                                       flags_a[i], adv_a[i], naddr_a[i], nlen_a[i], t)
+        code, amount = capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, oc.shape[0], k, p, c,
+                                       addr_a[i], len_a[i], flags_a[i], adv_a[i], naddr_a[i], nlen_a[i], t)
         if code != NEED_NONE:
             return i, code, amount
         if g[G_INIT] == 0:
             init_clock(g, prm, t)
         elif t > g[G_NOW]:
-            advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, prm, t)
+            if t <= quiet_until(g, dq, prm):  # nothing due: advance would only set G_NOW
+                g[G_NOW] = t
+            else:
+                advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, oc, prm, t)
+        g[G_CUR_ROW] = row_a[i]
+        g[G_CUR_T] = t
+        g[G_CUR_KIND] = k
         apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr_a[i], len_a[i], prot_a[i],
                     flags_a[i], fd_a[i], adv_a[i], ec_a[i], naddr_a[i], nlen_a[i], ret_a[i])
         i += 1
@@ -1565,9 +1796,10 @@ def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, 
 
 
 @njit(cache=True)
-def finish(ps, pf, sl, g, ts, t_end):
+def finish(ps, pf, sl, g, ts, oc, prm, t_end):
     """Trace end: pending start/end rows, then final state and an end row for
-    every process still alive."""
+    every process still alive; tables still empty end their empty time at
+    t_end; the last occupancy snapshot (PR_SNAP_END)."""
     flush_pending(ps, ts, g)
     for p in range(ps.shape[0]):
         if ps[p, PS_ALIVE] == 1:
@@ -1575,3 +1807,8 @@ def finish(ps, pf, sl, g, ts, t_end):
             snapshot_final(ps, sl, g, p)
             ps[p, PS_END] = t_end
             emit_row(ps, ts, g, p, t_end)
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_LEVEL] == 0:
+            empty_end(g, sl, s, t_end, -1)
+    if prm[PR_SNAP_END] != 0:
+        occupancy_snapshot(sl, g, oc, t_end)

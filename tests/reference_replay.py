@@ -3,6 +3,14 @@
 Dicts and sets, one event at a time, the same rules as the compiled kernels
 (see replay/kernels.py for the kernel function each rule imitates).  Used
 only by the tests on small streams.
+
+Effects: every PTE table remembers (as `emptier`) the effects row of the event
+that left it empty, and when (`empty_since`); allocation, freeing and the
+first/last entry of a table update the rows as they happen.  Occupancy: the
+snapshot ticks are found by enumerating ticks (not by the engine's formula),
+and a snapshot groups the live tables by 1 GiB region.  It also integrates
+each process's empty-table count over time, an attribution-free total that
+the effects' empty_table_ns must add up to.
 """
 from __future__ import annotations
 
@@ -23,10 +31,13 @@ class Table:
     huge: bool = False
     since: int = -1
     serial: int = 0
+    emptier: tuple | None = None  # effects key (event_row, pid) of the event that left it empty
+    empty_since: int = 0
 
 
 @dataclass
 class Proc:
+    pid: int = 0
     started: bool = False
     alive: bool = False
     start: int = 0
@@ -40,6 +51,7 @@ class Proc:
     pud: set = field(default_factory=set)      # 512 GiB indexes
     markers: dict = field(default_factory=dict)  # (gen, 2 MiB index) -> free time
     integral: float = 0.0
+    empty_integral: int = 0  # ns x empty PTE tables
     stats: dict = field(default_factory=lambda: dict(peak_virt=0, peak_rss=0, peak_vmpte=0, alloc=0, freed=0,
                                                      refaults=0, scan=0, atomics=0, events=0))
     final: dict = field(default_factory=dict)
@@ -75,9 +87,13 @@ class Reference:
     """Replay event dicts (EVENTS columns) under one policy name."""
 
     def __init__(self, policy="none", thp="madvise", interval_ns=10_000_000, scan_ns=1_000_000_000,
-                 hold_ns=100_000_000, top=1 << 47):
+                 hold_ns=100_000_000, top=1 << 47, snap_ticks=(), snap_end=False):
         self.policy, self.thp, self.interval, self.scan_ns, self.hold, self.top = \
             policy, thp, interval_ns, scan_ns, hold_ns, top
+        self.snap_ticks, self.snap_end = set(snap_ticks), snap_end
+        self.effects: dict = {}   # (event_row, pid) -> counts, in order of first effect
+        self.occupancy: list[dict] = []
+        self.cur = None           # (event_row, t_ns, kind) of the event being applied; None in timers
         self.procs: dict[int, Proc] = {}
         self.rows: list[dict] = []
         self.now = None
@@ -91,6 +107,40 @@ class Reference:
     def refcount_like(self):
         return self.policy in ("refcount", "delayed", "all_levels")
 
+    # ---------------------------------------------------------------- effects
+    def effect(self, pid, key=None):
+        """Counts of the current event for pid (or of the row `key`)."""
+        if key is None:
+            row, t, kind = self.cur
+            key = (row, pid)
+            self.effects.setdefault(key, dict(pid=pid, event_row=row, t_ns=t, kind=kind, pte_tables_allocated=0,
+                                              upper_tables_allocated=0, pte_tables_emptied=0, pte_tables_freed=0,
+                                              empty_table_ns=0))
+        return self.effects[key]
+
+    def becomes_empty(self, pid, tb, t):
+        self.effect(pid)["pte_tables_emptied"] += 1
+        tb.emptier, tb.empty_since = (self.cur[0], pid), t
+
+    def stops_empty(self, tb, t):
+        if tb.emptier is None:
+            return
+        eff = self.effect(None, tb.emptier)
+        eff["empty_table_ns"] += t - tb.empty_since
+        if self.cur is not None and self.cur[0] == tb.emptier[0]:
+            eff["pte_tables_emptied"] -= 1  # emptied and refilled/freed by one event: not left behind
+        tb.emptier = None
+
+    def table_freed(self, pid, tb, t):
+        key = tb.emptier if self.cur is None else None  # timers: the event that left it empty
+        self.effect(pid, key)["pte_tables_freed"] += 1
+        self.stops_empty(tb, t)
+
+    def add_upper(self, pid, pr, level_set, index):
+        if index not in level_set:
+            level_set.add(index)
+            self.effect(pid)["upper_tables_allocated"] += 1
+
     def set_entry(self, pr, idx, i, kind):
         t = pr.pte[idx]
         old = t.entries.get(i, NONE)
@@ -98,6 +148,8 @@ class Reference:
             return
         if old == NONE:
             t.since = -1
+            if not t.entries:
+                self.stops_empty(t, self.cur[1])
             if self.refcount_like():
                 pr.stats["atomics"] += 2
         t.entries[i] = kind
@@ -107,17 +159,19 @@ class Reference:
         old = t.entries.pop(i, NONE)
         if old != NONE and self.refcount_like():
             pr.stats["atomics"] += 2
+        if old != NONE and not t.entries:
+            self.becomes_empty(pr.pid, t, self.cur[1])
         return old
 
     def alloc_pte(self, pr, idx, t):
-        if (idx >> 18) not in pr.pud:
-            pr.pud.add(idx >> 18)
-        if (idx >> 9) not in pr.pmd:
-            pr.pmd.add(idx >> 9)
+        self.add_upper(pr.pid, pr, pr.pud, idx >> 18)
+        self.add_upper(pr.pid, pr, pr.pmd, idx >> 9)
         if idx not in pr.pte:
             self.serial += 1
             pr.pte[idx] = Table(serial=self.serial)
             pr.stats["alloc"] += 1
+            self.effect(pr.pid)["pte_tables_allocated"] += 1
+            self.becomes_empty(pr.pid, pr.pte[idx], t)
             ft = pr.markers.get((pr.gen, idx))
             if ft is not None and t - ft < 1_000_000_000:
                 pr.stats["refaults"] += 1
@@ -128,6 +182,7 @@ class Reference:
         if tb.entries and self.refcount_like():
             pr.stats["atomics"] += 2 * len(tb.entries)
         pr.stats["freed"] += 1
+        self.table_freed(pr.pid, tb, t)
         if mark:
             pr.markers[(pr.gen, idx)] = t
         if self.policy == "all_levels":
@@ -296,6 +351,7 @@ class Reference:
             if tb.entries and self.refcount_like():
                 pr.stats["atomics"] += 2 * len(tb.entries)
             pr.stats["freed"] += 1
+            self.table_freed(pr.pid, tb, t)
             pr.markers[(pr.gen, idx)] = t
         pr.pmd.discard(g)
 
@@ -328,6 +384,7 @@ class Reference:
         for tb in pr.pte.values():
             if tb.entries and self.refcount_like():
                 pr.stats["atomics"] += 2 * len(tb.entries)
+            self.table_freed(pr.pid, tb, self.cur[1])
         pr.stats["freed"] += len(pr.pte)
         pr.pte.clear()
         pr.pmd.clear()
@@ -421,8 +478,8 @@ class Reference:
             ext = min(((o >> 21) + 1) * PMD - o, end - o, ((n >> 21) + 1) * PMD - n)
             si, di = o >> 21, n >> 21
             if si in pr.pte:
-                pr.pud.add(n >> 39)
-                pr.pmd.add(n >> 30)
+                self.add_upper(pid, pr, pr.pud, n >> 39)
+                self.add_upper(pid, pr, pr.pmd, n >> 30)
                 if ext == PMD and di not in pr.pte:
                     pr.pte[di] = pr.pte.pop(si)
                     if self.policy == "all_levels":
@@ -506,8 +563,10 @@ class Reference:
         for vs, ve, f in list(pr.vmas):
             if f & (DONTFORK | WIPEONFORK) or not f & ANON_VMA:
                 continue
-            child.pud |= {i for i in pr.pud if (vs >> 39) <= i <= ((ve - 1) >> 39)}
-            child.pmd |= {i for i in pr.pmd if (vs >> 30) <= i <= ((ve - 1) >> 30)}
+            for i in sorted(i for i in pr.pud if (vs >> 39) <= i <= ((ve - 1) >> 39)):
+                self.add_upper(child.pid, child, child.pud, i)
+            for i in sorted(i for i in pr.pmd if (vs >> 30) <= i <= ((ve - 1) >> 30)):
+                self.add_upper(child.pid, child, child.pmd, i)
             for idx in sorted(i for i in pr.pte if (vs >> 21) <= i <= ((ve - 1) >> 21)):
                 src = pr.pte[idx]
                 dst = self.alloc_pte(child, idx, t)
@@ -521,6 +580,7 @@ class Reference:
     def touch(self, pr, t):
         if t > pr.last:
             pr.integral += float(pr.vmpte()) * float(t - pr.last)
+            pr.empty_integral += pr.empty() * (t - pr.last)
             pr.last = t
 
     def emit(self, pid, pr, t):
@@ -535,7 +595,19 @@ class Reference:
                 self.emit(pid, pr, pr.end)
                 pr.pend_end = False
 
+    def occupancy_snapshot(self, t):
+        """Occupancy rows at t: per process and 1 GiB region with a live PTE table."""
+        for pid, pr in sorted(self.procs.items()):
+            regions: dict = {}
+            for idx, tb in pr.pte.items():
+                regions.setdefault(idx >> 9, []).append(len(tb.entries))
+            for g, used in sorted(regions.items()):
+                self.occupancy.append(dict(pid=pid, t_ns=t, region_start=g << 30, pte_tables=len(used),
+                                           empty_pte_tables=used.count(0), live_entries=sum(used),
+                                           full_pte_tables=used.count(512)))
+
     def advance(self, t):
+        self.cur = None
         self.flush_pending()
         big = 1 << 62
         while True:
@@ -567,13 +639,15 @@ class Reference:
                 for pid, pr in self.procs.items():
                     if pr.alive and pr.start < self.next_tick:
                         self.emit(pid, pr, self.next_tick)
+                if self.next_tick in self.snap_ticks:
+                    self.occupancy_snapshot(self.next_tick)
                 self.next_tick += self.interval
             else:
                 break
         self.now = t
 
     def start(self, pid, t):
-        pr = self.procs.setdefault(pid, Proc())
+        pr = self.procs.setdefault(pid, Proc(pid=pid))
         pr.started = pr.alive = pr.pend_start = True
         pr.start = pr.end = pr.last = t
         return pr
@@ -584,7 +658,7 @@ class Reference:
         s["peak_rss"] = max(s["peak_rss"], (pr.rss_pages(ANON) + pr.rss_pages(FILE)) * PAGE)
         s["peak_vmpte"] = max(s["peak_vmpte"], pr.vmpte())
 
-    def snapshot(self, pr):
+    def snapshot_final(self, pr):
         pr.final = dict(virt=pr.virt(), rss=(pr.rss_pages(ANON) + pr.rss_pages(FILE)) * PAGE, vmpte=pr.vmpte(),
                         ideal=pr.ideal(), empty=pr.empty())
 
@@ -592,8 +666,8 @@ class Reference:
     counts_outside = 0
     counts_populate = 0
 
-    def apply(self, e):
-        """One event dict (EVENTS columns, not failed, not a skipped unfinished row)."""
+    def apply(self, e, row=0):
+        """One event dict (EVENTS columns, not failed, not a skipped unfinished row); row: its input row."""
         t, pid, kind = e["t_ns"], e["pid"], e["kind"]
         if self.now is None:
             self.now = t
@@ -601,6 +675,7 @@ class Reference:
             self.next_scan = (t // self.scan_ns + 1) * self.scan_ns
         elif t > self.now:
             self.advance(t)
+        self.cur = (row, t, kind)
         pr = self.procs.get(pid)
         if pr is None or not pr.started:
             pr = self.start(pid, t)
@@ -637,7 +712,7 @@ class Reference:
             pr.gen += 1
             pr.brk = -1
         elif kind == "exit":
-            self.snapshot(pr)
+            self.snapshot_final(pr)
             self.peaks(pr)
             self.teardown(pr)
             pr.alive = False
@@ -647,13 +722,26 @@ class Reference:
         self.peaks(pr)
 
     def finish(self, t_end):
+        self.t_end = t_end
         self.flush_pending()
         for pid, pr in self.procs.items():
             if pr.alive:
                 self.touch(pr, t_end)
-                self.snapshot(pr)
+                self.snapshot_final(pr)
                 pr.end = t_end
                 self.emit(pid, pr, t_end)
+        self.cur = None
+        for pr in self.procs.values():
+            for tb in pr.pte.values():
+                self.stops_empty(tb, t_end)
+        if self.snap_end:
+            self.occupancy_snapshot(t_end)
+
+    def effect_rows(self):
+        """Effects rows with any count, sorted by (event_row, pid)."""
+        keep = [r for r in self.effects.values() if r["pte_tables_allocated"] or r["upper_tables_allocated"]
+                or r["pte_tables_emptied"] or r["pte_tables_freed"]]
+        return sorted(keep, key=lambda r: (r["event_row"], r["pid"]))
 
     def summary(self):
         out = {}
@@ -671,17 +759,40 @@ class Reference:
         return out
 
 
-def run_reference(table, policy="none", **kw):
-    """Replay an EVENTS Arrow table; returns (timeseries rows sorted, summary by pid)."""
-    ref = Reference(policy, **kw)
+def snapshot_ticks(rows, interval_ns, snapshots):
+    """(tick times, end?) of the occupancy snapshots, by brute force: every k-th
+    timeseries tick (T / interval a multiple of k) for the smallest k leaving at
+    most snapshots - 1 of the ticks before the last event, plus the trace end."""
+    times = [e["t_ns"] for e in rows]
+    if not times or snapshots <= 0:
+        return [], False
+    if snapshots == 1:
+        return [], True
+    ticks = range((min(times) // interval_ns + 1) * interval_ns, max(times), interval_ns)
+    k = 1
+    while sum(1 for t in ticks if (t // interval_ns) % k == 0) > snapshots - 1:
+        k += 1
+    return [t for t in ticks if (t // interval_ns) % k == 0], True
+
+
+def replay_reference(table, policy="none", occupancy_snapshots=0, **kw) -> Reference:
+    """Replay an EVENTS Arrow table; the finished Reference (rows, summary(), effect_rows(), occupancy)."""
     rows = table.to_pylist()
+    ticks, end = snapshot_ticks(rows, kw.get("interval_ns", 10_000_000), occupancy_snapshots)
+    ref = Reference(policy, snap_ticks=ticks, snap_end=end, **kw)
     last = None
-    for e in rows:
+    for i, e in enumerate(rows):
         if e["failed"] or (e["unfinished"] and e["kind"] in ("mmap", "mremap", "brk")):
             last = e["t_ns"]
             continue
-        ref.apply(e)
+        ref.apply(e, i)
         last = e["t_ns"]
     ref.finish(last if last is not None else 0)
+    return ref
+
+
+def run_reference(table, policy="none", **kw):
+    """Replay an EVENTS Arrow table; returns (timeseries rows sorted, summary by pid)."""
+    ref = replay_reference(table, policy, **kw)
     ts = sorted(ref.rows, key=lambda r: (r["pid"], r["t_ns"]))
     return ts, ref.summary()
