@@ -79,27 +79,41 @@ def rollup(path: Path, by: str) -> pa.Table:
 
 
 def html_report(human: pa.Table, path: Path) -> str:
-    """A standalone HTML page: the table (every string from a capture escaped) and the plot
-    embedded as a PNG data URI when the output has a timeseries."""
-    import base64
+    """A standalone HTML page: the table (every string from a capture escaped) and the plots
+    of the process with the largest potential savings when the output has a timeseries:
+    interactive plotly figures (plotly.js inline, so the page works offline) when plotly is
+    importable, else the PNG as a data URI."""
     import html
-    import tempfile
     head = "".join(f"<th>{html.escape(c)}</th>" for c in human.column_names)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
                    for r in human.to_pylist())
-    img = ""
-    try:
-        from pipeline.plot import plot
-        with tempfile.TemporaryDirectory() as d:
-            png = plot(path, Path(d) / "plot.png", force=True)
-            data = base64.b64encode(png.read_bytes()).decode()
-        img = f'<img alt="VIRT, RES and VmPTE per policy" src="data:image/png;base64,{data}">'
-    except PipelineError:
-        img = "<p>(no timeseries to plot)</p>"
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ptreplay report</title>"
             "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
             f"</head><body><h1>ptreplay report: {html.escape(str(path))}</h1>"
-            f"<table><tr>{head}</tr>{rows}</table>{img}</body></html>\n")
+            f"<table><tr>{head}</tr>{rows}</table>{_html_plots(path)}</body></html>\n")
+
+
+def _html_plots(path: Path) -> str:
+    import base64
+    import html
+    import tempfile
+    from pipeline.plot import load, write_png
+    try:
+        data = load(path)
+    except PipelineError:
+        return "<p>(no timeseries to plot)</p>"
+    try:
+        import plotly  # noqa: F401  (optional: the `notebooks` extra)
+    except ImportError:
+        pass
+    else:
+        from pipeline.plot_html import fragment
+        return fragment(data)
+    with tempfile.TemporaryDirectory() as d:
+        png = write_png(data, Path(d) / "plot.png", force=True)
+        encoded = base64.b64encode(png.read_bytes()).decode()
+    note = f"<p class='note'>note: {html.escape(data.note)}</p>" if data.note else ""
+    return f'{note}<img alt="VIRT, RES and VmPTE per policy" src="data:image/png;base64,{encoded}">'
 
 
 def format_table(t: pa.Table, fmt: str = "table") -> str:
