@@ -20,7 +20,7 @@ capture() {   # capture NAME CMD [ARGS...]
     dir=data/$name
     rm -rf "$dir" "$dir.stdout.tmp"
     echo "== $name: $*" >&2
-    "$PTREPLAY" record -o "$dir" -- "$@" > "$dir.stdout.tmp"
+    "$PTREPLAY" record ${RECORD_OPTS:-} -o "$dir" -- "$@" > "$dir.stdout.tmp"
     sed '$d' "$dir.stdout.tmp" > "$dir/stdout.txt"    # last line is record's own: the directory
     rm "$dir.stdout.tmp"
 }
@@ -32,4 +32,8 @@ capture jemalloc-churn   env LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:0,m
                          workloads/bin/alloc_churn 60 48 1
 capture threads-zap      workloads/bin/threads_zap 16 3 40000 1500
 capture mixed-vma        workloads/bin/mixed_vma /tmp
+# with call chains (attribution); the binary is kept next to it: its build id is in the capture
+RECORD_OPTS=--call-graph \
+capture purge-sites      workloads/bin/purge_sites
+if [ -d data/purge-sites ]; then cp workloads/bin/purge_sites data/purge-sites/purge_sites; fi
 du -sh data/* >&2

@@ -76,6 +76,16 @@ def _cmd_report(a) -> int:
     return 0
 
 
+def _cmd_attribute(a) -> int:
+    from pipeline.attribution import attribute_to_dir, top_sites
+    from pipeline.report import format_table
+    attribute_to_dir(Path(a.capture), Path(a.replay_dir), [Path(b) for b in a.binaries] or None,
+                     Path(a.events) if a.events else None)
+    sys.stdout.write(format_table(top_sites(Path(a.replay_dir), a.policy, a.top, human=a.format in ("table", "md")),
+                                  a.format))
+    return 0
+
+
 def _cmd_sql(a) -> int:
     from pipeline.warehouse import connect, execute
     from pipeline.report import format_table
@@ -113,8 +123,17 @@ def _cmd_batch(a) -> int:
 
 def _cmd_plot(a) -> int:
     from pipeline.plot import plot
-    print(plot(Path(a.path), Path(a.output), pid=a.pid, force=a.force))
+    print(plot(Path(a.path), Path(a.output), pid=a.pid, force=a.force, policies=a.policy, trace=a.trace,
+               heatmap_only=a.heatmap_only))
     return 0
+
+
+def _policy_list(text: str) -> list[str]:
+    """--policy none,pt_reclaim -> ['none', 'pt_reclaim'] (replayed specs, checked against the output later)."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"'{text}' names no policy")
+    return names
 
 
 def _cmd_demo(a) -> int:
@@ -186,6 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one row per process (default) or rolled up per command, host or kernel")
     rep.set_defaults(func=_cmd_report)
 
+    at = sub.add_parser("attribute", help="call sites that allocate PTE tables and leave them empty "
+                                          "(capture made with record --call-graph)")
+    at.add_argument("capture", help="the perf.data (or record directory) the replay output came from")
+    at.add_argument("replay_dir", help="its `ptreplay replay` output directory (gets attribution.parquet)")
+    at.add_argument("--binaries", action="append", default=[], metavar="DIR",
+                    help="where the capture's binaries are: DIR/<recorded path> or DIR/<file name> "
+                         "(repeatable; default /, then perf's build-id cache)")
+    at.add_argument("--events", help="the events Parquet the replay read (default: the path the replay "
+                                     "output recorded)")
+    at.add_argument("--policy", type=_policy_list, default=["none", "pt_reclaim"],
+                    help="policies to list (comma-separated; default none,pt_reclaim)")
+    at.add_argument("--top", type=int, default=10, help="sites per policy (default 10)")
+    at.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
+    at.set_defaults(func=_cmd_attribute)
+
     b = sub.add_parser("batch", help="ingest + replay many captures in parallel on dask (Hive-partitioned output)")
     b.add_argument("inputs", nargs="+", help="captures: files, record directories, directories of them, globs")
     b.add_argument("-o", "--output", required=True, help="output tree (trace_id=X/ partitions)")
@@ -201,10 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     q.set_defaults(func=_cmd_sql)
 
-    pl = sub.add_parser("plot", help="VIRT/RES/VmPTE over time per policy, kernel truth overlaid (PNG)")
-    pl.add_argument("path", help="replay output directory")
-    pl.add_argument("-o", "--output", required=True, help="PNG file to write")
-    pl.add_argument("--pid", type=int, help="process to plot (default: the largest VmPTE)")
+    pl = sub.add_parser("plot", help="VIRT/RES/VmPTE per policy (truth overlaid), PTE-table occupancy heatmap, "
+                                     "cost vs savings (PNG or interactive HTML)")
+    pl.add_argument("path", help="replay output directory, or a batch tree of them")
+    pl.add_argument("-o", "--output", required=True, help="FILE.png (matplotlib) or FILE.html (plotly, self-contained)")
+    pl.add_argument("--pid", type=int, help="process to plot (default: the largest potential savings)")
+    pl.add_argument("--trace", help="trace_id of the process (needed when --pid occurs in several traces of a tree)")
+    pl.add_argument("--policy", type=_policy_list, help="comma-separated policies to draw heatmaps for, side by side "
+                    "(default: none, plus pt_reclaim when replayed)")
+    pl.add_argument("--heatmap-only", action="store_true", help="draw only the occupancy heatmap(s)")
     pl.add_argument("--force", action="store_true", help="replace an existing file")
     pl.set_defaults(func=_cmd_plot)
 

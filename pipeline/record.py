@@ -387,13 +387,30 @@ class Sampler(threading.Thread):
 # ---------------------------------------------------------------------------
 # Recording.
 
+def callgraph_term(tracepoint: str) -> str:
+    """perf's per-event call-graph term for `record --call-graph` (attribution).
+
+    Faults are most of a capture: a frame-pointer chain (a few ips) is cheap and
+    its first ip is the faulting instruction.  Syscall exits (the event rows of
+    mmap/munmap/madvise/...) get the user registers and 8 KiB of user stack, for
+    DWARF unwinding: their first frame is a libc wrapper without a frame pointer,
+    whose caller a frame-pointer chain would skip.  Syscall enters and sched
+    events get none.
+    """
+    if tracepoint.startswith("exceptions:page_fault"):
+        return "/call-graph=fp/"
+    if tracepoint.startswith("syscalls:sys_exit_"):
+        return "/call-graph=dwarf,stack-size=8192/"
+    return "/call-graph=no/"
+
+
 def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOptions) -> list[str]:
     """perf record command line: CLOCK_MONOTONIC, zstd, large buffers, inherit (default)."""
     argv = [perf, "record", "-k", "CLOCK_MONOTONIC", "-z", "-m", str(opts.mmap_pages)]
     for t in tracepoints:
-        argv += ["-e", t]
+        argv += ["-e", t + callgraph_term(t) if opts.callgraph else t]
     if opts.callgraph:
-        argv += ["--call-graph", "fp"]
+        argv += ["--buildid-mmap"]       # MMAP2 records carry build ids: symbols are checked
     argv += ["-o", str(out_file)]
     if opts.pid is not None:
         # With -p, a command only times the recording: perf starts it once the

@@ -2,7 +2,8 @@
 
 Base views (one per artifact, over every matching file below PATH, so one
 output directory and a Hive-partitioned fleet tree ``trace_id=.../`` read
-alike): ``events``, ``truth``, ``timeseries``, ``summary``, ``metadata``.
+alike): ``events``, ``truth``, ``timeseries``, ``summary``, ``effects``,
+``occupancy``, ``attribution``, ``metadata``.
 Derived views come from ``schemas/sql/NN_topic.sql`` (one topic a file, a
 comment on every column), loaded in file-name order.
 
@@ -36,7 +37,7 @@ def connect(path: str | Path, database: str = ":memory:"):
     if not path.exists():
         raise PipelineError(f"{path}: no such file or directory")
     con = duckdb.connect(database)
-    for name in ("events", "truth", "timeseries", "summary"):
+    for name in ("events", "truth", "timeseries", "summary", "effects", "occupancy", "attribution"):
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
     con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
     for sql_file in sorted(SQL_DIR.glob("*.sql")):

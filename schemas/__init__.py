@@ -6,13 +6,16 @@ every write and every read; it names missing, extra and mistyped columns.
 
 Artifacts (data flow order):
 
-=============  ==============================================================
-``capture``    one row of capture metadata (host, kernel, THP, PT_RECLAIM ...)
-``truth``      the kernel's own /proc/PID/status numbers sampled while recording
-``events``     one row per page fault and per syscall, normalized from any reader
-``timeseries`` replay output: VIRT/RES/VmPTE per process and policy over time
-``summary``    replay output: one row per (trace, process, policy)
-=============  ==============================================================
+===============  ==============================================================
+``capture``      one row of capture metadata (host, kernel, THP, PT_RECLAIM ...)
+``truth``        the kernel's own /proc/PID/status numbers sampled while recording
+``events``       one row per page fault and per syscall, normalized from any reader
+``timeseries``   replay output: VIRT/RES/VmPTE per process and policy over time
+``summary``      replay output: one row per (trace, process, policy)
+``effects``      replay output: PTE tables each event allocated, emptied, freed
+``occupancy``    replay output: live PTE tables and entries per 1 GiB region, sampled
+``attribution``  `ptreplay attribute`: effects summed per call site (perf call chains)
+===============  ==============================================================
 """
 from __future__ import annotations
 
@@ -160,7 +163,70 @@ SUMMARY = Artifact("summary", 1, pa.schema([
     _f("lost_events", pa.int64(), "count: events the tracer lost in the whole capture (the larger of perf's LOST and LOST_SAMPLES totals, ftrace overruns); results undercount when > 0"),
 ]))
 
-ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY)}
+EFFECTS = Artifact("effects", 1, pa.schema([
+    _f("trace_id", pa.string(), "capture identifier"),
+    _f("policy", pa.string(), "reclaim policy spec"),
+    _f("pid", pa.int32(), "process whose page tables changed (for fork: the child)"),
+    _f("event_row", pa.int64(), "0-based row of the event in the events input (join key to events); one row per "
+                                "(event, process) whose counts are not all 0"),
+    _f("t_ns", pa.int64(), "ns on the capture clock: the event's t_ns"),
+    _f("kind", pa.string(), "the event's kind (fault, madvise, munmap, exit, ...)"),
+    _f("pte_tables_allocated", pa.int32(), "count: PTE tables this event allocated (faults, fault-around, populate, "
+                                           "mremap destinations, a fork child's copies)"),
+    _f("upper_tables_allocated", pa.int32(), "count: PMD and PUD tables this event allocated"),
+    _f("pte_tables_emptied", pa.int32(), "count: PTE tables this event left allocated and empty (it cleared their "
+                                         "last entry, or allocated them without one, e.g. a fork child's copy of an "
+                                         "empty table); tables emptied and freed or refilled within the same event "
+                                         "are not counted"),
+    _f("pte_tables_freed", pa.int32(), "count: PTE tables freed by this event (zap, munmap, exit, exec), plus, for "
+                                       "scan and delayed, the tables the policy freed later because this event left "
+                                       "them empty"),
+    _f("empty_table_ns", pa.int64(), "ns: summed over the tables this event left empty, how long each then stayed "
+                                     "allocated and empty (until refilled, freed, or the trace end); x 4096 / 1e9 = "
+                                     "byte-seconds of page-table memory wasted"),
+]))
+
+OCCUPANCY = Artifact("occupancy", 1, pa.schema([
+    _f("trace_id", pa.string(), "capture identifier"),
+    _f("policy", pa.string(), "reclaim policy spec"),
+    _f("pid", pa.int32(), "process id"),
+    _f("t_ns", pa.int64(), "ns on the capture clock: snapshot time (every k-th timeseries tick, at most "
+                           "occupancy_snapshots per trace including one at the trace end); state after the last "
+                           "event at or before t_ns"),
+    _f("region_start", pa.uint64(), "bytes (virtual address): start of the 1 GiB region (one PMD table's span); only "
+                                    "regions with a live PTE table have a row"),
+    _f("pte_tables", pa.int32(), "count: live PTE tables in the region"),
+    _f("empty_pte_tables", pa.int32(), "count: live PTE tables with no present entry"),
+    _f("live_entries", pa.int64(), "count: present PTEs in those tables (zero-page entries included; a THP's "
+                                   "deposited table counts 512); occupancy = live_entries / (pte_tables x 512)"),
+    _f("full_pte_tables", pa.int32(), "count: live PTE tables with all 512 entries present"),
+]))
+
+ATTRIBUTION = Artifact("attribution", 1, pa.schema([
+    _f("trace_id", pa.string(), "capture identifier"),
+    _f("policy", pa.string(), "reclaim policy spec"),
+    _f("pid", pa.int32(), "process whose page tables changed"),
+    _f("kind", pa.string(), "event kind (fault allocates tables; madvise, munmap, mremap, exit ... empty or free them)"),
+    _f("site", pa.string(), "call site: the function of the innermost frame outside the C runtime (libc, ld.so, "
+                            "vdso), or FILE+0xOFFSET when it has no symbol; '(no call chain)' when the sample "
+                            "carries none"),
+    _f("site_dso", pa.string(), "file name of the binary holding the site"),
+    _f("caller", pa.string(), "who called into the site's binary: the next frame in another binary outside the C "
+                              "runtime (for an allocator's purge, the application function); '' when none"),
+    _f("stack", pa.string(), "the whole user stack, innermost first, frames joined by ' <- ' "
+                             "(function+0xoff (file+0xoffset), or file+0xoffset [why no symbol])"),
+    _f("unwind", pa.string(), "how the stack was found: dwarf (user stack + CFI), fp (frame pointers), ip, none"),
+    _f("note", pa.string(), "symbolization caveats per binary: 'build id mismatch', 'binary not found', "
+                            "'unverified build id', 'stripped: .dynsym only'"),
+    _f("events", pa.int64(), "count: events of this process, kind and stack with a page-table effect"),
+    _f("pte_tables_allocated", pa.int64(), "count: PTE tables they allocated"),
+    _f("pte_tables_emptied", pa.int64(), "count: PTE tables they emptied and the policy left allocated"),
+    _f("pte_tables_freed", pa.int64(), "count: PTE tables freed because of them"),
+    _f("empty_pte_bytes", pa.int64(), "bytes: pte_tables_emptied x 4 KiB, the empty page tables left behind"),
+    _f("empty_byte_seconds", pa.float64(), "byte-seconds: those tables x how long each stayed empty"),
+]))
+
+ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY, ATTRIBUTION)}
 
 
 def conform(table: pa.Table, artifact: Artifact, source: str = "<table>") -> pa.Table:

@@ -16,7 +16,7 @@ from pipeline.parquet_io import read_capture, read_table
 from schemas import CAPTURE, TRUTH
 
 CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
-EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma"}
+EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites"}
 FILES = ("perf.data", "truth.parquet", "capture.parquet", "capture.json", "command.txt",
          "record.json", "stdout.txt", "maps")
 

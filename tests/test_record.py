@@ -78,7 +78,11 @@ def test_perf_argv_has_clock_compression_buffers_and_no_callgraph_by_default(tmp
     assert "--call-graph" not in argv and "--no-inherit" not in argv
     assert argv[-3:] == ["--", "./a", "x"]
     opts.callgraph = True
-    assert "fp" in perf_argv("perf", [], tmp_path / "p", opts)
+    argv = perf_argv("perf", ["exceptions:page_fault_user", "syscalls:sys_exit_madvise",
+                              "syscalls:sys_enter_madvise"], tmp_path / "p", opts)
+    assert "exceptions:page_fault_user/call-graph=fp/" in argv
+    assert "syscalls:sys_exit_madvise/call-graph=dwarf,stack-size=8192/" in argv
+    assert "syscalls:sys_enter_madvise/call-graph=no/" in argv and "--buildid-mmap" in argv
 
 
 def test_perf_argv_attach_is_timed_by_sleep(tmp_path):

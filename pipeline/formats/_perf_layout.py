@@ -29,6 +29,7 @@ ATTR_SIZE_VER0 = 64
 ATTR_FIELDS = {                                # name: (offset, struct code)
     "type": (0, "I"), "size": (4, "I"), "config": (8, "Q"), "sample_period": (16, "Q"),
     "sample_type": (24, "Q"), "read_format": (32, "Q"), "flags": (40, "Q"), "clockid": (92, "i"),
+    "branch_sample_type": (72, "Q"), "sample_regs_user": (80, "Q"), "sample_stack_user": (88, "I"),
 }
 ATTR_FLAG_BITS = {"freq": 10, "sample_id_all": 18, "use_clockid": 25, "write_backward": 27}
 PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 1, 2
@@ -62,7 +63,17 @@ COMPRESSED2_BODY = struct.Struct("<Q")         # COMPRESSED2: data_size, then da
 # --- PERF_SAMPLE_* bits and the order of fields in a SAMPLE record ---
 SAMPLE = dict(IP=1 << 0, TID=1 << 1, TIME=1 << 2, ADDR=1 << 3, READ=1 << 4, CALLCHAIN=1 << 5,
               ID=1 << 6, CPU=1 << 7, PERIOD=1 << 8, STREAM_ID=1 << 9, RAW=1 << 10,
-              IDENTIFIER=1 << 16)
+              BRANCH_STACK=1 << 11, REGS_USER=1 << 12, STACK_USER=1 << 13, IDENTIFIER=1 << 16)
+# After RAW (only the attribution pass reads these): branch stack, user registers, user stack dump.
+SAMPLE_ORDER_AFTER_RAW = ["BRANCH_STACK", "REGS_USER", "STACK_USER"]
+PERF_SAMPLE_BRANCH_HW_INDEX = 1 << 17          # branch_sample_type: a u64 hw_idx before the entries
+BRANCH_ENTRY_SIZE = 24                         # struct perf_branch_entry: from, to, flags
+# Callchain context markers (enum perf_callchain_context): values >= PERF_CONTEXT_MAX as u64.
+PERF_CONTEXT_USER = (1 << 64) - 512
+PERF_CONTEXT_MAX = (1 << 64) - 4095
+# PERF_SAMPLE_REGS_USER bit -> x86-64 register (enum perf_event_x86_regs).
+X86_PERF_REGS = ["ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip", "flags", "cs", "ss", "ds", "es",
+                 "fs", "gs", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]
 # (bit name, bytes) in record order up to RAW; None = variable length (handled by the decoder).
 SAMPLE_ORDER = [("IDENTIFIER", 8), ("IP", 8), ("TID", 8), ("TIME", 8), ("ADDR", 8), ("ID", 8),
                 ("STREAM_ID", 8), ("CPU", 8), ("PERIOD", 8), ("READ", None), ("CALLCHAIN", None),

@@ -1,0 +1,152 @@
+"""Page-table waste attributed to code: which call sites allocate PTE tables and leave them empty.
+
+    replay output (effects.parquet: per event, tables allocated / emptied / freed)
+      + the capture's call chains for those events (pipeline.formats.perf_stacks)
+      + MMAP2 + ELF symbols + DWARF CFI (pipeline.symbols)
+      --> attribution.parquet: per policy and call site, tables and empty bytes
+
+The *site* of an event is its innermost frame outside the C runtime: for a
+madvise() that is the function that called glibc's wrapper (found by DWARF
+unwinding of the user stack the capture holds), for a fault the function whose
+instruction touched the page.  Faults allocate tables; madvise/munmap/mremap
+calls empty them.  Events whose sample carries no call chain (a capture made
+without `record --call-graph`) are grouped under '(no call chain)'.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.errors import PipelineError
+from pipeline.ingest import resolve_input
+from pipeline.parquet_io import open_artifact, read_table, write_table
+from pipeline.progress import warn
+from pipeline.symbols import Symbolizer, caller, site
+from schemas import ATTRIBUTION, EFFECTS, EVENTS, SUMMARY
+
+PTE_TABLE_BYTES = 4096
+NO_CHAIN = "(no call chain)"
+
+
+def attribute(capture: Path, replay_dir: Path, binaries: list[Path] | None = None,
+              events: Path | None = None) -> pa.Table:
+    """The `attribution` table for one capture and its replay output directory.
+
+    `events` is the events Parquet the replay read (default: the one recorded in
+    the replay output's metadata); it gives each effect row its thread and time.
+    """
+    replay_dir = Path(replay_dir)
+    effects_file = replay_dir / "effects.parquet"
+    if not effects_file.exists():
+        raise PipelineError(f"{replay_dir}: no effects.parquet (replay it again with this version)")
+    effects = read_table(effects_file, EFFECTS)
+    file, _ = resolve_input(Path(capture))
+    from pipeline.formats import detect
+    if detect(file).NAME != "perf.data":
+        raise PipelineError(f"{file}: attribution needs a perf.data capture (call chains and MMAP2 records)")
+    tid, t_ns = _threads_and_times(effects, _events_path(replay_dir, events))
+    from pipeline.formats.perf_stacks import read_stacks
+    stacks, mmaps, _ = read_stacks(file, set(zip(tid.tolist(), t_ns.tolist())))
+    if not stacks:
+        warn(f"{file}: no call chains in the capture; record with `ptreplay record --call-graph`")
+    sym = Symbolizer(mmaps, roots=binaries or [Path("/")])
+    sites = {key: _site_of(sym, s) for key, s in stacks.items()}
+    where = [sites.get(k, _NO_SITE) for k in zip(tid.tolist(), t_ns.tolist())]
+    return _aggregate(effects, where)
+
+
+_NO_SITE = (NO_CHAIN, "", "", "", "none", "")
+
+
+def _events_path(replay_dir: Path, events: Path | None) -> Path:
+    if events is None:
+        meta = open_artifact(replay_dir / "summary.parquet", SUMMARY).schema_arrow.metadata or {}
+        info = json.loads(meta.get(b"ptreplay.replay", b"{}"))
+        events = info.get("events_path")
+        if not events:
+            raise PipelineError(f"{replay_dir}: the replay output does not say which events file it read; "
+                                f"pass --events")
+    events = Path(events)
+    if not events.exists():
+        raise PipelineError(f"{events}: no such events file (the replay of {replay_dir} read it; pass --events)")
+    return events
+
+
+def _threads_and_times(effects: pa.Table, events: Path) -> tuple[np.ndarray, np.ndarray]:
+    """tid and t_ns of each effect row's event (rows of the events file by `event_row`)."""
+    ev = read_table(events, EVENTS, columns=["tid", "t_ns"])
+    rows = effects.column("event_row").to_numpy()
+    if len(rows) and rows.max() >= ev.num_rows:
+        raise PipelineError(f"{events}: has {ev.num_rows} rows but the replay output refers to row "
+                            f"{int(rows.max())}: not the events file this replay read")
+    t = ev.column("t_ns").to_numpy()[rows]
+    if not np.array_equal(t, effects.column("t_ns").to_numpy()):
+        raise PipelineError(f"{events}: event times differ from the replay output's: not the events file "
+                            f"this replay read")
+    return ev.column("tid").to_numpy()[rows], t
+
+
+def _site_of(sym: Symbolizer, sample) -> tuple:
+    frames, how = sym.stack(sample)
+    at = site(frames)
+    if at is None:
+        return _NO_SITE
+    up = caller(frames, at)
+    notes = sorted({f"{Path(f.dso).name}: {f.note}" for f in frames if f.note and f.dso})
+    return (at.name, Path(at.dso).name, up.name if up else "", " <- ".join(str(f) for f in frames), how,
+            "; ".join(notes))
+
+
+def _aggregate(effects: pa.Table, where: list[tuple]) -> pa.Table:
+    cols = {c: effects.column(c).to_pylist() for c in
+            ("trace_id", "policy", "pid", "kind", "pte_tables_allocated", "pte_tables_emptied",
+             "pte_tables_freed", "empty_table_ns")}
+    groups = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for k in range(effects.num_rows):
+        key = (cols["trace_id"][k], cols["policy"][k], cols["pid"][k], cols["kind"][k], *where[k])
+        g = groups[key]
+        g[0] += 1
+        g[1] += cols["pte_tables_allocated"][k]
+        g[2] += cols["pte_tables_emptied"][k]
+        g[3] += cols["pte_tables_freed"][k]
+        g[4] += cols["empty_table_ns"][k]
+    rows = [(*key, *vals) for key, vals in groups.items()]
+    rows.sort(key=lambda r: (r[1], -r[12], -r[14], -r[11], r[4]))
+    names = ["trace_id", "policy", "pid", "kind", "site", "site_dso", "caller", "stack", "unwind", "note",
+             "events", "pte_tables_allocated", "pte_tables_emptied", "pte_tables_freed", "empty_table_ns"]
+    data = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    data["empty_pte_bytes"] = [e * PTE_TABLE_BYTES for e in data["pte_tables_emptied"]]
+    data["empty_byte_seconds"] = [ns * PTE_TABLE_BYTES / 1e9 for ns in data["empty_table_ns"]]
+    del data["empty_table_ns"]
+    return pa.Table.from_pydict({f.name: data[f.name] for f in ATTRIBUTION.schema}, schema=ATTRIBUTION.schema)
+
+
+def attribute_to_dir(capture: Path, replay_dir: Path, binaries: list[Path] | None = None,
+                     events: Path | None = None, force: bool = True) -> Path:
+    """attribute() written to REPLAY_DIR/attribution.parquet (atomically)."""
+    table = attribute(capture, replay_dir, binaries, events)
+    out = Path(replay_dir) / "attribution.parquet"
+    write_table(table, out, ATTRIBUTION, force=force)
+    return out
+
+
+def top_sites(path: Path, policies: list[str] | None = None, top: int = 10, human: bool = True) -> pa.Table:
+    """The `top_sites` view (schemas/sql/40_attribution.sql): the first `top` sites per policy."""
+    from pipeline.report import human_bytes
+    from pipeline.warehouse import connect, execute
+    t = execute(connect(Path(path)), """
+        SELECT policy, rank, site, site_dso, top_caller, kinds, events, pte_tables_allocated, pte_tables_emptied,
+               empty_pte_bytes, empty_byte_seconds
+        FROM top_sites
+        WHERE rank <= $top AND (len($policies) = 0 OR list_contains($policies, policy))
+        ORDER BY trace_id, policy, rank, site""", {"top": int(top), "policies": list(policies or [])})
+    if not human:
+        return t
+    cols = {c: t.column(c).to_pylist() for c in t.column_names}
+    cols["empty_pte_bytes"] = [human_bytes(v) for v in cols["empty_pte_bytes"]]
+    cols["empty_byte_seconds"] = [f"{human_bytes(v)}s" for v in cols["empty_byte_seconds"]]
+    return pa.table(cols)

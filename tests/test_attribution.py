@@ -1,0 +1,159 @@
+"""Attribution: page-table waste attributed to the call sites of a real capture.
+
+data/purge-sites is `workloads/purge_sites` recorded with `ptreplay record
+--call-graph`: fill_pages() faults every table in, purge_arena() zaps
+ARENA_REGIONS 2 MiB regions whole, trim_cache() zaps CACHE_REGIONS regions as
+two halves.  The counts come from the C source; the kernel's final VmPTE
+(stdout.txt) checks the replay; `addr2line` (DWARF line info, independent of
+the ELF symbol tables we read) checks every symbolized frame.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import DATA, REPO, run_cli
+from pipeline.errors import PipelineError
+from pipeline.formats.perf_stacks import read_stacks
+from pipeline.symbols import Symbolizer, site
+
+CAPTURE = DATA / "purge-sites"
+BINARY = CAPTURE / "purge_sites"
+SOURCE = (REPO / "workloads" / "purge_sites.c").read_text()
+ARENA = int(re.search(r"#define ARENA_REGIONS (\d+)", SOURCE).group(1))
+CACHE = int(re.search(r"#define CACHE_REGIONS (\d+)", SOURCE).group(1))
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    from pipeline.ingest import ingest
+    d = tmp_path_factory.mktemp("purge")
+    return ingest([CAPTURE], d / "events.parquet")
+
+
+@pytest.fixture(scope="module")
+def replayed(events):
+    from replay.engine import replay_to_dir
+    return replay_to_dir(events, events.parent / "out")
+
+
+@pytest.fixture(scope="module")
+def madvise_stacks(events):
+    """The sys_exit_madvise sample of every madvise event (found by the event's thread and time)."""
+    ev = pq.read_table(events, columns=["kind", "tid", "t_ns"]).to_pylist()
+    keys = {(r["tid"], r["t_ns"]) for r in ev if r["kind"] == "madvise"}
+    stacks, mmaps, _ = read_stacks(CAPTURE / "perf.data", keys)
+    assert set(stacks) == keys
+    assert {s.event for s in stacks.values()} == {"syscalls:sys_exit_madvise"}
+    return stacks, mmaps
+
+
+def _function(name: str) -> str:
+    return name.split(".", 1)[0]           # trim_cache.constprop.0 -> trim_cache
+
+
+def _addr2line(offsets: list[int]) -> list[str]:
+    out = subprocess.run(["addr2line", "-f", "-e", str(BINARY), *[hex(o) for o in offsets]],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    return out[0::2]
+
+
+def test_dwarf_unwinding_finds_the_caller_of_glibcs_madvise(madvise_stacks):
+    stacks, mmaps = madvise_stacks
+    sym = Symbolizer(mmaps, roots=[CAPTURE])
+    sites = {}
+    for s in stacks.values():
+        frames, how = sym.stack(s)
+        assert how == "dwarf"
+        assert frames[0].runtime and "madvise" in frames[0].function   # the libc wrapper itself
+        at = site(frames)
+        sites[_function(at.function)] = sites.get(_function(at.function), 0) + 1
+        own = [f for f in frames if f.dso.endswith("purge_sites")]
+        if shutil.which("addr2line"):
+            names = _addr2line([f.offset for f in own])
+            assert [_function(f.function) for f in own] == names
+    # one madvise per purge_arena call, two per trim_cache call (plus mmap_aligned's MADV_NOHUGEPAGE)
+    assert sites["purge_arena"] == ARENA and sites["trim_cache"] == 2 * CACHE
+    assert set(sites) == {"purge_arena", "trim_cache", "mmap_aligned"}
+
+
+def test_build_id_mismatch_and_missing_binaries_fall_back_to_file_offsets(madvise_stacks, tmp_path):
+    stacks, mmaps = madvise_stacks
+    s = next(iter(stacks.values()))
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    shutil.copy(shutil.which("true") or "/bin/true", wrong / "purge_sites")
+    frames, _ = Symbolizer(mmaps, roots=[wrong], build_id_cache=tmp_path).stack(s)
+    own = [f for f in frames if f.dso.endswith("purge_sites")]
+    assert own and all(f.function is None and f.note == "build id mismatch" for f in own)
+    assert re.fullmatch(r"purge_sites\+0x[0-9a-f]+", own[0].name)
+    frames, _ = Symbolizer(mmaps, roots=[tmp_path / "nowhere"], build_id_cache=tmp_path).stack(s)
+    assert all(f.function is None and f.note == "binary not found" for f in frames if f.dso.startswith("/"))
+
+
+def test_attribute_names_the_purge_sites(replayed):
+    from pipeline.attribution import attribute_to_dir
+    from pipeline.warehouse import connect, execute
+    attribute_to_dir(CAPTURE, replayed, [CAPTURE])
+    con = connect(replayed)
+    top = {(r["policy"], r["rank"]): r for r in execute(con, "SELECT * FROM top_sites").to_pylist()}
+    # before 6.14: every purge leaves its table behind; the biggest site is purge_arena
+    assert _function(top[("none", 1)]["site"]) == "purge_arena"
+    assert top[("none", 1)]["pte_tables_emptied"] == ARENA
+    assert _function(top[("none", 2)]["site"]) == "trim_cache"
+    assert top[("none", 2)]["pte_tables_emptied"] == CACHE
+    # CONFIG_PT_RECLAIM frees the whole-region zaps: only the half zaps leave tables behind
+    assert _function(top[("pt_reclaim", 1)]["site"]) == "trim_cache"
+    assert top[("pt_reclaim", 1)]["empty_pte_bytes"] == CACHE * 4096
+    purge = execute(con, "SELECT sum(pte_tables_emptied) AS n, sum(pte_tables_freed) AS freed FROM attribution "
+                         "WHERE policy = 'pt_reclaim' AND site LIKE 'purge_arena%'").to_pylist()[0]
+    assert purge["n"] == 0 and purge["freed"] == ARENA
+    # the faults that allocated the tables: fill_pages, one table per 2 MiB region
+    fill = execute(con, "SELECT sum(pte_tables_allocated) AS n FROM attribution WHERE policy = 'none' "
+                        "AND kind = 'fault' AND site LIKE 'fill_pages%'").to_pylist()[0]
+    assert fill["n"] == ARENA + CACHE
+    # the empty bytes attributed under none minus pt_reclaim are the summary's difference in final VmPTE,
+    # and pt_reclaim's final VmPTE is the kernel's
+    summary = {r["policy"]: r for r in execute(con, "SELECT * FROM summary").to_pylist()}
+    empty = {p: execute(con, "SELECT sum(empty_pte_bytes) AS b FROM attribution WHERE policy = $p",
+                        {"p": p}).to_pylist()[0]["b"] for p in ("none", "pt_reclaim")}
+    assert empty["none"] - empty["pt_reclaim"] == \
+        summary["none"]["final_vmpte_bytes"] - summary["pt_reclaim"]["final_vmpte_bytes"]
+    kernel_kb = int(re.findall(r"VmPTE:\s+(\d+) kB", (CAPTURE / "stdout.txt").read_text())[-1])
+    assert summary["pt_reclaim"]["final_vmpte_bytes"] == kernel_kb * 1024
+
+
+def test_cli_attribute_prints_the_top_sites(replayed):
+    r = run_cli("attribute", str(CAPTURE), str(replayed), "--binaries", str(CAPTURE), "--format", "csv",
+                "--policy", "none")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert rows[0]["policy"] == "none" and rows[0]["rank"] == "1" and rows[0]["site"].startswith("purge_arena")
+    assert int(rows[0]["empty_pte_bytes"]) == ARENA * 4096 and {r["policy"] for r in rows} == {"none"}
+    assert (replayed / "attribution.parquet").exists()
+    assert pq.read_metadata(replayed / "attribution.parquet").num_rows > 0
+
+
+def test_capture_without_call_chains_is_grouped_and_said(tmp_path):
+    from pipeline.attribution import NO_CHAIN, attribute
+    from pipeline.ingest import ingest
+    from replay.engine import ReplayOptions, replay_to_dir
+    ingest([DATA / "seed-2m"], tmp_path / "e.parquet")
+    replay_to_dir(tmp_path / "e.parquet", tmp_path / "out", ReplayOptions(policies=["none"]))
+    t = attribute(DATA / "seed-2m", tmp_path / "out")
+    assert set(t.column("site").to_pylist()) == {NO_CHAIN}
+    assert sum(t.column("pte_tables_emptied").to_pylist()) > 0
+
+
+def test_attribute_refuses_text_captures_and_missing_effects(tmp_path, replayed):
+    r = run_cli("attribute", str(DATA / "text" / "seed-2-tgid.trace_pipe.txt"), str(replayed))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "perf.data" in r.stderr
+    with pytest.raises(PipelineError, match="effects.parquet"):
+        from pipeline.attribution import attribute
+        attribute(CAPTURE, tmp_path)
