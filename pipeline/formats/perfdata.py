@@ -29,7 +29,7 @@ import pyarrow as pa
 import zstandard
 
 from pipeline.errors import TraceFormatError
-from pipeline.formats import RAW, Capture
+from pipeline.formats import RAW, Capture, RawColumns
 from pipeline.formats import _perf_layout as L
 from pipeline.formats._perf_tracing import TraceFormat, parse_tracing_data
 
@@ -750,12 +750,20 @@ class _PerfReader:
         self.meta["mmap2"].append(rec)
 
     # ---- turning rows into Arrow
-    def to_table(self, rows: dict) -> pa.Table:
-        n = _nrows(rows)
+    def count_events(self, rows: dict) -> None:
         counts = np.bincount(rows["ev"], minlength=len(self.events))
         by_name = self.meta["events_by_name"]
         for code in np.flatnonzero(counts).tolist():
             by_name[self.events[code]] = by_name.get(self.events[code], 0) + int(counts[code])
+
+    def to_columns(self, rows: dict) -> RawColumns:
+        self.count_events(rows)
+        cols = {c: rows[c] for c in ("t_ns", "pid", "tid", "cpu", *_COLS_U64, "ret", "seq")}
+        return RawColumns(cols, rows["ev"], list(self.events), rows["comm"], list(self.comms))
+
+    def to_table(self, rows: dict) -> pa.Table:
+        n = _nrows(rows)
+        self.count_events(rows)
         event = pa.DictionaryArray.from_arrays(pa.array(rows["ev"], pa.int32()),
                                                pa.array(self.events, pa.string())).cast(pa.string())
         comm_codes = rows["comm"]
@@ -1170,13 +1178,14 @@ def _file_size(f) -> int:
         return n
 
 
-def read(path, opener=None, allow_sampled: bool = False) -> Capture:
+def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) -> Capture:
     """Read a perf.data file, pipe-mode stream or --threads directory as RAW batches.
 
     Header, attrs and features are parsed (and the capture validated) now for
     file mode; pipe mode learns them from its first records.  Batches are sorted
     by (t_ns, seq) and hold about BATCH_ROWS rows; `meta` is complete once the
-    batches are exhausted.
+    batches are exhausted.  `columns`: yield the same rows as `RawColumns` (numpy,
+    event and comm as codes) instead of RAW tables, for `Normalizer.push`.
     """
     path = Path(path)
     r = _PerfReader(path, opener, allow_sampled)
@@ -1203,7 +1212,7 @@ def read(path, opener=None, allow_sampled: bool = False) -> Capture:
         f.close()
         raise
     r.path = rpath
-    return Capture(batches=_batches(r, f, header_file, mode, data_off, data_size, extra), meta=r.meta)
+    return Capture(batches=_batches(r, f, header_file, mode, data_off, data_size, extra, columns), meta=r.meta)
 
 
 _DECODE_ERRORS = (struct.error, ValueError, IndexError, OverflowError, KeyError, MemoryError,
@@ -1236,8 +1245,10 @@ def _guarded(where: _Where, items: Iterator) -> Iterator:
 
 
 def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, data_size: int,
-             extra: list[Path]) -> Iterator[pa.Table]:
-    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables."""
+             extra: list[Path], columns: bool = False) -> Iterator[pa.Table | RawColumns]:
+    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
+    (or RawColumns)."""
+    emit = r.to_columns if columns else r.to_table
     sources = [(header_file, f, data_off, data_size)]
     sources += [(p, None, 0, None) for p in extra]      # sized once opened
     by_rounds = not extra                # rounds order one stream, not several files
@@ -1265,12 +1276,12 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
                     for m in np.maximum(round_max, t_max)[-2:].tolist():
                         maxes = [maxes[1], max(m, maxes[1])]
                     for ready in orderer.release(maxes[0]):
-                        out.append(r.to_table(ready))
+                        out.append(ready)
                         nout += _nrows(ready)
                 if len(rows["t_ns"]):
                     t_max = max(t_max, int(rows["t_ns"].max()))
                 if nout >= BATCH_ROWS:
-                    yield pa.concat_tables(out)
+                    yield emit(_concat(out))
                     out, nout = [], 0
         finally:
             chunks.close()
@@ -1279,7 +1290,7 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
         r.where.path = header_file
         _guard(r, r.validate)
     for rest in orderer.release(None):
-        out.append(r.to_table(rest))
+        out.append(rest)
     if out:
-        yield pa.concat_tables(out)
+        yield emit(_concat(out))
     r.meta["events_total"] = sum(r.meta["events_by_name"].values())
