@@ -115,7 +115,7 @@ class Normalizer:
         `raw` is a RAW table, or the same rows as numpy columns (`RawColumns`, from
         the perf.data reader: no strings to build and re-encode)."""
         if len(raw) == 0:
-            return BATCH_SCHEMA.empty_table()
+            return _empty()
         if isinstance(raw, RawColumns):
             cols, names, code, text_of = dict(raw.columns), list(raw.events), raw.event, raw.comm_text
         else:
@@ -164,7 +164,7 @@ class Normalizer:
                 rows.append(_row(t, seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
                 self._exited.add(tgid)
         if not rows:
-            return BATCH_SCHEMA.empty_table()
+            return _empty()
         out = _merge(_fault_columns(0), _rows_dict(rows))
         self._clamp_to_last(out)
         return _to_table(out)
@@ -207,7 +207,7 @@ class Normalizer:
         Built column-wise: faults are nearly all of a capture's records."""
         user_codes = [i for i, n in enumerate(names) if n == "page_fault_user"]
         kern_codes = [i for i, n in enumerate(names) if n == "page_fault_kernel"]
-        is_fault = np.isin(code, user_codes + kern_codes)
+        is_fault = _is_code(code, user_codes + kern_codes)
         ok = is_fault & (c["a0"] < self.user_limit)
         self.stats.kernel_address_faults_dropped += int(is_fault.sum() - ok.sum())
         idx = None if ok.all() else np.flatnonzero(ok)   # all rows: the columns as they are
@@ -221,7 +221,7 @@ class Normalizer:
         self.stats.fault_rows += n
         out["kind"] = np.full(n, KIND["fault"], dtype=np.int8)
         out["user_mode"] = (np.ones(n, bool) if not kern_codes else np.zeros(n, bool) if not user_codes
-                            else np.isin(take(code), user_codes))
+                            else _is_code(take(code), user_codes))
         return out
 
     # ------------------------------------------------------------------ syscalls
@@ -230,22 +230,24 @@ class Normalizer:
         sys_codes = {i: n for i, n in enumerate(names)
                      if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
                         (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
-        idx = np.flatnonzero(np.isin(code, list(sys_codes)))
+        idx = np.flatnonzero(_is_code(code, list(sys_codes)))
         if not len(idx) and not self._pending:
             return []
         order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
         rows = []
-        for i in order.tolist():  # syscalls are few next to faults; pairing needs per-thread state
-            name = sys_codes[int(code[i])]
-            tid = int(c["tid"][i])
-            pid, t, seq, cpu = int(c["pid"][i]), int(c["t_ns"][i]), int(c["seq"][i]), int(c["cpu"][i])
+        # syscalls are few next to faults; pairing needs per-thread state: a Python loop over lists
+        col = {k: c[k][order].tolist() for k in ("tid", "pid", "t_ns", "seq", "cpu", "ret",
+                                                 "a0", "a1", "a2", "a3", "a4", "a5")}
+        for j, ev in enumerate(code[order].tolist()):
+            name = sys_codes[ev]
+            tid, pid, t, seq, cpu = col["tid"][j], col["pid"][j], col["t_ns"][j], col["seq"][j], col["cpu"][j]
             if name == "sys_enter_exit_group":
                 self._close_lost(tid, rows)
                 self._exit_group.setdefault(pid, (t, seq, tid, cpu))
                 continue
             if name.startswith("sys_enter_"):
                 self._close_lost(tid, rows)
-                args = tuple(int(c[f"a{k}"][i]) for k in range(6))
+                args = (col["a0"][j], col["a1"][j], col["a2"][j], col["a3"][j], col["a4"][j], col["a5"][j])
                 self._pending[tid] = _Pending(t, seq, pid, tid, cpu, name[10:], args)
                 continue
             p = self._pending.pop(tid, None)
@@ -255,7 +257,7 @@ class Normalizer:
                     self._close_lost(tid, rows)
                 self.stats.orphan_exits_dropped += 1
                 continue
-            rows.append(self._syscall_row(p, ret=int(c["ret"][i]), t_exit=t, unfinished=False, seq_exit=seq))
+            rows.append(self._syscall_row(p, ret=col["ret"][j], t_exit=t, unfinished=False, seq_exit=seq))
         return rows
 
     def _close_lost(self, tid: int, rows: list) -> None:
@@ -297,7 +299,7 @@ class Normalizer:
         wanted = {i: n for i, n in enumerate(names)
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
                            "perf_comm")}
-        idx = np.flatnonzero(np.isin(code, list(wanted)))
+        idx = np.flatnonzero(_is_code(code, list(wanted)))
         rows = []
         for i in idx.tolist():
             name = wanted[int(code[i])]
@@ -424,7 +426,17 @@ def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
 
 def _rows_of(names, code, name) -> np.ndarray:
     codes = [i for i, n in enumerate(names) if n == name]
-    return np.flatnonzero(np.isin(code, codes)) if codes else np.empty(0, np.int64)
+    return np.flatnonzero(_is_code(code, codes)) if codes else np.empty(0, np.int64)
+
+
+def _is_code(code: np.ndarray, codes: list) -> np.ndarray:
+    """code in codes, per row (a lookup table: event codes are small)."""
+    if not codes:
+        return np.zeros(len(code), bool)
+    lut = np.zeros(max(codes) + 1, bool)
+    lut[codes] = True
+    inside = code <= max(codes)
+    return lut[np.where(inside, code, 0)] & inside if not inside.all() else lut[code]
 
 
 def _fault_columns(n: int) -> dict:
@@ -497,6 +509,10 @@ def _constant(f: pa.Field, n: int) -> pa.Array:
             have = arrow_np.to_arrow(np.full(size, _DEFAULTS[f.name], dtype=_DTYPES[f.name]), f.type)
         _CONSTANTS[f.name] = have
     return have.slice(0, n)
+
+
+def _empty() -> pa.Table:
+    return _to_table({**_fault_columns(0), "comm_rows": np.empty(0, np.int64), "comm_texts": []})
 
 
 def _to_table(out: dict) -> pa.Table:

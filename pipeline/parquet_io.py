@@ -115,8 +115,11 @@ def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict |
         meta[key.encode()] = json.dumps(value, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path, force) as tmp:
-        pq.write_table(table, tmp, row_group_size=1 << 20, **writer_options(artifact))
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **writer_options(artifact))
     return Path(path)
+
+
+ROW_GROUP_ROWS = 1 << 20
 
 
 class StreamWriter:
@@ -124,9 +127,10 @@ class StreamWriter:
 
     Used as a context manager; an exception inside the block discards the
     temporary file and leaves `path` as it was.  Batches are conformed on the
-    caller's thread and encoded on a background thread (Parquet encoding and
-    compression release the GIL), so producing the next batch overlaps writing
-    this one; at most two batches wait.
+    caller's thread, gathered (without copying) into row groups of about
+    ROW_GROUP_ROWS and encoded on a background thread (Parquet encoding and
+    compression release the GIL), so producing the next batches overlaps writing
+    this row group; at most two row groups wait.
     """
 
     def __init__(self, path: Path, artifact: Artifact, capture: dict | None = None, force: bool = True):
@@ -141,6 +145,8 @@ class StreamWriter:
         schema = _writer_schema(self.artifact, self.capture)
         self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
         self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._group: list[pa.Table] = []
+        self._group_rows = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
         self._thread.start()
@@ -153,7 +159,7 @@ class StreamWriter:
                 return
             if self._error is None:
                 try:
-                    self._writer.write_table(table, row_group_size=1 << 20)
+                    self._writer.write_table(table, row_group_size=max(ROW_GROUP_ROWS, table.num_rows))
                 except BaseException as e:  # reported on the caller's thread
                     self._error = e
 
@@ -161,14 +167,24 @@ class StreamWriter:
         if self._error is not None:
             raise self._error
         table = _for_writer(table, self.artifact, str(self.path))
-        self._queue.put(table)
+        self._group.append(table)
+        self._group_rows += table.num_rows
         self.rows += table.num_rows
+        if self._group_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._group:
+            self._queue.put(pa.concat_tables(self._group))
+            self._group, self._group_rows = [], 0
 
     def set_capture(self, capture: dict) -> None:
         """Capture metadata known only at the end of a stream; stored when the file is closed."""
         self._late_capture = capture
 
     def __exit__(self, typ, exc, tb):
+        if typ is None:
+            self._flush()
         self._queue.put(None)
         self._thread.join()
         try:

@@ -1249,6 +1249,9 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
     """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
     (or RawColumns)."""
     emit = r.to_columns if columns else r.to_table
+    # RawColumns go out as soon as rows are released (tens of thousands, still in the
+    # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
+    batch_rows = 1 if columns else BATCH_ROWS
     sources = [(header_file, f, data_off, data_size)]
     sources += [(p, None, 0, None) for p in extra]      # sized once opened
     by_rounds = not extra                # rounds order one stream, not several files
@@ -1280,7 +1283,7 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
                         nout += _nrows(ready)
                 if len(rows["t_ns"]):
                     t_max = max(t_max, int(rows["t_ns"].max()))
-                if nout >= BATCH_ROWS:
+                if nout >= batch_rows:
                     yield emit(_concat(out))
                     out, nout = [], 0
         finally:
