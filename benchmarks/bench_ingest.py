@@ -9,7 +9,8 @@ Records `workloads/seed_loop 50 25600 1` (about 13 M events, ~53 MB with zstd) w
 kernel's truth, used by bench_replay.py too), then in the same run times `perf script`
 (text to /dev/null), the reader alone (full decode into Arrow tables, and decode + Parquet
 write) and the whole `ptreplay ingest` (decode + normalize + events Parquet), each in a
-fresh process so peak RSS is its own.
+fresh process so peak RSS is its own, best of --repeat runs each (perf script too), and
+prints the ratio `perf script` / `ptreplay ingest`.  Outputs go to a temporary directory.
 Prints a Markdown table for benchmarks/README.md.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,8 +89,7 @@ def time_perf_script(capture: Path) -> dict:
     return run_measured(["sh", "-c", f"exec perf script -i '{capture}' > /dev/null"])
 
 
-def time_ingest(capture: Path) -> dict:
-    out = WORK / "seed-full.events.parquet"
+def time_ingest(capture: Path, out: Path) -> dict:
     return run_measured([sys.executable, "-m", "pipeline", "ingest", str(capture.parent if capture.name == "perf.data"
                          else capture), "-o", str(out), "--force"])
 
@@ -109,16 +110,24 @@ def main() -> None:
             sys.exit("perf is not installed and the capture is missing")
         record(a.capture)
     size_mb = a.capture.stat().st_size / 1e6
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ingest."))
+    load0 = os.getloadavg()[0]
     time_reader(a.capture, None)                       # warm the numba cache and the page cache
     decode = min((time_reader(a.capture, None) for _ in range(a.repeat)), key=lambda r: r["seconds"])
-    pq_path = WORK / "seed_full.raw.parquet"
+    pq_path = tmp / "raw.parquet"
     parquet = min((time_reader(a.capture, pq_path) for _ in range(a.repeat)), key=lambda r: r["seconds"])
-    ingest = min((time_ingest(a.capture) for _ in range(a.repeat)), key=lambda r: r["seconds"])
-    script = time_perf_script(a.capture)
+    runs = []
+    for _ in range(a.repeat):                          # side by side: perf script, then ingest
+        runs.append((time_perf_script(a.capture), time_ingest(a.capture, tmp / "events.parquet")))
+    script = min((s for s, _ in runs), key=lambda r: r["seconds"])
+    ingest = min((i for _, i in runs), key=lambda r: r["seconds"])
+    shutil.rmtree(tmp, ignore_errors=True)
     rows = decode["rows"]
     load = os.getloadavg()[0]
     print(f"capture: {a.capture} ({size_mb:.1f} MB, {rows:,} rows, lost_events {decode['lost_events']}), "
-          f"load average {load:.2f}, {os.cpu_count()} CPUs\n")
+          f"load average {load0:.2f} before / {load:.2f} after, {os.cpu_count()} CPUs\n")
+    print("runs (perf script s, ingest s): " + ", ".join(f"({s['seconds']:.2f}, {i['seconds']:.2f})"
+                                                          for s, i in runs) + "\n")
     print("| step | seconds (of which imports) | events/s | vs perf script | peak RSS MB |")
     print("|---|---:|---:|---:|---:|")
     for name, r in (("perf script > /dev/null", script), ("reader: decode to Arrow", decode),
@@ -127,6 +136,8 @@ def main() -> None:
         imports = f" ({r['imports']:.2f})" if "imports" in r else ""
         print(f"| {name} | {r['seconds']:.2f}{imports} | {rows / r['seconds'] / 1e6:.2f} M | "
               f"{script['seconds'] / r['seconds']:.1f}x | {r['peak_rss_mb']:.0f} |")
+    print(f"\nptreplay ingest vs perf script (best of {a.repeat} each): "
+          f"{script['seconds']:.2f} s / {ingest['seconds']:.2f} s = {script['seconds'] / ingest['seconds']:.1f}x")
 
 
 if __name__ == "__main__":

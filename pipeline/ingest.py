@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from pipeline.arrow_np import to_numpy
 from pipeline.errors import TraceFormatError
 from pipeline.formats import detect, open_binary
 from pipeline.normalize import Normalizer
@@ -69,7 +70,7 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     """
     file, meta = resolve_input(path)
     reader = detect(file)
-    kwargs = {"allow_sampled": allow_sampled} if reader.NAME == "perf.data" else {}
+    kwargs = {"allow_sampled": allow_sampled, "columns": True} if reader.NAME == "perf.data" else {}
     capture = reader.read(file, open_binary, **kwargs)
     meta = {**_capture_defaults(), **meta}
     meta["source_format"] = reader.NAME
@@ -81,12 +82,13 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
         for raw in capture.batches:
             ev = norm.push(raw)
             if ev.num_rows:
-                first = ev.column("t_ns")[0].as_py() if first is None else first
-                last = ev.column("t_ns")[-1].as_py()
+                t = to_numpy(ev.column("t_ns"))
+                first = int(t[0]) if first is None else first
+                last = int(t[-1])
                 yield ev
         tail = norm.finish()
         if tail.num_rows:
-            last = max(last or 0, tail.column("t_ns").to_numpy().max())
+            last = max(last or 0, int(to_numpy(tail.column("t_ns")).max()))
             yield tail
         _merge_reader_meta(meta, capture.meta, file)
         meta["normalize"] = norm.stats.as_dict()

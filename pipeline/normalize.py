@@ -44,6 +44,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline import arrow_np
+from pipeline.formats import RawColumns
 from schemas import EVENT_KINDS, EVENTS
 
 USER_LIMIT_4LEVEL = 1 << 47
@@ -107,21 +109,29 @@ class Normalizer:
         return USER_LIMIT_5LEVEL if self.paging_levels == 5 else USER_LIMIT_4LEVEL
 
     # ------------------------------------------------------------------ batches
-    def push(self, raw: pa.Table) -> pa.Table:
-        """Normalize one raw batch (sorted by t_ns, seq); returns events rows."""
-        if raw.num_rows == 0:
-            return EVENTS.schema.empty_table()
-        cols = {name: _filled(raw.column(name), -1 if name in ("pid", "tid", "cpu") else 0) for name in
-                ("t_ns", "pid", "tid", "cpu", "a0", "a1", "a2", "a3", "a4", "a5", "ret", "seq")}
-        cols["pid"] = cols["pid"].copy()  # filled in below for formats without tgids
-        enc = raw.column("event").combine_chunks().dictionary_encode()
-        names = [str(x) for x in enc.dictionary.to_pylist()]
-        code = enc.indices.to_numpy(zero_copy_only=False)
-        comm = raw.column("comm")
+    def push(self, raw: pa.Table | RawColumns) -> pa.Table:
+        """Normalize one raw batch (sorted by t_ns, seq); returns events rows (BATCH_SCHEMA).
+
+        `raw` is a RAW table, or the same rows as numpy columns (`RawColumns`, from
+        the perf.data reader: no strings to build and re-encode)."""
+        if len(raw) == 0:
+            return _empty()
+        if isinstance(raw, RawColumns):
+            cols, names, code, text_of = dict(raw.columns), list(raw.events), raw.event, raw.comm_text
+        else:
+            cols = {name: _filled(raw.column(name), -1 if name in ("pid", "tid", "cpu") else 0) for name in
+                    ("t_ns", "pid", "tid", "cpu", "a0", "a1", "a2", "a3", "a4", "a5", "ret", "seq")}
+            enc = raw.column("event").combine_chunks().dictionary_encode()
+            names = [str(x) for x in enc.dictionary.to_pylist()]
+            code = enc.indices.to_numpy(zero_copy_only=False)
+            comm = raw.column("comm")
+
+            def text_of(i):
+                return comm[i].as_py()
 
         self._learn_tgids(cols, names, code)
         faults = self._faults(cols, names, code)
-        others = _rows_dict(self._syscalls(cols, names, code) + self._lifecycle(cols, names, code, comm))
+        others = _rows_dict(self._syscalls(cols, names, code) + self._lifecycle(cols, names, code, text_of))
         out = _merge(faults, others)
         self._clamp_to_last(out)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
@@ -138,6 +148,7 @@ class Normalizer:
         early = t < self._last_t
         if early.any():
             self.stats.time_clamped_rows += int(early.sum())
+            t = out["t_ns"] = t.copy()         # may be a view of the reader's column
             t[early] = self._last_t
         self._last_t = int(t.max())
 
@@ -153,8 +164,8 @@ class Normalizer:
                 rows.append(_row(t, seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
                 self._exited.add(tgid)
         if not rows:
-            return EVENTS.schema.empty_table()
-        out = _merge(_blank(0), _rows_dict(rows))
+            return _empty()
+        out = _merge(_fault_columns(0), _rows_dict(rows))
         self._clamp_to_last(out)
         return _to_table(out)
 
@@ -162,17 +173,24 @@ class Normalizer:
     def _learn_tgids(self, c, names, code) -> None:
         """Remember tid -> tgid from every record that states it, and from perf FORK records."""
         known = c["pid"] >= 0
-        if known.any():
-            tids, first = np.unique(c["tid"][known], return_index=True)
-            for tid, pid in zip(tids.tolist(), c["pid"][known][first].tolist()):
+        everyone = bool(known.all())
+        if everyone or known.any():
+            tids, pids = (c["tid"], c["pid"]) if everyone else (c["tid"][known], c["pid"][known])
+            # the first row of every run of equal (tid, pid): the pairs in order of appearance
+            runs = np.flatnonzero((tids[1:] != tids[:-1]) | (pids[1:] != pids[:-1])) + 1
+            first = {}
+            for tid, pid in zip(tids[:1].tolist() + tids[runs].tolist(), pids[:1].tolist() + pids[runs].tolist()):
+                first.setdefault(tid, pid)
+            for tid, pid in first.items():
                 self._tgid[tid] = pid
                 self._threads.setdefault(pid, set()).add(tid)
         for i in _rows_of(names, code, "perf_fork"):
             pid, tid = int(c["a0"][i]), int(c["a1"][i])
             self._tgid[tid] = pid
             self._threads.setdefault(pid, set()).add(tid)
-        missing = ~known
-        if missing.any():
+        if not everyone:
+            missing = ~known
+            c["pid"] = c["pid"].copy()           # the reader's column stays as it was
             tids = c["tid"][missing]
             c["pid"][missing] = [self._tgid.get(t, -1) for t in tids.tolist()]
             still = c["pid"] < 0
@@ -189,25 +207,21 @@ class Normalizer:
         Built column-wise: faults are nearly all of a capture's records."""
         user_codes = [i for i, n in enumerate(names) if n == "page_fault_user"]
         kern_codes = [i for i, n in enumerate(names) if n == "page_fault_kernel"]
-        is_fault = np.isin(code, user_codes + kern_codes)
-        idx = np.flatnonzero(is_fault)
-        addr = c["a0"][idx]
-        ok = addr < self.user_limit
-        self.stats.kernel_address_faults_dropped += int((~ok).sum())
-        idx = idx[ok]
-        n = len(idx)
+        is_fault = _is_code(code, user_codes + kern_codes)
+        ok = is_fault & (c["a0"] < self.user_limit)
+        self.stats.kernel_address_faults_dropped += int(is_fault.sum() - ok.sum())
+        idx = None if ok.all() else np.flatnonzero(ok)   # all rows: the columns as they are
+
+        def take(col):
+            return col if idx is None else col[idx]
+        out = {"t_ns": take(c["t_ns"]), "seq": take(c["seq"]), "pid": take(c["pid"]), "tid": take(c["tid"]),
+               "cpu": take(c["cpu"]), "addr": take(c["a0"]), "ip": take(c["a1"]),
+               "error_code": take(c["a2"]).astype(np.int32)}
+        n = len(out["t_ns"])
         self.stats.fault_rows += n
-        out = _blank(n)
-        out["t_ns"] = c["t_ns"][idx]
-        out["seq"] = c["seq"][idx].astype(np.float64)
-        out["pid"] = c["pid"][idx]
-        out["tid"] = c["tid"][idx]
-        out["cpu"] = c["cpu"][idx]
         out["kind"] = np.full(n, KIND["fault"], dtype=np.int8)
-        out["addr"] = c["a0"][idx]
-        out["ip"] = c["a1"][idx]
-        out["error_code"] = c["a2"][idx].astype(np.int32)
-        out["user_mode"] = np.isin(code[idx], user_codes)
+        out["user_mode"] = (np.ones(n, bool) if not kern_codes else np.zeros(n, bool) if not user_codes
+                            else _is_code(take(code), user_codes))
         return out
 
     # ------------------------------------------------------------------ syscalls
@@ -216,22 +230,24 @@ class Normalizer:
         sys_codes = {i: n for i, n in enumerate(names)
                      if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
                         (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
-        idx = np.flatnonzero(np.isin(code, list(sys_codes)))
+        idx = np.flatnonzero(_is_code(code, list(sys_codes)))
         if not len(idx) and not self._pending:
             return []
         order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
         rows = []
-        for i in order.tolist():  # syscalls are few next to faults; pairing needs per-thread state
-            name = sys_codes[int(code[i])]
-            tid = int(c["tid"][i])
-            pid, t, seq, cpu = int(c["pid"][i]), int(c["t_ns"][i]), int(c["seq"][i]), int(c["cpu"][i])
+        # syscalls are few next to faults; pairing needs per-thread state: a Python loop over lists
+        col = {k: c[k][order].tolist() for k in ("tid", "pid", "t_ns", "seq", "cpu", "ret",
+                                                 "a0", "a1", "a2", "a3", "a4", "a5")}
+        for j, ev in enumerate(code[order].tolist()):
+            name = sys_codes[ev]
+            tid, pid, t, seq, cpu = col["tid"][j], col["pid"][j], col["t_ns"][j], col["seq"][j], col["cpu"][j]
             if name == "sys_enter_exit_group":
                 self._close_lost(tid, rows)
                 self._exit_group.setdefault(pid, (t, seq, tid, cpu))
                 continue
             if name.startswith("sys_enter_"):
                 self._close_lost(tid, rows)
-                args = tuple(int(c[f"a{k}"][i]) for k in range(6))
+                args = (col["a0"][j], col["a1"][j], col["a2"][j], col["a3"][j], col["a4"][j], col["a5"][j])
                 self._pending[tid] = _Pending(t, seq, pid, tid, cpu, name[10:], args)
                 continue
             p = self._pending.pop(tid, None)
@@ -241,7 +257,7 @@ class Normalizer:
                     self._close_lost(tid, rows)
                 self.stats.orphan_exits_dropped += 1
                 continue
-            rows.append(self._syscall_row(p, ret=int(c["ret"][i]), t_exit=t, unfinished=False, seq_exit=seq))
+            rows.append(self._syscall_row(p, ret=col["ret"][j], t_exit=t, unfinished=False, seq_exit=seq))
         return rows
 
     def _close_lost(self, tid: int, rows: list) -> None:
@@ -278,18 +294,18 @@ class Normalizer:
         return row
 
     # ---------------------------------------------------------------- lifecycle
-    def _lifecycle(self, c, names, code, comm: pa.ChunkedArray) -> list[dict]:
+    def _lifecycle(self, c, names, code, text_of) -> list[dict]:
         """fork/clone, exec and exit events from sched tracepoints and perf side-band records."""
         wanted = {i: n for i, n in enumerate(names)
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
                            "perf_comm")}
-        idx = np.flatnonzero(np.isin(code, list(wanted)))
+        idx = np.flatnonzero(_is_code(code, list(wanted)))
         rows = []
         for i in idx.tolist():
             name = wanted[int(code[i])]
             pid, tid, t, seq, cpu = (int(c["pid"][i]), int(c["tid"][i]), int(c["t_ns"][i]),
                                      int(c["seq"][i]), int(c["cpu"][i]))
-            text = comm[i].as_py()
+            text = text_of(i)
             if name == "perf_comm":
                 if text:
                     self._comm[int(c["a0"][i])] = text
@@ -332,7 +348,7 @@ def move_exec_before_loader_faults(out: dict) -> dict:
     replayer must start the fresh address space before those faults.  Also
     drops an `exit` of the same thread directly before that run (the old mm
     torn down inside exec_mmap()).  `out` holds one sorted batch as numpy
-    columns; execs are rare, so this is a small loop over them.
+    columns (see `_merge`); execs are rare, so this is a small loop over them.
     """
     kind, tid, user, t = out["kind"], out["tid"], out["user_mode"], out["t_ns"]
     order = np.arange(len(t))
@@ -351,15 +367,23 @@ def move_exec_before_loader_faults(out: dict) -> dict:
             order = np.insert(np.delete(order, np.flatnonzero(order == e)), np.flatnonzero(order == first)[0], e)
     if drop:
         order = order[~np.isin(order, drop)]
-    moved = {k: v[order] for k, v in out.items() if k != "comm"}
+    moved = {k: v[order] for k, v in out.items() if k not in ("comm_rows", "comm_texts")}
     moved["t_ns"] = new_t[order]
-    moved["comm"] = out["comm"].take(pa.array(order))
+    new_row = np.full(len(t), -1, np.int64)
+    new_row[order] = np.arange(len(order))
+    rows = new_row[out["comm_rows"]]
+    moved["comm_rows"] = rows[rows >= 0]
+    moved["comm_texts"] = [x for x, r in zip(out["comm_texts"], rows.tolist()) if r >= 0]
     return moved
 
 
 # ---------------------------------------------------------------------- helpers
 KIND = {k: i for i, k in enumerate(EVENT_KINDS)}  # events.kind as int8 codes while normalizing
-_KIND_DICTIONARY = pa.array(EVENT_KINDS, pa.string())
+_KIND_DICTIONARY = arrow_np.strings(len(EVENT_KINDS), np.arange(len(EVENT_KINDS)), list(EVENT_KINDS))
+# What push() and finish() return: the events schema with `kind` dictionary-encoded (int8 codes
+# into EVENT_KINDS), as the Parquet writer stores it; `conform` turns it back into strings.
+BATCH_SCHEMA = pa.schema([f.with_type(pa.dictionary(pa.int8(), pa.string())) if f.name == "kind" else f
+                          for f in EVENTS.schema], metadata=EVENTS.schema.metadata)
 
 _DEFAULTS = {
     "t_ns": 0, "seq": 0.0, "pid": -1, "tid": -1, "cpu": -1, "kind": -1, "addr": 0, "len": 0, "prot": -1,
@@ -402,17 +426,29 @@ def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
 
 def _rows_of(names, code, name) -> np.ndarray:
     codes = [i for i, n in enumerate(names) if n == name]
-    return np.flatnonzero(np.isin(code, codes)) if codes else np.empty(0, np.int64)
+    return np.flatnonzero(_is_code(code, codes)) if codes else np.empty(0, np.int64)
 
 
-def _blank(n: int) -> dict:
-    """n rows of defaults; `comm` (null for these rows) is added by _merge."""
-    return {k: np.full(n, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
+def _is_code(code: np.ndarray, codes: list) -> np.ndarray:
+    """code in codes, per row (a lookup table: event codes are small)."""
+    if not codes:
+        return np.zeros(len(code), bool)
+    lut = np.zeros(max(codes) + 1, bool)
+    lut[codes] = True
+    inside = code <= max(codes)
+    return lut[np.where(inside, code, 0)] & inside if not inside.all() else lut[code]
+
+
+def _fault_columns(n: int) -> dict:
+    """The columns `_faults` fills (n rows at their defaults); every other column is constant for faults."""
+    return {k: np.full(n, _DEFAULTS[k], dtype=_DTYPES[k]) for k in
+            ("t_ns", "seq", "pid", "tid", "cpu", "kind", "addr", "ip", "error_code", "user_mode")}
 
 
 def _rows_dict(rows: list[dict]) -> dict:
-    """The few non-fault rows as columns, sorted by (t_ns, seq), with their comm strings."""
-    out = _blank(0)
+    """The few non-fault rows as full columns, sorted by (t_ns, seq); their comm strings as
+    row numbers (`comm_rows`) and texts (`comm_texts`)."""
+    out = {k: np.full(0, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
     if rows:
         for k, dt in _DTYPES.items():
             vals = [r[k] for r in rows]
@@ -421,41 +457,75 @@ def _rows_dict(rows: list[dict]) -> dict:
             out[k] = np.array(vals, dtype=dt)
     order = np.lexsort((out["seq"], out["t_ns"]))
     out = {k: v[order] for k, v in out.items()}
-    out["comm"] = pa.array([rows[i]["comm"] for i in order.tolist()], pa.string())
+    texts = [rows[i]["comm"] for i in order.tolist()]
+    out["comm_rows"] = np.array([j for j, x in enumerate(texts) if x is not None], np.int64)
+    out["comm_texts"] = [x for x in texts if x is not None]
     return out
 
 
 def _merge(big: dict, small: dict) -> dict:
     """Merge the fault columns (already sorted by time, file order) with the few
-    other rows (sorted) into one batch ordered by (t_ns, seq), in O(n)."""
+    other rows (sorted) into one batch ordered by (t_ns, seq), in O(n).
+
+    Columns `big` does not have are constant for its rows (their defaults): they
+    stay absent from the result while the other rows hold the default too, and
+    `_to_table` fills them cheaply.  comm is kept as `comm_rows`/`comm_texts`.
+    """
     nb, ns = len(big["t_ns"]), len(small["t_ns"])
-    if nb > 1 and (np.diff(big["t_ns"]) < 0).any():  # a reader gave disordered records
+    if nb > 1 and (big["t_ns"][1:] < big["t_ns"][:-1]).any():  # a reader gave disordered records
         order = np.lexsort((big["seq"], big["t_ns"]))
         big = {k: v[order] for k, v in big.items()}
-    comm = pa.concat_arrays([pa.nulls(nb, pa.string()), small["comm"]])
     if ns == 0:
-        out = dict(big)
-        out["comm"] = comm
-        return out
+        return {**big, "comm_rows": np.empty(0, np.int64), "comm_texts": []}
     pos = np.searchsorted(big["t_ns"], small["t_ns"], side="left")
     right = np.searchsorted(big["t_ns"], small["t_ns"], side="right")
     for i in np.flatnonzero(right > pos).tolist():  # equal times: file order decides
         lo, hi = pos[i], right[i]
         pos[i] = lo + np.searchsorted(big["seq"][lo:hi], small["seq"][i])
-    order = np.insert(np.arange(nb), pos, nb + np.arange(ns))
-    out = {k: np.concatenate([big[k], small[k]])[order] for k in _DTYPES}
-    out["comm"] = comm.take(pa.array(order))
+    at = pos + np.arange(ns)                        # where the small rows land
+    out = {}
+    for k, dt in _DTYPES.items():
+        if k in big:
+            out[k] = np.insert(big[k], pos, small[k].astype(big[k].dtype, copy=False))
+        elif (small[k] != _DEFAULTS[k]).any():
+            out[k] = np.full(nb + ns, _DEFAULTS[k], dtype=dt)
+            out[k][at] = small[k]
+    out["comm_rows"] = at[small["comm_rows"]]
+    out["comm_texts"] = small["comm_texts"]
     return out
 
 
-def _to_table(out: dict) -> pa.Table:
-    arrays = []
-    for f in EVENTS.schema:
-        if f.name == "kind":
-            codes = pa.array(out["kind"], pa.int8())
-            arrays.append(pa.DictionaryArray.from_arrays(codes, _KIND_DICTIONARY).cast(pa.string()))
-        elif f.name == "comm":
-            arrays.append(out["comm"])
+_CONSTANTS: dict[str, pa.Array] = {}
+
+
+def _constant(f: pa.Field, n: int) -> pa.Array:
+    """n rows of column f's default, sliced from one cached array (no per-batch allocation)."""
+    have = _CONSTANTS.get(f.name)
+    if have is None or len(have) < n:
+        size = max(n, 1 << 16)
+        if f.name == "comm":
+            have = pa.nulls(size, pa.string())
         else:
-            arrays.append(pa.array(out[f.name], type=f.type))
-    return pa.Table.from_arrays(arrays, schema=EVENTS.schema)
+            have = arrow_np.to_arrow(np.full(size, _DEFAULTS[f.name], dtype=_DTYPES[f.name]), f.type)
+        _CONSTANTS[f.name] = have
+    return have.slice(0, n)
+
+
+def _empty() -> pa.Table:
+    return _to_table({**_fault_columns(0), "comm_rows": np.empty(0, np.int64), "comm_texts": []})
+
+
+def _to_table(out: dict) -> pa.Table:
+    n = len(out["t_ns"])
+    arrays = []
+    for f in BATCH_SCHEMA:
+        if f.name == "kind":
+            arrays.append(arrow_np.dictionary(out["kind"], _KIND_DICTIONARY, pa.int8()))
+        elif f.name == "comm":
+            rows = out["comm_rows"]
+            arrays.append(arrow_np.strings(n, rows, out["comm_texts"]) if len(rows) else _constant(f, n))
+        elif f.name in out:
+            arrays.append(arrow_np.to_arrow(out[f.name], f.type))
+        else:
+            arrays.append(_constant(f, n))
+    return pa.Table.from_arrays(arrays, schema=BATCH_SCHEMA)

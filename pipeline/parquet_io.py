@@ -25,14 +25,33 @@ from schemas import CAPTURE_KEY, SCHEMA_KEY, Artifact, conform, schema_metadata
 # Parquet writer options per artifact.  Events are by far the largest: their
 # time and address columns delta-encode well, only the string columns are worth
 # a dictionary, and statistics are kept where readers filter (time, pid, kind).
+# Most event columns are constant over long runs (faults have no len, prot, ...):
+# pages of up to 256 Ki rows instead of the default 20 Ki make 13x fewer pages,
+# each with its own zstd context (measured: 1.25 s -> 1.0 s for 13 M events).
 _EVENTS_OPTIONS = dict(
     compression="zstd", use_dictionary=["kind", "comm"], write_statistics=["t_ns", "pid", "kind"],
     column_encoding={"t_ns": "DELTA_BINARY_PACKED", "addr": "DELTA_BINARY_PACKED", "ip": "DELTA_BINARY_PACKED"},
+    max_rows_per_page=1 << 18, data_page_size=4 << 20,
 )
+# Arrow types the writer is given instead of the artifact's (the same Parquet column):
+# normalize makes events.kind as int8 codes into EVENT_KINDS; casting millions of them
+# to strings only for the writer to hash them back into a dictionary cost 0.3 s.
+_WRITE_TYPES = {"events": {"kind": pa.dictionary(pa.int8(), pa.string())}}
 
 
 def writer_options(artifact: Artifact) -> dict:
     return dict(_EVENTS_OPTIONS) if artifact.name == "events" else {"compression": "zstd"}
+
+
+def _for_writer(table: pa.Table, artifact: Artifact, source: str) -> pa.Table:
+    """Conform `table` to `artifact` in the Arrow types the Parquet writer is given."""
+    return conform(table, artifact, source, physical=_WRITE_TYPES.get(artifact.name))
+
+
+def _writer_schema(artifact: Artifact, capture: dict | None) -> pa.Schema:
+    types = _WRITE_TYPES.get(artifact.name, {})
+    schema = pa.schema([f.with_type(types[f.name]) if f.name in types else f for f in artifact.schema])
+    return schema.with_metadata(schema_metadata(artifact, capture))
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -90,14 +109,17 @@ def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict |
     `extra` adds key-value metadata of the writer's own (name -> JSON-able dict),
     e.g. the replay engine's options and counts of what it could not see.
     """
-    table = conform(table, artifact, source or str(path))
+    table = _for_writer(table, artifact, source or str(path))
     meta = schema_metadata(artifact, capture)
     for key, value in (extra or {}).items():
         meta[key.encode()] = json.dumps(value, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path, force) as tmp:
-        pq.write_table(table, tmp, row_group_size=1 << 20, **writer_options(artifact))
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **writer_options(artifact))
     return Path(path)
+
+
+ROW_GROUP_ROWS = 1 << 20
 
 
 class StreamWriter:
@@ -105,9 +127,10 @@ class StreamWriter:
 
     Used as a context manager; an exception inside the block discards the
     temporary file and leaves `path` as it was.  Batches are conformed on the
-    caller's thread and encoded on a background thread (Parquet encoding and
-    compression release the GIL), so producing the next batch overlaps writing
-    this one; at most two batches wait.
+    caller's thread, gathered (without copying) into row groups of about
+    ROW_GROUP_ROWS and encoded on a background thread (Parquet encoding and
+    compression release the GIL), so producing the next batches overlaps writing
+    this row group; at most two row groups wait.
     """
 
     def __init__(self, path: Path, artifact: Artifact, capture: dict | None = None, force: bool = True):
@@ -119,9 +142,11 @@ class StreamWriter:
 
     def __enter__(self):
         self._tmp = self._ctx.__enter__()
-        schema = self.artifact.schema.with_metadata(schema_metadata(self.artifact, self.capture))
+        schema = _writer_schema(self.artifact, self.capture)
         self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
         self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._group: list[pa.Table] = []
+        self._group_rows = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
         self._thread.start()
@@ -134,22 +159,32 @@ class StreamWriter:
                 return
             if self._error is None:
                 try:
-                    self._writer.write_table(table, row_group_size=1 << 20)
+                    self._writer.write_table(table, row_group_size=max(ROW_GROUP_ROWS, table.num_rows))
                 except BaseException as e:  # reported on the caller's thread
                     self._error = e
 
     def write(self, table: pa.Table) -> None:
         if self._error is not None:
             raise self._error
-        table = conform(table, self.artifact, str(self.path))
-        self._queue.put(table)
+        table = _for_writer(table, self.artifact, str(self.path))
+        self._group.append(table)
+        self._group_rows += table.num_rows
         self.rows += table.num_rows
+        if self._group_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._group:
+            self._queue.put(pa.concat_tables(self._group))
+            self._group, self._group_rows = [], 0
 
     def set_capture(self, capture: dict) -> None:
         """Capture metadata known only at the end of a stream; stored when the file is closed."""
         self._late_capture = capture
 
     def __exit__(self, typ, exc, tb):
+        if typ is None:
+            self._flush()
         self._queue.put(None)
         self._thread.join()
         try:

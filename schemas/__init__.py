@@ -229,14 +229,20 @@ ATTRIBUTION = Artifact("attribution", 1, pa.schema([
 ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY, ATTRIBUTION)}
 
 
-def conform(table: pa.Table, artifact: Artifact, source: str = "<table>") -> pa.Table:
+def conform(table: pa.Table, artifact: Artifact, source: str = "<table>",
+            physical: dict[str, pa.DataType] | None = None) -> pa.Table:
     """Return `table` with exactly `artifact`'s columns in order, or raise SchemaError.
 
     Missing, extra and mistyped columns are all named in one message.  Only
     lossless differences are tolerated: column order, and dictionary- or
     large-string encodings of string columns (which are cast back).
+    `physical` names string columns to return in another lossless encoding
+    instead (the Parquet writer takes events.kind dictionary-encoded).
     """
     want = artifact.schema
+    if physical:
+        want = pa.schema([f.with_type(physical[f.name]) if f.name in physical else f for f in want],
+                         metadata=want.metadata)
     have = {f.name: f.type for f in table.schema}
     missing = [n for n in want.names if n not in have]
     extra = [n for n in have if n not in want.names]
@@ -270,6 +276,8 @@ def conform(table: pa.Table, artifact: Artifact, source: str = "<table>") -> pa.
 def _lossless(have: pa.DataType, want: pa.DataType) -> bool:
     if pa.types.is_dictionary(have):
         have = have.value_type
+    if pa.types.is_dictionary(want):
+        want = want.value_type
     return pa.types.is_string(want) and (pa.types.is_string(have) or pa.types.is_large_string(have))
 
 

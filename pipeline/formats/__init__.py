@@ -57,13 +57,36 @@ RAW = pa.schema([
 
 
 @dataclass
+class RawColumns:
+    """RAW rows as numpy columns, before Arrow: the perf.data reader's fast hand-off to normalize.
+
+    `columns` holds t_ns, pid, tid, cpu, a0..a5, ret and seq (the RAW dtypes);
+    `event` indexes `events` (the names) and `comm` indexes `comms` (-1: null).
+    Building the RAW `event` strings for millions of rows, only for normalize to
+    dictionary-encode them again, cost more than decoding them.
+    """
+    columns: dict
+    event: "np.ndarray"
+    events: list
+    comm: "np.ndarray"
+    comms: list
+
+    def __len__(self) -> int:
+        return len(self.event)
+
+    def comm_text(self, i: int):
+        code = int(self.comm[i])
+        return self.comms[code] if code >= 0 else None
+
+
+@dataclass
 class Capture:
     """What a reader returns: raw record batches (lazy) plus metadata.
 
     `meta` may be completed while `batches` is consumed (lost-event counts are
     known only at the end), so read it after exhausting the iterator.
     """
-    batches: Iterator[pa.Table]
+    batches: Iterator[pa.Table]             # or RawColumns, when the reader was asked for them
     meta: dict = field(default_factory=dict)
 
 

@@ -59,3 +59,130 @@ def walk_records(buf, start, end):
         n += 1
         p += extent
     return offsets[:n], types[:n], sizes[:n], p, status
+
+
+# ---- fixed-layout SAMPLE records: one pass writes every RAW column
+
+# Columns of the per-attr layout table given to decode_fixed_samples (int64[n_attrs, LAY_COLUMNS]);
+# offsets are from the record start, -1 = field absent.
+LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, LAY_TYPE = range(9)
+LAY_COLUMNS = 9
+# Per-attr integer fields (int64[n_attrs, FIELD_COLUMNS, 3]), one row per output column
+# (0..5 = a0..a5, 6 = ret): offset in the RAW data (-1: not set), size in bytes, signed.
+FIELD_COLUMNS = 7
+# Status codes of decode_fixed_samples (the caller turns them into messages).
+BAD_ID, SHORT_SAMPLE, RAW_PAST_END, RAW_TOO_SMALL, RAW_WRONG_TYPE = 1, 2, 3, 4, 5
+
+
+def unaligned_views(buf) -> tuple:
+    """(u8, u32, u64) views of buf with a stride of one byte: element q is the value whose
+    first byte is buf[q], at any alignment (one load; combining byte loads is several times
+    slower in numba).  Lengths stop where a value would run past the end of buf."""
+    def view(dtype, size):
+        return np.ndarray(shape=(max(0, len(buf) - size + 1),), dtype=dtype, buffer=buf, strides=(1,))
+    return np.frombuffer(buf, np.uint8), view(np.uint32, 4), view(np.uint64, 8)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _load(u8, u32, u64, q, size):
+    """Unsigned little-endian integer of `size` (1, 2, 4 or 8) bytes at byte q, as uint64."""
+    if size == 8:
+        return u64[q]
+    if size == 4:
+        return np.uint64(u32[q])
+    if size == 2:
+        return np.uint64(u8[q]) | np.uint64(u8[q + 1]) << np.uint64(8)
+    return np.uint64(u8[q])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _signed(v, size):
+    """Sign-extend the low `size` bytes of v (as numpy's astype(int64) of an int<size*8>)."""
+    if size < 8:
+        bits = np.uint64(8 * size)
+        if (v >> (bits - np.uint64(1))) & np.uint64(1):
+            v |= ~np.uint64(0) << bits
+    return v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _i32(u8, u32, u64, q):
+    return np.int32(np.int64(_signed(_load(u8, u32, u64, q, 4), 4)))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _field(u8, u32, u64, q, size, signed):
+    """An integer tracepoint field at byte q as uint64, sign-extended if signed (as numpy casts)."""
+    if size == 8:                               # constant sizes: each read is one load
+        v = _load(u8, u32, u64, q, 8)
+    elif size == 4:
+        v = _load(u8, u32, u64, q, 4)
+    elif size == 2:
+        v = _load(u8, u32, u64, q, 2)
+    else:
+        v = _load(u8, u32, u64, q, 1)
+    return _signed(v, size) if signed else v
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
+                         attr, t_ns, pid, tid, cpu, ev, args, ret):
+    """Decode SAMPLE records at `offs` (their `sizes`) into RAW columns, row i = record i.
+
+    The buffer comes as `unaligned_views(buf)` (u8, u32, u64).
+    The attr of a record is id_lut[u64 at offs + id_pos] (attr 0 when id_pos < 0);
+    for attrs with lay[k, LAY_FIXED] every field sits at a constant offset (see
+    perfdata._Layout) and is written here; rows of other attrs keep the defaults
+    (the caller decodes them).  Output arrays are preallocated at their defaults;
+    `args` is uint64[6, n] (a0..a5).  Returns (status, row): status 0, or the first
+    bad record and what is wrong with it (BAD_ID, SHORT_SAMPLE, ...).
+    """
+    n = len(offs)
+    for i in range(n):
+        p = offs[i]
+        size = sizes[i]
+        k = 0
+        if id_pos >= 0:
+            if id_pos + 8 > size:
+                return BAD_ID, i
+            ident = _load(u8, u32, u64, p + id_pos, 8)
+            if ident >= np.uint64(len(id_lut)):
+                return BAD_ID, i
+            k = id_lut[ident]
+            if k < 0:
+                return BAD_ID, i
+        attr[i] = k
+        if lay[k, LAY_FIXED] == 0:
+            continue
+        if size < lay[k, LAY_SIZE]:
+            return SHORT_SAMPLE, i
+        ev[i] = lay[k, LAY_EV]
+        o = lay[k, LAY_TID]
+        if o >= 0:
+            pid[i] = _i32(u8, u32, u64, p + o)
+            tid[i] = _i32(u8, u32, u64, p + o + 4)
+        o = lay[k, LAY_TIME]
+        if o >= 0:
+            t_ns[i] = np.int64(_load(u8, u32, u64, p + o, 8))
+        o = lay[k, LAY_CPU]
+        if o >= 0:
+            cpu[i] = _i32(u8, u32, u64, p + o)
+        o = lay[k, LAY_RAW]
+        if o < 0:
+            continue
+        raw_size = np.int64(_load(u8, u32, u64, p + o, 4))
+        if o + 4 + raw_size > size:
+            return RAW_PAST_END, i
+        if lay[k, LAY_MIN_RAW] < 0:
+            continue
+        if raw_size < lay[k, LAY_MIN_RAW]:
+            return RAW_TOO_SMALL, i
+        if np.int64(_load(u8, u32, u64, p + o + 4, 2)) != lay[k, LAY_TYPE]:
+            return RAW_WRONG_TYPE, i
+        data = p + o + 4
+        for c in range(6):                   # constant trip counts: unrolled
+            if fields[k, c, 0] >= 0:
+                args[c, i] = _field(u8, u32, u64, data + fields[k, c, 0], fields[k, c, 1], fields[k, c, 2])
+        if fields[k, 6, 0] >= 0:
+            ret[i] = np.int64(_field(u8, u32, u64, data + fields[k, 6, 0], fields[k, 6, 1], fields[k, 6, 2]))
+    return 0, n

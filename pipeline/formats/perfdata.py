@@ -29,7 +29,7 @@ import pyarrow as pa
 import zstandard
 
 from pipeline.errors import TraceFormatError
-from pipeline.formats import RAW, Capture
+from pipeline.formats import RAW, Capture, RawColumns
 from pipeline.formats import _perf_layout as L
 from pipeline.formats._perf_tracing import TraceFormat, parse_tracing_data
 
@@ -220,9 +220,8 @@ class _Fields:
         rr = b % size
         if size not in self._qs:
             self._qs[size] = self.q * (8 // size)
-        # mode="clip": with rows = all (see decode_fixed) a short record of another attr
-        # at the very end of the buffer would put the dominant attr's field past the
-        # end; those rows are overwritten by their own attr, so clamping is harmless
+        # mode="clip": a field past the end of the buffer (a short record) is caught by
+        # the size checks that follow every gather
         return np.take(self.v.view(dtype, rr), self._qs[size] + (b - rr) // size, mode="clip").view(dtype)
 
     def field(self, k, f) -> np.ndarray:
@@ -264,13 +263,6 @@ def _complete(f: dict) -> dict:
         if col not in f:
             f[col] = np.full(n, default, dtype) if default else np.zeros(n, dtype)
     return f
-
-
-def _reset(f: dict, rows) -> None:
-    """Back to the defaults for `rows` (seq kept)."""
-    for col, (_, default) in _COLUMNS.items():
-        if col in f and col != "seq":
-            f[col][rows] = default
 
 
 def _concat(frames: list[dict]) -> dict:
@@ -519,112 +511,109 @@ class _PerfReader:
         return rows, round_max
 
     def decode_samples(self, v: _Views, ch: "_Chunk", sidx: np.ndarray, seq0: int) -> dict:
-        """SAMPLE records -> rows in record order (perf_event.h field order), per attr.
+        """SAMPLE records -> rows in record order (perf_event.h field order).
 
         Attrs whose samples have a fixed layout (`_Layout`: no callchain, no group
-        read) have every field at a constant offset: one numpy gather per field.
-        The most frequent attr fills whole columns (no scatter), then the rows of
-        the others are reset and overwritten.  Variable layouts go field by field
-        from a per-record cursor.
+        read) have every field at a constant offset: one compiled pass
+        (`_perf_kernels.decode_fixed_samples`) finds each record's attr and writes
+        all their integer columns.  String fields (few records) and attrs with
+        variable layouts are then filled per attr from their own rows, the latter
+        field by field from a per-record cursor (`decode_attr_samples`).
         """
+        from pipeline.formats import _perf_kernels as K
         offs = ch.offs[sidx]
         sizes = ch.sizes[sidx]
         n = len(offs)
-        f = {"seq": sidx + seq0}                # columns appear as groups fill them
+        f = _frame(n)
+        f["seq"] = sidx + seq0
+        args = np.zeros((len(_COLS_U64), n), np.uint64)     # a0..a5 as rows: each one contiguous
+        for j, c in enumerate(_COLS_U64):
+            f[c] = args[j]
         if len(self.attrs) == 1:
-            attr_idx = np.zeros(n, np.int64)
+            id_pos = -1
         else:
             id_pos = self.sid.sample_id_pos
             if id_pos is None:
                 self.where.at(ch.base + int(offs[0]), ch.stream).fail(
                     "several attrs but samples carry no PERF_SAMPLE_ID/IDENTIFIER")
-            attr_idx = self.attr_of(_Fields(v, offs).at(id_pos, "<u8"), ch, offs)
-        counts = np.bincount(attr_idx, minlength=len(self.attrs))
-        present = np.flatnonzero(counts).tolist()
-        dom = int(np.argmax(counts))
-        groups = [(dom, slice(None))]
-        if len(present) > 1:
-            minor = np.flatnonzero(attr_idx != dom)
-            order = minor[np.argsort(attr_idx[minor].astype(np.uint16), kind="stable")]
-            ends = np.cumsum(np.where(np.arange(len(counts)) == dom, 0, counts))
-            groups += [(k, order[ends[k] - counts[k]:ends[k]]) for k in present if k != dom]
-        layouts = {k: self.layout(self.attrs[k]) for k in present}
-        whole = layouts[dom] is not None         # the dominant attr writes every row
-        for k, rows in groups:
-            a, lay = self.attrs[k], layouts[k]
-            if k != dom and whole:
-                _reset(f, rows)
-            if lay is None:
-                if isinstance(rows, slice) and len(present) > 1:
-                    rows = np.flatnonzero(attr_idx == k)
-                self.decode_attr_samples(v, a, offs[rows], sizes[rows], f, rows, ch)
-            else:
-                own = attr_idx == k if isinstance(rows, slice) and len(present) > 1 else None
-                self.decode_fixed(v, a, lay, offs, sizes, f, rows, ch, own=own)
-        return _complete(f)
+        lay, fields = self.sample_plan()
+        attr = np.empty(n, np.int32)
+        status, i = K.decode_fixed_samples(*K.unaligned_views(v.buf), offs, sizes, id_pos, self._id_lut, lay, fields, attr,
+                                           f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args, f["ret"])
+        if status:
+            self.where.at(ch.base + int(offs[i]), ch.stream).fail(
+                self._sample_error(K, status, v, int(offs[i]), int(sizes[i]), id_pos, attr[i]))
+        need = [a for a in self.attrs if not lay[a.index, K.LAY_FIXED] or self._string_fields(a)
+                and lay[a.index, K.LAY_MIN_RAW] >= 0]
+        if need:
+            counts = np.bincount(attr, minlength=len(self.attrs))
+            for a in need:
+                if not counts[a.index]:
+                    continue
+                rows = np.flatnonzero(attr == a.index)
+                if not lay[a.index, K.LAY_FIXED]:
+                    self.decode_attr_samples(v, a, offs[rows], sizes[rows], f, rows, ch)
+                    continue
+                raw = offs[rows] + self.layout(a).raw
+                for col, fld in self._string_fields(a):
+                    _put(f, col, rows, self.strings(v, raw, fld))
+        return f
+
+    def sample_plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-attr layout and field tables of `decode_fixed_samples` (built once per attr set)."""
+        from pipeline.formats import _perf_kernels as K
+        key = (len(self.attrs), id(self._id_lut))
+        if getattr(self, "_plan_key", None) == key:
+            return self._plan
+        lay = np.full((max(1, len(self.attrs)), K.LAY_COLUMNS), -1, np.int64)
+        fields = np.full((len(lay), K.FIELD_COLUMNS, 3), -1, np.int64)
+        cols = {c: j for j, c in enumerate(_COLS_U64)}
+        cols["ret"] = 6
+        for a in self.attrs:
+            lo, row = self.layout(a), lay[a.index]
+            ints = [(col, fld) for col, fld in a.plan or [] if fld.integer and not fld.string]
+            row[K.LAY_FIXED] = int(lo is not None)
+            row[K.LAY_EV] = self.event_code(a.event)
+            if lo is None:
+                continue
+            row[K.LAY_SIZE] = lo.size
+            for name, col in (("pid", K.LAY_TID), ("time", K.LAY_TIME), ("cpu", K.LAY_CPU)):
+                if name in lo.fields:
+                    row[col] = lo.fields[name][1]
+            if lo.raw is not None:
+                row[K.LAY_RAW] = lo.raw - 4
+                if a.fmt is not None:
+                    row[K.LAY_MIN_RAW], row[K.LAY_TYPE] = a.fmt.min_raw_size, a.fmt.id
+                    for col, fld in ints:
+                        fields[a.index, cols[col]] = (fld.offset, fld.size, int(fld.signed))
+        self._plan_key, self._plan = key, (lay, fields)
+        return self._plan
+
+    @staticmethod
+    def _string_fields(a: Attr) -> list:
+        return [(col, fld) for col, fld in a.plan or [] if fld.string]
+
+    def _sample_error(self, K, status: int, v: _Views, off: int, size: int, id_pos: int, k: int) -> str:
+        """The message for a status of decode_fixed_samples at the record at `off`."""
+        if status == K.BAD_ID:
+            if id_pos + 8 > size:
+                return f"sample of {size} bytes too short to hold its id at byte {id_pos}"
+            ident = int(v.u64(np.array([off + id_pos]))[0])
+            return (f"sample id {ident} belongs to no perf_event_attr (known ids: "
+                    f"{np.flatnonzero(self._id_lut >= 0).tolist()[:8]}...)")
+        a = self.attrs[k]
+        if status == K.SHORT_SAMPLE:
+            return f"{a.full_name}: sample shorter than its {self.layout(a).size}-byte layout"
+        if status == K.RAW_PAST_END:
+            return "RAW data runs past the end of its record"
+        if status == K.RAW_TOO_SMALL:
+            return f"RAW size below the {a.fmt.min_raw_size} bytes of {a.full_name}'s format"
+        return f"RAW common_type differs from {a.full_name}'s ID {a.fmt.id}"
 
     def layout(self, a: Attr) -> "_Layout | None":
         if not hasattr(a, "_layout"):
             a._layout = _Layout.of(a)
         return a._layout
-
-    def decode_fixed(self, v: _Views, a: Attr, lay: "_Layout", offs, sizes, f, rows, ch, own=None):
-        """Fill rows of f from records of one fixed-layout attr (all fields at constant offsets).
-
-        `own` (with rows = all): which rows really are this attr's; the others are
-        overwritten later, so only checks look at it.
-        """
-        def check(bad, msg):
-            self._check(bad if own is None else bad & own, offs, ch, msg)
-
-        offs, sizes = offs[rows], sizes[rows]
-        g = _Fields(v, offs)
-
-        def r(name):
-            fmt, off = lay.fields[name]
-            return g.at(off, fmt)
-        check(sizes < lay.size, f"{a.full_name}: sample shorter than its {lay.size}-byte layout")
-        _put(f, "ev", rows, self.event_code(a.event))
-        if "pid" in lay.fields:
-            _put(f, "pid", rows, r("pid"))
-            _put(f, "tid", rows, r("tid"))
-        if "time" in lay.fields:
-            _put(f, "t_ns", rows, r("time"))
-        if "cpu" in lay.fields:
-            _put(f, "cpu", rows, r("cpu"))
-        if lay.raw is None:
-            return
-        word = r("raw_word")                  # u32 size, then the raw data: u16 common_type first
-        raw_size = (word & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        check(lay.raw + raw_size > sizes, "RAW data runs past the end of its record")
-        if a.fmt is None:
-            return
-        check(raw_size < a.fmt.min_raw_size,
-              f"RAW size below the {a.fmt.min_raw_size} bytes of {a.full_name}'s format")
-        check((word >> np.uint64(32)) & np.uint64(0xFFFF) != a.fmt.id,
-              f"RAW common_type differs from {a.full_name}'s ID {a.fmt.id}")
-        for col, fld in a.plan:
-            if fld.string:                   # few records; only this attr's own rows
-                if own is None:
-                    _put(f, col, rows, self.strings(v, offs + lay.raw, fld))
-                else:
-                    mine = np.flatnonzero(own)
-                    _put(f, col, mine, self.strings(v, offs[mine] + lay.raw, fld))
-            elif fld.integer:
-                _put(f, col, rows, r("f_" + fld.name))     # numpy casts: signed fields sign-extend
-
-    def attr_of(self, ids: np.ndarray, ch: "_Chunk", offs) -> np.ndarray:
-        """Sample id -> attr index, by direct lookup (ids are small counters)."""
-        lut = self._id_lut
-        bad = ids >= len(lut)
-        idx = lut[np.where(bad, 0, ids)]
-        bad |= idx < 0
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            self.where.at(ch.base + int(offs[k]), ch.stream).fail(
-                f"sample id {int(ids[k])} belongs to no perf_event_attr (known ids: "
-                f"{np.flatnonzero(lut >= 0).tolist()[:8]}...)")
-        return idx
 
     def decode_attr_samples(self, v: _Views, a: Attr, offs, sizes, f: dict, rows, ch) -> None:
         """Fill rows `rows` of frame f from the samples of attr `a` at `offs`."""
@@ -761,12 +750,20 @@ class _PerfReader:
         self.meta["mmap2"].append(rec)
 
     # ---- turning rows into Arrow
-    def to_table(self, rows: dict) -> pa.Table:
-        n = _nrows(rows)
+    def count_events(self, rows: dict) -> None:
         counts = np.bincount(rows["ev"], minlength=len(self.events))
         by_name = self.meta["events_by_name"]
         for code in np.flatnonzero(counts).tolist():
             by_name[self.events[code]] = by_name.get(self.events[code], 0) + int(counts[code])
+
+    def to_columns(self, rows: dict) -> RawColumns:
+        self.count_events(rows)
+        cols = {c: rows[c] for c in ("t_ns", "pid", "tid", "cpu", *_COLS_U64, "ret", "seq")}
+        return RawColumns(cols, rows["ev"], list(self.events), rows["comm"], list(self.comms))
+
+    def to_table(self, rows: dict) -> pa.Table:
+        n = _nrows(rows)
+        self.count_events(rows)
         event = pa.DictionaryArray.from_arrays(pa.array(rows["ev"], pa.int32()),
                                                pa.array(self.events, pa.string())).cast(pa.string())
         comm_codes = rows["comm"]
@@ -1181,13 +1178,14 @@ def _file_size(f) -> int:
         return n
 
 
-def read(path, opener=None, allow_sampled: bool = False) -> Capture:
+def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) -> Capture:
     """Read a perf.data file, pipe-mode stream or --threads directory as RAW batches.
 
     Header, attrs and features are parsed (and the capture validated) now for
     file mode; pipe mode learns them from its first records.  Batches are sorted
     by (t_ns, seq) and hold about BATCH_ROWS rows; `meta` is complete once the
-    batches are exhausted.
+    batches are exhausted.  `columns`: yield the same rows as `RawColumns` (numpy,
+    event and comm as codes) instead of RAW tables, for `Normalizer.push`.
     """
     path = Path(path)
     r = _PerfReader(path, opener, allow_sampled)
@@ -1214,7 +1212,7 @@ def read(path, opener=None, allow_sampled: bool = False) -> Capture:
         f.close()
         raise
     r.path = rpath
-    return Capture(batches=_batches(r, f, header_file, mode, data_off, data_size, extra), meta=r.meta)
+    return Capture(batches=_batches(r, f, header_file, mode, data_off, data_size, extra, columns), meta=r.meta)
 
 
 _DECODE_ERRORS = (struct.error, ValueError, IndexError, OverflowError, KeyError, MemoryError,
@@ -1247,8 +1245,13 @@ def _guarded(where: _Where, items: Iterator) -> Iterator:
 
 
 def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, data_size: int,
-             extra: list[Path]) -> Iterator[pa.Table]:
-    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables."""
+             extra: list[Path], columns: bool = False) -> Iterator[pa.Table | RawColumns]:
+    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
+    (or RawColumns)."""
+    emit = r.to_columns if columns else r.to_table
+    # RawColumns go out as soon as rows are released (tens of thousands, still in the
+    # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
+    batch_rows = 1 if columns else BATCH_ROWS
     sources = [(header_file, f, data_off, data_size)]
     sources += [(p, None, 0, None) for p in extra]      # sized once opened
     by_rounds = not extra                # rounds order one stream, not several files
@@ -1276,12 +1279,12 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
                     for m in np.maximum(round_max, t_max)[-2:].tolist():
                         maxes = [maxes[1], max(m, maxes[1])]
                     for ready in orderer.release(maxes[0]):
-                        out.append(r.to_table(ready))
+                        out.append(ready)
                         nout += _nrows(ready)
                 if len(rows["t_ns"]):
                     t_max = max(t_max, int(rows["t_ns"].max()))
-                if nout >= BATCH_ROWS:
-                    yield pa.concat_tables(out)
+                if nout >= batch_rows:
+                    yield emit(_concat(out))
                     out, nout = [], 0
         finally:
             chunks.close()
@@ -1290,7 +1293,7 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
         r.where.path = header_file
         _guard(r, r.validate)
     for rest in orderer.release(None):
-        out.append(r.to_table(rest))
+        out.append(rest)
     if out:
-        yield pa.concat_tables(out)
+        yield emit(_concat(out))
     r.meta["events_total"] = sum(r.meta["events_by_name"].values())
