@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="replay events under page-table reclaim policies")
     rp.add_argument("events", help="events Parquet file (from ingest)")
-    rp.add_argument("-o", "--output", required=True, help="output directory for timeseries.parquet and summary.parquet")
+    rp.add_argument("-o", "--output", required=True, help="output directory for timeseries, summary, effects and occupancy .parquet")
     rp.add_argument("--policy", default="all", help="comma-separated: none,pt_reclaim,refcount,scan[:INTERVAL],delayed[:HOLD],all_levels (default all)")
     rp.add_argument("--thp", choices=["never", "madvise", "always"], default=None, help="THP mode (default: the capture's)")
     rp.add_argument("--interval", type=_duration_ns, default=_duration_ns("10ms"), help="timeseries step (default 10ms)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 import shutil
 import tempfile
@@ -142,14 +143,20 @@ class StreamWriter:
 
     def __enter__(self):
         self._tmp = self._ctx.__enter__()
-        schema = _writer_schema(self.artifact, self.capture)
-        self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
-        self._group: list[pa.Table] = []
-        self._group_rows = 0
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
-        self._thread.start()
+        try:     # an interrupt before __enter__ returns skips __exit__: drop the temporary here
+            schema = _writer_schema(self.artifact, self.capture)
+            self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
+            self._queue: queue.Queue = queue.Queue(maxsize=2)
+            self._group: list[pa.Table] = []
+            self._group_rows = 0
+            self._error: BaseException | None = None
+            self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
+            self._thread.start()
+        except BaseException:
+            if getattr(self, "_writer", None) is not None:
+                self._writer.close()
+            self._ctx.__exit__(*sys.exc_info())
+            raise
         return self
 
     def _drain(self) -> None:

@@ -19,6 +19,7 @@ def same(table, **kw):
     slow = replay(table, ReplayOptions(fast_path=False, **kw), capture=synth.capture_meta("t"))
     assert fast.timeseries.equals(slow.timeseries)
     assert fast.summary.equals(slow.summary)
+    assert fast.effects.equals(slow.effects) and fast.occupancy.equals(slow.occupancy)
     assert fast.metadata["counts"] == slow.metadata["counts"]
     return fast
 
