@@ -530,6 +530,14 @@ def _read_capture(events) -> dict:
         raise SchemaError(f"{events}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
 
 
+def _keys(trace_id: str, st: PolicyState, pids: np.ndarray, proc: np.ndarray) -> dict:
+    """trace_id, policy and pid columns of output rows (`proc`: the kernels' process indices)."""
+    n = len(proc)
+    return {"trace_id": pa.array([trace_id] * n, pa.string()),
+            "policy": pa.array([st.policy.spec] * n, pa.string()),
+            "pid": pids[proc] if n else np.zeros(0, np.int32)}
+
+
 def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
     parts = []
     pids = np.asarray(procs.pids, np.int32)
@@ -537,9 +545,7 @@ def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
         rows = np.concatenate(st.rows) if st.rows else np.zeros((0, K.N_TS), np.int64)
         n = len(rows)
         cols = {
-            "trace_id": pa.array([trace_id] * n, pa.string()),
-            "pid": pids[rows[:, K.TS_PROC]] if n else np.zeros(0, np.int32),
-            "policy": pa.array([st.policy.spec] * n, pa.string()),
+            **_keys(trace_id, st, pids, rows[:, K.TS_PROC]),
             "t_ns": rows[:, K.TS_T],
             "virt_bytes": rows[:, K.TS_VIRT], "rss_bytes": rows[:, K.TS_RSS],
             "rss_anon_bytes": rows[:, K.TS_ANON], "rss_file_bytes": rows[:, K.TS_FILE],
@@ -564,9 +570,7 @@ def _effects(states, procs: _Procs, trace_id: str) -> pa.Table:
         e = e[(e[:, [K.EF_ALLOC, K.EF_UPPER, K.EF_EMPTIED, K.EF_FREED]] != 0).any(axis=1)]
         n = len(e)
         parts.append(pa.table({
-            "trace_id": pa.array([trace_id] * n, pa.string()),
-            "policy": pa.array([st.policy.spec] * n, pa.string()),
-            "pid": pids[e[:, K.EF_PROC]] if n else np.zeros(0, np.int32),
+            **_keys(trace_id, st, pids, e[:, K.EF_PROC]),
             "event_row": e[:, K.EF_ROW], "t_ns": e[:, K.EF_T],
             "kind": kinds.take(pa.array(e[:, K.EF_KIND])),
             "pte_tables_allocated": e[:, K.EF_ALLOC].astype(np.int32),
@@ -586,9 +590,7 @@ def _occupancy(states, procs: _Procs, trace_id: str) -> pa.Table:
         o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, K.N_OC), np.int64)
         n = len(o)
         parts.append(pa.table({
-            "trace_id": pa.array([trace_id] * n, pa.string()),
-            "policy": pa.array([st.policy.spec] * n, pa.string()),
-            "pid": pids[o[:, K.OC_PROC]] if n else np.zeros(0, np.int32),
+            **_keys(trace_id, st, pids, o[:, K.OC_PROC]),
             "t_ns": o[:, K.OC_T], "region_start": o[:, K.OC_REGION].astype(np.uint64),
             "pte_tables": o[:, K.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, K.OC_EMPTY].astype(np.int32),
             "live_entries": o[:, K.OC_LIVE], "full_pte_tables": o[:, K.OC_FULL].astype(np.int32),
