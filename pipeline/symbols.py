@@ -23,7 +23,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
 from elftools.dwarf.callframe import FDE, RegisterRule
 from elftools.elf.elffile import ELFFile
 
@@ -194,7 +193,7 @@ class Symbolizer:
                 continue
             try:
                 b = Binary(path)
-            except (OSError, ELFError) as e:
+            except Exception as e:  # any malformed ELF: pyelftools raises ELFError, struct.error, ...
                 note = f"unreadable ELF ({type(e).__name__})"
                 continue
             if build_id and b.build_id and b.build_id != build_id:
@@ -227,13 +226,19 @@ class Symbolizer:
         return Frame(ip, m["filename"], offset, sym[0], sym[1], note)
 
     def stack(self, s) -> tuple[list[Frame], str]:
-        """Frames of one `perf_stacks.SampleStack`, innermost first, and how they were found."""
+        """Frames of one `perf_stacks.SampleStack`, innermost first, and how they were found
+        ('dwarf', 'fp', 'ip'; 'dwarf failed (...), fp' when a binary's CFI cannot be decoded)."""
+        failed = ""
         if s.regs is not None and s.stack:
-            ips, how = self.unwind(s.pid, s.t_ns, s.regs, s.stack), "dwarf"
-        elif s.user_ips:
-            ips, how = list(s.user_ips), "fp"
+            try:
+                ips = self.unwind(s.pid, s.t_ns, s.regs, s.stack)
+                return [self.frame(s.pid, s.t_ns, ip, k > 0) for k, ip in enumerate(ips)], "dwarf"
+            except Exception as e:  # CFI of a binary on disk that cannot be decoded: say so, fall back
+                failed = f"dwarf failed ({type(e).__name__}), "
+        if s.user_ips:
+            ips, how = list(s.user_ips), failed + "fp"
         elif s.regs is not None:
-            ips, how = [s.regs["ip"]], "ip"
+            ips, how = [s.regs["ip"]], failed + "ip"
         else:
             return [], "none"
         return [self.frame(s.pid, s.t_ns, ip, k > 0) for k, ip in enumerate(ips)], how

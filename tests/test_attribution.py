@@ -157,3 +157,28 @@ def test_attribute_refuses_text_captures_and_missing_effects(tmp_path, replayed)
     with pytest.raises(PipelineError, match="effects.parquet"):
         from pipeline.attribution import attribute
         attribute(CAPTURE, tmp_path)
+
+
+def test_truncated_or_corrupt_captures_fail_in_one_line(tmp_path, events):
+    """Cut or damaged copies of the capture: read_stacks ends in success or a TraceFormatError, never a crash."""
+    from pipeline.errors import TraceFormatError
+    data = (CAPTURE / "perf.data").read_bytes()
+    keys = {(r["tid"], r["t_ns"]) for r in pq.read_table(events, columns=["tid", "t_ns"]).to_pylist()[:2000]}
+    rng = __import__("random").Random(5)
+    outcomes = set()
+    for k in range(30):
+        blob = bytearray(data)
+        if k % 2:
+            blob = blob[:rng.randrange(200, len(blob))]
+        else:
+            for _ in range(8):
+                blob[rng.randrange(len(blob))] ^= 1 << rng.randrange(8)
+        bad = tmp_path / f"bad{k}.data"
+        bad.write_bytes(bytes(blob))
+        try:
+            read_stacks(bad, keys)
+            outcomes.add("ok")
+        except TraceFormatError as e:
+            assert str(e).startswith(str(bad)) and "\n" not in str(e)
+            outcomes.add("error")
+    assert "error" in outcomes
