@@ -84,13 +84,27 @@ def html_report(human: pa.Table, path: Path) -> str:
     interactive plotly figures (plotly.js inline, so the page works offline) when plotly is
     importable, else the PNG as a data URI."""
     import html
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in human.column_names)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-                   for r in human.to_pylist())
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ptreplay report</title>"
             "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
             f"</head><body><h1>ptreplay report: {html.escape(str(path))}</h1>"
-            f"<table><tr>{head}</tr>{rows}</table>{_html_plots(path)}</body></html>\n")
+            f"{_html_table(human)}{_html_sites(path)}{_html_plots(path)}</body></html>\n")
+
+
+def _html_table(t: pa.Table) -> str:
+    import html
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t.column_names)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+                   for r in t.to_pylist())
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _html_sites(path: Path) -> str:
+    """The top call sites (`ptreplay attribute` output) when the replay output has them."""
+    if not any(Path(path).rglob("attribution.parquet")):
+        return ""
+    from pipeline.attribution import top_sites
+    return ("<h2>Call sites leaving empty PTE tables behind (ptreplay attribute)</h2>"
+            + _html_table(top_sites(Path(path), top=10)))
 
 
 def _html_plots(path: Path) -> str:

@@ -193,3 +193,12 @@ def test_truncated_or_corrupt_captures_fail_in_one_line(tmp_path, events):
             assert str(e).startswith(str(bad)) and "\n" not in str(e)
             outcomes.add("error")
     assert "error" in outcomes
+
+
+def test_html_report_lists_the_top_sites(replayed, same_libc):
+    from pipeline.attribution import attribute_to_dir
+    from pipeline.report import report
+    attribute_to_dir(CAPTURE, replayed, [CAPTURE])
+    page = report(replayed, fmt="html")
+    table = page.split("Call sites leaving empty PTE tables behind", 1)[1].split("</table>", 1)[0]
+    assert table.index("purge_arena") < table.index("trim_cache")
