@@ -32,24 +32,31 @@ def test_seed_loop_with_timers_inside_fault_runs():
         assert res.summary.num_rows == 6
 
 
-def test_interleaved_processes_reads_writes_thp():
-    rng = np.random.default_rng(7)
+def interleaved_rows(steps: int, p_madvise: float, seed: int = 7) -> list[dict]:
+    """Two processes (a fork) faulting reads and writes into anonymous and file mappings,
+    now and then zapping a 2 MiB region: a stream that interleaves processes and tables."""
+    rng = np.random.default_rng(seed)
     rows = [dict(kind="mmap", addr=B, len=8 * MB, prot=3, flags=0x22, fd=-1, ret=B),
             dict(kind="madvise", addr=B + 4 * MB, len=4 * MB, advice=14),
             dict(kind="mmap", addr=B + 16 * MB, len=4 * MB, prot=1, flags=0x02, fd=3, ret=B + 16 * MB),
             dict(kind="fork", child_pid=101)]
     t = 1_000_000
-    for _ in range(3000):
+    for _ in range(steps):
         t += int(rng.integers(0, 3)) * 700
         pid = int(rng.choice([100, 101]))
         base = B + int(rng.choice([0, 2, 4, 6, 16])) * MB
         rows.append(dict(t_ns=t, pid=pid, kind="fault", addr=base + int(rng.integers(0, 64)) * 4096,
                          error_code=int(rng.choice([4, 6, 6, 7, 5, -1]))))
-        if rng.random() < 0.01:
+        if rng.random() < p_madvise:
             rows.append(dict(t_ns=t, pid=pid, kind="madvise", addr=base, len=2 * MB, advice=4))
     for i, r in enumerate(rows[:4]):
         r["t_ns"] = 1_000_000 - 4 + i
     rows.append(dict(t_ns=t + 1, kind="exit"))
+    return rows
+
+
+def test_interleaved_processes_reads_writes_thp():
+    rows = interleaved_rows(3000, 0.01)
     table = synth.events_table(rows)
     for thp in ("never", "madvise", "always"):
         same(table, policies=ALL, thp=thp, interval_ns=200_000)

@@ -27,6 +27,7 @@ from replay.engine import ReplayOptions, replay, replay_to_dir, snapshot_every
 from replay.policies import parse_policy
 from schemas import ARTIFACTS, EFFECTS, OCCUPANCY, describe
 from test_replay import B, GB, KB4, MB, ev, fault, madv, mmap, seed_rows, touch_range
+from test_replay_fast_path import interleaved_rows
 from test_replay_properties import ALL as ALL_FAST_TIMERS
 
 ALL = "none,pt_reclaim,refcount,scan:1s,delayed:100ms,all_levels"
@@ -237,21 +238,7 @@ def test_random_streams_match_reference_both_paths(seed, n, thp, snapshots):
 
 
 def test_interleaved_processes_with_short_timers_both_paths():
-    rng = np.random.default_rng(7)
-    rows = [mmap(B, 8 * MB), madv(B + 4 * MB, 4 * MB, 14),
-            mmap(B + 16 * MB, 4 * MB, flags=0x02, prot=1, fd=3), dict(kind="fork", child_pid=101)]
-    t = 1_000_000
-    for _ in range(600):
-        t += int(rng.integers(0, 3)) * 700
-        pid = int(rng.choice([100, 101]))
-        base = B + int(rng.choice([0, 2, 4, 6, 16])) * MB
-        rows.append(dict(t_ns=t, pid=pid, kind="fault", addr=base + int(rng.integers(0, 64)) * 4096,
-                         error_code=int(rng.choice([4, 6, 6, 7, 5, -1]))))
-        if rng.random() < 0.03:
-            rows.append(dict(t_ns=t, pid=pid, kind="madvise", addr=base, len=2 * MB, advice=4))
-    for i, r in enumerate(rows[:4]):
-        r["t_ns"] = 1_000_000 - 4 + i
-    rows.append(dict(t_ns=t + 1, kind="exit"))
+    rows = interleaved_rows(600, 0.03)
     for thp in ("never", "always"):
         run(ev(rows), policies="none,pt_reclaim,refcount,scan:30us,delayed:5us,delayed:40us,all_levels",
             thp=thp, interval_ns=20_000, snapshots=50)
