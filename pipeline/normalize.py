@@ -129,10 +129,12 @@ class Normalizer:
             def text_of(i):
                 return comm[i].as_py()
 
-        self._learn_tgids(cols, names, code)
-        faults = self._faults(cols, names, code)
-        others = _rows_dict(self._syscalls(cols, names, code) + self._lifecycle(cols, names, code, text_of))
-        out = _merge(faults, others)
+        fault_kind = _fault_kinds(names)
+        rest = np.flatnonzero(fault_kind[code] == 0)     # the few rows that are not faults
+        self._learn_tgids(cols, names, code, rest)
+        others = _rows_dict(self._syscalls(cols, names, code, rest) +
+                            self._lifecycle(cols, names, code, rest, text_of))
+        out = self._merge(cols, code, fault_kind, others)
         self._clamp_to_last(out)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
             out = move_exec_before_loader_faults(out)
@@ -165,12 +167,12 @@ class Normalizer:
                 self._exited.add(tgid)
         if not rows:
             return _empty()
-        out = _merge(_fault_columns(0), _rows_dict(rows))
+        out = self._merge(_NO_RAW, np.empty(0, np.int32), np.zeros(1, np.int8), _rows_dict(rows))
         self._clamp_to_last(out)
         return _to_table(out)
 
     # ------------------------------------------------------------- tgid tracking
-    def _learn_tgids(self, c, names, code) -> None:
+    def _learn_tgids(self, c, names, code, rest) -> None:
         """Remember tid -> tgid from every record that states it, and from perf FORK records."""
         known = c["pid"] >= 0
         everyone = bool(known.all())
@@ -184,7 +186,7 @@ class Normalizer:
             for tid, pid in first.items():
                 self._tgid[tid] = pid
                 self._threads.setdefault(pid, set()).add(tid)
-        for i in _rows_of(names, code, "perf_fork"):
+        for i in _rows_of(names, code, rest, "perf_fork"):
             pid, tid = int(c["a0"][i]), int(c["a1"][i])
             self._tgid[tid] = pid
             self._threads.setdefault(pid, set()).add(tid)
@@ -201,36 +203,49 @@ class Normalizer:
                     self._threads.setdefault(t, set()).add(t)
 
     # -------------------------------------------------------------------- faults
-    def _faults(self, c, names, code) -> dict:
-        """page_fault_user / page_fault_kernel -> `fault` rows (user addresses only).
+    def _merge(self, c, code, fault_kind, small: dict) -> dict:
+        """The batch's `fault` rows (page_fault_user / page_fault_kernel on user addresses)
+        and the few other rows (`small`, sorted) as one batch ordered by (t_ns, seq).
 
-        Built column-wise: faults are nearly all of a capture's records."""
-        user_codes = [i for i, n in enumerate(names) if n == "page_fault_user"]
-        kern_codes = [i for i, n in enumerate(names) if n == "page_fault_kernel"]
-        is_fault = _is_code(code, user_codes + kern_codes)
-        ok = is_fault & (c["a0"] < self.user_limit)
-        self.stats.kernel_address_faults_dropped += int(is_fault.sum() - ok.sum())
-        idx = None if ok.all() else np.flatnonzero(ok)   # all rows: the columns as they are
-
-        def take(col):
-            return col if idx is None else col[idx]
-        out = {"t_ns": take(c["t_ns"]), "seq": take(c["seq"]), "pid": take(c["pid"]), "tid": take(c["tid"]),
-               "cpu": take(c["cpu"]), "addr": take(c["a0"]), "ip": take(c["a1"]),
-               "error_code": take(c["a2"]).astype(np.int32)}
-        n = len(out["t_ns"])
-        self.stats.fault_rows += n
-        out["kind"] = np.full(n, KIND["fault"], dtype=np.int8)
-        out["user_mode"] = (np.ones(n, bool) if not kern_codes else np.zeros(n, bool) if not user_codes
-                            else _is_code(take(code), user_codes))
+        Faults are nearly all of a capture's records: one compiled pass
+        (`_perf_kernels.merge_faults`) writes their columns and leaves the slots of
+        the other rows, filled here.  Columns that are constant for faults stay
+        absent while the other rows hold the default too (`_to_table` fills them
+        cheaply).  comm is kept as `comm_rows`/`comm_texts`.
+        """
+        from pipeline.formats import _perf_kernels as K    # numba: imported on first use
+        t = c["t_ns"]
+        if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
+            order = np.lexsort((c["seq"], t))
+            c = {k: c[k][order] for k in ("t_ns", "seq", "pid", "tid", "cpu", "a0", "a1", "a2")}
+            code = code[order]
+        size = len(t) + len(small["t_ns"])
+        out = {k: np.empty(size, _DTYPES[k]) for k in _FAULT_COLUMNS}
+        at = np.empty(len(small["t_ns"]), np.int64)
+        n, dropped = K.merge_faults(
+            c["t_ns"], c["seq"], c["pid"], c["tid"], c["cpu"], c["a0"], c["a1"], c["a2"], code, fault_kind,
+            np.uint64(self.user_limit), np.int8(KIND["fault"]), small["t_ns"], small["seq"],
+            *(out[k] for k in _FAULT_COLUMNS), at)
+        self.stats.kernel_address_faults_dropped += dropped
+        self.stats.fault_rows += n - len(at)
+        out = {k: v[:n] for k, v in out.items()}
+        for k, dt in _DTYPES.items():
+            if k in out:
+                out[k][at] = small[k]
+            elif (small[k] != _DEFAULTS[k]).any():
+                out[k] = np.full(n, _DEFAULTS[k], dtype=dt)
+                out[k][at] = small[k]
+        out["comm_rows"] = at[small["comm_rows"]]
+        out["comm_texts"] = small["comm_texts"]
         return out
 
     # ------------------------------------------------------------------ syscalls
-    def _syscalls(self, c, names, code) -> list[dict]:
+    def _syscalls(self, c, names, code, rest) -> list[dict]:
         """Pair sys_enter/sys_exit per thread (including pairs split across batches)."""
         sys_codes = {i: n for i, n in enumerate(names)
                      if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
                         (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
-        idx = np.flatnonzero(_is_code(code, list(sys_codes)))
+        idx = _select(code, rest, list(sys_codes))
         if not len(idx) and not self._pending:
             return []
         order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
@@ -294,12 +309,12 @@ class Normalizer:
         return row
 
     # ---------------------------------------------------------------- lifecycle
-    def _lifecycle(self, c, names, code, text_of) -> list[dict]:
+    def _lifecycle(self, c, names, code, rest, text_of) -> list[dict]:
         """fork/clone, exec and exit events from sched tracepoints and perf side-band records."""
         wanted = {i: n for i, n in enumerate(names)
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
                            "perf_comm")}
-        idx = np.flatnonzero(_is_code(code, list(wanted)))
+        idx = _select(code, rest, list(wanted))
         rows = []
         for i in idx.tolist():
             name = wanted[int(code[i])]
@@ -424,9 +439,21 @@ def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
     return r
 
 
-def _rows_of(names, code, name) -> np.ndarray:
+def _rows_of(names, code, rows, name) -> np.ndarray:
     codes = [i for i, n in enumerate(names) if n == name]
-    return np.flatnonzero(_is_code(code, codes)) if codes else np.empty(0, np.int64)
+    return _select(code, rows, codes) if codes else np.empty(0, np.int64)
+
+
+def _select(code: np.ndarray, rows: np.ndarray, codes: list) -> np.ndarray:
+    """The rows (ascending indices, a subset of `rows`) whose event code is in codes."""
+    return rows[_is_code(code[rows], codes)]
+
+
+def _fault_kinds(names: list) -> np.ndarray:
+    """Per event code: is it a fault, and in which mode (`merge_faults`' fault_kind; 0 = not a fault)."""
+    from pipeline.formats import _perf_kernels as K
+    kinds = {"page_fault_user": K.USER_FAULT, "page_fault_kernel": K.KERNEL_FAULT}
+    return np.array([kinds.get(n, K.NOT_FAULT) for n in names] or [K.NOT_FAULT], np.int8)
 
 
 def _is_code(code: np.ndarray, codes: list) -> np.ndarray:
@@ -439,10 +466,17 @@ def _is_code(code: np.ndarray, codes: list) -> np.ndarray:
     return lut[np.where(inside, code, 0)] & inside if not inside.all() else lut[code]
 
 
+# The columns `merge_faults` writes (its o_* arguments, in order); every other column is constant for faults.
+_FAULT_COLUMNS = ("t_ns", "seq", "pid", "tid", "cpu", "kind", "addr", "ip", "error_code", "user_mode")
+# A raw batch of no rows, as merge_faults takes it (dtypes as the perf.data reader's).
+_NO_RAW = {k: np.empty(0, dt) for k, dt in (("t_ns", np.int64), ("seq", np.int64), ("pid", np.int32),
+                                            ("tid", np.int32), ("cpu", np.int32), ("a0", np.uint64),
+                                            ("a1", np.uint64), ("a2", np.uint64))}
+
+
 def _fault_columns(n: int) -> dict:
-    """The columns `_faults` fills (n rows at their defaults); every other column is constant for faults."""
-    return {k: np.full(n, _DEFAULTS[k], dtype=_DTYPES[k]) for k in
-            ("t_ns", "seq", "pid", "tid", "cpu", "kind", "addr", "ip", "error_code", "user_mode")}
+    """The columns `merge_faults` writes, n rows at their defaults."""
+    return {k: np.full(n, _DEFAULTS[k], dtype=_DTYPES[k]) for k in _FAULT_COLUMNS}
 
 
 def _rows_dict(rows: list[dict]) -> dict:
@@ -460,38 +494,6 @@ def _rows_dict(rows: list[dict]) -> dict:
     texts = [rows[i]["comm"] for i in order.tolist()]
     out["comm_rows"] = np.array([j for j, x in enumerate(texts) if x is not None], np.int64)
     out["comm_texts"] = [x for x in texts if x is not None]
-    return out
-
-
-def _merge(big: dict, small: dict) -> dict:
-    """Merge the fault columns (already sorted by time, file order) with the few
-    other rows (sorted) into one batch ordered by (t_ns, seq), in O(n).
-
-    Columns `big` does not have are constant for its rows (their defaults): they
-    stay absent from the result while the other rows hold the default too, and
-    `_to_table` fills them cheaply.  comm is kept as `comm_rows`/`comm_texts`.
-    """
-    nb, ns = len(big["t_ns"]), len(small["t_ns"])
-    if nb > 1 and (big["t_ns"][1:] < big["t_ns"][:-1]).any():  # a reader gave disordered records
-        order = np.lexsort((big["seq"], big["t_ns"]))
-        big = {k: v[order] for k, v in big.items()}
-    if ns == 0:
-        return {**big, "comm_rows": np.empty(0, np.int64), "comm_texts": []}
-    pos = np.searchsorted(big["t_ns"], small["t_ns"], side="left")
-    right = np.searchsorted(big["t_ns"], small["t_ns"], side="right")
-    for i in np.flatnonzero(right > pos).tolist():  # equal times: file order decides
-        lo, hi = pos[i], right[i]
-        pos[i] = lo + np.searchsorted(big["seq"][lo:hi], small["seq"][i])
-    at = pos + np.arange(ns)                        # where the small rows land
-    out = {}
-    for k, dt in _DTYPES.items():
-        if k in big:
-            out[k] = np.insert(big[k], pos, small[k].astype(big[k].dtype, copy=False))
-        elif (small[k] != _DEFAULTS[k]).any():
-            out[k] = np.full(nb + ns, _DEFAULTS[k], dtype=dt)
-            out[k][at] = small[k]
-    out["comm_rows"] = at[small["comm_rows"]]
-    out["comm_texts"] = small["comm_texts"]
     return out
 
 
