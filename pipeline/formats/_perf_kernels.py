@@ -132,10 +132,11 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
     The buffer comes as `unaligned_views(buf)` (u8, u32, u64).
     The attr of a record is id_lut[u64 at offs + id_pos] (attr 0 when id_pos < 0);
     for attrs with lay[k, LAY_FIXED] every field sits at a constant offset (see
-    perfdata._Layout) and is written here; rows of other attrs keep the defaults
-    (the caller decodes them).  Output arrays are preallocated at their defaults;
-    `args` is uint64[6, n] (a0..a5).  Returns (status, row): status 0, or the first
-    bad record and what is wrong with it (BAD_ID, SHORT_SAMPLE, ...).
+    perfdata._Layout) and is written here; rows of other attrs get the defaults
+    (the caller decodes them).  Every output row is written (fields a record does
+    not have: t_ns 0, pid/tid/cpu -1, args and ret 0), so the outputs may come
+    uninitialised; `args` is uint64[6, n] (a0..a5).  Returns (status, row): status
+    0, or the first bad record and what is wrong with it (BAD_ID, SHORT_SAMPLE, ...).
     """
     n = len(offs)
     for i in range(n):
@@ -152,11 +153,18 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
             if k < 0:
                 return BAD_ID, i
         attr[i] = k
+        t_ns[i] = 0                          # the defaults, overwritten by the fields present
+        pid[i] = -1
+        tid[i] = -1
+        cpu[i] = -1
+        ev[i] = lay[k, LAY_EV]
+        for c in range(6):
+            args[c, i] = 0
+        ret[i] = 0
         if lay[k, LAY_FIXED] == 0:
             continue
         if size < lay[k, LAY_SIZE]:
             return SHORT_SAMPLE, i
-        ev[i] = lay[k, LAY_EV]
         o = lay[k, LAY_TID]
         if o >= 0:
             pid[i] = _i32(u8, u32, u64, p + o)
