@@ -13,19 +13,11 @@ HEADER_TRACING_DATA = 66
 
 
 @numba.njit(cache=True, nogil=True)
-def _u16(buf, p):
-    return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
-
-
-@numba.njit(cache=True, nogil=True)
-def _u32(buf, p):
-    return _u16(buf, p) | (_u16(buf, p + 2) << 16)
-
-
-@numba.njit(cache=True, nogil=True)
-def walk_records(buf, start, end):
+def walk_records(u8, u32, u64, start, end):
     """Offsets, types and sizes of the complete records in buf[start:end] (perf_event_header).
 
+    The buffer comes as `unaligned_views(buf)` (u8, u32, u64): a header is one
+    64-bit load (u32 type, u16 misc, u16 size).
     Returns (offsets, types, sizes (int64[n] each), stop, status): `stop` is where the first record
     that is not complete starts (the caller carries buf[stop:end] over), and
     status is 0 (ok), 1 (a header with size < 8 at `stop`).  A
@@ -41,16 +33,17 @@ def walk_records(buf, start, end):
     p = start
     status = 0
     while p + 8 <= end:
-        size = _u16(buf, p + 6)
+        head = u64[p]
+        size = np.int64(head >> np.uint64(48))
         if size < 8:
             status = 1
             break
         extent = size
-        typ = _u32(buf, p)
+        typ = np.int64(head & np.uint64(0xFFFFFFFF))
         if typ == HEADER_TRACING_DATA and size >= 12:
             if p + 12 > end:
                 break
-            extent = size + _u32(buf, p + 8)
+            extent = size + np.int64(u32[p + 8])
         if p + extent > end:
             break
         offsets[n] = p

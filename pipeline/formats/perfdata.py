@@ -916,15 +916,15 @@ class _Chunk:
     stream: str               # '' (file offsets) or 'data.1 decompressed stream ' ...
 
 
-_walk_records = None
+_kernels = None
 
 
 def _walk(buf, start: int, end: int):
-    global _walk_records
-    if _walk_records is None:
-        from pipeline.formats._perf_kernels import walk_records
-        _walk_records = walk_records
-    return _walk_records(np.frombuffer(buf, np.uint8), start, end)
+    global _kernels
+    if _kernels is None:
+        from pipeline.formats import _perf_kernels
+        _kernels = _perf_kernels
+    return _kernels.walk_records(*_kernels.unaligned_views(buf), start, end)
 
 
 def _chunk(buf, base: int, stream: str, where: "_Where", final: bool, extra_rounds=()) -> tuple:
