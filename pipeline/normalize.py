@@ -56,6 +56,7 @@ SYSCALLS = {
     "mmap": "mmap", "munmap": "munmap", "mremap": "mremap", "brk": "brk",
     "mprotect": "mprotect", "madvise": "madvise", "process_madvise": "madvise",
 }
+_SYSCALL_NAMES = list(SYSCALLS)
 
 
 @dataclass
@@ -132,8 +133,8 @@ class Normalizer:
         fault_kind = _fault_kinds(names)
         rest = np.flatnonzero(fault_kind[code] == 0)     # the few rows that are not faults
         self._learn_tgids(cols, names, code, rest)
-        others = _rows_dict(self._syscalls(cols, names, code, rest) +
-                            self._lifecycle(cols, names, code, rest, text_of))
+        rows, paired = self._syscalls(cols, names, code, rest)
+        others = _rows_dict(rows + self._lifecycle(cols, names, code, rest, text_of), paired)
         out = self._merge(cols, code, fault_kind, others)
         self._clamp_to_last(out)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
@@ -240,40 +241,113 @@ class Normalizer:
         return out
 
     # ------------------------------------------------------------------ syscalls
-    def _syscalls(self, c, names, code, rest) -> list[dict]:
-        """Pair sys_enter/sys_exit per thread (including pairs split across batches)."""
+    def _syscalls(self, c, names, code, rest) -> tuple[list[dict], dict | None]:
+        """Pair sys_enter/sys_exit per thread (including pairs split across batches).
+
+        Returns (rows, columns): an enter directly followed on its thread by its
+        exit (nearly every call) is paired with numpy and returned as columns;
+        everything else (lost exits, orphans, exit_group, pairs with an enter left
+        open by the previous batch) goes through the per-thread state in a loop.
+        """
         sys_codes = {i: n for i, n in enumerate(names)
                      if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
                         (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
         idx = _select(code, rest, list(sys_codes))
         if not len(idx) and not self._pending:
-            return []
+            return [], None
         order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
+        ev = code[order]
+        # per code: the syscall of an enter / of an exit (-1: neither)
+        enter_of = np.full(len(names), -1, np.int64)
+        exit_of = np.full(len(names), -1, np.int64)
+        for i, n in sys_codes.items():
+            if n.startswith("sys_enter_") and n[10:] in SYSCALLS:
+                enter_of[i] = _SYSCALL_NAMES.index(n[10:])
+            elif n.startswith("sys_exit_"):
+                exit_of[i] = _SYSCALL_NAMES.index(n[9:])
+        tid = c["tid"][order]
+        enter, leave = enter_of[ev], exit_of[ev]
+        same = tid[1:] == tid[:-1]
+        # pairs[j]: records j and j + 1 are an enter and its exit on one thread
+        pairs = np.zeros(len(order), bool)
+        pairs[:-1] = same & (enter[:-1] >= 0) & (enter[:-1] == leave[1:])
+        in_pair = pairs.copy()
+        in_pair[1:] |= pairs[:-1]
+        first = np.ones(len(order), bool)      # the thread's first record in this batch
+        first[1:] = ~same
+        # the loop sees every record outside a pair and a pair's enter when it may close an
+        # enter left open before it (the thread's first record, or after an unpaired enter)
+        open_before = np.zeros(len(order), bool)
+        open_before[1:] = same & (enter[:-1] >= 0) & ~in_pair[:-1]
+        loop = ~in_pair | (pairs & (first | open_before))
         rows = []
-        # syscalls are few next to faults; pairing needs per-thread state: a Python loop over lists
-        col = {k: c[k][order].tolist() for k in ("tid", "pid", "t_ns", "seq", "cpu", "ret",
-                                                 "a0", "a1", "a2", "a3", "a4", "a5")}
-        for j, ev in enumerate(code[order].tolist()):
-            name = sys_codes[ev]
-            tid, pid, t, seq, cpu = col["tid"][j], col["pid"][j], col["t_ns"][j], col["seq"][j], col["cpu"][j]
+        col = {k: c[k][order[loop]].tolist() for k in ("tid", "pid", "t_ns", "seq", "cpu", "ret",
+                                                       "a0", "a1", "a2", "a3", "a4", "a5")}
+        for j, (e, pair_start) in enumerate(zip(ev[loop].tolist(), pairs[loop].tolist())):
+            name = sys_codes[e]
+            tid_j, pid, t, seq, cpu = col["tid"][j], col["pid"][j], col["t_ns"][j], col["seq"][j], col["cpu"][j]
+            if pair_start:                     # paired below: only close what is open before it
+                self._close_lost(tid_j, rows)
+                continue
             if name == "sys_enter_exit_group":
-                self._close_lost(tid, rows)
-                self._exit_group.setdefault(pid, (t, seq, tid, cpu))
+                self._close_lost(tid_j, rows)
+                self._exit_group.setdefault(pid, (t, seq, tid_j, cpu))
                 continue
             if name.startswith("sys_enter_"):
-                self._close_lost(tid, rows)
+                self._close_lost(tid_j, rows)
                 args = (col["a0"][j], col["a1"][j], col["a2"][j], col["a3"][j], col["a4"][j], col["a5"][j])
-                self._pending[tid] = _Pending(t, seq, pid, tid, cpu, name[10:], args)
+                self._pending[tid_j] = _Pending(t, seq, pid, tid_j, cpu, name[10:], args)
                 continue
-            p = self._pending.pop(tid, None)
+            p = self._pending.pop(tid_j, None)
             if p is None or p.name != name[9:]:
                 if p is not None:
-                    self._pending[tid] = p
-                    self._close_lost(tid, rows)
+                    self._pending[tid_j] = p
+                    self._close_lost(tid_j, rows)
                 self.stats.orphan_exits_dropped += 1
                 continue
             rows.append(self._syscall_row(p, ret=col["ret"][j], t_exit=t, unfinished=False, seq_exit=seq))
-        return rows
+        start = np.flatnonzero(pairs)
+        return rows, self._paired_columns(c, order[start], order[start + 1], enter[start])
+
+    def _paired_columns(self, c, e, x, sysno) -> dict | None:
+        """The rows of the calls whose enter is record e and exit record x (as `_syscall_row`)."""
+        m = len(e)
+        if not m:
+            return None
+        out = {k: np.full(m, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
+        a = [c[f"a{i}"][e] for i in range(6)]
+        ret, t_exit = c["ret"][x], c["t_ns"][x]
+        out.update(t_ns=t_exit, seq=c["seq"][x].astype(np.float64), pid=c["pid"][e], tid=c["tid"][e],
+                   cpu=c["cpu"][e], ret=ret, failed=ret < 0, dur_ns=t_exit - c["t_ns"][e])
+        kind_of = np.array([KIND[SYSCALLS[n]] for n in _SYSCALL_NAMES], np.int8)
+        out["kind"] = kind_of[sysno]
+
+        def put(col, rows, values):
+            out[col][rows] = values[rows] if np.ndim(values) else values
+        s32 = [v.astype(np.uint32).view(np.int32) for v in a]
+        s64 = [v.view(np.int64) for v in a]
+        ok = ret >= 0
+        by = {n: sysno == i for i, n in enumerate(_SYSCALL_NAMES)}
+        r = by["mmap"]
+        put("addr", r, np.where(ok, ret.view(np.uint64), a[0]))
+        for col, v in (("len", a[1]), ("prot", s32[2]), ("flags", s64[3]), ("fd", s32[4]), ("pgoff", a[5]),
+                       ("req_addr", a[0])):
+            put(col, r, v)
+        r = by["mremap"]
+        for col, v in (("addr", a[0]), ("len", a[1]), ("new_len", a[2]), ("flags", s64[3])):
+            put(col, r, v)
+        put("new_addr", r, np.where(ok, ret.view(np.uint64), a[4]))
+        put("addr", by["brk"], a[0])
+        for name in ("mprotect", "madvise", "munmap"):
+            put("addr", by[name], a[0])
+            put("len", by[name], a[1])
+        put("prot", by["mprotect"], s32[2])
+        put("advice", by["madvise"], s32[2])
+        r = by["process_madvise"]        # (pidfd, iovec, vlen, advice, flags): ranges not visible
+        put("advice", r, s32[3])
+        put("unfinished", r, True)
+        self.stats.process_madvise_other_mm += int(r.sum())
+        return out
 
     def _close_lost(self, tid: int, rows: list) -> None:
         """An open enter on `tid` followed by another syscall lost its exit."""
@@ -479,9 +553,9 @@ def _fault_columns(n: int) -> dict:
     return {k: np.full(n, _DEFAULTS[k], dtype=_DTYPES[k]) for k in _FAULT_COLUMNS}
 
 
-def _rows_dict(rows: list[dict]) -> dict:
-    """The few non-fault rows as full columns, sorted by (t_ns, seq); their comm strings as
-    row numbers (`comm_rows`) and texts (`comm_texts`)."""
+def _rows_dict(rows: list[dict], more: dict | None = None) -> dict:
+    """The few non-fault rows (and the columns `more`, rows without comm) as full columns,
+    sorted by (t_ns, seq); their comm strings as row numbers (`comm_rows`) and texts (`comm_texts`)."""
     out = {k: np.full(0, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
     if rows:
         for k, dt in _DTYPES.items():
@@ -489,9 +563,13 @@ def _rows_dict(rows: list[dict]) -> dict:
             if dt is np.uint64:
                 vals = [v & 0xFFFFFFFFFFFFFFFF for v in vals]
             out[k] = np.array(vals, dtype=dt)
+    texts = [r["comm"] for r in rows]
+    if more is not None:
+        out = {k: np.concatenate([v, more[k]]) for k, v in out.items()}
+        texts += [None] * len(more["t_ns"])
     order = np.lexsort((out["seq"], out["t_ns"]))
     out = {k: v[order] for k, v in out.items()}
-    texts = [rows[i]["comm"] for i in order.tolist()]
+    texts = [texts[i] for i in order.tolist()]
     out["comm_rows"] = np.array([j for j, x in enumerate(texts) if x is not None], np.int64)
     out["comm_texts"] = [x for x in texts if x is not None]
     return out
