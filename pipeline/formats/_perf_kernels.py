@@ -1,8 +1,9 @@
-"""Compiled kernels for the perf.data reader: plain arrays in, plain arrays out.
+"""Compiled kernels for the perf.data reader and normalize: plain arrays in, plain arrays out.
 
-Only the record-header walk needs a compiled loop (each record's position
-depends on the previous record's size); everything else is numpy gathers in
-`perfdata.py`.  Kept apart so importing the reader compiles nothing.
+`walk_records` (each record's position depends on the previous record's size),
+`decode_fixed_samples` (every integer column of fixed-layout samples in one
+pass) and `merge_faults` (normalize: the fault rows of a batch and the slots of
+its other rows in one pass).  Kept apart so importing the reader compiles nothing.
 """
 from __future__ import annotations
 
