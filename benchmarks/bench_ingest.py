@@ -43,7 +43,7 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 from pipeline.formats import perfdata
 from pipeline.formats import _perf_kernels   # numba import + cached kernel load
-_perf_kernels.walk_records(__import__("numpy").zeros(16, "uint8"), 0, 16)
+_perf_kernels.walk_records(*_perf_kernels.unaligned_views(bytes(16)), 0, 16)
 t1 = time.perf_counter()
 path, parquet = sys.argv[1], sys.argv[2]
 cap = perfdata.read(path)
