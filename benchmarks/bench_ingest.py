@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# children import this checkout's code, whatever an editable install points at
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 WORK = REPO / "benchmarks" / "_work"
 CAPTURE = WORK / "seed-full" / "perf.data"
 EVENTS = ["exceptions:page_fault_user", "exceptions:page_fault_kernel",
@@ -41,7 +43,7 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 from pipeline.formats import perfdata
 from pipeline.formats import _perf_kernels   # numba import + cached kernel load
-_perf_kernels.walk_records(__import__("numpy").zeros(16, "uint8"), 0, 16)
+_perf_kernels.walk_records(*_perf_kernels.unaligned_views(bytes(16)), 0, 16)
 t1 = time.perf_counter()
 path, parquet = sys.argv[1], sys.argv[2]
 cap = perfdata.read(path)
@@ -77,7 +79,7 @@ def record(capture: Path) -> None:
 def run_measured(cmd: list[str]) -> dict:
     """Wall seconds and peak RSS of one child process (os.wait4: its own rusage only)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=CHILD_ENV)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     if status != 0:
@@ -96,7 +98,7 @@ def time_ingest(capture: Path, out: Path) -> dict:
 
 def time_reader(capture: Path, parquet: Path | None) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(capture), str(parquet) if parquet else "-"],
-                         capture_output=True, text=True, check=True, cwd=REPO)
+                         capture_output=True, text=True, check=True, cwd=REPO, env=CHILD_ENV)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -56,6 +56,7 @@ SYSCALLS = {
     "mmap": "mmap", "munmap": "munmap", "mremap": "mremap", "brk": "brk",
     "mprotect": "mprotect", "madvise": "madvise", "process_madvise": "madvise",
 }
+_SYSCALL_NAMES = list(SYSCALLS)
 
 
 @dataclass
@@ -129,10 +130,12 @@ class Normalizer:
             def text_of(i):
                 return comm[i].as_py()
 
-        self._learn_tgids(cols, names, code)
-        faults = self._faults(cols, names, code)
-        others = _rows_dict(self._syscalls(cols, names, code) + self._lifecycle(cols, names, code, text_of))
-        out = _merge(faults, others)
+        fault_kind = _fault_kinds(names)
+        rest = np.flatnonzero(fault_kind[code] == 0)     # the few rows that are not faults
+        self._learn_tgids(cols, names, code, rest)
+        rows, paired = self._syscalls(cols, names, code, rest)
+        others = _rows_dict(rows + self._lifecycle(cols, names, code, rest, text_of), paired)
+        out = self._merge(cols, code, fault_kind, others)
         self._clamp_to_last(out)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
             out = move_exec_before_loader_faults(out)
@@ -165,12 +168,12 @@ class Normalizer:
                 self._exited.add(tgid)
         if not rows:
             return _empty()
-        out = _merge(_fault_columns(0), _rows_dict(rows))
+        out = self._merge(_NO_RAW, np.empty(0, np.int32), np.zeros(1, np.int8), _rows_dict(rows))
         self._clamp_to_last(out)
         return _to_table(out)
 
     # ------------------------------------------------------------- tgid tracking
-    def _learn_tgids(self, c, names, code) -> None:
+    def _learn_tgids(self, c, names, code, rest) -> None:
         """Remember tid -> tgid from every record that states it, and from perf FORK records."""
         known = c["pid"] >= 0
         everyone = bool(known.all())
@@ -184,7 +187,7 @@ class Normalizer:
             for tid, pid in first.items():
                 self._tgid[tid] = pid
                 self._threads.setdefault(pid, set()).add(tid)
-        for i in _rows_of(names, code, "perf_fork"):
+        for i in _rows_of(names, code, rest, "perf_fork"):
             pid, tid = int(c["a0"][i]), int(c["a1"][i])
             self._tgid[tid] = pid
             self._threads.setdefault(pid, set()).add(tid)
@@ -201,64 +204,150 @@ class Normalizer:
                     self._threads.setdefault(t, set()).add(t)
 
     # -------------------------------------------------------------------- faults
-    def _faults(self, c, names, code) -> dict:
-        """page_fault_user / page_fault_kernel -> `fault` rows (user addresses only).
+    def _merge(self, c, code, fault_kind, small: dict) -> dict:
+        """The batch's `fault` rows (page_fault_user / page_fault_kernel on user addresses)
+        and the few other rows (`small`, sorted) as one batch ordered by (t_ns, seq).
 
-        Built column-wise: faults are nearly all of a capture's records."""
-        user_codes = [i for i, n in enumerate(names) if n == "page_fault_user"]
-        kern_codes = [i for i, n in enumerate(names) if n == "page_fault_kernel"]
-        is_fault = _is_code(code, user_codes + kern_codes)
-        ok = is_fault & (c["a0"] < self.user_limit)
-        self.stats.kernel_address_faults_dropped += int(is_fault.sum() - ok.sum())
-        idx = None if ok.all() else np.flatnonzero(ok)   # all rows: the columns as they are
-
-        def take(col):
-            return col if idx is None else col[idx]
-        out = {"t_ns": take(c["t_ns"]), "seq": take(c["seq"]), "pid": take(c["pid"]), "tid": take(c["tid"]),
-               "cpu": take(c["cpu"]), "addr": take(c["a0"]), "ip": take(c["a1"]),
-               "error_code": take(c["a2"]).astype(np.int32)}
-        n = len(out["t_ns"])
-        self.stats.fault_rows += n
-        out["kind"] = np.full(n, KIND["fault"], dtype=np.int8)
-        out["user_mode"] = (np.ones(n, bool) if not kern_codes else np.zeros(n, bool) if not user_codes
-                            else _is_code(take(code), user_codes))
+        Faults are nearly all of a capture's records: one compiled pass
+        (`_perf_kernels.merge_faults`) writes their columns and leaves the slots of
+        the other rows, filled here.  Columns that are constant for faults stay
+        absent while the other rows hold the default too (`_to_table` fills them
+        cheaply).  comm is kept as `comm_rows`/`comm_texts`.
+        """
+        from pipeline.formats import _perf_kernels as K    # numba: imported on first use
+        t = c["t_ns"]
+        if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
+            order = np.lexsort((c["seq"], t))
+            c = {k: c[k][order] for k in ("t_ns", "seq", "pid", "tid", "cpu", "a0", "a1", "a2")}
+            code = code[order]
+        size = len(t) + len(small["t_ns"])
+        out = {k: np.empty(size, _DTYPES[k]) for k in _FAULT_COLUMNS}
+        at = np.empty(len(small["t_ns"]), np.int64)
+        n, dropped = K.merge_faults(
+            c["t_ns"], c["seq"], c["pid"], c["tid"], c["cpu"], c["a0"], c["a1"], c["a2"], code, fault_kind,
+            np.uint64(self.user_limit), np.int8(KIND["fault"]), small["t_ns"], small["seq"],
+            *(out[k] for k in _FAULT_COLUMNS), at)
+        self.stats.kernel_address_faults_dropped += dropped
+        self.stats.fault_rows += n - len(at)
+        out = {k: v[:n] for k, v in out.items()}
+        for k, dt in _DTYPES.items():
+            if k in out:
+                out[k][at] = small[k]
+            elif (small[k] != _DEFAULTS[k]).any():
+                out[k] = np.full(n, _DEFAULTS[k], dtype=dt)
+                out[k][at] = small[k]
+        out["comm_rows"] = at[small["comm_rows"]]
+        out["comm_texts"] = small["comm_texts"]
         return out
 
     # ------------------------------------------------------------------ syscalls
-    def _syscalls(self, c, names, code) -> list[dict]:
-        """Pair sys_enter/sys_exit per thread (including pairs split across batches)."""
+    def _syscalls(self, c, names, code, rest) -> tuple[list[dict], dict | None]:
+        """Pair sys_enter/sys_exit per thread (including pairs split across batches).
+
+        Returns (rows, columns): an enter directly followed on its thread by its
+        exit (nearly every call) is paired with numpy and returned as columns;
+        everything else (lost exits, orphans, exit_group, pairs with an enter left
+        open by the previous batch) goes through the per-thread state in a loop.
+        """
         sys_codes = {i: n for i, n in enumerate(names)
                      if (n.startswith("sys_enter_") and n[10:] in SYSCALLS) or
                         (n.startswith("sys_exit_") and n[9:] in SYSCALLS) or n == "sys_enter_exit_group"}
-        idx = np.flatnonzero(_is_code(code, list(sys_codes)))
+        idx = _select(code, rest, list(sys_codes))
         if not len(idx) and not self._pending:
-            return []
+            return [], None
         order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
+        ev = code[order]
+        # per code: the syscall of an enter / of an exit (-1: neither)
+        enter_of = np.full(len(names), -1, np.int64)
+        exit_of = np.full(len(names), -1, np.int64)
+        for i, n in sys_codes.items():
+            if n.startswith("sys_enter_") and n[10:] in SYSCALLS:
+                enter_of[i] = _SYSCALL_NAMES.index(n[10:])
+            elif n.startswith("sys_exit_"):
+                exit_of[i] = _SYSCALL_NAMES.index(n[9:])
+        tid = c["tid"][order]
+        enter, leave = enter_of[ev], exit_of[ev]
+        same = tid[1:] == tid[:-1]
+        # pairs[j]: records j and j + 1 are an enter and its exit on one thread
+        pairs = np.zeros(len(order), bool)
+        pairs[:-1] = same & (enter[:-1] >= 0) & (enter[:-1] == leave[1:])
+        in_pair = pairs.copy()
+        in_pair[1:] |= pairs[:-1]
+        first = np.ones(len(order), bool)      # the thread's first record in this batch
+        first[1:] = ~same
+        # the loop sees every record outside a pair and a pair's enter when it may close an
+        # enter left open before it (the thread's first record, or after an unpaired enter)
+        open_before = np.zeros(len(order), bool)
+        open_before[1:] = same & (enter[:-1] >= 0) & ~in_pair[:-1]
+        loop = ~in_pair | (pairs & (first | open_before))
         rows = []
-        # syscalls are few next to faults; pairing needs per-thread state: a Python loop over lists
-        col = {k: c[k][order].tolist() for k in ("tid", "pid", "t_ns", "seq", "cpu", "ret",
-                                                 "a0", "a1", "a2", "a3", "a4", "a5")}
-        for j, ev in enumerate(code[order].tolist()):
-            name = sys_codes[ev]
-            tid, pid, t, seq, cpu = col["tid"][j], col["pid"][j], col["t_ns"][j], col["seq"][j], col["cpu"][j]
+        col = {k: c[k][order[loop]].tolist() for k in ("tid", "pid", "t_ns", "seq", "cpu", "ret",
+                                                       "a0", "a1", "a2", "a3", "a4", "a5")}
+        for j, (e, pair_start) in enumerate(zip(ev[loop].tolist(), pairs[loop].tolist())):
+            name = sys_codes[e]
+            tid_j, pid, t, seq, cpu = col["tid"][j], col["pid"][j], col["t_ns"][j], col["seq"][j], col["cpu"][j]
+            if pair_start:                     # paired below: only close what is open before it
+                self._close_lost(tid_j, rows)
+                continue
             if name == "sys_enter_exit_group":
-                self._close_lost(tid, rows)
-                self._exit_group.setdefault(pid, (t, seq, tid, cpu))
+                self._close_lost(tid_j, rows)
+                self._exit_group.setdefault(pid, (t, seq, tid_j, cpu))
                 continue
             if name.startswith("sys_enter_"):
-                self._close_lost(tid, rows)
+                self._close_lost(tid_j, rows)
                 args = (col["a0"][j], col["a1"][j], col["a2"][j], col["a3"][j], col["a4"][j], col["a5"][j])
-                self._pending[tid] = _Pending(t, seq, pid, tid, cpu, name[10:], args)
+                self._pending[tid_j] = _Pending(t, seq, pid, tid_j, cpu, name[10:], args)
                 continue
-            p = self._pending.pop(tid, None)
+            p = self._pending.pop(tid_j, None)
             if p is None or p.name != name[9:]:
                 if p is not None:
-                    self._pending[tid] = p
-                    self._close_lost(tid, rows)
+                    self._pending[tid_j] = p
+                    self._close_lost(tid_j, rows)
                 self.stats.orphan_exits_dropped += 1
                 continue
             rows.append(self._syscall_row(p, ret=col["ret"][j], t_exit=t, unfinished=False, seq_exit=seq))
-        return rows
+        start = np.flatnonzero(pairs)
+        return rows, self._paired_columns(c, order[start], order[start + 1], enter[start])
+
+    def _paired_columns(self, c, e, x, sysno) -> dict | None:
+        """The rows of the calls whose enter is record e and exit record x (as `_syscall_row`)."""
+        m = len(e)
+        if not m:
+            return None
+        out = {k: np.full(m, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
+        a = [c[f"a{i}"][e] for i in range(6)]
+        ret, t_exit = c["ret"][x], c["t_ns"][x]
+        out.update(t_ns=t_exit, seq=c["seq"][x].astype(np.float64), pid=c["pid"][e], tid=c["tid"][e],
+                   cpu=c["cpu"][e], ret=ret, failed=ret < 0, dur_ns=t_exit - c["t_ns"][e])
+        kind_of = np.array([KIND[SYSCALLS[n]] for n in _SYSCALL_NAMES], np.int8)
+        out["kind"] = kind_of[sysno]
+
+        def put(col, rows, values):
+            out[col][rows] = values[rows] if np.ndim(values) else values
+        s32 = [v.astype(np.uint32).view(np.int32) for v in a]
+        s64 = [v.view(np.int64) for v in a]
+        ok = ret >= 0
+        by = {n: sysno == i for i, n in enumerate(_SYSCALL_NAMES)}
+        r = by["mmap"]
+        put("addr", r, np.where(ok, ret.view(np.uint64), a[0]))
+        for col, v in (("len", a[1]), ("prot", s32[2]), ("flags", s64[3]), ("fd", s32[4]), ("pgoff", a[5]),
+                       ("req_addr", a[0])):
+            put(col, r, v)
+        r = by["mremap"]
+        for col, v in (("addr", a[0]), ("len", a[1]), ("new_len", a[2]), ("flags", s64[3])):
+            put(col, r, v)
+        put("new_addr", r, np.where(ok, ret.view(np.uint64), a[4]))
+        put("addr", by["brk"], a[0])
+        for name in ("mprotect", "madvise", "munmap"):
+            put("addr", by[name], a[0])
+            put("len", by[name], a[1])
+        put("prot", by["mprotect"], s32[2])
+        put("advice", by["madvise"], s32[2])
+        r = by["process_madvise"]        # (pidfd, iovec, vlen, advice, flags): ranges not visible
+        put("advice", r, s32[3])
+        put("unfinished", r, True)
+        self.stats.process_madvise_other_mm += int(r.sum())
+        return out
 
     def _close_lost(self, tid: int, rows: list) -> None:
         """An open enter on `tid` followed by another syscall lost its exit."""
@@ -294,12 +383,12 @@ class Normalizer:
         return row
 
     # ---------------------------------------------------------------- lifecycle
-    def _lifecycle(self, c, names, code, text_of) -> list[dict]:
+    def _lifecycle(self, c, names, code, rest, text_of) -> list[dict]:
         """fork/clone, exec and exit events from sched tracepoints and perf side-band records."""
         wanted = {i: n for i, n in enumerate(names)
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
                            "perf_comm")}
-        idx = np.flatnonzero(_is_code(code, list(wanted)))
+        idx = _select(code, rest, list(wanted))
         rows = []
         for i in idx.tolist():
             name = wanted[int(code[i])]
@@ -424,9 +513,21 @@ def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
     return r
 
 
-def _rows_of(names, code, name) -> np.ndarray:
+def _rows_of(names, code, rows, name) -> np.ndarray:
     codes = [i for i, n in enumerate(names) if n == name]
-    return np.flatnonzero(_is_code(code, codes)) if codes else np.empty(0, np.int64)
+    return _select(code, rows, codes) if codes else np.empty(0, np.int64)
+
+
+def _select(code: np.ndarray, rows: np.ndarray, codes: list) -> np.ndarray:
+    """The rows (ascending indices, a subset of `rows`) whose event code is in codes."""
+    return rows[_is_code(code[rows], codes)]
+
+
+def _fault_kinds(names: list) -> np.ndarray:
+    """Per event code: is it a fault, and in which mode (`merge_faults`' fault_kind; 0 = not a fault)."""
+    from pipeline.formats import _perf_kernels as K
+    kinds = {"page_fault_user": K.USER_FAULT, "page_fault_kernel": K.KERNEL_FAULT}
+    return np.array([kinds.get(n, K.NOT_FAULT) for n in names] or [K.NOT_FAULT], np.int8)
 
 
 def _is_code(code: np.ndarray, codes: list) -> np.ndarray:
@@ -439,15 +540,22 @@ def _is_code(code: np.ndarray, codes: list) -> np.ndarray:
     return lut[np.where(inside, code, 0)] & inside if not inside.all() else lut[code]
 
 
+# The columns `merge_faults` writes (its o_* arguments, in order); every other column is constant for faults.
+_FAULT_COLUMNS = ("t_ns", "seq", "pid", "tid", "cpu", "kind", "addr", "ip", "error_code", "user_mode")
+# A raw batch of no rows, as merge_faults takes it (dtypes as the perf.data reader's).
+_NO_RAW = {k: np.empty(0, dt) for k, dt in (("t_ns", np.int64), ("seq", np.int64), ("pid", np.int32),
+                                            ("tid", np.int32), ("cpu", np.int32), ("a0", np.uint64),
+                                            ("a1", np.uint64), ("a2", np.uint64))}
+
+
 def _fault_columns(n: int) -> dict:
-    """The columns `_faults` fills (n rows at their defaults); every other column is constant for faults."""
-    return {k: np.full(n, _DEFAULTS[k], dtype=_DTYPES[k]) for k in
-            ("t_ns", "seq", "pid", "tid", "cpu", "kind", "addr", "ip", "error_code", "user_mode")}
+    """The columns `merge_faults` writes, n rows at their defaults."""
+    return {k: np.full(n, _DEFAULTS[k], dtype=_DTYPES[k]) for k in _FAULT_COLUMNS}
 
 
-def _rows_dict(rows: list[dict]) -> dict:
-    """The few non-fault rows as full columns, sorted by (t_ns, seq); their comm strings as
-    row numbers (`comm_rows`) and texts (`comm_texts`)."""
+def _rows_dict(rows: list[dict], more: dict | None = None) -> dict:
+    """The few non-fault rows (and the columns `more`, rows without comm) as full columns,
+    sorted by (t_ns, seq); their comm strings as row numbers (`comm_rows`) and texts (`comm_texts`)."""
     out = {k: np.full(0, _DEFAULTS[k], dtype=dt) for k, dt in _DTYPES.items()}
     if rows:
         for k, dt in _DTYPES.items():
@@ -455,43 +563,15 @@ def _rows_dict(rows: list[dict]) -> dict:
             if dt is np.uint64:
                 vals = [v & 0xFFFFFFFFFFFFFFFF for v in vals]
             out[k] = np.array(vals, dtype=dt)
+    texts = [r["comm"] for r in rows]
+    if more is not None:
+        out = {k: np.concatenate([v, more[k]]) for k, v in out.items()}
+        texts += [None] * len(more["t_ns"])
     order = np.lexsort((out["seq"], out["t_ns"]))
     out = {k: v[order] for k, v in out.items()}
-    texts = [rows[i]["comm"] for i in order.tolist()]
+    texts = [texts[i] for i in order.tolist()]
     out["comm_rows"] = np.array([j for j, x in enumerate(texts) if x is not None], np.int64)
     out["comm_texts"] = [x for x in texts if x is not None]
-    return out
-
-
-def _merge(big: dict, small: dict) -> dict:
-    """Merge the fault columns (already sorted by time, file order) with the few
-    other rows (sorted) into one batch ordered by (t_ns, seq), in O(n).
-
-    Columns `big` does not have are constant for its rows (their defaults): they
-    stay absent from the result while the other rows hold the default too, and
-    `_to_table` fills them cheaply.  comm is kept as `comm_rows`/`comm_texts`.
-    """
-    nb, ns = len(big["t_ns"]), len(small["t_ns"])
-    if nb > 1 and (big["t_ns"][1:] < big["t_ns"][:-1]).any():  # a reader gave disordered records
-        order = np.lexsort((big["seq"], big["t_ns"]))
-        big = {k: v[order] for k, v in big.items()}
-    if ns == 0:
-        return {**big, "comm_rows": np.empty(0, np.int64), "comm_texts": []}
-    pos = np.searchsorted(big["t_ns"], small["t_ns"], side="left")
-    right = np.searchsorted(big["t_ns"], small["t_ns"], side="right")
-    for i in np.flatnonzero(right > pos).tolist():  # equal times: file order decides
-        lo, hi = pos[i], right[i]
-        pos[i] = lo + np.searchsorted(big["seq"][lo:hi], small["seq"][i])
-    at = pos + np.arange(ns)                        # where the small rows land
-    out = {}
-    for k, dt in _DTYPES.items():
-        if k in big:
-            out[k] = np.insert(big[k], pos, small[k].astype(big[k].dtype, copy=False))
-        elif (small[k] != _DEFAULTS[k]).any():
-            out[k] = np.full(nb + ns, _DEFAULTS[k], dtype=dt)
-            out[k][at] = small[k]
-    out["comm_rows"] = at[small["comm_rows"]]
-    out["comm_texts"] = small["comm_texts"]
     return out
 
 

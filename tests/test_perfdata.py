@@ -217,11 +217,11 @@ def walk_reference(buf: bytes):
 @pytest.mark.parametrize("cut", [0, 7, 8, 4096, 100_003, None])
 @pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
 def test_walk_kernel_matches_reference(name, cut):
-    from pipeline.formats._perf_kernels import walk_records
+    from pipeline.formats._perf_kernels import unaligned_views, walk_records
     data = (PERF_DIR / name).read_bytes()
     start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
     buf = data[start:] if cut is None else data[start:start + cut]
-    got = walk_records(np.frombuffer(buf, np.uint8), 0, len(buf))
+    got = walk_records(*unaligned_views(buf), 0, len(buf))
     want = walk_reference(buf)
     for g, w in zip(got[:3], want[:3]):
         assert g.tolist() == w
@@ -229,9 +229,9 @@ def test_walk_kernel_matches_reference(name, cut):
 
 
 def test_walk_kernel_bad_size():
-    from pipeline.formats._perf_kernels import walk_records
+    from pipeline.formats._perf_kernels import unaligned_views, walk_records
     buf = struct.pack("<IHH", 9, 0, 16) + bytes(8) + struct.pack("<IHH", 9, 0, 4)
-    offs, _, _, stop, status = walk_records(np.frombuffer(buf, np.uint8), 0, len(buf))
+    offs, _, _, stop, status = walk_records(*unaligned_views(buf), 0, len(buf))
     assert offs.tolist() == [0] and stop == 16 and status == 1
 
 

@@ -1,8 +1,9 @@
-"""Compiled kernels for the perf.data reader: plain arrays in, plain arrays out.
+"""Compiled kernels for the perf.data reader and normalize: plain arrays in, plain arrays out.
 
-Only the record-header walk needs a compiled loop (each record's position
-depends on the previous record's size); everything else is numpy gathers in
-`perfdata.py`.  Kept apart so importing the reader compiles nothing.
+`walk_records` (each record's position depends on the previous record's size),
+`decode_fixed_samples` (every integer column of fixed-layout samples in one
+pass) and `merge_faults` (normalize: the fault rows of a batch and the slots of
+its other rows in one pass).  Kept apart so importing the reader compiles nothing.
 """
 from __future__ import annotations
 
@@ -13,19 +14,11 @@ HEADER_TRACING_DATA = 66
 
 
 @numba.njit(cache=True, nogil=True)
-def _u16(buf, p):
-    return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
-
-
-@numba.njit(cache=True, nogil=True)
-def _u32(buf, p):
-    return _u16(buf, p) | (_u16(buf, p + 2) << 16)
-
-
-@numba.njit(cache=True, nogil=True)
-def walk_records(buf, start, end):
+def walk_records(u8, u32, u64, start, end):
     """Offsets, types and sizes of the complete records in buf[start:end] (perf_event_header).
 
+    The buffer comes as `unaligned_views(buf)` (u8, u32, u64): a header is one
+    64-bit load (u32 type, u16 misc, u16 size).
     Returns (offsets, types, sizes (int64[n] each), stop, status): `stop` is where the first record
     that is not complete starts (the caller carries buf[stop:end] over), and
     status is 0 (ok), 1 (a header with size < 8 at `stop`).  A
@@ -41,16 +34,17 @@ def walk_records(buf, start, end):
     p = start
     status = 0
     while p + 8 <= end:
-        size = _u16(buf, p + 6)
+        head = u64[p]
+        size = np.int64(head >> np.uint64(48))
         if size < 8:
             status = 1
             break
         extent = size
-        typ = _u32(buf, p)
+        typ = np.int64(head & np.uint64(0xFFFFFFFF))
         if typ == HEADER_TRACING_DATA and size >= 12:
             if p + 12 > end:
                 break
-            extent = size + _u32(buf, p + 8)
+            extent = size + np.int64(u32[p + 8])
         if p + extent > end:
             break
         offsets[n] = p
@@ -132,10 +126,11 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
     The buffer comes as `unaligned_views(buf)` (u8, u32, u64).
     The attr of a record is id_lut[u64 at offs + id_pos] (attr 0 when id_pos < 0);
     for attrs with lay[k, LAY_FIXED] every field sits at a constant offset (see
-    perfdata._Layout) and is written here; rows of other attrs keep the defaults
-    (the caller decodes them).  Output arrays are preallocated at their defaults;
-    `args` is uint64[6, n] (a0..a5).  Returns (status, row): status 0, or the first
-    bad record and what is wrong with it (BAD_ID, SHORT_SAMPLE, ...).
+    perfdata._Layout) and is written here; rows of other attrs get the defaults
+    (the caller decodes them).  Every output row is written (fields a record does
+    not have: t_ns 0, pid/tid/cpu -1, args and ret 0), so the outputs may come
+    uninitialised; `args` is uint64[6, n] (a0..a5).  Returns (status, row): status
+    0, or the first bad record and what is wrong with it (BAD_ID, SHORT_SAMPLE, ...).
     """
     n = len(offs)
     for i in range(n):
@@ -152,11 +147,18 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
             if k < 0:
                 return BAD_ID, i
         attr[i] = k
+        t_ns[i] = 0                          # the defaults, overwritten by the fields present
+        pid[i] = -1
+        tid[i] = -1
+        cpu[i] = -1
+        ev[i] = lay[k, LAY_EV]
+        for c in range(6):
+            args[c, i] = 0
+        ret[i] = 0
         if lay[k, LAY_FIXED] == 0:
             continue
         if size < lay[k, LAY_SIZE]:
             return SHORT_SAMPLE, i
-        ev[i] = lay[k, LAY_EV]
         o = lay[k, LAY_TID]
         if o >= 0:
             pid[i] = _i32(u8, u32, u64, p + o)
@@ -186,3 +188,60 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
         if fields[k, 6, 0] >= 0:
             ret[i] = np.int64(_field(u8, u32, u64, data + fields[k, 6, 0], fields[k, 6, 1], fields[k, 6, 2]))
     return 0, n
+
+
+# ---- normalize: fault rows and the few other events into one batch
+
+# fault_kind codes of merge_faults, per event code.
+NOT_FAULT, USER_FAULT, KERNEL_FAULT = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True)
+def merge_faults(t_ns, seq, pid, tid, cpu, addr, ip, error_code, code, fault_kind, user_limit, fault_code,
+                 s_t_ns, s_seq, o_t_ns, o_seq, o_pid, o_tid, o_cpu, o_kind, o_addr, o_ip, o_error_code,
+                 o_user_mode, at):
+    """Write the fault rows of one raw batch (sorted by t_ns, seq) and make room for the
+    other rows (s_t_ns, s_seq: sorted), in (t_ns, seq) order, into the o_* columns.
+
+    A row is a fault if fault_kind[code] is USER_FAULT or KERNEL_FAULT (user_mode is the
+    former) and addr < user_limit; a fault row holds its raw t_ns, seq, pid, tid, cpu,
+    addr (a0), ip (a1), error_code (a2, low 32 bits), kind `fault_code`.  Other row k goes
+    before every fault row with a larger (t_ns, seq) and after its equals' others; its slot
+    is at[k] (the caller fills it).  o_* hold at least (faults + others) rows.
+    Returns (rows written, faults on kernel addresses dropped).
+    """
+    n = len(t_ns)
+    ns = len(s_t_ns)
+    j = 0
+    k = 0
+    dropped = 0
+    for i in range(n):
+        f = fault_kind[code[i]]
+        if f == NOT_FAULT:
+            continue
+        if addr[i] >= user_limit:
+            dropped += 1
+            continue
+        t = t_ns[i]
+        s = seq[i]
+        while k < ns and (s_t_ns[k] < t or (s_t_ns[k] == t and s_seq[k] <= s)):
+            at[k] = j
+            j += 1
+            k += 1
+        o_t_ns[j] = t
+        o_seq[j] = s
+        o_pid[j] = pid[i]
+        o_tid[j] = tid[i]
+        o_cpu[j] = cpu[i]
+        o_kind[j] = fault_code
+        o_addr[j] = addr[i]
+        o_ip[j] = ip[i]
+        o_error_code[j] = np.int32(np.int64(error_code[i] & np.uint64(0xFFFFFFFF)) - (
+            np.int64(1) << 32 if error_code[i] & np.uint64(0x80000000) else 0))
+        o_user_mode[j] = f == USER_FAULT
+        j += 1
+    while k < ns:
+        at[k] = j
+        j += 1
+        k += 1
+    return j, dropped

@@ -282,43 +282,57 @@ def _nrows(frame: dict) -> int:
 class _Orderer:
     """Holds decoded rows until they are final, then releases them sorted by (t_ns, seq).
 
-    `pending` is a list of frames, each sorted by (t_ns, seq), in seq order (every
-    row of a frame has a smaller seq than the rows of the frames after it).  When
-    the frames also follow each other in time (the usual case) release is slicing
-    (no copy); otherwise they are merged first with a stable sort on t_ns, which
-    keeps seq order among equal times.
+    The pending rows are rows [lo, hi) of one set of column buffers, and each
+    chunk is decoded straight into the room after them (`room`): released rows
+    are views of the buffers, so the rows of consecutive chunks are never joined.
+    When a buffer is full the pending rows move to a new, larger one (they are
+    few: only rows after the last round).  Rows arrive in seq order; while they
+    also arrive in time order (the usual case) release is slicing, otherwise the
+    pending rows are sorted first with a stable sort on t_ns, which keeps seq
+    order among equal times.
     """
 
     def __init__(self):
-        self.pending: list[dict] = []
+        self.args = np.empty((len(_COLS_U64), 0), np.uint64)   # a0..a5 rows of cols, as decode_fixed_samples writes them
+        self.cols = {**{c: np.empty(0, dtype) for c, (dtype, _) in _COLUMNS.items()}, **dict(zip(_COLS_U64, self.args))}
+        self.lo = self.hi = 0
+        self.in_order = True
 
-    def add(self, frame: dict):
-        """Append the rows of one chunk (in seq order)."""
-        if not _nrows(frame):
-            return
-        t = frame["t_ns"]
-        if not (t[1:] >= t[:-1]).all():
-            frame = _take(frame, np.argsort(t, kind="stable"))
-        self.pending.append(frame)
+    def room(self, n: int) -> tuple[dict, np.ndarray]:
+        """Uninitialised rows for the next n rows (a frame, and its a0..a5 as one 2-D view)."""
+        if self.hi + n > self.args.shape[1]:
+            pending = self.hi - self.lo
+            cap = max(4 * n, 2 * pending + n, 1 << 16)
+            args = np.empty((len(_COLS_U64), cap), np.uint64)
+            cols = {c: np.empty(cap, dtype) for c, (dtype, _) in _COLUMNS.items() if c not in _COLS_U64}
+            cols.update(zip(_COLS_U64, args))
+            for c, v in cols.items():
+                if pending:
+                    v[:pending] = self.cols[c][self.lo:self.hi]
+            self.cols, self.args, self.lo, self.hi = cols, args, 0, pending
+        end = self.hi + n
+        return {c: v[self.hi:end] for c, v in self.cols.items()}, self.args[:, self.hi:end]
 
-    def release(self, limit: int | None) -> list[dict]:
-        """Frames of the rows with t_ns <= limit (all rows if limit is None), in order."""
-        parts = self.pending
-        if any(a["t_ns"][-1] > b["t_ns"][0] for a, b in zip(parts, parts[1:])):
-            merged = _concat(parts)
-            parts = [_take(merged, np.argsort(merged["t_ns"], kind="stable"))]
-        out, rest = [], []
-        for p in parts:
-            n = _nrows(p)
-            k = n if limit is None else int(np.searchsorted(p["t_ns"], limit, side="right"))
-            if k == n:
-                out.append(p)
-            elif k == 0:
-                rest.append(p)
-            else:
-                out.append({c: v[:k] for c, v in p.items()})
-                rest.append({c: v[k:] for c, v in p.items()})
-        self.pending = rest
+    def add(self, n: int):
+        """The n rows of the last `room` hold the rows of one chunk (in seq order)."""
+        t = self.cols["t_ns"][max(self.lo, self.hi - 1):self.hi + n]    # and the last pending row
+        if n and self.in_order and not (t[1:] >= t[:-1]).all():
+            self.in_order = False
+        self.hi += n
+
+    def release(self, limit: int | None) -> dict | None:
+        """The rows with t_ns <= limit (all rows if limit is None), in order, or None."""
+        if not self.in_order:
+            order = np.argsort(self.cols["t_ns"][self.lo:self.hi], kind="stable") + self.lo
+            for v in self.cols.values():
+                v[self.lo:self.hi] = v[order]
+            self.in_order = True
+        t = self.cols["t_ns"]
+        cut = self.hi if limit is None else self.lo + int(np.searchsorted(t[self.lo:self.hi], limit, side="right"))
+        if cut == self.lo:
+            return None
+        out = {c: v[self.lo:cut] for c, v in self.cols.items()}
+        self.lo = cut
         return out
 
 
@@ -469,8 +483,9 @@ class _PerfReader:
         return self._sid
 
     # ---- decoding one chunk of whole records
-    def decode(self, ch: "_Chunk") -> tuple[dict, np.ndarray]:
-        """Decode one chunk -> (rows in seq order, largest time before each of its rounds)."""
+    def decode(self, ch: "_Chunk", orderer: _Orderer) -> tuple[int, np.ndarray]:
+        """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
+        before each of its rounds)."""
         buf, offs, types = ch.buf, ch.offs, ch.types
         n = len(offs)
         seq0, self.seq = self.seq, self.seq + n
@@ -486,32 +501,35 @@ class _PerfReader:
             row = self.side_record(buf, int(types[i]), off, int(ch.sizes[i]), seq0 + i)
             if row is not None:
                 side.append((i, row))
-        if len(sidx):
-            self.validate()
-            rows = self.decode_samples(_Views(buf), ch, sidx, seq0)
-        else:
-            rows = _frame(0)
-        t_cummax = np.maximum.accumulate(rows["t_ns"]) if len(sidx) else rows["t_ns"]
-        round_max = np.full(len(ch.rounds), -1, np.int64)
-        if len(sidx):
-            k = np.searchsorted(sidx, ch.rounds)       # samples before each round
-            round_max = np.where(k > 0, t_cummax[np.maximum(k - 1, 0)], -1)
-        if side:
+        nrows = len(sidx) + len(side)
+        if not nrows:
+            return 0, np.full(len(ch.rounds), -1, np.int64)
+        rows, args = orderer.room(nrows)
+        if side:                          # rare: samples and side rows into a frame, then in seq order
             f = _frame(len(side))
             for j, (_, row) in enumerate(side):
                 for key, val in row.items():
                     f[key][j] = val
-            side_idx = np.array([i for i, _ in side], np.int64)
-            for j, r in enumerate(ch.rounds.tolist()):
-                before = f["t_ns"][side_idx < r]
-                if len(before):
-                    round_max[j] = max(round_max[j], int(before.max()))
-            rows = _concat([rows, f])
-            rows = _take(rows, np.argsort(rows["seq"], kind="stable"))
-        return rows, round_max
+            if len(sidx):
+                self.validate()
+                f = _concat([self.decode_samples(_Views(buf), ch, sidx, seq0, _frame(len(sidx))), f])
+            f = _take(f, np.argsort(f["seq"], kind="stable"))
+            for c, v in rows.items():
+                v[:] = f[c]
+        else:
+            self.validate()
+            self.decode_samples(_Views(buf), ch, sidx, seq0, rows, args)
+        # largest time before each round: records before it are samples or side rows
+        t_cummax = np.maximum.accumulate(rows["t_ns"])
+        kept = np.sort(np.concatenate([sidx, np.array([i for i, _ in side], np.int64)])) if side else sidx
+        k = np.searchsorted(kept, ch.rounds)       # rows before each round
+        round_max = np.where(k > 0, t_cummax[np.maximum(k - 1, 0)], -1)
+        return nrows, round_max
 
-    def decode_samples(self, v: _Views, ch: "_Chunk", sidx: np.ndarray, seq0: int) -> dict:
-        """SAMPLE records -> rows in record order (perf_event.h field order).
+    def decode_samples(self, v: _Views, ch: "_Chunk", sidx: np.ndarray, seq0: int, f: dict,
+                       args: np.ndarray | None = None) -> dict:
+        """SAMPLE records -> rows of frame f (uninitialised, n rows) in record order
+        (perf_event.h field order); `args`: f's a0..a5 as the rows of one 2-D array.
 
         Attrs whose samples have a fixed layout (`_Layout`: no callchain, no group
         read) have every field at a constant offset: one compiled pass
@@ -524,11 +542,11 @@ class _PerfReader:
         offs = ch.offs[sidx]
         sizes = ch.sizes[sidx]
         n = len(offs)
-        f = _frame(n)
-        f["seq"] = sidx + seq0
-        args = np.zeros((len(_COLS_U64), n), np.uint64)     # a0..a5 as rows: each one contiguous
-        for j, c in enumerate(_COLS_U64):
-            f[c] = args[j]
+        np.add(sidx, seq0, out=f["seq"])
+        f["comm"].fill(-1)
+        if args is None:
+            args = np.empty((len(_COLS_U64), n), np.uint64)
+            f.update(zip(_COLS_U64, args))
         if len(self.attrs) == 1:
             id_pos = -1
         else:
@@ -898,15 +916,15 @@ class _Chunk:
     stream: str               # '' (file offsets) or 'data.1 decompressed stream ' ...
 
 
-_walk_records = None
+_kernels = None
 
 
 def _walk(buf, start: int, end: int):
-    global _walk_records
-    if _walk_records is None:
-        from pipeline.formats._perf_kernels import walk_records
-        _walk_records = walk_records
-    return _walk_records(np.frombuffer(buf, np.uint8), start, end)
+    global _kernels
+    if _kernels is None:
+        from pipeline.formats import _perf_kernels
+        _kernels = _perf_kernels
+    return _kernels.walk_records(*_kernels.unaligned_views(buf), start, end)
 
 
 def _chunk(buf, base: int, stream: str, where: "_Where", final: bool, extra_rounds=()) -> tuple:
@@ -1273,16 +1291,18 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
             _record_chunks(fh, start, length, label, pwhere), label, pwhere)))
         try:
             for ch in chunks:
-                rows, round_max = _guard(r, lambda: r.decode(ch))
-                orderer.add(rows)
+                n, round_max = _guard(r, lambda: r.decode(ch, orderer))
+                t_new = orderer.cols["t_ns"][orderer.hi:orderer.hi + n]
+                orderer.add(n)
                 if by_rounds and len(round_max):
                     for m in np.maximum(round_max, t_max)[-2:].tolist():
                         maxes = [maxes[1], max(m, maxes[1])]
-                    for ready in orderer.release(maxes[0]):
+                    ready = orderer.release(maxes[0])
+                    if ready is not None:
                         out.append(ready)
                         nout += _nrows(ready)
-                if len(rows["t_ns"]):
-                    t_max = max(t_max, int(rows["t_ns"].max()))
+                if n:
+                    t_max = max(t_max, int(t_new.max()))
                 if nout >= batch_rows:
                     yield emit(_concat(out))
                     out, nout = [], 0
@@ -1292,7 +1312,8 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
     if not r.validated:
         r.where.path = header_file
         _guard(r, r.validate)
-    for rest in orderer.release(None):
+    rest = orderer.release(None)
+    if rest is not None:
         out.append(rest)
     if out:
         yield emit(_concat(out))
