@@ -15,18 +15,18 @@ without `record --call-graph`) are grouped under '(no call chain)'.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.errors import PipelineError
 from pipeline.ingest import resolve_input
 from pipeline.parquet_io import open_artifact, read_table, write_table
 from pipeline.progress import warn
 from pipeline.symbols import Symbolizer, caller, site
-from schemas import ATTRIBUTION, EFFECTS, EVENTS, SUMMARY
+from schemas import ATTRIBUTION, EFFECTS, EVENTS, REPLAY_KEY, SUMMARY
 
 PTE_TABLE_BYTES = 4096
 NO_CHAIN = "(no call chain)"
@@ -49,13 +49,14 @@ def attribute(capture: Path, replay_dir: Path, binaries: list[Path] | None = Non
     if detect(file).NAME != "perf.data":
         raise PipelineError(f"{file}: attribution needs a perf.data capture (call chains and MMAP2 records)")
     tid, t_ns = _threads_and_times(effects, _events_path(replay_dir, events))
+    keys = list(zip(tid.tolist(), t_ns.tolist()))
     from pipeline.formats.perf_stacks import read_stacks
-    stacks, mmaps, _ = read_stacks(file, set(zip(tid.tolist(), t_ns.tolist())))
+    stacks, mmaps, _ = read_stacks(file, set(keys))
     if not stacks:
         warn(f"{file}: no call chains in the capture; record with `ptreplay record --call-graph`")
     sym = Symbolizer(mmaps, roots=binaries or [Path("/")])
     sites = {key: _site_of(sym, s) for key, s in stacks.items()}
-    where = [sites.get(k, _NO_SITE) for k in zip(tid.tolist(), t_ns.tolist())]
+    where = [sites.get(k, _NO_SITE) for k in keys]
     return _aggregate(effects, where)
 
 
@@ -65,7 +66,7 @@ _NO_SITE = (NO_CHAIN, "", "", "", "none", "")
 def _events_path(replay_dir: Path, events: Path | None) -> Path:
     if events is None:
         meta = open_artifact(replay_dir / "summary.parquet", SUMMARY).schema_arrow.metadata or {}
-        info = json.loads(meta.get(b"ptreplay.replay", b"{}"))
+        info = json.loads(meta.get(REPLAY_KEY, b"{}"))
         events = info.get("events_path")
         if not events:
             raise PipelineError(f"{replay_dir}: the replay output does not say which events file it read; "
@@ -101,28 +102,30 @@ def _site_of(sym: Symbolizer, sample) -> tuple:
             "; ".join(notes))
 
 
+_SITE_COLUMNS = ("site", "site_dso", "caller", "stack", "unwind", "note")   # _site_of's tuple, in order
+_COUNTS = ("pte_tables_allocated", "pte_tables_emptied", "pte_tables_freed", "empty_table_ns")
+
+
 def _aggregate(effects: pa.Table, where: list[tuple]) -> pa.Table:
-    cols = {c: effects.column(c).to_pylist() for c in
-            ("trace_id", "policy", "pid", "kind", "pte_tables_allocated", "pte_tables_emptied",
-             "pte_tables_freed", "empty_table_ns")}
-    groups = defaultdict(lambda: [0, 0, 0, 0, 0])
-    for k in range(effects.num_rows):
-        key = (cols["trace_id"][k], cols["policy"][k], cols["pid"][k], cols["kind"][k], *where[k])
-        g = groups[key]
-        g[0] += 1
-        g[1] += cols["pte_tables_allocated"][k]
-        g[2] += cols["pte_tables_emptied"][k]
-        g[3] += cols["pte_tables_freed"][k]
-        g[4] += cols["empty_table_ns"][k]
-    rows = [(*key, *vals) for key, vals in groups.items()]
-    rows.sort(key=lambda r: (r[1], -r[12], -r[14], -r[11], r[4]))
-    names = ["trace_id", "policy", "pid", "kind", "site", "site_dso", "caller", "stack", "unwind", "note",
-             "events", "pte_tables_allocated", "pte_tables_emptied", "pte_tables_freed", "empty_table_ns"]
-    data = {n: [r[i] for r in rows] for i, n in enumerate(names)}
-    data["empty_pte_bytes"] = [e * PTE_TABLE_BYTES for e in data["pte_tables_emptied"]]
-    data["empty_byte_seconds"] = [ns * PTE_TABLE_BYTES / 1e9 for ns in data["empty_table_ns"]]
-    del data["empty_table_ns"]
-    return pa.Table.from_pydict({f.name: data[f.name] for f in ATTRIBUTION.schema}, schema=ATTRIBUTION.schema)
+    """Effects summed per (trace, policy, process, kind, call site and stack); most empty tables first."""
+    t = effects.select(["trace_id", "policy", "pid", "kind", *_COUNTS])
+    for i, name in enumerate(_SITE_COLUMNS):
+        t = t.append_column(name, pa.array([w[i] for w in where], pa.string()))
+    keys = ["trace_id", "policy", "pid", "kind", *_SITE_COLUMNS]
+    g = t.group_by(keys, use_threads=False).aggregate(
+        [("pte_tables_allocated", "count")] + [(c, "sum") for c in _COUNTS])
+    g = g.sort_by([("policy", "ascending"), ("pte_tables_emptied_sum", "descending"),
+                   ("empty_table_ns_sum", "descending"), ("pte_tables_allocated_sum", "descending"),
+                   ("site", "ascending"), ("trace_id", "ascending"), ("pid", "ascending"),
+                   ("kind", "ascending"), ("stack", "ascending")])
+    cols = {k: g.column(k) for k in keys}
+    cols["events"] = g.column("pte_tables_allocated_count")
+    for c in _COUNTS[:3]:
+        cols[c] = g.column(f"{c}_sum")
+    cols["empty_pte_bytes"] = pc.multiply(cols["pte_tables_emptied"], PTE_TABLE_BYTES)
+    empty_ns = pc.cast(g.column("empty_table_ns_sum"), pa.float64())
+    cols["empty_byte_seconds"] = pc.divide(pc.multiply(empty_ns, PTE_TABLE_BYTES), 1e9)
+    return pa.table([cols[f.name] for f in ATTRIBUTION.schema], schema=ATTRIBUTION.schema)
 
 
 def attribute_to_dir(capture: Path, replay_dir: Path, binaries: list[Path] | None = None,

@@ -31,9 +31,8 @@ from pipeline.parquet_io import open_artifact, write_table
 from pipeline.progress import warn
 from replay import kernels as K
 from replay.policies import Policy, parse_policies
-from schemas import CAPTURE_KEY, EFFECTS, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, conform
+from schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, conform
 
-REPLAY_KEY = b"ptreplay.replay"
 KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
 _RESULT_NEEDED = ("mmap", "mremap", "brk")  # unfinished: result unknown -> skipped
 INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP population other than "

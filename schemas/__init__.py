@@ -28,6 +28,7 @@ from pipeline.errors import SchemaError
 
 SCHEMA_KEY = b"ptreplay.schema"
 CAPTURE_KEY = b"ptreplay.capture"
+REPLAY_KEY = b"ptreplay.replay"     # replay outputs: the engine's options and counts (JSON)
 
 
 @dataclass(frozen=True)

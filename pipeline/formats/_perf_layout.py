@@ -83,6 +83,17 @@ SAMPLE_ID_ORDER = [("TID", 8), ("TIME", 8), ("ID", 8), ("STREAM_ID", 8), ("CPU",
 READ_FORMAT = dict(TOTAL_TIME_ENABLED=1 << 0, TOTAL_TIME_RUNNING=1 << 1, ID=1 << 2, GROUP=1 << 3,
                    LOST=1 << 4)
 
+
+def read_block_size(read_format: int, nr=1):
+    """Bytes of a PERF_SAMPLE_READ block (perf_event.h `struct read_format`); `nr` is the
+    value count a GROUP block starts with (its own u64 included in the size)."""
+    rf = READ_FORMAT
+    times = 8 * (bool(read_format & rf["TOTAL_TIME_ENABLED"]) + bool(read_format & rf["TOTAL_TIME_RUNNING"]))
+    per_value = 8 * (1 + bool(read_format & rf["ID"]) + bool(read_format & rf["LOST"]))
+    if read_format & rf["GROUP"]:
+        return 8 + times + nr * per_value
+    return times + per_value
+
 # --- header features (enum perf_header_feature, tools/perf/util/header.h) ---
 FEAT = dict(TRACING_DATA=1, BUILD_ID=2, HOSTNAME=3, OSRELEASE=4, VERSION=5, ARCH=6, NRCPUS=7,
             CPUDESC=8, CPUID=9, TOTAL_MEM=10, CMDLINE=11, EVENT_DESC=12, CLOCKID=23,

@@ -195,11 +195,11 @@ def _attr_of(r: _PerfReader, buf, off: int, end: int):
 
 
 def _skip_read(read_format: int, c: _Cursor) -> None:
-    rf = L.READ_FORMAT
-    times = bool(read_format & rf["TOTAL_TIME_ENABLED"]) + bool(read_format & rf["TOTAL_TIME_RUNNING"])
-    per_value = 1 + bool(read_format & rf["ID"]) + bool(read_format & rf["LOST"])
-    nr = c.u64() if read_format & rf["GROUP"] else 1
-    c.need(8 * (times + nr * per_value), "PERF_SAMPLE_READ block")
+    if read_format & L.READ_FORMAT["GROUP"]:
+        nr = c.u64("PERF_SAMPLE_READ nr")
+        c.need(L.read_block_size(read_format, nr) - 8, "PERF_SAMPLE_READ block")
+    else:
+        c.need(L.read_block_size(read_format), "PERF_SAMPLE_READ block")
 
 
 def _user_part(ips) -> list[int]:

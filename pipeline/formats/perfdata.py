@@ -836,14 +836,10 @@ class _Layout:
 
 
 def _read_size(read_format: int, g: "_Fields", k):
-    """Bytes of a PERF_SAMPLE_READ block at offs + k (perf_event.h `struct read_format`)."""
-    rf = L.READ_FORMAT
-    times = 8 * (bool(read_format & rf["TOTAL_TIME_ENABLED"]) + bool(read_format & rf["TOTAL_TIME_RUNNING"]))
-    per_value = 8 * (1 + bool(read_format & rf["ID"]) + bool(read_format & rf["LOST"]))
-    if read_format & rf["GROUP"]:
-        nr = g.at(k, "<u8").astype(np.int64)
-        return 8 + times + nr * per_value
-    return times + per_value
+    """Bytes of a PERF_SAMPLE_READ block at offs + k (per record when it is a GROUP block)."""
+    if read_format & L.READ_FORMAT["GROUP"]:
+        return L.read_block_size(read_format, g.at(k, "<u8").astype(np.int64))
+    return L.read_block_size(read_format)
 
 
 class _SampleIdLayout:
