@@ -12,6 +12,15 @@ write) and the whole `ptreplay ingest` (decode + normalize + events Parquet), ea
 fresh process so peak RSS is its own, best of --repeat runs each (perf script too), and
 prints the ratio `perf script` / `ptreplay ingest`.  Outputs go to a temporary directory.
 Prints a Markdown table for benchmarks/README.md.
+
+Then the floors: what no ingest of this capture into events/1 can go below on this
+machine, each in a fresh process, best of --repeat: starting Python and importing
+pyarrow.parquet; encoding the finished events table (the last ingest's output, already in
+memory in the writer's types and row groups) through `pyarrow.parquet.ParquetWriter` with
+the events writer options (one writer per file: pyarrow does not expose parallel column
+encoding); and decompressing the data section's single zstd stream.  The first two are
+serial (the writer cannot start before the first rows exist), so their sum bounds the
+ratio any implementation could reach here.
 """
 from __future__ import annotations
 
@@ -64,6 +73,46 @@ print(json.dumps({"seconds": t2 - t0, "imports": t1 - t0, "work": t2 - t1, "rows
                   "lost_events": cap.meta["lost_events"]}))
 """
 
+# Floors, each in a child process printing JSON.
+IMPORT_FLOOR = "import pyarrow.parquet"
+WRITER_FLOOR = r"""
+import json, sys, time
+import pyarrow as pa, pyarrow.parquet as pq
+from pipeline.parquet_io import ROW_GROUP_ROWS, _for_writer, _writer_schema, writer_options
+from schemas import EVENTS
+events, out = sys.argv[1], sys.argv[2]
+table = pq.read_table(events, read_dictionary=["kind"])
+table = table.set_column(table.schema.get_field_index("kind"), "kind",
+                         table["kind"].cast(pa.dictionary(pa.int8(), pa.string())))
+groups = [_for_writer(table.slice(i, ROW_GROUP_ROWS).combine_chunks(), EVENTS, events)
+          for i in range(0, table.num_rows, ROW_GROUP_ROWS)]
+c0, t0 = time.process_time(), time.perf_counter()
+with pq.ParquetWriter(out, _writer_schema(EVENTS, None), **writer_options(EVENTS)) as w:
+    for g in groups:
+        w.write_table(g, row_group_size=g.num_rows)
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
+"""
+ZSTD_FLOOR = r"""
+import json, struct, sys, time, zstandard
+data = open(sys.argv[1], "rb").read()
+off, size = struct.unpack_from("<QQ", data, 40)          # perf_file_header.data
+parts, p = [], off
+while p < off + size:                                     # COMPRESSED (81), COMPRESSED2 (83)
+    typ, _, rsize = struct.unpack_from("<IHH", data, p)
+    if typ == 81:
+        parts.append(data[p + 8:p + rsize])
+    elif typ == 83:
+        parts.append(data[p + 16:p + 16 + struct.unpack_from("<Q", data, p + 8)[0]])
+    p += rsize
+blob, buf = b"".join(parts), bytearray(4 << 20)
+c0, t0, total = time.process_time(), time.perf_counter(), 0
+reader = zstandard.ZstdDecompressor().stream_reader(blob)
+while n := reader.readinto(buf):
+    total += n
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                  "compressed_mb": len(blob) / 1e6, "decompressed_mb": total / 1e6}))
+"""
+
 
 def record(capture: Path) -> None:
     """Build the seed loop and record it at full size with `ptreplay record` (root, perf)."""
@@ -102,6 +151,36 @@ def time_reader(capture: Path, parquet: Path | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def time_child(code: str, *args) -> dict:
+    """Run `code` in a fresh interpreter (this checkout's code) -> its JSON line, or wall time."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                         check=True, cwd=REPO, env=CHILD_ENV)
+    wall = time.perf_counter() - t0
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {"seconds": wall}
+
+
+def floors(capture: Path, events: Path, tmp: Path, repeat: int, script_s: float) -> None:
+    """Print the floors (module docstring) and the ratio ceiling they imply."""
+    best = lambda runs: min(runs, key=lambda r: r["seconds"])         # noqa: E731
+    imp = best([time_child(IMPORT_FLOOR) for _ in range(repeat)])
+    wr = best([time_child(WRITER_FLOOR, events, tmp / "floor.parquet") for _ in range(repeat)])
+    z = best([time_child(ZSTD_FLOOR, capture) for _ in range(repeat)]) if capture.is_file() else None
+    print("\nfloors (fresh process each, best of %d):\n" % repeat)
+    print("| floor | wall s | CPU s |")
+    print("|---|---:|---:|")
+    print(f"| python + import pyarrow.parquet | {imp['seconds']:.2f} | |")
+    print(f"| ParquetWriter alone on the finished events table (events writer options) | "
+          f"{wr['seconds']:.2f} | {wr['cpu']:.2f} |")
+    if z:
+        print(f"| zstd: the data section's single stream ({z['compressed_mb']:.1f} MB -> "
+              f"{z['decompressed_mb']:.0f} MB) | {z['seconds']:.2f} | {z['cpu']:.2f} |")
+    bound = imp["seconds"] + wr["seconds"]
+    print(f"\nno ingest writing events/1 through pyarrow can take less than {bound:.2f} s here "
+          f"(start-up + writer, serial): at most {script_s / bound:.1f}x vs perf script's {script_s:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--capture", type=Path, default=CAPTURE)
@@ -123,7 +202,6 @@ def main() -> None:
         runs.append((time_perf_script(a.capture), time_ingest(a.capture, tmp / "events.parquet")))
     script = min((s for s, _ in runs), key=lambda r: r["seconds"])
     ingest = min((i for _, i in runs), key=lambda r: r["seconds"])
-    shutil.rmtree(tmp, ignore_errors=True)
     rows = decode["rows"]
     load = os.getloadavg()[0]
     print(f"capture: {a.capture} ({size_mb:.1f} MB, {rows:,} rows, lost_events {decode['lost_events']}), "
@@ -140,6 +218,8 @@ def main() -> None:
               f"{script['seconds'] / r['seconds']:.1f}x | {r['peak_rss_mb']:.0f} |")
     print(f"\nptreplay ingest vs perf script (best of {a.repeat} each): "
           f"{script['seconds']:.2f} s / {ingest['seconds']:.2f} s = {script['seconds'] / ingest['seconds']:.1f}x")
+    floors(a.capture, tmp / "events.parquet", tmp, a.repeat, script["seconds"])
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -255,7 +255,9 @@ class Normalizer:
         idx = _select(code, rest, list(sys_codes))
         if not len(idx) and not self._pending:
             return [], None
-        order = idx[np.lexsort((c["seq"][idx], c["tid"][idx]))]
+        # per thread in time order: seq is file order, and a call that migrated CPUs
+        # may have its exit earlier in the file than its enter
+        order = idx[np.lexsort((c["seq"][idx], c["t_ns"][idx], c["tid"][idx]))]
         ev = code[order]
         # per code: the syscall of an enter / of an exit (-1: neither)
         enter_of = np.full(len(names), -1, np.int64)

@@ -13,7 +13,9 @@ decoded in chunks of whole records:
    in Python;
 4. rows are released in (t_ns, seq) order: perf reorders nothing across a
    FINISHED_ROUND, so after round k everything up to the largest time seen
-   before round k-1 is final (the rule of perf's ordered_events).
+   before round k-1 is final (the rule of perf's ordered_events).  A --threads
+   directory has no rounds; its data.N files (one CPU's ring buffer each, in time
+   order) are merged: rows older than every unfinished file's latest time are final.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from pipeline.formats._perf_tracing import TraceFormat, parse_tracing_data
 NAME = "perf.data"
 CHUNK_BYTES = 4 << 20           # decoded stream bytes per step: fits the L3 cache, bounds memory
 BATCH_ROWS = 500_000            # rows per yielded table (about): bounds the whole ingest to ~1.3 GB on 13 M rows
+AHEAD_FILES = 4                 # --threads data files decoded ahead on a thread each, up to this many files
 _COLS_U64 = ("a0", "a1", "a2", "a3", "a4", "a5")
 
 
@@ -910,6 +913,7 @@ class _Chunk:
     rounds: np.ndarray        # for each FINISHED_ROUND: how many records of this chunk precede it
     base: int                 # stream offset of buf[0], for messages
     stream: str               # '' (file offsets) or 'data.1 decompressed stream ' ...
+    tail: int = 0             # bytes of a record cut off by the end of a zstd stream, dropped
 
 
 _kernels = None
@@ -986,10 +990,11 @@ def _expand_compressed(chunks: Iterator[_Chunk], label: str, where: "_Where") ->
     file and cuts it into records anywhere, so a record may span two of them).
     The payloads of consecutive compressed records are fed to it in groups of
     about CHUNK_BYTES of output; a partial record at the end is carried over.
-    Groups end at a FINISHED_ROUND, which becomes a round mark at that point of
-    the output (the rounds inside a group are dropped: fewer rounds only make the
-    flush limits more conservative); any other uncompressed record is passed on
-    at its place.  Offsets in
+    A group ends at its last FINISHED_ROUND, which becomes a round mark at that
+    point of the output (the rounds inside a group are dropped: fewer rounds only
+    make the flush limits more conservative), or, with no round in it (sparse
+    rounds, --threads files), at its size; any other uncompressed record is
+    passed on at its place.  Offsets in
     messages are decompressed-stream offsets.
     """
     dec = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
@@ -1002,9 +1007,15 @@ def _expand_compressed(chunks: Iterator[_Chunk], label: str, where: "_Where") ->
         buf = b"".join(pending)
         pending.clear()
         marks = st["marks"]
-        ch, stop = _chunk(buf, st["base"], stream, where, final, marks)
+        ch, stop = _chunk(buf, st["base"], stream, where, False, marks)
         carry = buf[stop:]
-        if carry:
+        if final and carry:
+            # the compressed records are whole but the stream they hold ends inside a
+            # record (seen at the end of `perf record --threads -z` data files): perf's
+            # reader drops such a tail silently; it is dropped here too, and reported
+            ch = ch or _Chunk(buf, *(np.empty(0, np.int64) for _ in range(4)), st["base"], stream)
+            ch.tail = len(carry)
+        elif carry:
             pending.append(carry)
         st.update(n=len(carry), base=st["base"] + stop, marks=[m - stop for m in marks if m > stop])
         return ch
@@ -1051,13 +1062,14 @@ def _expand_compressed(chunks: Iterator[_Chunk], label: str, where: "_Where") ->
             total = np.cumsum(length[a:b])
             rnd = np.flatnonzero(rounds[a:b]) + a
             g0 = a
-            while g0 < b:                     # groups of ~CHUNK_BYTES/4 output, ending at a round
+            while g0 < b:                     # groups of up to ~CHUNK_BYTES/4 output
                 where.at(ch.base + int(ch.offs[g0]), ch.stream)
                 want = max(1 << 14, int(CHUNK_BYTES / 4 / st["ratio"]))
                 done = int(total[g0 - a - 1]) if g0 > a else 0
-                g1 = a + int(np.searchsorted(total, done + want, side="left")) + 1
-                j = int(np.searchsorted(rnd, g1 - 1))
-                g1 = min(b, int(rnd[j]) + 1 if j < len(rnd) else b)
+                g1 = min(b, a + int(np.searchsorted(total, done + want, side="left")) + 1)
+                k = int(np.searchsorted(rnd, g1 - 1, side="right")) - 1
+                if k >= 0 and rnd[k] >= g0:   # end at the group's last round (its mark is kept)
+                    g1 = int(rnd[k]) + 1
                 idx = np.flatnonzero(comp[g0:g1]) + g0
                 feed(b"".join([mv[s0:s1] for s0, s1 in zip(start[idx].tolist(), stop[idx].tolist())]))
                 if rounds[g1 - 1]:
@@ -1258,6 +1270,77 @@ def _guarded(where: _Where, items: Iterator) -> Iterator:
         raise _low_level(where, e) from None
 
 
+class _Stream:
+    """One data file as chunks of whole records (produced `ahead` on a thread), and the
+    latest time decoded from it so far."""
+
+    def __init__(self, r: _PerfReader, path: Path, fh, start: int, length: int | None, label: str, ahead: bool):
+        self.path = path
+        if fh is None:
+            try:
+                fh = r.opener(path)
+            except OSError as e:
+                raise TraceFormatError(f"{path}: offset 0: cannot open ({e.strerror})") from None
+            length = _file_size(fh)
+        self.fh = fh
+        where = _Where(path)
+        chunks = _guarded(where, _expand_compressed(_record_chunks(fh, start, length, label, where), label, where))
+        self.chunks = _prefetch(chunks) if ahead else chunks
+        self.last = -1
+
+    def decode_next(self, r: _PerfReader, orderer: _Orderer) -> tuple[int, np.ndarray] | None:
+        """Decode this file's next chunk into `orderer` -> (rows, round maxima), None at its end."""
+        ch = next(self.chunks, None)
+        if ch is None:
+            return None
+        r.where.path = self.path
+        if ch.tail:
+            r.meta["dropped_tail_bytes"] = r.meta.get("dropped_tail_bytes", 0) + ch.tail
+            r.meta["warnings"].append(f"{self.path}: its zstd stream ends {ch.tail} bytes into a record "
+                                      "(perf's last flush); that record is dropped, as perf script does")
+        n, round_max = _guard(r, lambda: r.decode(ch, orderer))
+        if n:
+            self.last = max(self.last, int(orderer.cols["t_ns"][orderer.hi:orderer.hi + n].max()))
+        orderer.add(n)
+        return n, round_max
+
+    def close(self):
+        self.chunks.close()
+        self.fh.close()
+
+
+def _by_rounds(r: _PerfReader, orderer: _Orderer, s: _Stream) -> Iterator[dict]:
+    """One stream (file or pipe mode): release rows at perf's round marks (module docstring)."""
+    maxes = [-1, -1]                     # largest time as of the previous round, as of the last round
+    t_max = -1
+    while (step := s.decode_next(r, orderer)) is not None:
+        _, round_max = step
+        if len(round_max):
+            for m in np.maximum(round_max, t_max)[-2:].tolist():
+                maxes = [maxes[1], max(m, maxes[1])]
+            ready = orderer.release(maxes[0])
+            if ready is not None:
+                yield ready
+        t_max = s.last
+
+
+def _merged(r: _PerfReader, orderer: _Orderer, streams: list[_Stream]) -> Iterator[dict]:
+    """A --threads directory: each data.N file holds one CPU's ring buffer, in time order
+    (what perf itself assumes of directory data), and no rounds.  Decode next the file that
+    is furthest behind; rows older than every unfinished file's latest time are final, so
+    only rows near the files' common front are held (a file out of time order shows as
+    clamped rows in the normalize statistics)."""
+    live = list(streams)
+    while live:
+        s = min(live, key=lambda x: x.last)
+        if s.decode_next(r, orderer) is None:
+            live.remove(s)
+        if live:
+            ready = orderer.release(min(x.last for x in live) - 1)
+            if ready is not None:
+                yield ready
+
+
 def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, data_size: int,
              extra: list[Path], columns: bool = False) -> Iterator[pa.Table | RawColumns]:
     """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
@@ -1266,45 +1349,24 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
     # RawColumns go out as soon as rows are released (tens of thousands, still in the
     # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
     batch_rows = 1 if columns else BATCH_ROWS
-    sources = [(header_file, f, data_off, data_size)]
-    sources += [(p, None, 0, None) for p in extra]      # sized once opened
-    by_rounds = not extra                # rounds order one stream, not several files
     orderer = _Orderer()
-    out, nout = [], 0
-    maxes = [-1, -1]                     # largest time as of the previous round, as of the last round
-    t_max = -1
-    for fpath, fh, start, length in sources:
-        r.where.path = fpath
-        if fh is None:
-            try:
-                fh = r.opener(fpath)
-            except OSError as e:
-                raise TraceFormatError(f"{fpath}: offset 0: cannot open ({e.strerror})") from None
-            length = _file_size(fh)
-        label = "" if not extra else f"{fpath.name} "
-        pwhere = _Where(fpath)
-        chunks = _prefetch(_guarded(pwhere, _expand_compressed(
-            _record_chunks(fh, start, length, label, pwhere), label, pwhere)))
-        try:
-            for ch in chunks:
-                n, round_max = _guard(r, lambda: r.decode(ch, orderer))
-                t_new = orderer.cols["t_ns"][orderer.hi:orderer.hi + n]
-                orderer.add(n)
-                if by_rounds and len(round_max):
-                    for m in np.maximum(round_max, t_max)[-2:].tolist():
-                        maxes = [maxes[1], max(m, maxes[1])]
-                    ready = orderer.release(maxes[0])
-                    if ready is not None:
-                        out.append(ready)
-                        nout += _nrows(ready)
-                if n:
-                    t_max = max(t_max, int(t_new.max()))
-                if nout >= batch_rows:
-                    yield emit(_concat(out))
-                    out, nout = [], 0
-        finally:
-            chunks.close()
-            fh.close()
+    streams = []
+    try:
+        streams.append(_Stream(r, header_file, f, data_off, data_size, "" if not extra else "data ", True))
+        ahead = len(extra) <= AHEAD_FILES    # a thread per file only for a few files
+        streams += [_Stream(r, p, None, 0, None, f"{p.name} ", ahead) for p in extra]
+        out, nout = [], 0
+        for ready in _merged(r, orderer, streams) if extra else _by_rounds(r, orderer, streams[0]):
+            out.append(ready)
+            nout += _nrows(ready)
+            if nout >= batch_rows:
+                yield emit(_concat(out))
+                out, nout = [], 0
+    finally:
+        for s in streams:
+            s.close()
+        if not streams:
+            f.close()
     if not r.validated:
         r.where.path = header_file
         _guard(r, r.validate)

@@ -36,13 +36,15 @@ int main(void)
 }
 C
 gcc -O2 -pthread -o "$tmp/mt" "$tmp/mt.c"
+gcc -O2 -pthread -o "$tmp/migrate" ../../../workloads/migrate.c
 EV="-e exceptions:page_fault_user -e exceptions:page_fault_kernel -e syscalls:sys_enter_mmap -e syscalls:sys_exit_mmap
  -e syscalls:sys_enter_munmap -e syscalls:sys_exit_munmap -e syscalls:sys_enter_madvise -e syscalls:sys_exit_madvise
  -e syscalls:sys_enter_brk -e syscalls:sys_exit_brk -e syscalls:sys_enter_mremap -e syscalls:sys_exit_mremap
  -e syscalls:sys_enter_mprotect -e syscalls:sys_exit_mprotect -e syscalls:sys_enter_exit_group
  -e sched:sched_process_fork -e sched:sched_process_exec -e sched:sched_process_exit -e mmap:exit_mmap"
 R="perf record -q -k CLOCK_MONOTONIC"
-rm -rf seed_z.data seed_plain.data seed_pipe.data seed_pipez.data mt_z.data mt_threads_z.data mt_cg_z.data nofault.data sampled.data
+rm -rf seed_z.data seed_plain.data seed_pipe.data seed_pipez.data mt_z.data mt_threads_z.data mt_cg_z.data nofault.data sampled.data \
+       migrate_z.data migrate_threads_z.data
 $R -z $EV -o seed_z.data -- "$tmp/seed_loop" 1 8 1 >/dev/null
 $R $EV -o seed_plain.data -- "$tmp/seed_loop" 1 2 1 >/dev/null
 $R $EV -o - -- "$tmp/seed_loop" 1 2 1 > seed_pipe.data
@@ -50,6 +52,9 @@ $R -z $EV -o - -- "$tmp/seed_loop" 1 8 1 > seed_pipez.data
 $R -z $EV -o mt_z.data -- "$tmp/mt"
 $R -z $EV --threads -o mt_threads_z.data -- "$tmp/mt"
 $R -z --call-graph fp $EV -o mt_cg_z.data -- "$tmp/mt"
+# syscalls that migrate CPUs mid-call (exit before enter in file order; 8 of 71 when made)
+$R -z $EV -o migrate_z.data -- "$tmp/migrate" 16 20 >/dev/null
+$R -z $EV --threads -o migrate_threads_z.data -- "$tmp/migrate" 16 20 >/dev/null
 $R -e syscalls:sys_enter_mmap -e syscalls:sys_exit_mmap -o nofault.data -- /bin/true
 $R -F 1000 -e exceptions:page_fault_user -o sampled.data -- "$tmp/seed_loop" 1 2 1 >/dev/null
 # a 1-page ring buffer overflows: LOST and LOST_SAMPLES records (396 events lost when made)
