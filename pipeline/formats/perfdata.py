@@ -37,7 +37,7 @@ from pipeline.formats._perf_tracing import TraceFormat, parse_tracing_data
 
 NAME = "perf.data"
 CHUNK_BYTES = 4 << 20           # decoded stream bytes per step: fits the L3 cache, bounds memory
-BATCH_ROWS = 500_000            # rows per yielded table (about): bounds the whole ingest to ~1.3 GB on 13 M rows
+BATCH_ROWS = 1 << 17             # rows per yielded table (about), and most rows normalize gets at once: bounds memory
 AHEAD_FILES = 4                 # --threads data files decoded ahead on a thread each, up to this many files
 _COLS_U64 = ("a0", "a1", "a2", "a3", "a4", "a5")
 
@@ -1238,7 +1238,7 @@ def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) 
         f.close()
         raise
     r.path = rpath
-    return Capture(batches=_batches(r, f, header_file, mode, data_off, data_size, extra, columns), meta=r.meta)
+    return Capture(batches=_batches(r, f, header_file, data_off, data_size, extra, columns), meta=r.meta)
 
 
 _DECODE_ERRORS = (struct.error, ValueError, IndexError, OverflowError, KeyError, MemoryError,
@@ -1341,27 +1341,16 @@ def _merged(r: _PerfReader, orderer: _Orderer, streams: list[_Stream]) -> Iterat
                 yield ready
 
 
-def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, data_size: int,
-             extra: list[Path], columns: bool = False) -> Iterator[pa.Table | RawColumns]:
-    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
-    (or RawColumns)."""
-    emit = r.to_columns if columns else r.to_table
-    # RawColumns go out as soon as rows are released (tens of thousands, still in the
-    # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
-    batch_rows = 1 if columns else BATCH_ROWS
+def _released(r: _PerfReader, f, header_file: Path, data_off: int, data_size: int,
+              extra: list[Path]) -> Iterator[dict]:
+    """Every row of the capture, as frames released in (t_ns, seq) order."""
     orderer = _Orderer()
     streams = []
     try:
         streams.append(_Stream(r, header_file, f, data_off, data_size, "" if not extra else "data ", True))
         ahead = len(extra) <= AHEAD_FILES    # a thread per file only for a few files
         streams += [_Stream(r, p, None, 0, None, f"{p.name} ", ahead) for p in extra]
-        out, nout = [], 0
-        for ready in _merged(r, orderer, streams) if extra else _by_rounds(r, orderer, streams[0]):
-            out.append(ready)
-            nout += _nrows(ready)
-            if nout >= batch_rows:
-                yield emit(_concat(out))
-                out, nout = [], 0
+        yield from _merged(r, orderer, streams) if extra else _by_rounds(r, orderer, streams[0])
     finally:
         for s in streams:
             s.close()
@@ -1372,7 +1361,26 @@ def _batches(r: _PerfReader, f, header_file: Path, mode: str, data_off: int, dat
         _guard(r, r.validate)
     rest = orderer.release(None)
     if rest is not None:
-        out.append(rest)
+        yield rest
+
+
+def _batches(r: _PerfReader, f, header_file: Path, data_off: int, data_size: int,
+             extra: list[Path], columns: bool = False) -> Iterator[pa.Table | RawColumns]:
+    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
+    (or RawColumns)."""
+    emit = r.to_columns if columns else r.to_table
+    # RawColumns go out as soon as rows are released (tens of thousands, still in the
+    # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
+    batch_rows = 1 if columns else BATCH_ROWS
+    out, nout = [], 0
+    for ready in _released(r, f, header_file, data_off, data_size, extra):
+        for i in range(0, _nrows(ready), BATCH_ROWS):        # huge rounds (-m 256M) in pieces
+            piece = {k: v[i:i + BATCH_ROWS] for k, v in ready.items()}
+            out.append(piece)
+            nout += _nrows(piece)
+            if nout >= batch_rows:
+                yield emit(_concat(out))
+                out, nout = [], 0
     if out:
         yield emit(_concat(out))
     r.meta["events_total"] = sum(r.meta["events_by_name"].values())
