@@ -17,6 +17,8 @@ import signal
 import struct
 import subprocess
 import sys
+import shutil
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -33,6 +35,8 @@ SECONDS_PER_CASE = 20
 SEED = 20261125
 
 BINARY = [DATA / "mixed-vma" / "perf.data", DATA / "text" / "seed-64.perf.data"]
+THREADS_DIR = Path(__file__).resolve().parent / "data" / "perf" / "migrate_threads_z.data"
+DIR_CASES = max(50, CASES // 5)
 TEXT = [DATA / "text" / n for n in ("seed-2-fork.perf-script-pid.txt", "seed-2-tgid.trace_pipe.txt",
                                     "seed-64.ftrace.txt.zst", "seed-64.trace-cmd.txt.zst")]
 
@@ -208,3 +212,68 @@ def test_cli_on_mangled_input_is_one_line_exit_1(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert str(bad) in r.stderr and not out.exists()
+
+
+def _records(blob: bytes) -> list[int]:
+    """Record starts of a headerless --threads data.N file."""
+    out, pos = [], 0
+    while pos + 8 <= len(blob):
+        size = struct.unpack_from("<H", blob, pos + 6)[0]
+        if size < 8:
+            break
+        out.append(pos)
+        pos += size
+    return out
+
+
+def test_threads_directory_mutations(tmp_path):
+    """A --threads directory with one file mangled (the header file or one data.N): the
+    streams are decoded side by side, so an error in one must still end in one line, close
+    every file and stop every decoding thread."""
+    rng = random.Random(SEED + 1)
+    threads_before = threading.active_count()
+    outcomes: dict[str, int] = {}
+    for case in range(DIR_CASES):
+        d = tmp_path / f"case{case}.data"
+        shutil.copytree(THREADS_DIR, d)
+        victim = d / rng.choice(["data", "data.0", "data.1"])
+        b = bytearray(victim.read_bytes())
+        offsets = _records(b) if victim.name != "data" else []
+        choice = rng.randrange(5)
+        if choice == 0 and offsets:
+            name, b = "truncate-at-record", b[: rng.choice(offsets)]
+        elif choice == 1:
+            name, b = "truncate-random", b[: rng.randrange(len(b))]
+        elif choice == 2 and offsets:
+            name = "record-size"
+            struct.pack_into("<H", b, rng.choice(offsets) + 6, rng.choice([0, 7, 9, 0xFFFF]))
+        elif choice == 3:
+            name = "flip"
+            for _ in range(rng.randrange(1, 8)):
+                i = rng.randrange(len(b))
+                b[i] ^= 1 << rng.randrange(8)
+        else:
+            name, b = "empty", b""
+        victim.write_bytes(bytes(b))
+        out = tmp_path / "out" / f"events{case}.parquet"
+        signal.alarm(SECONDS_PER_CASE)
+        old = signal.signal(signal.SIGALRM, _alarm)
+        try:
+            ingest([d], out, force=True)
+            t = pq.read_table(out, columns=["t_ns"]).column("t_ns").to_numpy()
+            assert (t[1:] >= t[:-1]).all(), f"case {case} ({name} of {victim.name}): not in time order"
+            result = "ok"
+        except PipelineError as e:
+            assert "\n" not in str(e) and str(e), f"case {case}: error is not one line: {e!r}"
+            assert not out.exists(), f"case {case}: partial output left behind"
+            result = "error"
+        except Timeout:
+            pytest.fail(f"case {case} ({name} of {victim.name}): no answer within {SECONDS_PER_CASE} s")
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        assert threading.active_count() == threads_before, f"case {case}: a decoding thread is left running"
+        outcomes[f"{name}:{result}"] = outcomes.get(f"{name}:{result}", 0) + 1
+        shutil.rmtree(d)
+    print(f"\nthreads-dir fuzz: {DIR_CASES} cases: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+    assert any(k.endswith(":error") for k in outcomes) and any(k.endswith(":ok") for k in outcomes)
