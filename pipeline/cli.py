@@ -48,7 +48,7 @@ def _cmd_record(a) -> int:
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=a.duration,
                          interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
-                         callgraph=a.call_graph)
+                         callgraph=a.call_graph, threads=a.threads)
     out = record(opts)
     print(out)
     return 0
@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
     r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
     r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
+    r.add_argument("--threads", action="store_true",
+                   help="perf record --threads: a writer thread and data file per CPU (fewer lost events "
+                        "on many-CPU machines); perf.data is then a directory")
     r.add_argument("--force", action="store_true", help="reuse a non-empty output directory")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     r.set_defaults(func=_cmd_record)

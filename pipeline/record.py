@@ -96,6 +96,7 @@ class RecordOptions:
     force: bool = False
     mmap_pages: str = "16M"
     callgraph: bool = False
+    threads: bool = False      # perf record --threads: perf.data is a directory, one data file per CPU
 
 
 # ---------------------------------------------------------------------------
@@ -411,6 +412,8 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
         argv += ["-e", t + callgraph_term(t) if opts.callgraph else t]
     if opts.callgraph:
         argv += ["--buildid-mmap"]       # MMAP2 records carry build ids: symbols are checked
+    if opts.threads:
+        argv += ["--threads"]
     argv += ["-o", str(out_file)]
     if opts.pid is not None:
         # With -p, a command only times the recording: perf starts it once the
@@ -504,7 +507,7 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
                     forwarded_at = now
                 elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
                     proc.kill()
-                size = perf_file.stat().st_size if perf_file.exists() else 0
+                size = _size(perf_file)
                 show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
                      f"truth samples {len(sampler.rows):,}")
                 time.sleep(0.005 if attach and o.pagemap is None else 0.05)
@@ -517,6 +520,16 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
     if attach and o.pagemap is None:      # perf ended before we saw it start
         _snapshot_pages(o, opts.pid)
     return o
+
+
+def _size(perf_file: Path) -> int:
+    """Bytes perf wrote so far: the file, or the files of a --threads directory (0 if none)."""
+    try:
+        if perf_file.is_dir():
+            return sum(f.stat().st_size for f in perf_file.iterdir() if f.is_file())
+        return perf_file.stat().st_size
+    except FileNotFoundError:      # not written yet, or renamed under us (perf.data.old)
+        return 0
 
 
 def _snapshot_pages(o: _Outcome, pid: int) -> None:
@@ -566,7 +579,7 @@ def record(opts: RecordOptions) -> Path:
                 if _alive(pid):
                     os.kill(pid, signal.SIGTERM)
 
-    if not perf_file.exists() or perf_file.stat().st_size == 0:
+    if _size(perf_file) == 0:
         raise RecordError(f"perf record exited with status {o.perf_rc} and wrote no {perf_file}; "
                           "see its message above")
     capture = dict(

@@ -25,7 +25,7 @@ from pipeline.parquet_io import read_table
 from pipeline.record import (RecordOptions, Sampler, check_command, check_pid, check_privileges, check_tracepoints,
                              children, find_perf, find_tracefs, parse_status, perf_argv,
                              prepare_out_dir, present_pages, read_maps)
-from schemas import CAPTURE, TRUTH
+from schemas import CAPTURE, SUMMARY, TRUTH
 
 STATUS = b"""Name:\tseed_loop
 Umask:\t0022
@@ -83,6 +83,14 @@ def test_perf_argv_has_clock_compression_buffers_and_no_callgraph_by_default(tmp
     assert "exceptions:page_fault_user/call-graph=fp/" in argv
     assert "syscalls:sys_exit_madvise/call-graph=dwarf,stack-size=8192/" in argv
     assert "syscalls:sys_enter_madvise/call-graph=no/" in argv and "--buildid-mmap" in argv
+
+
+def test_perf_argv_threads(tmp_path):
+    opts = RecordOptions(out_dir=tmp_path, command=["./a"], threads=True)
+    argv = perf_argv("perf", ["exceptions:page_fault_user"], tmp_path / "perf.data", opts)
+    assert "--threads" in argv and argv.index("--threads") < argv.index("--")
+    opts.threads = False
+    assert "--threads" not in perf_argv("perf", [], tmp_path / "perf.data", opts)
 
 
 def test_perf_argv_attach_is_timed_by_sleep(tmp_path):
@@ -244,6 +252,26 @@ def test_record_truth_ends_on_the_printed_vmpte(tmp_path, workload_bin):
     pid = info["root_pid"]
     assert (out / "maps" / f"{pid}.start.txt").exists() and (out / "maps" / f"{pid}.end.txt").exists()
     assert (out / "perf.data").stat().st_size > 0
+
+
+@pytest.mark.live
+def test_record_threads_replays_to_the_kernel_vmpte(tmp_path, workload_bin):
+    """--threads: perf.data is a directory of per-CPU data files, merged at ingest; the
+    replay under pt_reclaim ends on the VmPTE the program printed.  migrate moves its worker
+    between the CPUs, so every data file holds its faults and calls."""
+    out = tmp_path / "cap"
+    r = run_cli("record", "--threads", "-o", str(out), "--", str(workload_bin / "migrate"), "16", "8")
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (out / "perf.data").glob("data.*"))
+    assert len(files) == os.cpu_count() >= 2, files
+    events, rep = tmp_path / "events.parquet", tmp_path / "replay"
+    r2 = run_cli("ingest", str(out), "-o", str(events))
+    assert r2.returncode == 0, r2.stderr
+    r3 = run_cli("replay", str(events), "-o", str(rep), "--policy", "pt_reclaim")
+    assert r3.returncode == 0, r3.stderr
+    root = json.loads((out / "record.json").read_text())["root_pid"]
+    rows = [x for x in read_table(rep / "summary.parquet", SUMMARY).to_pylist() if x["pid"] == root]
+    assert rows and rows[0]["final_vmpte_bytes"] == final_vmpte_kb(r.stdout) * 1024
 
 
 @pytest.mark.live
