@@ -277,6 +277,32 @@ def test_zstd_stream_ending_inside_a_record(tmp_path):
     assert len([r for r in got["event"].to_pylist() if not r.startswith("perf_")]) == len(perf_script(cut_dir))
 
 
+def test_compressed2_records_read_like_compressed(tmp_path):
+    """perf >= 6.15 wraps zstd bytes in COMPRESSED2 (header, u64 data_size, data, padded to
+    8 bytes) instead of COMPRESSED; perf here (6.1) writes only the latter.  The pipe-mode
+    capture with every COMPRESSED record rewritten as COMPRESSED2 gives the same rows (the
+    original's rows are checked against `perf script` above)."""
+    blob = (PERF_DIR / "seed_pipez.data").read_bytes()
+    out, p, rewritten = [blob[:16]], 16, 0
+    while p < len(blob):
+        typ, misc, size = struct.unpack_from("<IHH", blob, p)
+        extent = size + (struct.unpack_from("<I", blob, p + 8)[0] if typ == 66 else 0)
+        if typ == 81:
+            data = blob[p + 8:p + size]
+            total = (16 + len(data) + 7) // 8 * 8
+            out.append(struct.pack("<IHHQ", 83, misc, total, len(data)) + data + bytes(total - 16 - len(data)))
+            rewritten += 1
+        else:
+            out.append(blob[p:p + extent])
+        p += extent
+    path = tmp_path / "seed_pipez2.data"
+    path.write_bytes(b"".join(out))
+    assert rewritten > 1
+    want, _ = read_all(PERF_DIR / "seed_pipez.data")
+    got, _ = read_all(path)
+    assert got.equals(want)
+
+
 def test_sniff():
     head = (PERF_DIR / "seed_z.data").read_bytes()[:64]
     assert perfdata.sniff(head) and perfdata.sniff(b"2ELIFREP" + head[8:])
