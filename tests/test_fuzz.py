@@ -49,7 +49,12 @@ def _plain(path: Path) -> bytes:
 def record_offsets(blob: bytes) -> list[int]:
     """Start offsets of the records of a perf.data file's data section (header walk)."""
     data_off, data_size = struct.unpack_from("<QQ", blob, 40)
-    out, pos, end = [], data_off, min(data_off + data_size, len(blob))
+    return record_starts(blob, data_off, min(data_off + data_size, len(blob)))
+
+
+def record_starts(blob: bytes, pos: int, end: int) -> list[int]:
+    """Start offsets of the records in blob[pos:end], up to the first bad header."""
+    out = []
     while pos + 8 <= end:
         size = struct.unpack_from("<H", blob, pos + 6)[0]
         if size < 8:
@@ -214,18 +219,6 @@ def test_cli_on_mangled_input_is_one_line_exit_1(tmp_path):
     assert str(bad) in r.stderr and not out.exists()
 
 
-def _records(blob: bytes) -> list[int]:
-    """Record starts of a headerless --threads data.N file."""
-    out, pos = [], 0
-    while pos + 8 <= len(blob):
-        size = struct.unpack_from("<H", blob, pos + 6)[0]
-        if size < 8:
-            break
-        out.append(pos)
-        pos += size
-    return out
-
-
 def test_threads_directory_mutations(tmp_path):
     """A --threads directory with one file mangled (the header file or one data.N): the
     streams are decoded side by side, so an error in one must still end in one line, close
@@ -238,7 +231,7 @@ def test_threads_directory_mutations(tmp_path):
         shutil.copytree(THREADS_DIR, d)
         victim = d / rng.choice(["data", "data.0", "data.1"])
         b = bytearray(victim.read_bytes())
-        offsets = _records(b) if victim.name != "data" else []
+        offsets = record_starts(b, 0, len(b)) if victim.name != "data" else []   # data.N: no header
         choice = rng.randrange(5)
         if choice == 0 and offsets:
             name, b = "truncate-at-record", b[: rng.choice(offsets)]

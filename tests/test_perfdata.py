@@ -253,17 +253,14 @@ def test_zstd_stream_ending_inside_a_record(tmp_path):
     import zstandard
     cut_dir = tmp_path / "cut_threads.data"
     shutil.copytree(PERF_DIR / "migrate_threads_z.data", cut_dir)
-    blob, payload, p = (cut_dir / "data.1").read_bytes(), [], 0
-    while p < len(blob):
-        typ, _, size = struct.unpack_from("<IHH", blob, p)
-        assert typ == 81                                  # PERF_RECORD_COMPRESSED
-        payload.append(blob[p + 8:p + size])
-        p += size
-    stream = zstandard.ZstdDecompressor().decompressobj().decompress(b"".join(payload))
-    last, p = 0, 0
-    while p < len(stream):
-        last, p = p, p + struct.unpack_from("<H", stream, p + 6)[0]
-    kept = struct.unpack_from("<H", stream, last + 6)[0] // 2
+    blob = (cut_dir / "data.1").read_bytes()
+    offs, types, sizes, stop, _ = walk_reference(blob)
+    assert set(types) == {81} and stop == len(blob)          # PERF_RECORD_COMPRESSED only
+    payload = b"".join(blob[o + 8:o + n] for o, n in zip(offs, sizes))
+    stream = zstandard.ZstdDecompressor().decompressobj().decompress(payload)
+    offs, _, sizes, stop, _ = walk_reference(stream)
+    assert stop == len(stream)
+    last, kept = offs[-1], sizes[-1] // 2
     cut, z = stream[:last + kept], zstandard.ZstdCompressor().compressobj()
     with open(cut_dir / "data.1", "wb") as f:         # as perf writes: one flushed piece per 32 KiB
         for i in range(0, len(cut), 1 << 15):
@@ -282,19 +279,20 @@ def test_compressed2_records_read_like_compressed(tmp_path):
     8 bytes) instead of COMPRESSED; perf here (6.1) writes only the latter.  The pipe-mode
     capture with every COMPRESSED record rewritten as COMPRESSED2 gives the same rows (the
     original's rows are checked against `perf script` above)."""
-    blob = (PERF_DIR / "seed_pipez.data").read_bytes()
-    out, p, rewritten = [blob[:16]], 16, 0
-    while p < len(blob):
-        typ, misc, size = struct.unpack_from("<IHH", blob, p)
-        extent = size + (struct.unpack_from("<I", blob, p + 8)[0] if typ == 66 else 0)
+    whole = (PERF_DIR / "seed_pipez.data").read_bytes()
+    blob = whole[16:]                                      # the records after the pipe header
+    offs, types, sizes, stop, _ = walk_reference(blob)
+    assert stop == len(blob)
+    out, rewritten = [whole[:16]], 0
+    for p, end, typ, size in zip(offs, offs[1:] + [stop], types, sizes):
         if typ == 81:
             data = blob[p + 8:p + size]
             total = (16 + len(data) + 7) // 8 * 8
+            misc = struct.unpack_from("<H", blob, p + 4)[0]
             out.append(struct.pack("<IHHQ", 83, misc, total, len(data)) + data + bytes(total - 16 - len(data)))
             rewritten += 1
         else:
-            out.append(blob[p:p + extent])
-        p += extent
+            out.append(blob[p:end])           # the whole record, HEADER_TRACING_DATA's payload too
     path = tmp_path / "seed_pipez2.data"
     path.write_bytes(b"".join(out))
     assert rewritten > 1
