@@ -542,7 +542,6 @@ def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
     pids = np.asarray(procs.pids, np.int32)
     for st in states:
         rows = np.concatenate(st.rows) if st.rows else np.zeros((0, K.N_TS), np.int64)
-        n = len(rows)
         cols = {
             **_keys(trace_id, st, pids, rows[:, K.TS_PROC]),
             "t_ns": rows[:, K.TS_T],
@@ -567,7 +566,6 @@ def _effects(states, procs: _Procs, trace_id: str) -> pa.Table:
     for st in states:
         e = st.effects()
         e = e[(e[:, [K.EF_ALLOC, K.EF_UPPER, K.EF_EMPTIED, K.EF_FREED]] != 0).any(axis=1)]
-        n = len(e)
         parts.append(pa.table({
             **_keys(trace_id, st, pids, e[:, K.EF_PROC]),
             "event_row": e[:, K.EF_ROW], "t_ns": e[:, K.EF_T],
@@ -587,7 +585,6 @@ def _occupancy(states, procs: _Procs, trace_id: str) -> pa.Table:
     pids = np.asarray(procs.pids, np.int32)
     for st in states:
         o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, K.N_OC), np.int64)
-        n = len(o)
         parts.append(pa.table({
             **_keys(trace_id, st, pids, o[:, K.OC_PROC]),
             "t_ns": o[:, K.OC_T], "region_start": o[:, K.OC_REGION].astype(np.uint64),
