@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.ingest import resolve_input
 from pipeline.parquet_io import open_artifact, read_table, write_table
 from pipeline.progress import warn
@@ -51,11 +51,25 @@ def attribute(capture: Path, replay_dir: Path, binaries: list[Path] | None = Non
     tid, t_ns = _threads_and_times(effects, _events_path(replay_dir, events))
     keys = list(zip(tid.tolist(), t_ns.tolist()))
     from pipeline.formats.perf_stacks import read_stacks
-    stacks, mmaps, _ = read_stacks(file, set(keys))
+    stacks, mmaps, meta = read_stacks(file, set(keys))
+    times = len(set(t_ns.tolist()))
+    if times and meta["times_found"] < times / 2:
+        raise PipelineError(f"{file}: only {meta['times_found']} of the {times} event times of {replay_dir} "
+                            f"are samples of this capture: the replay was made from another capture")
     if not stacks:
         warn(f"{file}: no call chains in the capture; record with `ptreplay record --call-graph`")
-    sym = Symbolizer(mmaps, roots=binaries or [Path("/")])
-    sites = {key: _site_of(sym, s) for key, s in stacks.items()}
+    sym = Symbolizer(mmaps, roots=binaries or [])
+    sites, unresolved, frames, unnamed = {}, {}, 0, 0
+    for key, s in stacks.items():
+        sites[key], stack = _site_of(sym, s)
+        frames += len(stack)
+        for f in stack:
+            if f.function is None:
+                unnamed += 1
+                unresolved.setdefault(f.note or "no symbol covers it", set()).add(Path(f.dso).name or "[anon]")
+    if unresolved:
+        why = "; ".join(f"{note}: {', '.join(sorted(dsos))}" for note, dsos in sorted(unresolved.items()))
+        warn(f"{file}: {unnamed} of {frames} frames could not be named ({why}); --binaries DIR adds a place to look")
     where = [sites.get(k, _NO_SITE) for k in keys]
     return _aggregate(effects, where)
 
@@ -91,15 +105,16 @@ def _threads_and_times(effects: pa.Table, events: Path) -> tuple[np.ndarray, np.
     return ev.column("tid").to_numpy()[rows], t
 
 
-def _site_of(sym: Symbolizer, sample) -> tuple:
+def _site_of(sym: Symbolizer, sample) -> tuple[tuple, list]:
+    """(the _SITE_COLUMNS tuple of one sample, its frames)."""
     frames, how = sym.stack(sample)
     at = site(frames)
     if at is None:
-        return _NO_SITE
+        return _NO_SITE, frames
     up = caller(frames, at)
     notes = sorted({f"{Path(f.dso).name}: {f.note}" for f in frames if f.note and f.dso})
     return (at.name, Path(at.dso).name, up.name if up else "", " <- ".join(str(f) for f in frames), how,
-            "; ".join(notes))
+            "; ".join(notes)), frames
 
 
 _SITE_COLUMNS = ("site", "site_dso", "caller", "stack", "unwind", "note")   # _site_of's tuple, in order
@@ -137,10 +152,23 @@ def attribute_to_dir(capture: Path, replay_dir: Path, binaries: list[Path] | Non
     return out
 
 
+def check_policies(path: Path, policies: list[str] | None) -> None:
+    """Refuse policies that the replay output at `path` does not hold (UsageError, one line)."""
+    from pipeline.warehouse import connect, execute
+    have = set(execute(connect(Path(path)), "SELECT DISTINCT policy FROM summary").column("policy").to_pylist())
+    unknown = [p for p in policies or [] if p not in have]
+    if unknown:
+        raise UsageError(f"--policy {','.join(unknown)}: not replayed in {path} "
+                         f"(it has {', '.join(sorted(have)) or 'no summary rows'})")
+
+
 def top_sites(path: Path, policies: list[str] | None = None, top: int = 10, human: bool = True) -> pa.Table:
     """The `top_sites` view (schemas/sql/40_attribution.sql): the first `top` sites per policy."""
     from pipeline.report import human_bytes
     from pipeline.warehouse import connect, execute
+    if int(top) < 1:
+        raise UsageError(f"--top {top}: must be at least 1")
+    check_policies(path, policies)
     t = execute(connect(Path(path)), """
         SELECT policy, rank, site, site_dso, top_caller, kinds, events, pte_tables_allocated, pte_tables_emptied,
                empty_pte_bytes, empty_byte_seconds

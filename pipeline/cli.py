@@ -77,8 +77,9 @@ def _cmd_report(a) -> int:
 
 
 def _cmd_attribute(a) -> int:
-    from pipeline.attribution import attribute_to_dir, top_sites
+    from pipeline.attribution import attribute_to_dir, check_policies, top_sites
     from pipeline.report import format_table
+    check_policies(Path(a.replay_dir), a.policy)
     attribute_to_dir(Path(a.capture), Path(a.replay_dir), [Path(b) for b in a.binaries] or None,
                      Path(a.events) if a.events else None)
     sys.stdout.write(format_table(top_sites(Path(a.replay_dir), a.policy, a.top, human=a.format in ("table", "md")),
@@ -134,6 +135,16 @@ def _policy_list(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"'{text}' names no policy")
     return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
+    return value
 
 
 def _cmd_demo(a) -> int:
@@ -213,13 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("capture", help="the perf.data (or record directory) the replay output came from")
     at.add_argument("replay_dir", help="its `ptreplay replay` output directory (gets attribution.parquet)")
     at.add_argument("--binaries", action="append", default=[], metavar="DIR",
-                    help="where the capture's binaries are: DIR/<recorded path> or DIR/<file name> "
-                         "(repeatable; default /, then perf's build-id cache)")
+                    help="where to look first for the capture's binaries: DIR/<recorded path> or "
+                         "DIR/<file name> (repeatable); then the recorded path, then perf's build-id cache")
     at.add_argument("--events", help="the events Parquet the replay read (default: the path the replay "
                                      "output recorded)")
     at.add_argument("--policy", type=_policy_list, default=["none", "pt_reclaim"],
                     help="policies to list (comma-separated; default none,pt_reclaim)")
-    at.add_argument("--top", type=int, default=10, help="sites per policy (default 10)")
+    at.add_argument("--top", type=_positive_int, default=10, help="sites per policy (default 10)")
     at.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
     at.set_defaults(func=_cmd_attribute)
 

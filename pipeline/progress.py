@@ -27,3 +27,8 @@ def progress(description: str, total: float | None = None, unit: str = ""):
 def warn(message: str) -> None:
     """One-line warning on stderr."""
     print(f"ptreplay: warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    """One-line notice on stderr (something ptreplay did for the user)."""
+    print(f"ptreplay: {message}", file=sys.stderr)

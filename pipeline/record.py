@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import RecordError
 from pipeline.machine import machine_info
 from pipeline.parquet_io import atomic_path, write_table
-from pipeline.progress import interactive, warn
+from pipeline.progress import interactive, note, warn
 from schemas import CAPTURE, TRUTH
 
 # Tracepoints, as perf names them.  A missing REQUIRED one refuses the
@@ -127,14 +127,30 @@ def find_perf(path: str | None = None) -> str:
     return perf
 
 
-def find_tracefs(env: dict | None = None) -> Path:
-    """The tracefs mount (PTREPLAY_TRACEFS overrides; tests point it at a fake tree)."""
+def find_tracefs(env: dict | None = None, euid: int | None = None, candidates=None, mount=None) -> Path:
+    """The tracefs mount (PTREPLAY_TRACEFS overrides; tests point it at a fake tree).
+
+    A fresh machine has tracefs unmounted: root mounts it at the first candidate
+    (saying so in one line); anyone else is refused with the exact command.
+    """
     env = os.environ if env is None else env
-    candidates = [Path(env["PTREPLAY_TRACEFS"])] if env.get("PTREPLAY_TRACEFS") else TRACEFS_CANDIDATES
+    override = env.get("PTREPLAY_TRACEFS")
+    candidates = [Path(override)] if override else list(candidates or TRACEFS_CANDIDATES)
     for c in candidates:
         if (c / "events").is_dir():
             return c
-    raise RecordError(f"tracefs not found at {candidates[0]}: mount it (mount -t tracefs nodev /sys/kernel/tracing)")
+    command = f"mount -t tracefs nodev {candidates[0]}"
+    if (os.geteuid() if euid is None else euid) == 0 and not override:
+        (mount or _mount_tracefs)(candidates[0])
+        if (candidates[0] / "events").is_dir():
+            note(f"record: tracefs was not mounted: mounted it ({command})")
+            return candidates[0]
+        raise RecordError(f"tracefs not found at {candidates[0]} and `{command}` failed")
+    raise RecordError(f"tracefs not found at {candidates[0]}: as root, run `{command}`")
+
+
+def _mount_tracefs(where: Path) -> None:
+    subprocess.run(["mount", "-t", "tracefs", "nodev", str(where)], capture_output=True)
 
 
 def check_tracepoints(tracefs: Path, required=REQUIRED_TRACEPOINTS, optional=OPTIONAL_TRACEPOINTS) -> list[str]:

@@ -155,10 +155,11 @@ class Symbolizer:
 
     A binary recorded as /usr/lib/x.so is looked for as ROOT/usr/lib/x.so, then
     ROOT/x.so, for each root in turn (like perf's --symfs, plus a flat folder of
-    copied binaries), then in perf's build-id cache.
+    copied binaries), then at its recorded path, then in perf's build-id cache;
+    the first whose build id matches the capture's wins.
     """
 
-    def __init__(self, mmaps: list[dict], roots=(Path("/"),), build_id_cache: Path | None = None):
+    def __init__(self, mmaps: list[dict], roots=(), build_id_cache: Path | None = None):
         self.roots = [Path(r) for r in roots]
         self.cache = build_id_cache if build_id_cache is not None else Path.home() / ".debug" / ".build-id"
         self.maps: dict[int, list[dict]] = {}
@@ -185,6 +186,7 @@ class Symbolizer:
         if not filename.startswith("/") or "/../" in filename:
             return None, "no file ([anon], [vdso], ...)"
         candidates = [p for r in self.roots for p in (r / filename.lstrip("/"), r / Path(filename).name)]
+        candidates.append(Path(filename))
         if build_id:
             candidates.append(self.cache / build_id[:2] / build_id[2:] / "elf")
         note = "binary not found"

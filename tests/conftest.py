@@ -2,7 +2,9 @@
 
 Tests marked ``@pytest.mark.live`` drive the real `perf` on this machine; they
 are skipped, with the reason, unless we are root and perf, tracefs and every
-required tracepoint are available.
+required tracepoint are available.  With PTREPLAY_REQUIRE_LIVE=1 (set by
+.ci/run where it is root) a test that would skip for a missing tool fails
+instead: CI must compare with the kernel, not silently stop doing so.
 """
 from __future__ import annotations
 
@@ -34,18 +36,33 @@ def live_skip_reason() -> str | None:
     return None
 
 
+def require(ok: bool, reason: str) -> None:
+    """Skip with `reason` unless `ok`; under PTREPLAY_REQUIRE_LIVE=1 fail instead."""
+    if ok:
+        return
+    if os.environ.get("PTREPLAY_REQUIRE_LIVE") == "1":
+        pytest.fail(f"PTREPLAY_REQUIRE_LIVE=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def perf_oracle() -> str:
+    """`perf` on PATH: the oracle of the tests that compare with `perf script`."""
+    perf = shutil.which("perf")
+    require(perf is not None, "perf is not installed: no oracle")
+    return perf
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("live") is not None:
         reason = live_skip_reason()
-        if reason:
-            pytest.skip(reason)
+        require(reason is None, reason or "")
 
 
 @pytest.fixture(scope="session")
 def workload_bin(tmp_path_factory) -> Path:
     """workloads/*.c compiled by workloads/build.sh into a temporary directory."""
-    if not shutil.which("gcc"):
-        pytest.skip("gcc not found: cannot build the workloads")
+    require(shutil.which("gcc") is not None, "gcc not found: cannot build the workloads")
     out = tmp_path_factory.mktemp("workloads-bin")
     subprocess.run([str(REPO / "workloads" / "build.sh"), str(out)], check=True, capture_output=True)
     return out

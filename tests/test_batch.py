@@ -19,7 +19,6 @@ pytest.importorskip("dask.distributed")
 DATA = Path(__file__).resolve().parent.parent / "data"
 CAPTURES = sorted(p for p in DATA.iterdir() if (p / "perf.data").exists()) if DATA.exists() else []
 POLICIES = "none,pt_reclaim,refcount"
-pytestmark = pytest.mark.skipif(len(CAPTURES) < 3, reason="needs the bundled captures")
 
 
 def _sorted(t: pa.Table) -> pa.Table:

@@ -172,7 +172,6 @@ def peak_bytes(fn) -> int:
     return peak
 
 
-@pytest.mark.skipif(not all(p.exists() for p in BINARY + TEXT), reason="bundled captures missing")
 def test_mutation_campaign(tmp_path):
     rng = random.Random(SEED)
     sources = [(p, _plain(p), "binary") for p in BINARY] + [(p, _plain(p), "text") for p in TEXT]

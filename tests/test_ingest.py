@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from conftest import require
 from pipeline.ingest import ingest
 from pipeline.parquet_io import read_capture, read_table
 from schemas import EVENTS
@@ -49,8 +50,7 @@ def test_ingest_counts_match_perf_script(capture, tmp_path):
     assert meta["kernel_release"] and meta["thp_mode"] in ("always", "madvise", "never")
     t = events.column("t_ns").to_numpy()
     assert (t[1:] >= t[:-1]).all(), "events are not time-ordered"
-    if not HAVE_PERF:
-        pytest.skip("perf not installed: counts not checked against perf script")
+    require(HAVE_PERF, "perf not installed: counts not checked against perf script")
     ref = perf_script_counts(capture / "perf.data")
     assert kinds["fault"] == ref["fault"]
     for name in ("mmap", "munmap", "madvise", "mremap", "brk", "mprotect"):
@@ -64,8 +64,7 @@ def test_ingest_counts_match_perf_script(capture, tmp_path):
 @pytest.mark.parametrize("capture", CAPTURES[:1], ids=[c.name for c in CAPTURES[:1]])
 def test_madvise_rows_carry_perf_script_arguments(capture, tmp_path):
     """Every madvise row's (start, len, advice) appears in perf script's sys_enter_madvise lines."""
-    if not HAVE_PERF:
-        pytest.skip("perf not installed")
+    require(HAVE_PERF, "perf not installed")
     events = read_table(ingest([capture], tmp_path / "e.parquet"), EVENTS)
     mad = events.filter(pc.equal(events.column("kind"), "madvise")).to_pylist()
     out = subprocess.run(["perf", "script", "-i", str(capture / "perf.data"), "-F", "event,trace"],
@@ -93,7 +92,6 @@ def test_bad_inputs_one_line_exit_1_no_output(tmp_path):
         assert not out.exists() and not list(tmp_path.glob(".events*"))
 
 
-@pytest.mark.skipif(not CAPTURES, reason="no bundled captures")
 def test_existing_output_needs_force_and_survives_a_failed_run(tmp_path):
     out = tmp_path / "events.parquet"
     assert cli("ingest", CAPTURES[0], "-o", out).returncode == 0
@@ -107,7 +105,6 @@ def test_existing_output_needs_force_and_survives_a_failed_run(tmp_path):
     assert out.read_bytes() == before
 
 
-@pytest.mark.skipif(len(CAPTURES) < 2, reason="needs two bundled captures")
 def test_several_inputs_merge_into_one_time_ordered_table(tmp_path):
     a, b = CAPTURES[0], CAPTURES[-1]
     one = read_table(ingest([a], tmp_path / "a.parquet"), EVENTS)

@@ -27,8 +27,7 @@ def perf_script_lost(path: Path) -> int:
     return sum(int(m) for m in re.findall(r"PERF_RECORD_LOST lost (\d+)", out))
 
 
-@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed (oracle for the loss count)")
-def test_lost_events_reach_metadata_summary_and_a_warning(tmp_path):
+def test_lost_events_reach_metadata_summary_and_a_warning(tmp_path, perf_oracle):
     expected = perf_script_lost(LOST)
     assert expected > 0
     events = ingest([LOST], tmp_path / "events.parquet")
@@ -56,7 +55,6 @@ def _wait_for_temporary(folder: Path, name: str, proc, timeout=60.0) -> bool:
     return False
 
 
-@pytest.mark.skipif(not all((c / "perf.data").exists() for c in BIG), reason="bundled captures missing")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_interrupted_ingest_keeps_the_previous_output(tmp_path, sig):
     out = tmp_path / "events.parquet"
@@ -77,7 +75,6 @@ def test_interrupted_ingest_keeps_the_previous_output(tmp_path, sig):
     assert read_table(out, EVENTS).num_rows > 0
 
 
-@pytest.mark.skipif(not (BIG[1] / "perf.data").exists(), reason="bundled captures missing")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
 def test_interrupted_replay_leaves_complete_outputs_or_none(tmp_path, sig):
     events = ingest([BIG[1]], tmp_path / "events.parquet")

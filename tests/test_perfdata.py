@@ -26,7 +26,7 @@ GOOD = ["seed_z.data", "seed_plain.data", "seed_pipe.data", "seed_pipez.data", "
 CAPTURES = [PERF_DIR / n for n in GOOD] + [pytest.param(p, marks=pytest.mark.slow)
                                            for p in sorted(REPO.glob("data/*/perf.data"))]
 PERF = shutil.which("perf")
-needs_perf = pytest.mark.skipif(PERF is None, reason="perf is not installed: no oracle")
+needs_perf = pytest.mark.usefixtures("perf_oracle")
 
 
 def read_all(path, **kw):

@@ -314,16 +314,10 @@ def test_cli_plot_flags_and_one_line_errors(seed_fixture_occ, tmp_path):
 
 # ----------------------------------------------------------------------------- the engine's own occupancy
 
-def real_occupancy(out: Path) -> Path:
-    if not (out / "occupancy.parquet").exists():
-        pytest.skip("replay does not write occupancy.parquet yet (artifact occupancy/1)")
-    return out
-
-
 def test_seed_2m_under_none_leaves_ever_more_empty_tables(seed_out):
     """seed-2m touches then zaps 2 MiB at a time: under none every zapped table stays,
     empty, so the empty tables (and the regions that are nothing but empty tables) grow."""
-    data = load(real_occupancy(seed_out), policies=["none", "pt_reclaim"])
+    data = load(seed_out, policies=["none", "pt_reclaim"])
     none, reclaim = data.heatmaps
     assert len(none.t_ns) <= 120 and none.occupancy.shape == (len(none.region_start), len(none.t_ns))
     empty = none.all_empty_pte_tables

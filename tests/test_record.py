@@ -143,14 +143,29 @@ def test_find_perf_refuses_without_perf(tmp_path):
 
 
 def test_tracefs_and_tracepoint_refusals(tmp_path):
-    with pytest.raises(RecordError, match="tracefs not found"):
-        find_tracefs({"PTREPLAY_TRACEFS": str(tmp_path / "nope")})
+    with pytest.raises(RecordError, match=r"as root, run `mount -t tracefs nodev .*/nope`"):
+        find_tracefs({"PTREPLAY_TRACEFS": str(tmp_path / "nope")}, euid=1000)
     (tmp_path / "events" / "exceptions" / "page_fault_user").mkdir(parents=True)
     assert find_tracefs({"PTREPLAY_TRACEFS": str(tmp_path)}) == tmp_path
     assert check_tracepoints(tmp_path, required=["exceptions:page_fault_user"],
                              optional=["mmap:exit_mmap"]) == ["exceptions:page_fault_user"]
     with pytest.raises(RecordError, match="bogus:nope"):
         check_tracepoints(tmp_path, required=["exceptions:page_fault_user", "bogus:nope"])
+
+
+def test_root_mounts_tracefs_itself(tmp_path, capsys):
+    where = tmp_path / "tracing"
+    mounted = []
+
+    def fake_mount(path):
+        mounted.append(path)
+        (path / "events").mkdir(parents=True)
+
+    assert find_tracefs({}, euid=0, candidates=[where], mount=fake_mount) == where
+    assert mounted == [where]
+    assert capsys.readouterr().err.strip() == f"ptreplay: record: tracefs was not mounted: mounted it (mount -t tracefs nodev {where})"
+    with pytest.raises(RecordError, match="failed"):
+        find_tracefs({}, euid=0, candidates=[tmp_path / "other"], mount=lambda path: None)
 
 
 def test_check_command_refuses_what_perf_cannot_exec(tmp_path):

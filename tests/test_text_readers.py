@@ -225,8 +225,7 @@ def test_perf_ns_variant_matches_default():
         assert a[col].equals(b[col]), col
 
 
-@pytest.mark.skipif(not PERF_DATA.exists() or shutil.which("perf") is None, reason="needs perf and the perf.data")
-def test_perf_script_text_equals_live_perf_script(tmp_path):
+def test_perf_script_text_equals_live_perf_script(tmp_path, perf_oracle):
     out = tmp_path / "live.txt"
     with open(out, "wb") as f:
         subprocess.run(["perf", "script", "-i", str(PERF_DATA)], stdout=f, stderr=subprocess.DEVNULL, check=True)

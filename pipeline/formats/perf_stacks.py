@@ -51,7 +51,8 @@ def read_stacks(path, keys) -> tuple[dict[tuple, SampleStack], list[dict], dict]
 
     Returns ({(tid, t_ns): SampleStack}, mmap2 records as dicts (pid, addr, len,
     pgoff, filename, build_id or inode, t_ns), reader metadata).  Samples without
-    any stack information are left out.
+    any stack information are left out; the metadata's ``times_found`` counts the
+    distinct key times that some sample of the capture has (with a stack or not).
     """
     path = Path(path)
     keys = {(int(tid), int(t)) for tid, t in keys}
@@ -63,6 +64,7 @@ def read_stacks(path, keys) -> tuple[dict[tuple, SampleStack], list[dict], dict]
     except OSError as e:
         raise TraceFormatError(f"{header_file}: offset 0: cannot open ({e.strerror})") from None
     out: dict[tuple, SampleStack] = {}
+    found: set = set()
     with f:
         size = _file_size(f)
         mode, data_off, data_size = _guard(r, lambda: _open_header(r, f, size))
@@ -77,14 +79,15 @@ def read_stacks(path, keys) -> tuple[dict[tuple, SampleStack], list[dict], dict]
             try:
                 for ch in _guarded(where, _expand_compressed(_record_chunks(fh, start, length, label, where),
                                                              label, where)):
-                    _guard(r, lambda: _scan_chunk(r, ch, times, keys, out))
+                    _guard(r, lambda: _scan_chunk(r, ch, times, keys, out, found))
             finally:
                 if own:
                     fh.close()
+    r.meta["times_found"] = len(found)
     return out, r.meta["mmap2"], r.meta
 
 
-def _scan_chunk(r: _PerfReader, ch, times: np.ndarray, keys: set, out: dict) -> None:
+def _scan_chunk(r: _PerfReader, ch, times: np.ndarray, keys: set, out: dict, found: set) -> None:
     types = ch.types
     for i in np.flatnonzero((types != L.REC["SAMPLE"]) & (types != L.REC["FINISHED_ROUND"])).tolist():
         r.where.at(ch.base + int(ch.offs[i]), ch.stream)
@@ -94,7 +97,9 @@ def _scan_chunk(r: _PerfReader, ch, times: np.ndarray, keys: set, out: dict) -> 
         return
     r.validate()
     t = _sample_times(r, ch, samples)
-    for i in samples[np.isin(t, times)].tolist():
+    hit = np.isin(t, times)
+    found.update(t[hit].tolist())
+    for i in samples[hit].tolist():
         off = int(ch.offs[i])
         r.where.at(ch.base + off, ch.stream)
         s = _sample(r, ch.buf, off, int(ch.sizes[i]))
