@@ -49,8 +49,8 @@ EVENTS = ["exceptions:page_fault_user", "exceptions:page_fault_kernel",
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from pipeline.formats import perfdata
-from pipeline.formats import _perf_kernels   # numba import + cached kernel load
+from ptreplay.pipeline.formats import perfdata
+from ptreplay.pipeline.formats import _perf_kernels   # numba import + cached kernel load
 _perf_kernels.walk_records(*_perf_kernels.unaligned_views(bytes(16)), 0, 16)
 t1 = time.perf_counter()
 path, parquet = sys.argv[1], sys.argv[2]
@@ -58,7 +58,7 @@ cap = perfdata.read(path)
 rows = 0
 if parquet != "-":
     import pyarrow.parquet as pq
-    from pipeline.formats import RAW
+    from ptreplay.pipeline.formats import RAW
     with pq.ParquetWriter(parquet, RAW) as w:
         for b in cap.batches:
             rows += b.num_rows
@@ -77,8 +77,8 @@ IMPORT_FLOOR = "import pyarrow.parquet"
 WRITER_FLOOR = r"""
 import json, sys, time
 import pyarrow as pa, pyarrow.parquet as pq
-from pipeline.parquet_io import ROW_GROUP_ROWS, _for_writer, _writer_schema, writer_options
-from schemas import EVENTS
+from ptreplay.schemas.parquet_io import ROW_GROUP_ROWS, _for_writer, _writer_schema, writer_options
+from ptreplay.schemas import EVENTS
 events, out = sys.argv[1], sys.argv[2]
 table = pq.read_table(events, read_dictionary=["kind"])
 table = table.set_column(table.schema.get_field_index("kind"), "kind",
@@ -118,7 +118,7 @@ def record(capture: Path) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     exe = WORK / "seed_loop"
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(REPO / "workloads" / "seed_loop.c")], check=True)
-    cmd = [sys.executable, "-m", "pipeline", "record", "-o", str(capture.parent), "--force",
+    cmd = [sys.executable, "-m", "ptreplay", "record", "-o", str(capture.parent), "--force",
            "--", str(exe), "50", "25600", "1"]
     print("recording:", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
@@ -140,7 +140,7 @@ def time_perf_script(capture: Path) -> dict:
 
 
 def time_ingest(capture: Path, out: Path) -> dict:
-    return run_measured([sys.executable, "-m", "pipeline", "ingest", str(capture.parent if capture.name == "perf.data"
+    return run_measured([sys.executable, "-m", "ptreplay", "ingest", str(capture.parent if capture.name == "perf.data"
                          else capture), "-o", str(out), "--force"])
 
 

@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from replay import synth  # noqa: E402
-from replay.engine import ReplayOptions, replay  # noqa: E402
+from ptreplay.replay import synth  # noqa: E402
+from ptreplay.replay.engine import ReplayOptions, replay  # noqa: E402
 
 POLICIES = "none,pt_reclaim,refcount,scan:1s,delayed:100ms,all_levels"
 WORK = REPO / "benchmarks" / "_work"
@@ -44,7 +44,7 @@ WORK = REPO / "benchmarks" / "_work"
 FRESH = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from replay.engine import ReplayOptions, replay
+from ptreplay.replay.engine import ReplayOptions, replay
 res = replay(sys.argv[1], ReplayOptions(policies=sys.argv[2], thp="madvise"))
 hwm = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
 print(json.dumps({"wall": time.perf_counter() - t0, "maxrss_kb": hwm,
@@ -54,8 +54,8 @@ print(json.dumps({"wall": time.perf_counter() - t0, "maxrss_kb": hwm,
 COLD = r"""
 import time
 t0 = time.perf_counter()
-from replay import synth
-from replay.engine import ReplayOptions, replay
+from ptreplay.replay import synth
+from ptreplay.replay.engine import ReplayOptions, replay
 t1 = time.perf_counter()
 replay(synth.random_stream(1, 200, pids=(100, 101, 102)), ReplayOptions(policies="all", thp="always"))
 print(time.perf_counter() - t1, t1 - t0)
@@ -131,7 +131,7 @@ def synthetic(gib, iters, split, repeat, baseline):
 
 
 def captures(repeat):
-    from pipeline.ingest import ingest
+    from ptreplay.pipeline.events.ingest import ingest
     data = REPO / "data"
     print("\nreal captures (data/*), kernel M events/s per policy: fast path / generic path only")
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.formats import open_binary  # noqa: E402
-from pipeline.formats import ftrace, perf_script, tracecmd  # noqa: E402
+from ptreplay.pipeline.formats import open_binary  # noqa: E402
+from ptreplay.pipeline.formats import ftrace, perf_script, tracecmd  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
 DATA = ROOT / "data" / "text"

@@ -1,5 +1,5 @@
-"""ptreplay pipeline: capture -> events Parquet -> (replay) -> DuckDB views -> report.
+"""The application around the model, in data-flow order:
 
-Kept import-light: `ptreplay --help` must not load numba or DuckDB.
+capture -> formats -> events -> (ptreplay.replay) -> warehouse -> presentation -> attribution -> fleet,
+with cli/demo on top.  Kept import-light: `ptreplay --help` must not load numba or DuckDB.
 """
-__version__ = "0.1.0"

@@ -12,7 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-from pipeline.errors import PipelineError, UsageError
+from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.pipeline.progress import route_warnings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +41,7 @@ def _duration_ns(text: str) -> int:
 
 
 def _cmd_record(a) -> int:
-    from pipeline.record import RecordOptions, record
+    from ptreplay.pipeline.capture.record import RecordOptions, record
     if bool(a.cmd) == (a.pid is not None):
         raise UsageError("record: give either -- CMD [ARGS...] or -p PID --duration SECONDS")
     if a.pid is not None and a.duration is None:
@@ -55,7 +56,7 @@ def _cmd_record(a) -> int:
 
 
 def _cmd_ingest(a) -> int:
-    from pipeline.ingest import ingest
+    from ptreplay.pipeline.events.ingest import ingest
     result = ingest([Path(p) for p in a.inputs], Path(a.output), force=a.force,
                     allow_sampled=a.allow_sampled)
     print(result)
@@ -63,7 +64,7 @@ def _cmd_ingest(a) -> int:
 
 
 def _cmd_replay(a) -> int:
-    from replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
     opts = ReplayOptions(policies=a.policy, thp=a.thp, interval_ns=a.interval, la57=a.la57)
     out = replay_to_dir(Path(a.events), Path(a.output), opts, force=a.force)
     print(out)
@@ -71,14 +72,15 @@ def _cmd_replay(a) -> int:
 
 
 def _cmd_report(a) -> int:
-    from pipeline.report import report
+    from ptreplay.pipeline.presentation.report import report
     sys.stdout.write(report(Path(a.path), fmt=a.format, by=a.by))
     return 0
 
 
 def _cmd_attribute(a) -> int:
-    from pipeline.attribution import attribute_to_dir, check_policies, top_sites
-    from pipeline.report import format_table
+    from ptreplay.pipeline.attribution.attribute import attribute_to_dir
+    from ptreplay.pipeline.presentation.sites import check_policies, top_sites
+    from ptreplay.pipeline.presentation.tables import format_table
     check_policies(Path(a.replay_dir), a.policy)
     attribute_to_dir(Path(a.capture), Path(a.replay_dir), [Path(b) for b in a.binaries] or None,
                      Path(a.events) if a.events else None)
@@ -88,8 +90,8 @@ def _cmd_attribute(a) -> int:
 
 
 def _cmd_sql(a) -> int:
-    from pipeline.warehouse import connect, execute
-    from pipeline.report import format_table
+    from ptreplay.pipeline.warehouse import connect, execute
+    from ptreplay.pipeline.presentation.tables import format_table
     params = {}
     for item in a.param or []:
         name, sep, value = item.partition("=")
@@ -112,7 +114,7 @@ def _typed(value: str):
 
 
 def _cmd_batch(a) -> int:
-    from pipeline.batch import batch
+    from ptreplay.pipeline.fleet.batch import batch
     if a.workers < 1:
         raise UsageError("batch: --workers must be at least 1")
     res = batch(a.inputs, Path(a.output), policies=a.policy, workers=a.workers, scheduler=a.scheduler)
@@ -123,7 +125,7 @@ def _cmd_batch(a) -> int:
 
 
 def _cmd_plot(a) -> int:
-    from pipeline.plot import plot
+    from ptreplay.pipeline.presentation.plot import plot
     print(plot(Path(a.path), Path(a.output), pid=a.pid, force=a.force, policies=a.policy, trace=a.trace,
                heatmap_only=a.heatmap_only))
     return 0
@@ -148,13 +150,13 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_demo(a) -> int:
-    from pipeline.demo import demo
+    from ptreplay.pipeline.demo import demo
     demo(Path(a.capture) if a.capture else None, Path(a.output), force=a.force)
     return 0
 
 
 def _cmd_schema(a) -> int:
-    from schemas import ARTIFACTS, describe
+    from ptreplay.schemas import ARTIFACTS, describe
     names = [a.name] if a.name else list(ARTIFACTS)
     for n in names:
         if n not in ARTIFACTS:
@@ -164,7 +166,7 @@ def _cmd_schema(a) -> int:
 
 
 def _cmd_synth(a) -> int:
-    from replay.synth import KINDS, write_stream
+    from ptreplay.replay.synth import KINDS, write_stream
     spec = KINDS[a.kind][2]
     params = {name: getattr(a, name) for name, _, _, _ in spec}
     if a.step_ns <= 0:
@@ -267,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace an existing output (default: yes for out/demo)")
     d.set_defaults(func=_cmd_demo)
 
-    from replay.synth_kinds import KIND_OPTIONS
+    from ptreplay.replay.synth_kinds import KIND_OPTIONS
     sy = sub.add_parser("synth", help="write a SYNTHETIC events Parquet (production, jemalloc, swapout, ...)")
     sk = sy.add_subparsers(dest="kind", required=True, parser_class=_Parser, metavar="KIND")
     for kind, (khelp, spec) in KIND_OPTIONS.items():
@@ -296,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    route_warnings()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

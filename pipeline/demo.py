@@ -8,16 +8,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from ptreplay.schemas.errors import PipelineError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_CAPTURE = "seed-2m"
 
 
 def demo(capture: Path | None, out: Path, force: bool = True) -> None:
-    from pipeline.ingest import ingest
-    from pipeline.report import report
-    from replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.pipeline.presentation.report import report
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
 
     capture = Path(capture) if capture else DATA / DEFAULT_CAPTURE
     if not capture.exists():
@@ -38,8 +38,8 @@ def demo(capture: Path | None, out: Path, force: bool = True) -> None:
 def truth_line(out: Path) -> str:
     """The kernel's final VmPTE for the main process next to the model's, per policy."""
     import pyarrow.compute as pc
-    from pipeline.parquet_io import read_table
-    from schemas import SUMMARY, TRUTH
+    from ptreplay.schemas.parquet_io import read_table
+    from ptreplay.schemas import SUMMARY, TRUTH
     if not (out / "truth.parquet").exists():
         return "(no kernel truth for this capture)"
     truth = read_table(out / "truth.parquet", TRUTH)

@@ -1,6 +1,7 @@
 """Progress display: a rich progress bar on a terminal, silence when piped."""
 from __future__ import annotations
 
+import logging
 import sys
 from contextlib import contextmanager
 
@@ -22,6 +23,21 @@ def progress(description: str, total: float | None = None, unit: str = ""):
     with Progress(*cols, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+class _OneLine(logging.Handler):
+    """Log records of the `ptreplay` loggers (the replay engine's warnings) as warn() lines."""
+
+    def emit(self, record):
+        print(f"ptreplay: warning: {record.getMessage()}", file=sys.stderr)
+
+
+def route_warnings() -> None:
+    """Make the library's logged warnings look like the command line's own (once per process)."""
+    log = logging.getLogger("ptreplay")
+    if not any(isinstance(h, _OneLine) for h in log.handlers):
+        log.addHandler(_OneLine(logging.WARNING))
+        log.propagate = False
 
 
 def warn(message: str) -> None:

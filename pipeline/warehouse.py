@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.errors import PipelineError, UsageError
-from schemas import ARTIFACTS, CAPTURE
+from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.schemas import ARTIFACTS, CAPTURE
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "sql"
 

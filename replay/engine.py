@@ -15,6 +15,7 @@ VMAs and output rows, not with the number of events.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import OutputExistsError, SchemaError, UsageError
-from pipeline.parquet_io import open_artifact, write_table
-from pipeline.progress import warn
-from replay import kernels as K
-from replay.policies import Policy, parse_policies
-from schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, conform
+from ptreplay.schemas.errors import OutputExistsError, SchemaError, UsageError
+from ptreplay.schemas.parquet_io import open_artifact, write_table
+from ptreplay.replay import kernels as K
+from ptreplay.replay.policies import Policy, parse_policies
+from ptreplay.schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, conform
 
 KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
 _RESULT_NEEDED = ("mmap", "mremap", "brk")  # unfinished: result unknown -> skipped
@@ -41,6 +41,7 @@ INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP popula
                   "MADV_REMOVE from other processes, page-cache contents (fault-around assumes cached pages), "
                   "VMA merging, the 1 GiB whole-PMD-table move of mremap.")
 MAX_PROCS = 1 << 20
+LOG = logging.getLogger("ptreplay.replay")   # warnings; the command line prints them as one line each
 THP_CODES = {"never": K.THP_NEVER, "madvise": K.THP_MADVISE, "always": K.THP_ALWAYS}
 
 
@@ -495,8 +496,8 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     # perf reports one loss twice (a LOST record and LOST_SAMPLES records of the same count)
     lost = max(int(capture.get("lost_events") or 0), int(capture.get("lost_samples") or 0))
     if lost:
-        warn(f"{trace_id}: the capture lost {lost} events; every result of this replay undercounts "
-             f"(summary.lost_events)")
+        LOG.warning(f"{trace_id}: the capture lost {lost} events; every result of this replay undercounts "
+                    f"(summary.lost_events)")
     summary = _summary(out_states, none_state, procs, trace_id, lost)
     meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
     meta["occupancy_snapshot_every_ticks"] = snap_every
@@ -522,7 +523,7 @@ def _read_capture(events) -> dict:
     if isinstance(events, pa.Table):
         raw = (events.schema.metadata or {}).get(CAPTURE_KEY)
         return json.loads(raw) if raw else {}
-    from pipeline.parquet_io import read_capture
+    from ptreplay.schemas.parquet_io import read_capture
     try:
         return read_capture(Path(events))
     except (OSError, pa.ArrowInvalid) as e:

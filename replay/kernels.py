@@ -42,7 +42,7 @@ Every model rule cites the kernel function it imitates; see
 /work/shared/docs/KERNEL.md.
 """
 import numpy as np
-from numba import njit
+from ptreplay.replay.jit import njit
 
 # Event kinds (engine maps events.kind strings to these codes).
 K_FAULT, K_MMAP, K_MUNMAP, K_MREMAP, K_BRK, K_MPROTECT, K_MADVISE = 0, 1, 2, 3, 4, 5, 6
@@ -129,14 +129,14 @@ MARKER = 3                  # hash level tag of refault markers
 
 # ----------------------------------------------------------------------------- hash map
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _home(key, mask):
     x = key * np.int64(-7046029254386353131)
     x ^= x >> 29
     return x & mask
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def ht_get(hk, hv, key):
     """Value stored for `key`, or -1."""
     mask = hk.shape[0] - 1
@@ -150,7 +150,7 @@ def ht_get(hk, hv, key):
         i = (i + 1) & mask
 
 
-@njit(cache=True)
+@njit
 def ht_put(hk, hv, g, key, val):
     mask = hk.shape[0] - 1
     i = _home(key, mask)
@@ -167,7 +167,7 @@ def ht_put(hk, hv, g, key, val):
         i = (i + 1) & mask
 
 
-@njit(cache=True)
+@njit
 def ht_del(hk, hv, g, key):
     """Linear-probing delete with backward shift (no tombstones)."""
     mask = hk.shape[0] - 1
@@ -195,7 +195,7 @@ def ht_del(hk, hv, g, key):
     g[G_HCOUNT] -= 1
 
 
-@njit(cache=True)
+@njit
 def rehash(hk, hv, new_cap, now_ns):
     """Copy a hash map into one of `new_cap` buckets, dropping markers older than 1 s."""
     nk = np.full(new_cap, -1, np.int64)
@@ -217,13 +217,13 @@ def rehash(hk, hv, new_cap, now_ns):
     return nk, nv, count
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def tkey(level, p, idx):
     """Hash key of the level-`level` table (0 PTE, 1 PMD, 2 PUD) of process p at index idx."""
     return (np.int64(level) << 61) | (np.int64(p) << 35) | idx
 
 
-@njit(cache=True)
+@njit
 def mkey(p, gen, idx):
     """Hash key of the refault marker of a 2 MiB region (per mm generation)."""
     return (np.int64(MARKER) << 61) | (np.int64(gen & 63) << 55) | (np.int64(p) << 35) | idx
@@ -231,7 +231,7 @@ def mkey(p, gen, idx):
 
 # ----------------------------------------------------------------------------- process state
 
-@njit(cache=True)
+@njit
 def touch(ps, pf, p, t):
     """Accumulate p's VmPTE x time up to t (for the time-weighted mean)."""
     dt = t - ps[p, PS_LAST]
@@ -240,7 +240,7 @@ def touch(ps, pf, p, t):
         ps[p, PS_LAST] = t
 
 
-@njit(cache=True)
+@njit
 def update_peaks(ps, p):
     virt = ps[p, PS_VIRT]
     rss = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
@@ -253,7 +253,7 @@ def update_peaks(ps, p):
         ps[p, PS_PEAK_VMPTE] = vmpte
 
 
-@njit(cache=True)
+@njit
 def start_proc(ps, pf, g, p, t):
     """First sight of a process (first event, fork child, or attach): a fresh, empty mm."""
     ps[p, PS_STARTED] = 1
@@ -267,7 +267,7 @@ def start_proc(ps, pf, g, p, t):
     g[G_NLIVE] += 1
 
 
-@njit(cache=True)
+@njit
 def emit_row(ps, ts, g, p, t):
     r = g[G_NROWS]
     ts[r, TS_PROC] = p
@@ -286,7 +286,7 @@ def emit_row(ps, ts, g, p, t):
 
 # ----------------------------------------------------------------------------- VMAs
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def vma_first_after(vm, ps, p, addr):
     """Index of the first VMA whose end is > addr (find_vma; it may not contain addr)."""
     lo = 0
@@ -300,7 +300,7 @@ def vma_first_after(vm, ps, p, addr):
     return lo
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def vma_find(vm, ps, p, addr):
     """Index of the VMA containing addr, or -1 (find_vma + the start check)."""
     i = vma_first_after(vm, ps, p, addr)
@@ -309,7 +309,7 @@ def vma_find(vm, ps, p, addr):
     return -1
 
 
-@njit(cache=True)
+@njit
 def vma_insert_at(vm, ps, p, i, start, end, flags):
     n = ps[p, PS_NVMA]
     for j in range(n, i, -1):
@@ -322,7 +322,7 @@ def vma_insert_at(vm, ps, p, i, start, end, flags):
     ps[p, PS_NVMA] = n + 1
 
 
-@njit(cache=True)
+@njit
 def vma_insert(vm, ps, p, start, end, flags):
     """Add a VMA over a range known to be free (mmap_region); VmSize grows."""
     i = vma_first_after(vm, ps, p, start)
@@ -330,7 +330,7 @@ def vma_insert(vm, ps, p, start, end, flags):
     ps[p, PS_VIRT] += end - start
 
 
-@njit(cache=True)
+@njit
 def vma_delete_at(vm, ps, p, i):
     n = ps[p, PS_NVMA]
     for j in range(i, n - 1):
@@ -340,7 +340,7 @@ def vma_delete_at(vm, ps, p, i):
     ps[p, PS_NVMA] = n - 1
 
 
-@njit(cache=True)
+@njit
 def vma_split(vm, ps, p, addr):
     """Split the VMA strictly containing addr in two (__split_vma)."""
     i = vma_find(vm, ps, p, addr)
@@ -352,7 +352,7 @@ def vma_split(vm, ps, p, addr):
     vma_insert_at(vm, ps, p, i + 1, addr, end, flags)
 
 
-@njit(cache=True)
+@njit
 def vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits):
     """madvise_update_vma: split at the range ends, then change the VMAs' flags."""
     vma_split(vm, ps, p, lo)
@@ -364,7 +364,7 @@ def vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits):
     vma_merge_around(vm, ps, p, lo, hi)
 
 
-@njit(cache=True)
+@njit
 def vma_mergeable(f1, f2):
     """Two adjacent VMAs may merge (is_mergeable_vma + is_mergeable_anon_vma):
     private anonymous, same flags, and not two different anon_vmas.  A VMA's
@@ -378,7 +378,7 @@ def vma_mergeable(f1, f2):
     return not both or (f1 >> ORIGIN_SHIFT) == (f2 >> ORIGIN_SHIFT)
 
 
-@njit(cache=True)
+@njit
 def vma_merge_around(vm, ps, p, lo, hi):
     """Merge mergeable neighbours among the VMAs touching [lo, hi] (vma_merge_new_range
     after mmap, vma_merge_existing_range after mprotect/madvise flag changes)."""
@@ -394,7 +394,7 @@ def vma_merge_around(vm, ps, p, lo, hi):
             i += 1
 
 
-@njit(cache=True)
+@njit
 def do_mprotect(vm, ps, p, addr, length, prot):
     """mprotect_fixup: split at the range ends, set the new protection, merge back."""
     lo = addr & ~(PAGE - 1)
@@ -411,7 +411,7 @@ def do_mprotect(vm, ps, p, addr, length, prot):
     vma_set_flags(vm, ps, p, lo, hi, bits, VF_PROT & ~bits)
 
 
-@njit(cache=True)
+@njit
 def implicit_vma(vm, ps, g, p, addr):
     """A fault with no known VMA (exec's ELF/stack/vdso, or a pre-trace mapping).
 
@@ -442,7 +442,7 @@ def implicit_vma(vm, ps, g, p, addr):
 
 # ----------------------------------------------------------------------------- tables
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def refcount_like(prm):
     pol = prm[PR_POLICY]
     return pol == POL_REFCOUNT or pol == POL_DELAYED or pol == POL_ALL_LEVELS
@@ -450,18 +450,18 @@ def refcount_like(prm):
 
 # ----------------------------------------------------------------------------- effects
 
-@njit(cache=True)
+@njit
 def ef_at(r, col):
     """Index in g of field col of ef row r (the ef rows follow the scalars)."""
     return N_G + r * N_EF + col
 
 
-@njit(cache=True)
+@njit
 def ef_capacity(g):
     return (g.shape[0] - N_G) // N_EF
 
 
-@njit(cache=True)
+@njit
 def ef_row(g, p):
     """ef row of the event being applied (g[G_CUR_*]) for process p, appended on
     first use.  The current event's rows are the last ones (a fork may add one
@@ -491,7 +491,7 @@ def ef_row(g, p):
     return r
 
 
-@njit(cache=True)
+@njit
 def empty_begin(g, sl, s, t):
     """PTE table s became empty (allocated, or its last entry cleared) in the current event."""
     r = ef_row(g, sl[s, SL_PROC])
@@ -501,7 +501,7 @@ def empty_begin(g, sl, s, t):
         g[ef_at(r, EF_EMPTIED)] += 1
 
 
-@njit(cache=True)
+@njit
 def empty_end(g, sl, s, t, cur_row):
     """PTE table s stops being empty at t (refilled or freed): the emptying event's
     row gets the time it stayed empty; emptied and refilled/freed inside one event
@@ -516,7 +516,7 @@ def empty_end(g, sl, s, t, cur_row):
 
 # ----------------------------------------------------------------------------- tables
 
-@njit(cache=True)
+@njit
 def tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, level, idx, t):
     """Allocate one table (__pte_alloc / __pmd_alloc / __pud_alloc): VmPTE += 4 KiB."""
     if g[G_FSTOP] > 0:
@@ -563,7 +563,7 @@ def tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, level, idx, t):
     return s
 
 
-@njit(cache=True)
+@njit
 def tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, mark):
     """Free one table (pte_free_tlb / pmd_free_tlb / pud_free_tlb): VmPTE -= 4 KiB.
 
@@ -604,7 +604,7 @@ def tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, mark):
     g[G_LIVE_SLOTS] -= 1
 
 
-@njit(cache=True)
+@njit
 def prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, idx, t):
     """Policy all_levels: free the PMD table, then the PUD table, left without children."""
     pmd = ht_get(hk, hv, tkey(1, p, idx >> 9))
@@ -615,7 +615,7 @@ def prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, idx, t):
         tbl_free(ps, hk, hv, sl, pg, fs, g, prm, pud, t, False)
 
 
-@njit(cache=True)
+@njit
 def drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     """Free a PTE table of a live mm (any cause); all_levels then prunes its parents."""
     p = sl[s, SL_PROC]
@@ -625,7 +625,7 @@ def drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
         prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, idx, t)
 
 
-@njit(cache=True)
+@njit
 def release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t):
     """Refcount-like policies: a zap left the table without entries.
 
@@ -644,7 +644,7 @@ def release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t):
         drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
 
 
-@njit(cache=True)
+@njit
 def pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
     """PTE table for addr, allocating missing PUD/PMD/PTE tables (__handle_mm_fault)."""
     idx = addr >> 21
@@ -655,7 +655,7 @@ def pte_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
     return tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PTE, idx, t)
 
 
-@njit(cache=True)
+@njit
 def upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
     """PUD and PMD tables for addr (__pud_alloc, __pmd_alloc)."""
     if ht_get(hk, hv, tkey(2, p, addr >> 39)) < 0:
@@ -664,7 +664,7 @@ def upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t):
         tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PMD, addr >> 30, t)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def add_entry_rss(ps, p, e):
     if e == E_ANON:
         ps[p, PS_ANON] += 1
@@ -672,7 +672,7 @@ def add_entry_rss(ps, p, e):
         ps[p, PS_FILE] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def drop_entry_rss(ps, p, e):
     if e == E_ANON:
         ps[p, PS_ANON] -= 1
@@ -680,7 +680,7 @@ def drop_entry_rss(ps, p, e):
         ps[p, PS_FILE] -= 1
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def pte_set(ps, sl, pg, g, prm, s, i, e):
     """Install or replace entry i of table s (set_pte_at); RSS follows the page kind."""
     p = sl[s, SL_PROC]
@@ -701,7 +701,7 @@ def pte_set(ps, sl, pg, g, prm, s, i, e):
     pg[s * 512 + i] = e
 
 
-@njit(cache=True)
+@njit
 def pte_clear(ps, sl, pg, g, prm, s, i):
     """Clear entry i of table s (ptep_get_and_clear in zap_pte_range); returns the old kind."""
     p = sl[s, SL_PROC]
@@ -719,7 +719,7 @@ def pte_clear(ps, sl, pg, g, prm, s, i):
     return old
 
 
-@njit(cache=True)
+@njit
 def zap_ptes(ps, sl, pg, prm, s, a, b):
     """Clear entries a..b-1 of PTE table s (the zap_pte_range loop): the same
     effect as pte_clear on each, with the counters moved once at the end.
@@ -750,7 +750,7 @@ def zap_ptes(ps, sl, pg, prm, s, a, b):
 
 # ----------------------------------------------------------------------------- faults
 
-@njit(cache=True)
+@njit
 def thp_allowed(prm, vstart, vend, vflags, addr):
     """Anonymous private VMA, THP mode permits it, aligned 2 MiB inside the VMA
     (thp_vma_allowable_order + do_huge_pmd_anonymous_page's range check)."""
@@ -765,7 +765,7 @@ def thp_allowed(prm, vstart, vend, vflags, addr):
     return h >= vstart and h + PMD_SIZE <= vend
 
 
-@njit(cache=True)
+@njit
 def fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend):
     """do_fault_around: map up to 16 page-cache pages around a file read fault.
 
@@ -782,7 +782,7 @@ def fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend):
             pte_set(ps, sl, pg, g, prm, s, i, E_FILE)
 
 
-@njit(cache=True)
+@njit
 def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
     """One page fault on a user address (handle_mm_fault).
 
@@ -836,7 +836,7 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
         vm[p, vi, 2] = vflags | VF_ANON_VMA
 
 
-@njit(cache=True)
+@njit
 def populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, mode, t):
     """GUP population (populate_vma_page_range / faultin_page), invisible to
     the page-fault tracepoints: fault every page of [lo, hi) in each VMA.
@@ -867,7 +867,7 @@ def populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, mode, t):
 
 # ----------------------------------------------------------------------------- zap and free
 
-@njit(cache=True)
+@njit
 def tables_in_range(ps, hk, hv, sl, g, p, level, first, last):
     """Slots of p's level tables with index in [first, last], ascending by index.
 
@@ -899,7 +899,7 @@ def tables_in_range(ps, hk, hv, sl, g, p, level, first, last):
     return out[:m][order]
 
 
-@njit(cache=True)
+@njit
 def zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, reclaim_pt, refcount_free, t):
     """Clear the PTEs of [lo, hi) inside one VMA (zap_pmd_range / zap_pte_range).
 
@@ -936,7 +936,7 @@ def zap_range(ps, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, reclaim_pt, refcoun
                 release_empty(ps, hk, hv, sl, pg, fs, g, dq, prm, s, t)
 
 
-@njit(cache=True)
+@njit
 def free_pgd_range(ps, hk, hv, sl, pg, fs, g, prm, p, addr, end, floor, ceiling, t):
     """free_pgd_range: free page tables of [addr, end) that no VMA outside
     [floor, ceiling) can still use.
@@ -969,7 +969,7 @@ def free_pgd_range(ps, hk, hv, sl, pg, fs, g, prm, p, addr, end, floor, ceiling,
             free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t)
 
 
-@njit(cache=True)
+@njit
 def upper_free_ok(start, end, floor, ceiling, size):
     """The floor/ceiling test at the end of free_pmd_range / free_pud_range."""
     start = start & ~(size - 1)
@@ -981,7 +981,7 @@ def upper_free_ok(start, end, floor, ceiling, size):
     return not (end - 1 > c - 1)
 
 
-@njit(cache=True)
+@njit
 def free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     """Free a PMD table and any PTE table still under it (none when the model
     matches the kernel's invariants)."""
@@ -993,7 +993,7 @@ def free_pmd_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
 
 
-@njit(cache=True)
+@njit
 def free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     """Free a PUD table and any PMD tables still under it."""
     if sl[s, SL_USED] > 0:
@@ -1004,7 +1004,7 @@ def free_pud_table(ps, hk, hv, sl, pg, fs, g, prm, s, t):
     tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
 
 
-@njit(cache=True)
+@njit
 def do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t):
     """munmap / the unmap half of MAP_FIXED, mremap and brk shrink
     (do_vmi_munmap -> vms_clear_ptes: unmap_vmas then free_pgtables).
@@ -1045,7 +1045,7 @@ def do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t):
         k += 1
 
 
-@njit(cache=True)
+@njit
 def teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t):
     """exit_mmap: zap everything, free every table (no refault markers)."""
     for s in range(g[G_SHW]):
@@ -1055,7 +1055,7 @@ def teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t):
     ps[p, PS_VIRT] = 0
 
 
-@njit(cache=True)
+@njit
 def ideal_tables(sl, g, p):
     """Tables needed to map p's present pages: distinct 2 MiB regions with a
     present entry, plus their distinct 1 GiB (PMD) and 512 GiB (PUD) tables."""
@@ -1071,7 +1071,7 @@ def ideal_tables(sl, g, p):
     return n + np.unique(r >> 9).shape[0] + np.unique(r >> 18).shape[0]
 
 
-@njit(cache=True)
+@njit
 def snapshot_final(ps, sl, g, p):
     ps[p, PS_FIN_VIRT] = ps[p, PS_VIRT]
     ps[p, PS_FIN_RSS] = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
@@ -1082,12 +1082,12 @@ def snapshot_final(ps, sl, g, p):
 
 # ----------------------------------------------------------------------------- syscalls
 
-@njit(cache=True)
+@njit
 def page_up(x):
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
-@njit(cache=True)
+@njit
 def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, flags, fd, t):
     """mmap at its result address (mmap_region): replace what was there
     (MAP_FIXED), add the VMA, then populate for MAP_POPULATE / MAP_LOCKED."""
@@ -1116,7 +1116,7 @@ def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, f
         populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, POP_VMA, t)
 
 
-@njit(cache=True)
+@njit
 def madvise_flag_bits(advice):
     """(set, clear) VMA flag bits of the flag-only advices (madvise_vma_behavior's
     new_flags): DONTFORK/DOFORK, HUGEPAGE/NOHUGEPAGE, WIPEONFORK/KEEPONFORK."""
@@ -1139,7 +1139,7 @@ def madvise_flag_bits(advice):
     return set_bits, clear_bits
 
 
-@njit(cache=True)
+@njit
 def do_madvise(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, advice, t):
     """madvise_vma_behavior per advice (see KERNEL.md sections 4, 5, 8)."""
     lo = addr & ~(PAGE - 1)
@@ -1164,7 +1164,7 @@ def do_madvise(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, advi
     # MADV_FREE (8) and the rest: no change to tables or RSS.
 
 
-@njit(cache=True)
+@njit
 def move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, length, t):
     """move_page_tables: per extent, move the whole PTE table when the extent
     is an aligned 2 MiB and the destination has no table (move_normal_pmd /
@@ -1200,7 +1200,7 @@ def move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, length, t)
         n += ext
 
 
-@njit(cache=True)
+@njit
 def rekey_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, new_idx, t):
     """A whole-table move: same table, new PMD entry (no VmPTE change)."""
     p = sl[s, SL_PROC]
@@ -1220,7 +1220,7 @@ def rekey_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, new_idx, t):
         prune_parents(ps, hk, hv, sl, pg, fs, g, prm, p, old_idx, t)
 
 
-@njit(cache=True)
+@njit
 def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_len, flags, new, t):
     """mremap: shrink unmaps the tail; grow in place extends the VMA; a move
     unmaps the target (MREMAP_FIXED), moves the page tables, adds the new VMA,
@@ -1255,7 +1255,7 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old + old_len, t)
 
 
-@njit(cache=True)
+@njit
 def do_brk(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, req, ret, t):
     """brk: grow extends the heap VMA (do_brk_flags), shrink unmaps the tail.
     brk(0) and the first call of an attached process only learn the break."""
@@ -1280,7 +1280,7 @@ def do_brk(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, req, ret, t):
     ps[p, PS_BRK] = ret
 
 
-@njit(cache=True)
+@njit
 def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
     """dup_mmap + copy_page_range: the child gets the parent's VMAs (not
     MADV_DONTFORK; WIPEONFORK without anon_vma); tables are copied only for
@@ -1324,7 +1324,7 @@ def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
 
 # ----------------------------------------------------------------------------- clock
 
-@njit(cache=True)
+@njit
 def fire_scan(ps, pf, hk, hv, sl, pg, fs, g, prm, x):
     """Policy scan: a periodic walk frees every empty PTE table (512 entries
     examined per live table).  A scan with no event since the last one finds
@@ -1344,7 +1344,7 @@ def fire_scan(ps, pf, hk, hv, sl, pg, fs, g, prm, x):
                 drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, x)
 
 
-@njit(cache=True)
+@njit
 def fire_delayed(ps, pf, hk, hv, sl, pg, fs, g, dq, prm, x):
     """Policy delayed: free the queue head if it stayed empty for HOLD."""
     q = g[G_QHEAD]
@@ -1356,7 +1356,7 @@ def fire_delayed(ps, pf, hk, hv, sl, pg, fs, g, dq, prm, x):
         drop_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, x)
 
 
-@njit(cache=True)
+@njit
 def flush_pending(ps, ts, g):
     """Start and end rows of processes that began or ended at the previous instant."""
     if g[G_NPEND] == 0:
@@ -1371,7 +1371,7 @@ def flush_pending(ps, ts, g):
     g[G_NPEND] = 0
 
 
-@njit(cache=True)
+@njit
 def occupancy_snapshot(sl, g, oc, t):
     """One occupancy row per (process, 1 GiB region) with a live PTE table, at t.
 
@@ -1435,7 +1435,7 @@ def occupancy_snapshot(sl, g, oc, t):
         g[G_NOC] = r + 1
 
 
-@njit(cache=True)
+@njit
 def snapshots_due(g, prm, t):
     """Occupancy snapshots `advance(t)` will take (snapshot ticks T < t not yet passed)."""
     every = prm[PR_SNAP_EVERY]
@@ -1448,7 +1448,7 @@ def snapshots_due(g, prm, t):
     return (t - 1 - first) // step + 1
 
 
-@njit(cache=True)
+@njit
 def regions_bound(ps):
     """Upper bound of the occupancy rows of one snapshot: live PMD tables (every
     live PTE table has its PMD table, and a region is one PMD table's span)."""
@@ -1458,7 +1458,7 @@ def regions_bound(ps):
     return n
 
 
-@njit(cache=True)
+@njit
 def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, oc, prm, t):
     """Move the clock to t (> now): timers at X <= t fire before events at X;
     timeseries ticks at T < t are emitted after every event at T (with an
@@ -1493,7 +1493,7 @@ def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, oc, prm, t):
     g[G_NOW] = t
 
 
-@njit(cache=True)
+@njit
 def rows_needed(ps, g, prm, t):
     """Timeseries rows `advance(t)` may emit."""
     n = g[G_NPEND]
@@ -1504,7 +1504,7 @@ def rows_needed(ps, g, prm, t):
 
 # ----------------------------------------------------------------------------- driver
 
-@njit(cache=True)
+@njit
 def range_tables(lo, hi):
     """Upper bound of the tables a populate/move over [lo, hi) may allocate."""
     if hi <= lo:
@@ -1512,7 +1512,7 @@ def range_tables(lo, hi):
     return ((hi - 1) >> 21) - (lo >> 21) + ((hi - 1) >> 30) - (lo >> 30) + ((hi - 1) >> 39) - (lo >> 39) + 6
 
 
-@njit(cache=True)
+@njit
 def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, oc_cap, k, p, c, addr, ln, flags, advice, new_addr,
                     new_len, t):
     """(code, amount) of the first array too small for the next event, or (0, 0).
@@ -1562,7 +1562,7 @@ def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, oc_cap, k, p, c, addr, l
     return NEED_NONE, 0
 
 
-@njit(cache=True)
+@njit
 def init_clock(g, prm, t):
     g[G_INIT] = 1
     g[G_NOW] = t
@@ -1571,7 +1571,7 @@ def init_clock(g, prm, t):
         g[G_NEXT_SCAN] = (t // prm[PR_SCAN] + 1) * prm[PR_SCAN]
 
 
-@njit(cache=True)
+@njit
 def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln, prot, flags, fd,
                 advice, ecode, new_addr, new_len, ret):
     """Apply one event to process p's mm."""
@@ -1627,7 +1627,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
     update_peaks(ps, p)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def quiet_until(g, dq, prm):
     """Latest time the clock may move to while `advance` would only set G_NOW:
     no pending start/end row, no tick row due (rows are emitted for ticks < t),
@@ -1644,7 +1644,7 @@ def quiet_until(g, dq, prm):
     return max(h, g[G_NOW])
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm):
     """The hot path: consecutive faults in private anonymous VMAs (no THP),
     with no clock work due.  Returns the index of the first event it did not
@@ -1725,14 +1725,14 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
     return j
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def room_for_walk(sl, g, hk):
     """capacity_needed's slot, hash and effects tests for a fault (3 tables at most)."""
     return g[G_FSTOP] + sl.shape[0] - g[G_SHW] >= 3 and 2 * (g[G_HCOUNT] + g[G_LIVE_SLOTS] + 6) <= hk.shape[0] \
         and g[G_NEF] + EF_PER_EVENT <= ef_capacity(g)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, nev, t_first, row_first, t_last):
     """The counters of one fast segment, as pte_set / apply_event would have left them.
     An empty table is refilled by the segment's first fault (t_first, row_first)."""
@@ -1754,7 +1754,7 @@ def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, ne
     update_peaks(ps, p)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, adv_a, ec_a,
                naddr_a, nlen_a, ret_a, child_a, row_a, prm, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, ts, oc):
     """Replay events i..n-1.  Returns (next index, NEED_* code, amount).
@@ -1795,7 +1795,7 @@ def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, 
     return i, NEED_NONE, 0
 
 
-@njit(cache=True)
+@njit
 def finish(ps, pf, sl, g, ts, oc, prm, t_end):
     """Trace end: pending start/end rows, then final state and an end row for
     every process still alive; tables still empty end their empty time at

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.errors import UsageError
-from replay import kernels as K
+from ptreplay.schemas.errors import UsageError
+from ptreplay.replay import kernels as K
 
 NAMES = ("none", "pt_reclaim", "refcount", "scan", "delayed", "all_levels")
 _CODES = {"none": K.POL_NONE, "pt_reclaim": K.POL_PT_RECLAIM, "refcount": K.POL_REFCOUNT,

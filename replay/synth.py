@@ -12,8 +12,8 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from replay.synth_kinds import KIND_OPTIONS
-from schemas import EVENTS
+from ptreplay.replay.synth_kinds import KIND_OPTIONS
+from ptreplay.schemas import EVENTS
 
 SEED_BASE = 0x7F0000000000  # 512 GiB aligned, like a large anonymous mmap result
 _I32, _I64, _U64 = np.int32, np.int64, np.uint64
@@ -23,7 +23,7 @@ def capture_meta(trace_id: str, thp_mode: str = "madvise", n_events: int = 0, st
     """Capture metadata of a synthetic stream (synthetic=True, source_format='synthetic')."""
     return {"trace_id": trace_id, "host": "synthetic", "kernel_release": "", "arch": "x86_64",
             "page_size_bytes": 4096, "paging_levels": 4, "thp_mode": thp_mode, "pt_reclaim": "unknown",
-            "clock": "synthetic", "perf_version": "", "command_line": "replay.synth", "source_format": "synthetic",
+            "clock": "synthetic", "perf_version": "", "command_line": "ptreplay.replay.synth", "source_format": "synthetic",
             "lost_events": 0, "lost_samples": 0, "synthetic": True, "start_ns": 0, "end_ns": n_events * step_ns}
 
 
@@ -186,7 +186,7 @@ def parse_size(text) -> int:
         return int(text)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*", str(text), re.IGNORECASE)
     if not m:
-        from pipeline.errors import UsageError
+        from ptreplay.schemas.errors import UsageError
         raise UsageError(f"'{text}' is not a size (expected e.g. 55T, 590G, 2M, 4096)")
     return int(round(float(m.group(1)) * _UNITS[m.group(2).upper()]))
 
@@ -294,7 +294,7 @@ def _layout(sizes, gap: int = 0) -> np.ndarray:
     span = ((sizes + gap + (1 << 30) - 1) >> 30) << 30
     total = int(span.sum())
     if total > MAX_VIRT:
-        from pipeline.errors import UsageError
+        from ptreplay.schemas.errors import UsageError
         raise UsageError(f"synthetic address space of {total >> 40} TiB does not fit in 4-level paging "
                          f"(at most {MAX_VIRT >> 40} TiB here)")
     return (TOP - total + np.cumsum(span) - span).astype(_U64)
@@ -338,7 +338,7 @@ class ProductionPlan:
 
 def production_plan(virt=55 << 40, res=590 << 30, churn: float = 1.0, scale: float = 1.0, touch: int = 464,
                     aligned: float = 0.5, chunk=64 << 30) -> ProductionPlan:
-    from pipeline.errors import UsageError
+    from ptreplay.schemas.errors import UsageError
     virt, res, chunk = parse_size(virt), parse_size(res), parse_size(chunk)
     if not 1 <= touch <= 512:
         raise UsageError(f"production: --touch must be 1..512 pages, got {touch}")
@@ -557,9 +557,9 @@ def table(kind: str, step_ns: int = 1000, **params) -> pa.Table:
     clock = _Clock(step_ns=step_ns)
     t = pa.concat_tables(list(stream(kind, clock, **params)))
     meta = capture_meta(f"synth-{kind}", n_events=t.num_rows, step_ns=step_ns)
-    meta.update(command_line=f"replay.synth.table({kind!r}, ...)", start_ns=clock.t0, end_ns=clock.last)
+    meta.update(command_line=f"ptreplay.replay.synth.table({kind!r}, ...)", start_ns=clock.t0, end_ns=clock.last)
     import json
-    from schemas import CAPTURE_KEY
+    from ptreplay.schemas import CAPTURE_KEY
     return t.replace_schema_metadata({**(t.schema.metadata or {}), CAPTURE_KEY: json.dumps(meta).encode()})
 
 
@@ -567,14 +567,14 @@ def write_stream(kind: str, path, force: bool = False, step_ns: int = 1000, seed
                  command_line: str = "", **params) -> tuple[int, dict]:
     """Write KIND's stream to an EVENTS Parquet at `path` (atomic, batch by batch); (rows, capture)."""
     from pathlib import Path
-    from pipeline.parquet_io import StreamWriter
+    from ptreplay.schemas.parquet_io import StreamWriter
     path = Path(path)
     clock = _Clock(step_ns=step_ns)
     with StreamWriter(path, EVENTS, capture=None, force=force) as w:
         for batch in stream(kind, clock, seed=seed, **params):
             w.write(batch)
         meta = capture_meta(path.name.split(".")[0], n_events=clock.rows, step_ns=step_ns)
-        meta.update(command_line=command_line or f"replay.synth.write_stream({kind!r})", start_ns=clock.t0,
+        meta.update(command_line=command_line or f"ptreplay.replay.synth.write_stream({kind!r})", start_ns=clock.t0,
                     end_ns=clock.last)
         w.set_capture(meta)
     return clock.rows, meta

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.errors import SchemaError
+from ptreplay.schemas.errors import SchemaError
 
 SCHEMA_KEY = b"ptreplay.schema"
 CAPTURE_KEY = b"ptreplay.capture"

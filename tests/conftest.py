@@ -24,8 +24,8 @@ DATA = REPO / "data"
 @lru_cache(maxsize=1)
 def live_skip_reason() -> str | None:
     """Why live recording tests cannot run here, or None when they can."""
-    from pipeline.errors import RecordError
-    from pipeline.record import check_tracepoints, find_perf, find_tracefs
+    from ptreplay.schemas.errors import RecordError
+    from ptreplay.pipeline.capture.record import check_tracepoints, find_perf, find_tracefs
     if os.geteuid() != 0:
         return "live: needs root"
     try:
@@ -71,5 +71,5 @@ def workload_bin(tmp_path_factory) -> Path:
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120, prefix: list[str] | None = None,
             **kw) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` as a subprocess, from the repository root."""
-    argv = (prefix or []) + [sys.executable, "-m", "pipeline", *args]
+    argv = (prefix or []) + [sys.executable, "-m", "ptreplay", *args]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, **kw)

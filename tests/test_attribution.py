@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import DATA, REPO, run_cli
-from pipeline.errors import PipelineError
-from pipeline.formats.perf_stacks import read_stacks
-from pipeline.symbols import Symbolizer, site
+from ptreplay.schemas.errors import PipelineError
+from ptreplay.pipeline.formats.perf_stacks import read_stacks
+from ptreplay.pipeline.attribution.symbols import Symbolizer, site
 
 CAPTURE = DATA / "purge-sites"
 BINARY = CAPTURE / "purge_sites"
@@ -32,14 +32,14 @@ CACHE = int(re.search(r"#define CACHE_REGIONS (\d+)", SOURCE).group(1))
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory):
-    from pipeline.ingest import ingest
+    from ptreplay.pipeline.events.ingest import ingest
     d = tmp_path_factory.mktemp("purge")
     return ingest([CAPTURE], d / "events.parquet")
 
 
 @pytest.fixture(scope="module")
 def replayed(events):
-    from replay.engine import replay_to_dir
+    from ptreplay.replay.engine import replay_to_dir
     return replay_to_dir(events, events.parent / "out")
 
 
@@ -112,8 +112,8 @@ def test_build_id_mismatch_and_missing_binaries_fall_back_to_file_offsets(madvis
 
 
 def test_attribute_names_the_purge_sites(replayed, same_libc):
-    from pipeline.attribution import attribute_to_dir
-    from pipeline.warehouse import connect, execute
+    from ptreplay.pipeline.attribution.attribute import attribute_to_dir
+    from ptreplay.pipeline.warehouse import connect, execute
     attribute_to_dir(CAPTURE, replayed, [CAPTURE])
     con = connect(replayed)
     top = {(r["policy"], r["rank"]): r for r in execute(con, "SELECT * FROM top_sites").to_pylist()}
@@ -155,9 +155,9 @@ def test_cli_attribute_prints_the_top_sites(replayed, same_libc):
 
 
 def test_capture_without_call_chains_is_grouped_and_said(tmp_path):
-    from pipeline.attribution import NO_CHAIN, attribute
-    from pipeline.ingest import ingest
-    from replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.pipeline.attribution.attribute import NO_CHAIN, attribute
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
     ingest([DATA / "seed-2m"], tmp_path / "e.parquet")
     replay_to_dir(tmp_path / "e.parquet", tmp_path / "out", ReplayOptions(policies=["none"]))
     t = attribute(DATA / "seed-2m", tmp_path / "out")
@@ -169,13 +169,13 @@ def test_attribute_refuses_text_captures_and_missing_effects(tmp_path, replayed)
     r = run_cli("attribute", str(DATA / "text" / "seed-2-tgid.trace_pipe.txt"), str(replayed))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "perf.data" in r.stderr
     with pytest.raises(PipelineError, match="effects.parquet"):
-        from pipeline.attribution import attribute
+        from ptreplay.pipeline.attribution.attribute import attribute
         attribute(CAPTURE, tmp_path)
 
 
 def test_truncated_or_corrupt_captures_fail_in_one_line(tmp_path, events):
     """Cut or damaged copies of the capture: read_stacks ends in success or a TraceFormatError, never a crash."""
-    from pipeline.errors import TraceFormatError
+    from ptreplay.schemas.errors import TraceFormatError
     data = (CAPTURE / "perf.data").read_bytes()
     keys = {(r["tid"], r["t_ns"]) for r in pq.read_table(events, columns=["tid", "t_ns"]).to_pylist()[:2000]}
     rng = __import__("random").Random(5)
@@ -199,8 +199,8 @@ def test_truncated_or_corrupt_captures_fail_in_one_line(tmp_path, events):
 
 
 def test_html_report_lists_the_top_sites(replayed, same_libc):
-    from pipeline.attribution import attribute_to_dir
-    from pipeline.report import report
+    from ptreplay.pipeline.attribution.attribute import attribute_to_dir
+    from ptreplay.pipeline.presentation.report import report
     attribute_to_dir(CAPTURE, replayed, [CAPTURE])
     page = report(replayed, fmt="html")
     table = page.split("Call sites leaving empty PTE tables behind", 1)[1].split("</table>", 1)[0]
@@ -222,8 +222,8 @@ def test_attribute_says_in_one_line_which_frames_it_could_not_name(replayed, tmp
 
 
 def test_attribute_refuses_a_replay_of_another_capture(tmp_path):
-    from pipeline.ingest import ingest
-    from replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
     ingest([DATA / "seed-2m"], tmp_path / "e.parquet")
     replay_to_dir(tmp_path / "e.parquet", tmp_path / "out", ReplayOptions(policies=["none"]))
     r = run_cli("attribute", str(CAPTURE), str(tmp_path / "out"), "--policy", "none")

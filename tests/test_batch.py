@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.batch import batch
-from pipeline.ingest import ingest
-from pipeline.warehouse import connect, execute
-from replay.engine import ReplayOptions, replay
+from ptreplay.pipeline.fleet.batch import batch
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.pipeline.warehouse import connect, execute
+from ptreplay.replay.engine import ReplayOptions, replay
 
 pytest.importorskip("dask.distributed")
 
@@ -47,7 +47,7 @@ def test_local_cluster_equals_serial(tmp_path):
 
 def test_killed_batch_resumes_without_redoing_or_duplicating(tmp_path):
     out = tmp_path / "fleet"
-    cmd = [sys.executable, "-m", "pipeline", "batch", *map(str, CAPTURES), "-o", str(out),
+    cmd = [sys.executable, "-m", "ptreplay", "batch", *map(str, CAPTURES), "-o", str(out),
            "--workers", "1", "--policy", POLICIES]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
@@ -78,7 +78,7 @@ def test_one_bad_trace_is_reported_and_the_rest_finish(tmp_path):
     res = batch([str(CAPTURES[-1]), str(bad)], out, policies="none", workers=1)
     assert res.done == [CAPTURES[-1].name]
     assert list(res.failed) == ["broken"] and str(bad) in res.failed["broken"]
-    r = subprocess.run([sys.executable, "-m", "pipeline", "batch", str(bad), "-o", str(out), "--workers", "1"],
+    r = subprocess.run([sys.executable, "-m", "ptreplay", "batch", str(bad), "-o", str(out), "--workers", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "failed broken" in r.stderr and "Traceback" not in r.stderr
 

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from conftest import DATA
-from pipeline.parquet_io import read_capture, read_table
-from schemas import CAPTURE, TRUTH
+from ptreplay.schemas.parquet_io import read_capture, read_table
+from ptreplay.schemas import CAPTURE, TRUTH
 
 CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
 EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites"}

@@ -25,9 +25,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.formats import open_binary
-from pipeline.ingest import ingest
+from ptreplay.schemas.errors import PipelineError
+from ptreplay.pipeline.formats import open_binary
+from ptreplay.pipeline.events.ingest import ingest
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CASES = int(os.environ.get("PTREPLAY_FUZZ_CASES", "1000"))
@@ -212,7 +212,7 @@ def test_cli_on_mangled_input_is_one_line_exit_1(tmp_path):
     bad = tmp_path / "cut.data"
     bad.write_bytes(blob[: len(blob) // 2 + 3])
     out = tmp_path / "e.parquet"
-    r = subprocess.run([sys.executable, "-m", "pipeline", "ingest", str(bad), "-o", str(out)],
+    r = subprocess.run([sys.executable, "-m", "ptreplay", "ingest", str(bad), "-o", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert str(bad) in r.stderr and not out.exists()

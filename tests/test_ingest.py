@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import require
-from pipeline.ingest import ingest
-from pipeline.parquet_io import read_capture, read_table
-from schemas import EVENTS
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.schemas.parquet_io import read_capture, read_table
+from ptreplay.schemas import EVENTS
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CAPTURES = sorted(p for p in DATA.iterdir() if (p / "perf.data").exists()) if DATA.exists() else []
@@ -20,7 +20,7 @@ HAVE_PERF = shutil.which("perf") is not None
 
 
 def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "ptreplay", *map(str, args)], capture_output=True, text=True, **kw)
 
 
 def perf_script_counts(perf_data: Path) -> collections.Counter:

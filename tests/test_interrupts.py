@@ -1,6 +1,5 @@
 """Interrupted work and lost events: never a partial output, never a silent loss."""
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,10 +9,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.ingest import ingest
-from pipeline.parquet_io import read_capture, read_table
-from replay.engine import ReplayOptions, replay
-from schemas import ARTIFACTS, EVENTS, SUMMARY
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.schemas.parquet_io import read_capture, read_table
+from ptreplay.replay.engine import ReplayOptions, replay
+from ptreplay.schemas import ARTIFACTS, EVENTS, SUMMARY
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
@@ -35,14 +34,14 @@ def test_lost_events_reach_metadata_summary_and_a_warning(tmp_path, perf_oracle)
     assert meta["lost_events"] == expected
     summary = replay(events, ReplayOptions(policies="none")).summary
     assert summary.num_rows and set(summary.column("lost_events").to_pylist()) == {expected}
-    r = subprocess.run([sys.executable, "-m", "pipeline", "replay", str(events), "-o", str(tmp_path / "out"),
+    r = subprocess.run([sys.executable, "-m", "ptreplay", "replay", str(events), "-o", str(tmp_path / "out"),
                         "--policy", "none"], capture_output=True, text=True)
     assert r.returncode == 0 and f"lost {expected} events" in r.stderr
     assert set(read_table(tmp_path / "out" / "summary.parquet", SUMMARY).column("lost_events").to_pylist()) == {expected}
 
 
 def _start(cmd):
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *map(str, cmd)],
+    return subprocess.Popen([sys.executable, "-m", "ptreplay", *map(str, cmd)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -88,7 +87,7 @@ def test_interrupted_replay_leaves_complete_outputs_or_none(tmp_path, sig):
             read_table(out / name, ARTIFACTS[name.split(".")[0]])
     if sig != signal.SIGKILL:
         assert not list(out.glob(".*.tmp")) if out.exists() else True
-    r = subprocess.run([sys.executable, "-m", "pipeline", "replay", str(events), "-o", str(out), "--force",
+    r = subprocess.run([sys.executable, "-m", "ptreplay", "replay", str(events), "-o", str(out), "--force",
                         "--policy", "none,pt_reclaim"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     s = read_table(out / "summary.parquet", SUMMARY)

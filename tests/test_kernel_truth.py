@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.ingest import ingest
-from pipeline.parquet_io import read_table
-from replay.engine import ReplayOptions, replay
-from schemas import TRUTH
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.schemas.parquet_io import read_table
+from ptreplay.replay.engine import ReplayOptions, replay
+from ptreplay.schemas import TRUTH
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CAPTURES = sorted(p for p in DATA.iterdir() if (p / "truth.parquet").exists()) if DATA.exists() else []

@@ -7,9 +7,9 @@ in test_ingest.py.
 import pyarrow as pa
 import pytest
 
-from pipeline.formats import RAW
-from pipeline.normalize import Normalizer
-from schemas import EVENTS, conform
+from ptreplay.pipeline.formats import RAW
+from ptreplay.pipeline.events.normalize import Normalizer
+from ptreplay.schemas import EVENTS, conform
 
 NEG_ENOMEM = (1 << 64) - 12
 
@@ -154,6 +154,6 @@ def test_exit_group_alone_exits_at_end():
 def test_conform_rejects_events_missing_a_column(bad):
     rows, _ = run([(1, 7, 7, "page_fault_user", dict(a0=0x1000, a2=6))])
     t = pa.Table.from_pylist(rows, schema=EVENTS.schema).drop_columns([bad])
-    from pipeline.errors import SchemaError
+    from ptreplay.schemas.errors import SchemaError
     with pytest.raises(SchemaError, match=f"missing column\\(s\\) {bad}"):
         conform(t, EVENTS)

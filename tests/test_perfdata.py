@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.errors import TraceFormatError
-from pipeline.formats import RAW, detect, perfdata
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats import RAW, detect, perfdata
 
 HERE = Path(__file__).parent
 PERF_DIR = HERE / "data" / "perf"
@@ -222,7 +222,7 @@ def test_calls_that_migrate_cpus_pair_up(name):
     on one CPU and left on another has its exit in another ring buffer, often earlier in
     the file than its enter.  Pairing by file order dropped those exits as orphans and
     left the enters open; every call must pair up as `perf script` shows it in time order."""
-    from pipeline.ingest import read_events
+    from ptreplay.pipeline.events.ingest import read_events
     want, open_calls, moved = [], {}, 0
     for r in perf_script(PERF_DIR / name):
         t = int(r["sec"]) * 10**9 + int(r["ns"])
@@ -344,7 +344,7 @@ def walk_reference(buf: bytes):
 @pytest.mark.parametrize("cut", [0, 7, 8, 4096, 100_003, None])
 @pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
 def test_walk_kernel_matches_reference(name, cut):
-    from pipeline.formats._perf_kernels import unaligned_views, walk_records
+    from ptreplay.pipeline.formats._perf_kernels import unaligned_views, walk_records
     data = (PERF_DIR / name).read_bytes()
     start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
     buf = data[start:] if cut is None else data[start:start + cut]
@@ -356,7 +356,7 @@ def test_walk_kernel_matches_reference(name, cut):
 
 
 def test_walk_kernel_bad_size():
-    from pipeline.formats._perf_kernels import unaligned_views, walk_records
+    from ptreplay.pipeline.formats._perf_kernels import unaligned_views, walk_records
     buf = struct.pack("<IHH", 9, 0, 16) + bytes(8) + struct.pack("<IHH", 9, 0, 4)
     offs, _, _, stop, status = walk_records(*unaligned_views(buf), 0, len(buf))
     assert offs.tolist() == [0] and stop == 16 and status == 1

@@ -19,12 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.parquet_io import write_table
-from pipeline.plot import (ENTRIES_PER_TABLE, MAX_REGIONS, REGION_BYTES, heatmap_matrix, load, plot,
-                           render_png, top_regions)
-from schemas import OCCUPANCY
-from tests.conftest import DATA, run_cli
+from ptreplay.schemas.errors import UsageError
+from ptreplay.schemas.parquet_io import write_table
+from ptreplay.pipeline.presentation.plot import plot
+from ptreplay.pipeline.presentation.plotdata import (ENTRIES_PER_TABLE, MAX_REGIONS, REGION_BYTES, heatmap_matrix, load,
+                                                     top_regions)
+from ptreplay.pipeline.presentation.png import render_png
+from ptreplay.schemas import OCCUPANCY
+from conftest import DATA, run_cli
 
 GIB = REGION_BYTES
 BASE = 0x7F3A40000000          # a 1 GiB aligned address, as in a real mmap area
@@ -138,8 +140,8 @@ def test_empty_occupancy_gives_an_empty_matrix():
 # ----------------------------------------------------------------------------- real replay outputs
 
 def replay_capture(name: str, out: Path) -> Path:
-    from pipeline.ingest import ingest
-    from replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
     events = out.parent / f"{name}.events.parquet"
     ingest([DATA / name], events, force=True)
     replay_to_dir(events, out, ReplayOptions(), force=True)
@@ -274,7 +276,7 @@ def test_html_has_the_same_panels_with_human_hover(seed_fixture_occ, tmp_path):
 
 def test_html_and_report_escape_strings_from_captures(seed_out, tmp_path):
     pytest.importorskip("plotly")
-    from pipeline.report import report
+    from ptreplay.pipeline.presentation.report import report
     out = tmp_path / "evil"
     shutil.copytree(seed_out, out)
     summary = pq.read_table(out / "summary.parquet")
@@ -289,7 +291,7 @@ def test_html_and_report_escape_strings_from_captures(seed_out, tmp_path):
 
 def test_report_html_embeds_plotly_or_falls_back_to_png(seed_fixture_occ, monkeypatch):
     pytest.importorskip("plotly")
-    from pipeline.report import report
+    from ptreplay.pipeline.presentation.report import report
     page = report(seed_fixture_occ, "html")
     assert len(plotly_figures_in(page)) == 2 and '<img alt="VIRT' not in page
     monkeypatch.setitem(sys.modules, "plotly", None)      # plotly not installed

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from pipeline import cli, machine
-from pipeline.errors import RecordError
-from pipeline.parquet_io import read_table
-from pipeline.record import (RecordOptions, Sampler, check_command, check_pid, check_privileges, check_tracepoints,
+from ptreplay.pipeline import cli
+from ptreplay.pipeline.capture import machine
+from ptreplay.schemas.errors import RecordError
+from ptreplay.schemas.parquet_io import read_table
+from ptreplay.pipeline.capture.record import (RecordOptions, Sampler, check_command, check_pid, check_privileges, check_tracepoints,
                              children, find_perf, find_tracefs, parse_status, perf_argv,
                              prepare_out_dir, present_pages, read_maps)
-from schemas import CAPTURE, SUMMARY, TRUTH
+from ptreplay.schemas import CAPTURE, SUMMARY, TRUTH
 
 STATUS = b"""Name:\tseed_loop
 Umask:\t0022
@@ -202,7 +203,7 @@ def test_cli_not_root_is_one_line(tmp_path, monkeypatch, capsys):
     paranoid = tmp_path / "paranoid"
     paranoid.write_text("2\n")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr("pipeline.record.PARANOID_PATH", paranoid)
+    monkeypatch.setattr("ptreplay.pipeline.capture.record.PARANOID_PATH", paranoid)
     rc = cli.main(["record", "-o", str(tmp_path / "out"), "--", "true"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "not root (euid 1000)" in err[0]
@@ -342,7 +343,7 @@ def _perf_child(recorder_pid: int, name: str, timeout: float = 20) -> int:
 @pytest.mark.live
 def test_sigint_leaves_a_valid_capture(tmp_path, workload_bin):
     out = tmp_path / "cap"
-    argv = [sys.executable, "-m", "pipeline", "record", "-o", str(out), "--",
+    argv = [sys.executable, "-m", "ptreplay", "record", "-o", str(out), "--",
             str(workload_bin / "seed_loop"), "4", "1000000", "1"]
     rec = subprocess.Popen(argv, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import OutputExistsError, SchemaError, UsageError
-from replay import synth
-from replay.engine import REPLAY_KEY, ReplayOptions, replay, replay_to_dir
-from replay.policies import parse_policies, parse_policy
+from ptreplay.schemas.errors import OutputExistsError, SchemaError, UsageError
+from ptreplay.replay import synth
+from ptreplay.replay.engine import REPLAY_KEY, ReplayOptions, replay, replay_to_dir
+from ptreplay.replay.policies import parse_policies, parse_policy
 from reference_replay import run_reference
 
 KB4 = 4096
@@ -292,7 +292,7 @@ def test_replay_to_dir_writes_atomically_with_force(tmp_path):
 
 
 def test_kernels_are_valid_python_without_jit(tmp_path):
-    code = ("from replay import synth; from replay.engine import replay, ReplayOptions;"
+    code = ("from ptreplay.replay import synth; from ptreplay.replay.engine import replay, ReplayOptions;"
             "r = replay(synth.random_stream(3, 40), ReplayOptions(policies='all', thp='always'));"
             "print(r.summary.num_rows)")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import DATA
-from pipeline.ingest import ingest
-from pipeline.warehouse import connect, execute
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.pipeline.warehouse import connect, execute
 from reference_replay import replay_reference, snapshot_ticks
-from replay import synth
-from replay.engine import ReplayOptions, replay, replay_to_dir, snapshot_every
-from replay.policies import parse_policy
-from schemas import ARTIFACTS, EFFECTS, OCCUPANCY, describe
+from ptreplay.replay import synth
+from ptreplay.replay.engine import ReplayOptions, replay, replay_to_dir, snapshot_every
+from ptreplay.replay.policies import parse_policy
+from ptreplay.schemas import ARTIFACTS, EFFECTS, OCCUPANCY, describe
 from test_replay import B, GB, KB4, MB, ev, fault, madv, mmap, seed_rows, touch_range
 from test_replay_fast_path import interleaved_rows
 from test_replay_properties import ALL as ALL_FAST_TIMERS

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from replay import synth
-from replay.engine import ReplayOptions, replay
+from ptreplay.replay import synth
+from ptreplay.replay.engine import ReplayOptions, replay
 from test_replay import check_reference
 
 ALL = "none,pt_reclaim,refcount,scan:5ms,delayed:3ms,all_levels"

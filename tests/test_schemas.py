@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import OutputExistsError, SchemaError
-from pipeline.parquet_io import StreamWriter, read_capture, read_table, write_table
-from schemas import ARTIFACTS, CAPTURE_KEY, SCHEMA_KEY, SUMMARY, TRUTH, conform
+from ptreplay.schemas.errors import OutputExistsError, SchemaError
+from ptreplay.schemas.parquet_io import StreamWriter, read_capture, read_table, write_table
+from ptreplay.schemas import ARTIFACTS, CAPTURE_KEY, SCHEMA_KEY, SUMMARY, TRUTH, conform
 
 
 def truth_rows(n=3):
@@ -87,10 +87,10 @@ def test_no_overwrite_without_force_and_failed_write_leaves_old_file(tmp_path):
 
 
 def test_cli_schema_and_usage_errors_are_one_line():
-    ok = subprocess.run([sys.executable, "-m", "pipeline", "schema", "events"], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "ptreplay", "schema", "events"], capture_output=True, text=True)
     assert ok.returncode == 0 and "t_ns" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "pipeline", "schema", "nope"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "ptreplay", "schema", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unknown artifact 'nope'" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "pipeline", "replay"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "ptreplay", "replay"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1

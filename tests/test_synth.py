@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import cli
-from pipeline.parquet_io import read_capture, read_table
-from replay import synth
-from replay.engine import ReplayOptions, replay
-from schemas import EVENT_KINDS, EVENTS, conform
+from ptreplay.pipeline import cli
+from ptreplay.schemas.parquet_io import read_capture, read_table
+from ptreplay.replay import synth
+from ptreplay.replay.engine import ReplayOptions, replay
+from ptreplay.schemas import EVENT_KINDS, EVENTS, conform
 
 SMALL = {
     "seed-loop": dict(gib=1, iters=8, split=1),
@@ -46,7 +46,7 @@ def test_kind_is_a_valid_synthetic_events_table(kind):
     assert kinds <= set(EVENT_KINDS) and {"fault", "madvise"} <= kinds
     ts = t.column("t_ns").to_numpy()
     assert (np.diff(ts) > 0).all()
-    from replay.engine import _read_capture
+    from ptreplay.replay.engine import _read_capture
     meta = _read_capture(t)
     assert meta["synthetic"] is True and meta["source_format"] == "synthetic"
     assert meta["start_ns"] == ts[0] and meta["end_ns"] == ts[-1]

@@ -5,7 +5,6 @@ below were read by hand from the quoted line of the sample file.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from pipeline.errors import TraceFormatError
-from pipeline.formats import RAW, open_binary
-from pipeline.formats import ftrace, perf_script, tracecmd
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats import RAW, open_binary
+from ptreplay.pipeline.formats import ftrace, perf_script, tracecmd
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "text"
 FTRACE = DATA / "seed-64.ftrace.txt.zst"

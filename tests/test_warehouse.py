@@ -6,11 +6,11 @@ import sys
 import pyarrow as pa
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.parquet_io import write_table
-from pipeline.report import report
-from pipeline.warehouse import connect, execute
-from schemas import SUMMARY
+from ptreplay.schemas.errors import UsageError
+from ptreplay.schemas.parquet_io import write_table
+from ptreplay.pipeline.presentation.report import report
+from ptreplay.pipeline.warehouse import connect, execute
+from ptreplay.schemas import SUMMARY
 
 KB = 1024
 
@@ -92,11 +92,11 @@ def test_report_numbers_equal_summary(tree):
 
 
 def test_cli_sql_binds_params_and_reports_errors_in_one_line(tree):
-    ok = subprocess.run([sys.executable, "-m", "pipeline", "sql", str(tree),
+    ok = subprocess.run([sys.executable, "-m", "ptreplay", "sql", str(tree),
                          "SELECT pid FROM summary WHERE comm = $c GROUP BY pid", "--param", "c=java", "--format", "csv"],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.split() == ['"pid"', "20"]
-    bad = subprocess.run([sys.executable, "-m", "pipeline", "sql", str(tree), "SELECT nope FROM summary"],
+    bad = subprocess.run([sys.executable, "-m", "ptreplay", "sql", str(tree), "SELECT nope FROM summary"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 
 RAW = pa.schema([
@@ -66,9 +67,9 @@ class RawColumns:
     dictionary-encode them again, cost more than decoding them.
     """
     columns: dict
-    event: "np.ndarray"
+    event: np.ndarray
     events: list
-    comm: "np.ndarray"
+    comm: np.ndarray
     comms: list
 
     def __len__(self) -> int:
@@ -109,16 +110,16 @@ def open_binary(path: Path):
 
 def readers() -> list:
     """All readers, binary formats first (their magic is unambiguous)."""
-    from pipeline.formats import ftrace, perf_script, perfdata, tracecmd
+    from ptreplay.pipeline.formats import ftrace, perf_script, perfdata, tracecmd
     return [perfdata, tracecmd, ftrace, perf_script]
 
 
 def detect(path: Path):
     """The reader module for `path`, chosen from its content, never its name."""
-    from pipeline.errors import TraceFormatError
+    from ptreplay.schemas.errors import TraceFormatError
     path = Path(path)
     if path.is_dir():
-        from pipeline.formats import perfdata
+        from ptreplay.pipeline.formats import perfdata
         if perfdata.sniff_dir(path):
             return perfdata
         raise TraceFormatError(f"{path}: directory is not a perf --threads capture (no data.N files with a PERFILE2 header)")

@@ -7,13 +7,13 @@ its other rows in one pass).  Kept apart so importing the reader compiles nothin
 """
 from __future__ import annotations
 
-import numba
+from ptreplay.replay.jit import njit
 import numpy as np
 
 HEADER_TRACING_DATA = 66
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def walk_records(u8, u32, u64, start, end):
     """Offsets, types and sizes of the complete records in buf[start:end] (perf_event_header).
 
@@ -77,7 +77,7 @@ def unaligned_views(buf) -> tuple:
     return np.frombuffer(buf, np.uint8), view(np.uint32, 4), view(np.uint64, 8)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _load(u8, u32, u64, q, size):
     """Unsigned little-endian integer of `size` (1, 2, 4 or 8) bytes at byte q, as uint64."""
     if size == 8:
@@ -89,7 +89,7 @@ def _load(u8, u32, u64, q, size):
     return np.uint64(u8[q])
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _signed(v, size):
     """Sign-extend the low `size` bytes of v (as numpy's astype(int64) of an int<size*8>)."""
     if size < 8:
@@ -99,12 +99,12 @@ def _signed(v, size):
     return v
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _i32(u8, u32, u64, q):
     return np.int32(np.int64(_signed(_load(u8, u32, u64, q, 4), 4)))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _field(u8, u32, u64, q, size, signed):
     """An integer tracepoint field at byte q as uint64, sign-extended if signed (as numpy casts)."""
     if size == 8:                               # constant sizes: each read is one load
@@ -118,7 +118,7 @@ def _field(u8, u32, u64, q, size, signed):
     return _signed(v, size) if signed else v
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
                          attr, t_ns, pid, tid, cpu, ev, args, ret):
     """Decode SAMPLE records at `offs` (their `sizes`) into RAW columns, row i = record i.
@@ -196,7 +196,7 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
 NOT_FAULT, USER_FAULT, KERNEL_FAULT = 0, 1, 2
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def merge_faults(t_ns, seq, pid, tid, cpu, addr, ip, error_code, code, fault_kind, user_limit, fault_code,
                  s_t_ns, s_seq, o_t_ns, o_seq, o_pid, o_tid, o_cpu, o_kind, o_addr, o_ip, o_error_code,
                  o_user_mode, at):

@@ -13,8 +13,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from pipeline.errors import TraceFormatError
-from pipeline.formats._perf_layout import TRACING_MAGIC
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats._perf_layout import TRACING_MAGIC
 
 _FIELD_RE = re.compile(r"field:(?P<decl>[^;]*);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);"
                        r"\s*signed:(?P<signed>\d+);")

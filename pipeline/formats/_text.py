@@ -25,8 +25,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from pipeline.errors import TraceFormatError
-from pipeline.formats import RAW, Capture
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats import RAW, Capture
 
 CHUNK_BYTES = 96 << 20          # ~1 M lines of typical trace text per read
 BATCH_ROWS = 1 << 20            # at most this many rows per yielded table
@@ -434,9 +434,9 @@ def _compile():
     Helpers are compiled first and rebound in this module so that `_scan` calls compiled code."""
     g = globals()
     if not hasattr(g["_scan"], "py_func"):
-        import numba
+        from ptreplay.replay.jit import njit
         for name in _JIT_ORDER:
-            g[name] = numba.njit(cache=True, nogil=True)(g[name])
+            g[name] = njit(nogil=True)(g[name])
     return g["_scan"]
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import TraceFormatError
-from pipeline.formats import _perf_layout as L
-from pipeline.formats.perfdata import (_Where, _data_files, _expand_compressed, _file_size, _guard,
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats import _perf_layout as L
+from ptreplay.pipeline.formats.perfdata import (_Where, _data_files, _expand_compressed, _file_size, _guard,
                                        _guarded, _open_header, _PerfReader, _record_chunks)
 
 _U64 = struct.Struct("<Q")

@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import zstandard
 
-from pipeline.errors import TraceFormatError
-from pipeline.formats import RAW, Capture, RawColumns
-from pipeline.formats import _perf_layout as L
-from pipeline.formats._perf_tracing import TraceFormat, parse_tracing_data
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats import RAW, Capture, RawColumns
+from ptreplay.pipeline.formats import _perf_layout as L
+from ptreplay.pipeline.formats._perf_tracing import TraceFormat, parse_tracing_data
 
 NAME = "perf.data"
 CHUNK_BYTES = 4 << 20           # decoded stream bytes per step: fits the L3 cache, bounds memory
@@ -541,7 +541,7 @@ class _PerfReader:
         variable layouts are then filled per attr from their own rows, the latter
         field by field from a per-record cursor (`decode_attr_samples`).
         """
-        from pipeline.formats import _perf_kernels as K
+        from ptreplay.pipeline.formats import _perf_kernels as K
         offs = ch.offs[sidx]
         sizes = ch.sizes[sidx]
         n = len(offs)
@@ -582,7 +582,7 @@ class _PerfReader:
 
     def sample_plan(self) -> tuple[np.ndarray, np.ndarray]:
         """The per-attr layout and field tables of `decode_fixed_samples` (built once per attr set)."""
-        from pipeline.formats import _perf_kernels as K
+        from ptreplay.pipeline.formats import _perf_kernels as K
         key = (len(self.attrs), id(self._id_lut))
         if getattr(self, "_plan_key", None) == key:
             return self._plan
@@ -922,7 +922,7 @@ _kernels = None
 def _walk(buf, start: int, end: int):
     global _kernels
     if _kernels is None:
-        from pipeline.formats import _perf_kernels
+        from ptreplay.pipeline.formats import _perf_kernels
         _kernels = _perf_kernels
     return _kernels.walk_records(*_kernels.unaligned_views(buf), start, end)
 

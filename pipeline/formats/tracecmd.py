@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.formats import Capture
-from pipeline.formats._text import STYLE_FTRACE, TextFormat, read_text
+from ptreplay.pipeline.formats import Capture
+from ptreplay.pipeline.formats._text import STYLE_FTRACE, TextFormat, read_text
 
 NAME = "trace-cmd"
 

@@ -21,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import PipelineError, UsageError
-from pipeline.ingest import resolve_input
-from pipeline.parquet_io import open_artifact, read_table, write_table
-from pipeline.progress import warn
-from pipeline.symbols import Symbolizer, caller, site
-from schemas import ATTRIBUTION, EFFECTS, EVENTS, REPLAY_KEY, SUMMARY
+from ptreplay.schemas.errors import PipelineError
+from ptreplay.pipeline.events.ingest import resolve_input
+from ptreplay.schemas.parquet_io import open_artifact, read_table, write_table
+from ptreplay.pipeline.progress import warn
+from ptreplay.pipeline.attribution.symbols import Symbolizer, caller, site
+from ptreplay.schemas import ATTRIBUTION, EFFECTS, EVENTS, REPLAY_KEY, SUMMARY
 
 PTE_TABLE_BYTES = 4096
 NO_CHAIN = "(no call chain)"
@@ -45,12 +45,12 @@ def attribute(capture: Path, replay_dir: Path, binaries: list[Path] | None = Non
         raise PipelineError(f"{replay_dir}: no effects.parquet (replay it again with this version)")
     effects = read_table(effects_file, EFFECTS)
     file, _ = resolve_input(Path(capture))
-    from pipeline.formats import detect
+    from ptreplay.pipeline.formats import detect
     if detect(file).NAME != "perf.data":
         raise PipelineError(f"{file}: attribution needs a perf.data capture (call chains and MMAP2 records)")
     tid, t_ns = _threads_and_times(effects, _events_path(replay_dir, events))
     keys = list(zip(tid.tolist(), t_ns.tolist()))
-    from pipeline.formats.perf_stacks import read_stacks
+    from ptreplay.pipeline.formats.perf_stacks import read_stacks
     stacks, mmaps, meta = read_stacks(file, set(keys))
     times = len(set(t_ns.tolist()))
     if times and meta["times_found"] < times / 2:
@@ -150,34 +150,3 @@ def attribute_to_dir(capture: Path, replay_dir: Path, binaries: list[Path] | Non
     out = Path(replay_dir) / "attribution.parquet"
     write_table(table, out, ATTRIBUTION, force=force)
     return out
-
-
-def check_policies(path: Path, policies: list[str] | None) -> None:
-    """Refuse policies that the replay output at `path` does not hold (UsageError, one line)."""
-    from pipeline.warehouse import connect, execute
-    have = set(execute(connect(Path(path)), "SELECT DISTINCT policy FROM summary").column("policy").to_pylist())
-    unknown = [p for p in policies or [] if p not in have]
-    if unknown:
-        raise UsageError(f"--policy {','.join(unknown)}: not replayed in {path} "
-                         f"(it has {', '.join(sorted(have)) or 'no summary rows'})")
-
-
-def top_sites(path: Path, policies: list[str] | None = None, top: int = 10, human: bool = True) -> pa.Table:
-    """The `top_sites` view (schemas/sql/40_attribution.sql): the first `top` sites per policy."""
-    from pipeline.report import human_bytes
-    from pipeline.warehouse import connect, execute
-    if int(top) < 1:
-        raise UsageError(f"--top {top}: must be at least 1")
-    check_policies(path, policies)
-    t = execute(connect(Path(path)), """
-        SELECT policy, rank, site, site_dso, top_caller, kinds, events, pte_tables_allocated, pte_tables_emptied,
-               empty_pte_bytes, empty_byte_seconds
-        FROM top_sites
-        WHERE rank <= $top AND (len($policies) = 0 OR list_contains($policies, policy))
-        ORDER BY trace_id, policy, rank, site""", {"top": int(top), "policies": list(policies or [])})
-    if not human:
-        return t
-    cols = {c: t.column(c).to_pylist() for c in t.column_names}
-    cols["empty_pte_bytes"] = [human_bytes(v) for v in cols["empty_pte_bytes"]]
-    cols["empty_byte_seconds"] = [f"{human_bytes(v)}s" for v in cols["empty_byte_seconds"]]
-    return pa.table(cols)

@@ -16,13 +16,13 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from pipeline.arrow_np import to_numpy
-from pipeline.errors import TraceFormatError
-from pipeline.formats import detect, open_binary
-from pipeline.normalize import Normalizer
-from pipeline.parquet_io import StreamWriter, check_writable, read_table
-from pipeline.progress import progress, warn
-from schemas import CAPTURE, EVENTS
+from ptreplay.pipeline.events.arrow_np import to_numpy
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats import detect, open_binary
+from ptreplay.pipeline.events.normalize import Normalizer
+from ptreplay.schemas.parquet_io import StreamWriter, check_writable, read_table
+from ptreplay.pipeline.progress import progress, warn
+from ptreplay.schemas import CAPTURE, EVENTS
 
 X86_64 = ("x86_64", "amd64", "x86-64")
 

@@ -44,9 +44,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import arrow_np
-from pipeline.formats import RawColumns
-from schemas import EVENT_KINDS, EVENTS
+from ptreplay.pipeline.events import arrow_np
+from ptreplay.pipeline.formats import RawColumns
+from ptreplay.schemas import EVENT_KINDS, EVENTS
 
 USER_LIMIT_4LEVEL = 1 << 47
 USER_LIMIT_5LEVEL = 1 << 56
@@ -214,7 +214,7 @@ class Normalizer:
         absent while the other rows hold the default too (`_to_table` fills them
         cheaply).  comm is kept as `comm_rows`/`comm_texts`.
         """
-        from pipeline.formats import _perf_kernels as K    # numba: imported on first use
+        from ptreplay.pipeline.formats import _perf_kernels as K    # numba: imported on first use
         t = c["t_ns"]
         if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
             order = np.lexsort((c["seq"], t))
@@ -527,7 +527,7 @@ def _select(code: np.ndarray, rows: np.ndarray, codes: list) -> np.ndarray:
 
 def _fault_kinds(names: list) -> np.ndarray:
     """Per event code: is it a fault, and in which mode (`merge_faults`' fault_kind; 0 = not a fault)."""
-    from pipeline.formats import _perf_kernels as K
+    from ptreplay.pipeline.formats import _perf_kernels as K
     kinds = {"page_fault_user": K.USER_FAULT, "page_fault_kernel": K.KERNEL_FAULT}
     return np.array([kinds.get(n, K.NOT_FAULT) for n in names] or [K.NOT_FAULT], np.int8)
 

@@ -1,4 +1,4 @@
-"""Interactive HTML of the same panels as the PNG (pipeline.plot), via plotly.
+"""Interactive HTML of the same panels as the PNG (png.py), via plotly.
 
     figures(PlotData) -> [timeline figure, heatmap figure]   (plotly Figure objects)
     fragment(PlotData) -> str                                 <div>s to embed (plotly.js inline once)
@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from pipeline.parquet_io import atomic_path
-from pipeline.plot import MIB, OCCUPANCY_LABEL, PANELS, TRUTH_LABEL, PlotData, cost_of, heatmap_caption
-from pipeline.report import human_bytes
+from ptreplay.schemas.parquet_io import atomic_path
+from ptreplay.pipeline.presentation.plotdata import (MIB, OCCUPANCY_LABEL, PANELS, TRUTH_LABEL, PlotData, cost_of,
+                                                     heatmap_caption)
+from ptreplay.schemas.units import human_bytes
 
 PAGE = 4096
 # RdYlBu as in the PNG: red = tables with nothing mapped, blue = full.

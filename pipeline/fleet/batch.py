@@ -19,9 +19,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import PipelineError, UsageError
-from pipeline.ingest import trace_id_of
-from pipeline.progress import progress
+from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.pipeline.events.ingest import trace_id_of
+from ptreplay.pipeline.progress import progress
 
 
 @dataclass
@@ -89,8 +89,8 @@ def expand_inputs(inputs: list[str]) -> list[Path | str]:
 def _looks_like_capture(p: Path) -> bool:
     """A directory's child worth a task: a record directory, or a file some reader claims
     (so READMEs and scripts beside the captures are passed over, not reported as failures)."""
-    from pipeline.errors import TraceFormatError
-    from pipeline.formats import detect
+    from ptreplay.schemas.errors import TraceFormatError
+    from ptreplay.pipeline.formats import detect
     if p.name.startswith("."):
         return False
     if p.is_dir():
@@ -108,8 +108,8 @@ def _is_thread_dir(p: Path) -> bool:
 
 def run_one(path: str, out_dir: str, policies: str) -> str:
     """The task: ingest + replay one capture into out_dir/trace_id=X (atomically). Returns X."""
-    from pipeline.ingest import ingest
-    from replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
 
     tid = trace_id_of(path)
     final = Path(out_dir) / f"trace_id={tid}"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import OutputExistsError, SchemaError
-from schemas import CAPTURE_KEY, SCHEMA_KEY, Artifact, conform, schema_metadata
+from ptreplay.schemas.errors import OutputExistsError, SchemaError
+from ptreplay.schemas import CAPTURE_KEY, SCHEMA_KEY, Artifact, conform, schema_metadata
 
 
 # Parquet writer options per artifact.  Events are by far the largest: their

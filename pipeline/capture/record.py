@@ -44,11 +44,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import RecordError
-from pipeline.machine import machine_info
-from pipeline.parquet_io import atomic_path, write_table
-from pipeline.progress import interactive, note, warn
-from schemas import CAPTURE, TRUTH
+from ptreplay.schemas.errors import RecordError
+from ptreplay.pipeline.capture.machine import machine_info
+from ptreplay.schemas.parquet_io import atomic_path, write_table
+from ptreplay.pipeline.progress import interactive, note, warn
+from ptreplay.schemas import CAPTURE, TRUTH
 
 # Tracepoints, as perf names them.  A missing REQUIRED one refuses the
 # recording (the replay would be wrong); a missing OPTIONAL one is skipped.

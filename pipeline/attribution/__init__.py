@@ -1,0 +1,1 @@
+"""Attribution: the call sites that allocate PTE tables and leave them empty (symbols, attribute)."""
