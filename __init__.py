@@ -10,7 +10,7 @@ The few calls a notebook needs (each imports what it uses only when called, so
     con = ptreplay.connect(out)                               # DuckDB views: summary, savings, truth, ...
     con.sql("SELECT * FROM savings").df()
     ptreplay.plot(out, "out/vmpte.png")
-    ptreplay.attribute(cap, out)                              # call sites (capture made with call_graph=True)
+    ptreplay.attribute(cap, out)                              # call sites (capture made with callgraph=True)
 
 The layers under it, in data-flow order: ``ptreplay.schemas`` (artifacts, Parquet
 I/O, errors, units), ``ptreplay.replay`` (the page-table model) and
@@ -23,15 +23,21 @@ from pathlib import Path
 
 from ptreplay import replay  # the package is callable: ptreplay.replay(events, out, ...)
 
-__version__ = "0.1.0"
 __all__ = ["record", "ingest", "replay", "connect", "plot", "attribute", "__version__"]
+
+
+def __getattr__(name):  # ptreplay.__version__, read from the installed distribution when asked
+    if name == "__version__":
+        from ptreplay.pipeline.cli import version  # one definition (also `ptreplay --version`)
+        return version()
+    raise AttributeError(f"module 'ptreplay' has no attribute {name!r}")
 
 
 def record(out_dir, command: list[str] | None = None, pid: int | None = None, duration_s: float | None = None,
            **options) -> Path:
     """Record `command` (or attach to `pid` for `duration_s`) into `out_dir` with perf, plus the
     kernel's own /proc truth; needs root.  `options`: the fields of
-    :class:`ptreplay.pipeline.capture.record.RecordOptions` (force, call_graph, threads, ...)."""
+    :class:`ptreplay.pipeline.capture.record.RecordOptions` (force, callgraph, threads, ...)."""
     from ptreplay.pipeline.capture.record import RecordOptions
     from ptreplay.pipeline.capture.record import record as _record
     return _record(RecordOptions(out_dir=Path(out_dir), command=command, pid=pid, duration_s=duration_s,

@@ -49,9 +49,9 @@ EVENTS = ["exceptions:page_fault_user", "exceptions:page_fault_kernel",
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from ptreplay.pipeline.formats import perfdata
-from ptreplay.pipeline.formats import _perf_kernels   # numba import + cached kernel load
-_perf_kernels.walk_records(*_perf_kernels.unaligned_views(bytes(16)), 0, 16)
+from ptreplay.pipeline.formats.perf import reader as perfdata
+from ptreplay.pipeline.formats.perf import kernels   # numba import + cached kernel load
+kernels.walk_records(*kernels.unaligned_views(bytes(16)), 0, 16)
 t1 = time.perf_counter()
 path, parquet = sys.argv[1], sys.argv[2]
 cap = perfdata.read(path)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ptreplay.pipeline.formats import open_binary  # noqa: E402
-from ptreplay.pipeline.formats import ftrace, perf_script, tracecmd  # noqa: E402
+from ptreplay.pipeline.formats.text import ftrace, perf_script, tracecmd  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
 DATA = ROOT / "data" / "text"

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.schemas.units import parse_duration_ns
 from ptreplay.pipeline.progress import route_warnings
 
 
@@ -21,23 +22,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _duration_ns(text: str) -> int:
-    """'10ms', '1s', '500us', '2m', '250000ns' or a bare number of seconds -> ns."""
-    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
-    t = text.strip().lower()
-    for suffix in ("ns", "us", "ms", "s", "m"):
-        if t.endswith(suffix):
-            num = t[: -len(suffix)]
-            break
-    else:
-        num, suffix = t, "s"
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), or '0+unknown' when run from a bare tree."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
     try:
-        value = float(num)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a duration (expected e.g. 10ms, 1s, 500us)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is negative")
-    return int(value * units[suffix])
+        return dist_version("ptreplay")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _duration_ns(option: str):
+    """An argparse type for a duration option: schemas.units' one parser, errors naming the option."""
+    return lambda text: parse_duration_ns(text, option)
 
 
 def _cmd_record(a) -> int:
@@ -47,7 +44,8 @@ def _cmd_record(a) -> int:
     if a.pid is not None and a.duration is None:
         raise UsageError("record: -p PID needs --duration SECONDS")
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
-    opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=a.duration,
+    duration_s = None if a.duration is None else a.duration / 1e9
+    opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=duration_s,
                          interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
                          callgraph=a.call_graph, threads=a.threads)
     out = record(opts)
@@ -117,7 +115,8 @@ def _cmd_batch(a) -> int:
     from ptreplay.pipeline.fleet.batch import batch
     if a.workers < 1:
         raise UsageError("batch: --workers must be at least 1")
-    res = batch(a.inputs, Path(a.output), policies=a.policy, workers=a.workers, scheduler=a.scheduler)
+    res = batch(a.inputs, Path(a.output), policies=a.policy, workers=a.workers, scheduler=a.scheduler,
+                force=a.force)
     print(f"batch: {len(res.done)} replayed, {len(res.skipped)} already done, {len(res.failed)} failed")
     for tid, err in sorted(res.failed.items()):
         print(f"batch: failed {tid}: {err}", file=sys.stderr)
@@ -181,26 +180,28 @@ def _cmd_synth(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"ptreplay {version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("record", help="capture a workload with perf plus the kernel's own /proc truth")
     r.add_argument("-o", "--output", required=True, help="capture directory (must be empty unless --force)")
     r.add_argument("-p", "--pid", type=int, help="attach to a running process")
-    r.add_argument("--duration", type=float, help="seconds to record with -p")
+    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p (8, 8s, 500ms)")
     r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
     r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
     r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
     r.add_argument("--threads", action="store_true",
                    help="perf record --threads: a writer thread and data file per CPU (fewer lost events "
                         "on many-CPU machines); perf.data is then a directory")
-    r.add_argument("--force", action="store_true", help="reuse a non-empty output directory")
+    r.add_argument("--force", action="store_true", help="record into a non-empty directory, replacing a previous "
+                   "record's files there (only when ptreplay wrote them; other files are left alone)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     r.set_defaults(func=_cmd_record)
 
     i = sub.add_parser("ingest", help="turn captures into an events Parquet file")
     i.add_argument("inputs", nargs="+", help="perf.data, perf script text, ftrace text, trace-cmd report, or a record directory")
     i.add_argument("-o", "--output", required=True, help="events Parquet file to write")
-    i.add_argument("--force", action="store_true", help="replace an existing output")
+    i.add_argument("--force", action="store_true", help="replace an existing output (only one ptreplay wrote)")
     i.add_argument("--allow-sampled", action="store_true", help="accept sampled captures (results will undercount)")
     i.set_defaults(func=_cmd_ingest)
 
@@ -209,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", required=True, help="output directory for timeseries, summary, effects and occupancy .parquet")
     rp.add_argument("--policy", default="all", help="comma-separated: none,pt_reclaim,refcount,scan[:INTERVAL],delayed[:HOLD],all_levels (default all)")
     rp.add_argument("--thp", choices=["never", "madvise", "always"], default=None, help="THP mode (default: the capture's)")
-    rp.add_argument("--interval", type=_duration_ns, default=_duration_ns("10ms"), help="timeseries step (default 10ms)")
+    rp.add_argument("--interval", type=_duration_ns("--interval"), default=10_000_000, help="timeseries step (default 10ms)")
     rp.add_argument("--la57", action="store_true", help="5-level paging (default: the capture's)")
-    rp.add_argument("--force", action="store_true", help="replace existing outputs")
+    rp.add_argument("--force", action="store_true", help="replace existing outputs (only ones ptreplay wrote; "
+                    "other files in the directory are left alone)")
     rp.set_defaults(func=_cmd_replay)
 
     rep = sub.add_parser("report", help="savings per process and policy from a replay output")
@@ -242,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     b.add_argument("--scheduler", help="address of a running dask scheduler (instead of a LocalCluster)")
     b.add_argument("--policy", default="all", help="policies as for replay (default all)")
+    b.add_argument("--force", action="store_true", help="replay traces already done again, replacing their "
+                   "partitions (only ones holding nothing but ptreplay's outputs); default: skip them")
     b.set_defaults(func=_cmd_batch)
 
     q = sub.add_parser("sql", help="run a read query against the DuckDB views of an output tree")
@@ -260,13 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--policy", type=_policy_list, help="comma-separated policies to draw heatmaps for, side by side "
                     "(default: none, plus pt_reclaim when replayed)")
     pl.add_argument("--heatmap-only", action="store_true", help="draw only the occupancy heatmap(s)")
-    pl.add_argument("--force", action="store_true", help="replace an existing file")
+    pl.add_argument("--force", action="store_true", help="replace an existing file (only a plot ptreplay wrote)")
     pl.set_defaults(func=_cmd_plot)
 
     d = sub.add_parser("demo", help="ingest -> replay -> report on a bundled real capture")
     d.add_argument("capture", nargs="?", help="capture directory (default: data/seed-2m)")
     d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
-    d.add_argument("--force", action="store_true", help="replace an existing output (default: yes for out/demo)")
+    d.add_argument("--force", action="store_true", help="replace a previous output in another directory than "
+                   "out/demo (out/demo, the default, is replaced on every run; only files ptreplay wrote, ever)")
     d.set_defaults(func=_cmd_demo)
 
     from ptreplay.replay.synth_kinds import KIND_OPTIONS
@@ -278,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
             k.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=default,
                            help=f"{ohelp} (default {default})")
         k.add_argument("-o", "--output", required=True, help="events Parquet file to write")
-        k.add_argument("--force", action="store_true", help="replace an existing output")
+        k.add_argument("--force", action="store_true", help="replace an existing output (only one ptreplay wrote)")
         k.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         k.add_argument("--step-ns", type=int, default=1000, help="ns between events (default 1000)")
         k.set_defaults(func=_cmd_synth)
@@ -308,6 +313,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ptreplay: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system refused (permission, read-only, full, a file where a directory goes)
+        if os.environ.get("PTREPLAY_DEBUG"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ptreplay: error: {where}{e.strerror or str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:  # an optional dependency: name the extra that brings it
+        from ptreplay.pipeline.extras import missing_extra
+        error = missing_extra(e)
+        if error is None or os.environ.get("PTREPLAY_DEBUG"):
+            raise
+        print(f"ptreplay: error: {error}", file=sys.stderr)
+        return error.exit_code
     except Exception as e:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("PTREPLAY_DEBUG"):
             raise

@@ -1,54 +1,45 @@
 """`ptreplay demo`: the main job on a bundled real capture.
 
-ingest (perf.data -> events.parquet) -> replay (all policies) -> report, then
-the model's final VmPTE next to what the kernel itself reported (truth).
+ingest (perf.data -> events.parquet, carrying the kernel's truth) -> replay
+(all policies; truth.parquet beside the outputs) -> report, whose last line
+sets the model's final VmPTE next to what the kernel itself reported.
+
+The default output, out/demo, is the demo's own and is replaced on every run;
+any other directory holding a previous output needs `force`, and even then
+only files ptreplay wrote are replaced.
 """
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
 from ptreplay.schemas.errors import PipelineError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_CAPTURE = "seed-2m"
+DEFAULT_OUT = Path("out/demo")
 
 
-def demo(capture: Path | None, out: Path, force: bool = True) -> None:
-    from ptreplay.pipeline.events.ingest import ingest
+def demo(capture: Path | None, out: Path = DEFAULT_OUT, force: bool = False) -> None:
+    from ptreplay.pipeline.events.ingest import ingest, record_truth
     from ptreplay.pipeline.presentation.report import report
-    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.replay.engine import ReplayOptions, replay_outputs, replay_to_dir
+    from ptreplay.schemas.parquet_io import check_writable, output_dir
 
     capture = Path(capture) if capture else DATA / DEFAULT_CAPTURE
     if not capture.exists():
         raise PipelineError(f"{capture}: capture not found (run from a ptreplay checkout, or name a capture directory)")
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    force = force or out == DEFAULT_OUT
     events = out / "events.parquet"
+    for path in (events, *replay_outputs(out)):   # refuse before writing anything
+        check_writable(path, force)
+    output_dir(out)
     print(f"[1/3] ingest  {capture} -> {events}")
-    ingest([capture], events, force=True)
+    ingest([capture], events, force=force)
     print(f"[2/3] replay  {events} -> {out} (all policies)")
-    replay_to_dir(events, out, ReplayOptions(), force=True)
-    if (capture / "truth.parquet").exists():
-        shutil.copyfile(capture / "truth.parquet", out / "truth.parquet")
+    replay_to_dir(events, out, ReplayOptions(), force=force)
     print(f"[3/3] report  {out}\n")
-    print(report(out))
-    print(truth_line(out))
-
-
-def truth_line(out: Path) -> str:
-    """The kernel's final VmPTE for the main process next to the model's, per policy."""
-    import pyarrow.compute as pc
-    from ptreplay.schemas.parquet_io import read_table
-    from ptreplay.schemas import SUMMARY, TRUTH
-    if not (out / "truth.parquet").exists():
-        return "(no kernel truth for this capture)"
-    truth = read_table(out / "truth.parquet", TRUTH)
-    summary = read_table(out / "summary.parquet", SUMMARY)
-    lines = []
-    for pid in sorted(set(truth.column("pid").to_pylist())):
-        t = truth.filter(pc.equal(truth.column("pid"), pid))
-        kernel = t.column("vmpte_bytes")[-1].as_py()
-        s = summary.filter(pc.equal(summary.column("pid"), pid)).to_pylist()
-        model = ", ".join(f"{r['policy']} {r['final_vmpte_bytes'] // 1024} kB" for r in s)
-        lines.append(f"pid {pid}: kernel (CONFIG_PT_RECLAIM=y) final VmPTE {kernel // 1024} kB; model: {model}")
-    return "\n".join(lines)
+    sys.stdout.write(report(out))
+    if record_truth(capture) is None:
+        print("\n(no kernel truth for this capture)")

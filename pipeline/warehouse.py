@@ -3,7 +3,9 @@
 Base views (one per artifact, over every matching file below PATH, so one
 output directory and a Hive-partitioned fleet tree ``trace_id=.../`` read
 alike): ``events``, ``truth``, ``timeseries``, ``summary``, ``effects``,
-``occupancy``, ``attribution``, ``metadata``.
+``occupancy``, ``attribution``, ``metadata``.  ``events`` and ``truth`` rows
+take their trace_id from their file's capture metadata (the one the summary
+rows carry), else from the ``trace_id=X`` folder, else the folder's name.
 Derived views come from ``schemas/sql/NN_topic.sql`` (one topic a file, a
 comment on every column), loaded in file-name order.
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.schemas.errors import PipelineError, SchemaError, UsageError
 from ptreplay.schemas import ARTIFACTS, CAPTURE
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "sql"
@@ -26,7 +28,8 @@ _DUCK_TYPES = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.uint64(): "UBIGINT", pa.string(): "VARCHAR",
     pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE",
 }
-# Artifacts whose files carry no trace_id column: it is derived from the path.
+# Artifacts whose files carry no trace_id column: it is the file's capture metadata's
+# (ptreplay.capture, as in the summary rows made from it), else derived from the path.
 _PATH_TRACE_ID = ("events", "truth")
 
 
@@ -37,9 +40,12 @@ def connect(path: str | Path, database: str = ":memory:"):
     if not path.exists():
         raise PipelineError(f"{path}: no such file or directory")
     con = duckdb.connect(database)
-    for name in ("events", "truth", "timeseries", "summary", "effects", "occupancy", "attribution"):
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
-    con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
+    try:   # binding a view reads its files' schemas: a file that is not one of ours fails here
+        for name in ("events", "truth", "timeseries", "summary", "effects", "occupancy", "attribution"):
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
+        con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
+    except duckdb.Error as e:
+        raise SchemaError(f"{path}: cannot read the outputs below it ({str(e).splitlines()[0]})") from None
     for sql_file in sorted(SQL_DIR.glob("*.sql")):
         con.execute(sql_file.read_text())
     return con
@@ -62,15 +68,22 @@ def _base_select(path: Path, name: str) -> str:
         return f"SELECT {typed}{extra} WHERE false"
     source = f"read_parquet({_sql_list(files)}, union_by_name = true, filename = true)"
     if name in _PATH_TRACE_ID:
-        trace = _trace_id_from_filename()
-        return f"SELECT {cols}, {trace} AS trace_id FROM {source}"
+        cols = ", ".join(f'd."{f.name}"' for f in schema)
+        return (f"SELECT {cols}, coalesce(nullif(m.trace_id, ''), {_trace_id_from_filename('d.filename')}) "
+                f"AS trace_id FROM {source} d LEFT JOIN ({_capture_trace_ids(files)}) m ON m.file_name = d.filename")
     return f"SELECT {cols} FROM {source}"
 
 
-def _trace_id_from_filename() -> str:
+def _capture_trace_ids(files: list[str]) -> str:
+    """(file_name, trace_id) of each file's ptreplay.capture metadata."""
+    return ("SELECT file_name, json_extract_string(decode(value), '$.trace_id') AS trace_id "
+            f"FROM parquet_kv_metadata({_sql_list(files)}) WHERE decode(key) = 'ptreplay.capture'")
+
+
+def _trace_id_from_filename(column: str = "filename") -> str:
     """trace_id=X partition folder if any, else the folder holding the file."""
-    return ("coalesce(nullif(regexp_extract(filename, 'trace_id=([^/]+)', 1), ''), "
-            "regexp_extract(filename, '([^/]+)/[^/]+$', 1))")
+    return (f"coalesce(nullif(regexp_extract({column}, 'trace_id=([^/]+)', 1), ''), "
+            f"regexp_extract({column}, '([^/]+)/[^/]+$', 1))")
 
 
 def _metadata_select(path: Path) -> str:

@@ -27,13 +27,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ptreplay.schemas.errors import OutputExistsError, SchemaError, UsageError
-from ptreplay.schemas.parquet_io import open_artifact, write_table
+from ptreplay.schemas.errors import LimitError, SchemaError, UsageError
+from ptreplay.schemas.units import format_ns, parse_size
+from ptreplay.schemas.parquet_io import check_writable, open_artifact, output_dir, read_truth, write_table
 from ptreplay.replay import kernels as K
+from ptreplay.replay import layout as L
 from ptreplay.replay.policies import Policy, parse_policies
-from ptreplay.schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, conform
+from ptreplay.schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, TRUTH, conform
 
-KIND_NAMES = sorted(K.KIND_CODES, key=K.KIND_CODES.get)
+KIND_NAMES = sorted(L.KIND_CODES, key=L.KIND_CODES.get)
 _RESULT_NEEDED = ("mmap", "mremap", "brk")  # unfinished: result unknown -> skipped
 INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP population other than "
                   "MAP_POPULATE/MAP_LOCKED/MADV_POPULATE_* (O_DIRECT, process_vm_*, mlock), khugepaged and "
@@ -41,8 +43,9 @@ INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP popula
                   "MADV_REMOVE from other processes, page-cache contents (fault-around assumes cached pages), "
                   "VMA merging, the 1 GiB whole-PMD-table move of mremap.")
 MAX_PROCS = 1 << 20
+MAX_T_NS = 1 << 62  # the kernels' clock arithmetic (t + interval, timer sentinels) stays in int64 below it
 LOG = logging.getLogger("ptreplay.replay")   # warnings; the command line prints them as one line each
-THP_CODES = {"never": K.THP_NEVER, "madvise": K.THP_MADVISE, "always": K.THP_ALWAYS}
+THP_CODES = {"never": L.THP_NEVER, "madvise": L.THP_MADVISE, "always": L.THP_ALWAYS}
 
 
 @dataclass
@@ -78,32 +81,34 @@ class PolicyState:
     def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16,
                  fast_path: bool = True, snap_every: int = 0, snap_end: bool = False):
         self.policy = policy
-        self.prm = np.zeros(K.N_PRM, np.int64)
-        self.prm[K.PR_POLICY] = policy.code
-        self.prm[K.PR_TICK] = interval_ns
-        self.prm[K.PR_SCAN] = policy.arg_ns if policy.name == "scan" else 0
-        self.prm[K.PR_HOLD] = policy.arg_ns if policy.name == "delayed" else 0
-        self.prm[K.PR_THP] = thp_code
-        self.prm[K.PR_TOP] = top
-        self.prm[K.PR_FAST] = int(fast_path)
-        self.prm[K.PR_SNAP_EVERY] = snap_every
-        self.prm[K.PR_SNAP_END] = int(snap_end)
-        self.ps = np.zeros((nproc, K.N_PS), np.int64)
+        self.prm = np.zeros(L.N_PRM, np.int64)
+        self.prm[L.PR_POLICY] = policy.code
+        self.prm[L.PR_TICK] = interval_ns
+        self.prm[L.PR_SCAN] = policy.arg_ns if policy.name == "scan" else 0
+        self.prm[L.PR_HOLD] = policy.arg_ns if policy.name == "delayed" else 0
+        self.prm[L.PR_THP] = thp_code
+        self.prm[L.PR_TOP] = top
+        self.prm[L.PR_FAST] = int(fast_path)
+        self.prm[L.PR_SNAP_EVERY] = snap_every
+        self.prm[L.PR_SNAP_END] = int(snap_end)
+        self.ps = np.zeros((nproc, L.N_PS), np.int64)
         self.pf = np.zeros(nproc, np.float64)
         self.vm = np.zeros((nproc, 16, 3), np.int64)
         self.hk = np.full(1 << 12, -1, np.int64)
         self.hv = np.zeros(1 << 12, np.int64)
-        self.sl = np.zeros((256, K.N_SL), np.int64)
+        self.sl = np.zeros((256, L.N_SL), np.int64)
         self.pg = np.zeros(256 * 512, np.int8)
         self.fs = np.zeros(256, np.int64)
-        self.g = np.zeros(K.N_G + 4096 * K.N_EF, np.int64)  # scalars, then the effects rows
+        self.g = np.zeros(L.N_G + 4096 * L.N_EF, np.int64)  # scalars, then the effects rows
         self.dq = np.zeros((1024 if policy.name == "delayed" else 1, 3), np.int64)
-        self.ts = np.zeros((4096, K.N_TS), np.int64)
-        self.oc = np.zeros((1024, K.N_OC), np.int64)
+        self.ts = np.zeros((4096, L.N_TS), np.int64)
+        self.oc = np.zeros((1024, L.N_OC), np.int64)
         self.rows: list[np.ndarray] = []
         self.oc_rows: list[np.ndarray] = []
         self.kernel_s = 0.0
         self.loaded = False
+        self.source, self.shares, self.budget = "<events>", 1, memory_limit()  # replay() sets its share
+        self.next_t = 0  # time of the event run_events stopped before
 
     def arrays(self):
         return (self.prm, self.ps, self.pf, self.vm, self.hk, self.hv, self.sl, self.pg, self.fs, self.g,
@@ -117,55 +122,76 @@ class PolicyState:
         self.pf = _grow_rows(self.pf, cap)
         self.vm = _grow_rows(self.vm, cap)
 
+    def check_budget(self, what: str, rows: int, row_bytes: int) -> None:
+        """Refuse, before allocating, an output or state that would pass this policy's share of the
+        memory limit (a trace with an outlying t_ns, a tiny --interval over a long gap)."""
+        need = rows * row_bytes
+        if need <= self.budget:
+            return
+        gap_s = (self.next_t - int(self.g[L.G_NOW])) / 1e9
+        hint = (f"the event at t_ns={self.next_t} is {gap_s:.3g} s after the one before, at --interval "
+                f"{format_ns(int(self.prm[L.PR_TICK]))}: use a larger --interval, or drop outlying t_ns values"
+                if what == "timeseries" else "split the trace")
+        raise LimitError(f"{self.source}: replaying {self.policy.spec} would need {rows:,} {what} rows "
+                         f"({_gib(need)}), over its share of the memory limit ({_gib(self.budget)} of "
+                         f"{_gib(self.budget * self.shares)}; PTREPLAY_MEMORY_LIMIT, default half of "
+                         f"MemAvailable); {hint}")
+
     def grow(self, code: int, amount: int) -> None:
         """Make room after run_events stopped with NEED_<code>."""
-        if code == K.NEED_ROWS:
+        if code == L.NEED_ROWS:
             self.drain_rows()
+            self.check_budget("timeseries", sum(len(r) for r in self.rows) + amount, TS_ROW_BYTES)
             if amount > self.ts.shape[0]:
-                self.ts = np.zeros((_pow2(amount), K.N_TS), np.int64)
-        elif code == K.NEED_SLOTS:
+                self.ts = np.zeros((_pow2(amount), L.N_TS), np.int64)
+        elif code == L.NEED_SLOTS:
             cap = _pow2(self.sl.shape[0] + amount)
+            self.check_budget("page-table slot", cap, 8 * L.N_SL + 512 + 8)
             self.sl = _grow_rows(self.sl, cap)
             self.fs = _grow_rows(self.fs, cap)
             self.pg = _grow_rows(self.pg, cap * 512)
-        elif code == K.NEED_HASH:
+        elif code == L.NEED_HASH:
             cap = max(_pow2(4 * amount), self.hk.shape[0])
-            self.hk, self.hv, count = K.rehash(self.hk, self.hv, cap, self.g[K.G_NOW])
-            self.g[K.G_HCOUNT] = count
-            if 2 * (count + self.g[K.G_LIVE_SLOTS]) + 4 * (amount - count - self.g[K.G_LIVE_SLOTS]) > cap:
-                self.hk, self.hv, count = K.rehash(self.hk, self.hv, 2 * cap, self.g[K.G_NOW])
-                self.g[K.G_HCOUNT] = count
-        elif code == K.NEED_VMAS:
+            self.check_budget("table-hash", 2 * cap, 16)
+            self.hk, self.hv, count = L.rehash(self.hk, self.hv, cap, self.g[L.G_NOW])
+            self.g[L.G_HCOUNT] = count
+            if 2 * (count + self.g[L.G_LIVE_SLOTS]) + 4 * (amount - count - self.g[L.G_LIVE_SLOTS]) > cap:
+                self.hk, self.hv, count = L.rehash(self.hk, self.hv, 2 * cap, self.g[L.G_NOW])
+                self.g[L.G_HCOUNT] = count
+        elif code == L.NEED_VMAS:
             cap = _pow2(amount)
+            self.check_budget("VMA-table", self.vm.shape[0] * cap, 3 * 8)
             vm = np.zeros((self.vm.shape[0], cap, 3), np.int64)
             vm[:, : self.vm.shape[1]] = self.vm
             self.vm = vm
-        elif code == K.NEED_QUEUE:
+        elif code == L.NEED_QUEUE:
             self.dq = _grow_rows(self.dq, _pow2(amount))
-        elif code == K.NEED_EFFECTS:  # rows stay: empty tables point at their emptier's row
-            rows = _pow2(max(amount, 2 * (len(self.g) - K.N_G) // K.N_EF))
-            self.g = _grow_rows(self.g, K.N_G + rows * K.N_EF)
-        elif code == K.NEED_OCC:
+        elif code == L.NEED_EFFECTS:  # rows stay: empty tables point at their emptier's row
+            rows = _pow2(max(amount, 2 * (len(self.g) - L.N_G) // L.N_EF))
+            self.check_budget("effects", rows, EF_ROW_BYTES)
+            self.g = _grow_rows(self.g, L.N_G + rows * L.N_EF)
+        elif code == L.NEED_OCC:
             self.drain_occupancy()
+            self.check_budget("occupancy", sum(len(r) for r in self.oc_rows) + amount, OC_ROW_BYTES)
             if amount > self.oc.shape[0]:
-                self.oc = np.zeros((_pow2(amount), K.N_OC), np.int64)
+                self.oc = np.zeros((_pow2(amount), L.N_OC), np.int64)
 
     def drain_rows(self) -> None:
-        n = int(self.g[K.G_NROWS])
+        n = int(self.g[L.G_NROWS])
         if n:
             self.rows.append(self.ts[:n].copy())
-            self.g[K.G_NROWS] = 0
+            self.g[L.G_NROWS] = 0
 
     def effects(self) -> np.ndarray:
         """The effects rows [row, EF_*] (they live in g after the scalars)."""
-        n = int(self.g[K.G_NEF])
-        return self.g[K.N_G: K.N_G + n * K.N_EF].reshape(n, K.N_EF)
+        n = int(self.g[L.G_NEF])
+        return self.g[L.N_G: L.N_G + n * L.N_EF].reshape(n, L.N_EF)
 
     def drain_occupancy(self) -> None:
-        n = int(self.g[K.G_NOC])
+        n = int(self.g[L.G_NOC])
         if n:
             self.oc_rows.append(self.oc[:n].copy())
-            self.g[K.G_NOC] = 0
+            self.g[L.G_NOC] = 0
 
     def run(self, cols: dict) -> None:
         n = len(cols["t"])
@@ -176,7 +202,8 @@ class PolicyState:
         t0 = time.perf_counter()
         while i < n:
             i, code, amount = self._run_events(i, n, cols)
-            if code != K.NEED_NONE:
+            if code != L.NEED_NONE:
+                self.next_t = int(cols["t"][i])
                 self.grow(code, amount)
         self.kernel_s += time.perf_counter() - t0
         self.drain_rows()
@@ -188,18 +215,44 @@ class PolicyState:
                             cols["new_len"], cols["ret"], cols["child"], cols["row"], *self.arrays())
 
     def finish(self, t_end: int) -> None:
-        need = int(self.g[K.G_NPEND] + self.g[K.G_NLIVE]) + 2
-        if need > self.ts.shape[0] - self.g[K.G_NROWS]:
-            self.grow(K.NEED_ROWS, need)
-        need_oc = int(self.ps[:, K.PS_PMD].sum()) + 1
-        if need_oc > self.oc.shape[0] - self.g[K.G_NOC]:
-            self.grow(K.NEED_OCC, need_oc)
+        need = int(self.g[L.G_NPEND] + self.g[L.G_NLIVE]) + 2
+        if need > self.ts.shape[0] - self.g[L.G_NROWS]:
+            self.grow(L.NEED_ROWS, need)
+        need_oc = int(self.ps[:, L.PS_PMD].sum()) + 1
+        if need_oc > self.oc.shape[0] - self.g[L.G_NOC]:
+            self.grow(L.NEED_OCC, need_oc)
         K.finish(self.ps, self.pf, self.sl, self.g, self.ts, self.oc, self.prm, t_end)
         self.drain_rows()
         self.drain_occupancy()
-        if self.g[K.G_OVERFLOW]:
-            raise RuntimeError(f"replay kernels: {int(self.g[K.G_OVERFLOW])} effects/occupancy rows found no "
+        if self.g[L.G_OVERFLOW]:
+            raise RuntimeError(f"replay kernels: {int(self.g[L.G_OVERFLOW])} effects/occupancy rows found no "
                                f"room under {self.policy.spec} (a bug in the capacity checks)")
+
+
+# Bytes one output row costs until it is written: the kernel's numpy row, its drained copy, Arrow.
+TS_ROW_BYTES = 3 * 8 * L.N_TS
+EF_ROW_BYTES = 3 * 8 * L.N_EF
+OC_ROW_BYTES = 3 * 8 * L.N_OC
+
+
+def memory_limit() -> int:
+    """Bytes a replay may hold in outputs and growable state: PTREPLAY_MEMORY_LIMIT (bytes, or
+    with a unit: 8G), else half of this machine's MemAvailable."""
+    text = os.environ.get("PTREPLAY_MEMORY_LIMIT")
+    if text:
+        return parse_size(text, "PTREPLAY_MEMORY_LIMIT")
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.3g} GiB"
 
 
 def _pow2(n: int) -> int:
@@ -252,6 +305,9 @@ class _Counts:
     failed_skipped: int = 0
     unfinished_skipped: int = 0
     unfinished_applied: int = 0
+    values_clamped: int = 0         # address/length values above 2^62 (none is a user address)
+    beyond_top_dropped: int = 0     # successful syscalls over a range above the user top: a corrupt row
+    madvise_not_modelled: dict = field(default_factory=dict)  # advice name -> calls
     first_t: int | None = None
     last_t: int | None = None
 
@@ -290,9 +346,20 @@ def _conform_nulls(batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([batch.column(n) for n in EVENTS.schema.names], names=EVENTS.schema.names)
 
 
-def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: str, offset: int) -> dict:
+# madvise advices with an effect on tables or RSS in the kernel that the model does not replay
+# (docs/MODEL.md#madvise-ignored), and those with none (COLD only deactivates pages): counted
+MADV_NOT_MODELLED = {20: "MADV_COLD", 21: "MADV_PAGEOUT", 25: "MADV_COLLAPSE", 102: "MADV_GUARD_INSTALL",
+                     103: "MADV_GUARD_REMOVE", 100: "MADV_HWPOISON", 101: "MADV_SOFT_OFFLINE"}
+MADV_NO_EFFECT = (0, 1, 2, 3, 12, 13, 16, 17)  # NORMAL .. WILLNEED, (UN)MERGEABLE, (DO|DONT)DUMP: not counted
+MADV_MODELLED = (4, 8, 9, 10, 11, 14, 15, 18, 19, 22, 23, 24)
+_RANGE_KINDS = ("mmap", "munmap", "mprotect", "madvise", "mremap", "brk")
+
+
+def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: str, offset: int,
+                top: int = 1 << 47) -> dict:
     """Validate one batch and turn it into the kernels' numpy columns (failed
-    rows and unfinished mmap/mremap/brk rows removed)."""
+    rows, unfinished mmap/mremap/brk rows and successful calls over ranges above
+    the user top removed; values above 2^62 clamped; all counted)."""
     n = batch.num_rows
     kind = _kind_codes(batch.column("kind"))
     if (kind < 0).any():
@@ -307,13 +374,18 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         row = int(np.argmax(t[1:] < t[:-1])) + 1
         raise SchemaError(f"{source}: row {offset + row}: t_ns goes backwards ({t[row - 1]} then {t[row]}); "
                           "events must be sorted by t_ns (run ingest)")
+    if n and (t[0] < 0 or t[-1] >= MAX_T_NS):
+        row = int(np.argmax((t < 0) | (t >= MAX_T_NS)))
+        raise SchemaError(f"{source}: row {offset + row}: t_ns {t[row]} is outside [0, 2^62) ns (no capture clock "
+                          "reads a negative time or one past 146 years); a corrupt time?")
     if n and counts.last_t is not None and t[0] < counts.last_t:
         raise SchemaError(f"{source}: row {offset}: t_ns goes backwards across batches; events must be sorted")
     failed = batch.column("failed").to_numpy(zero_copy_only=False)
     unfinished = batch.column("unfinished").to_numpy(zero_copy_only=False)
-    needs_result = np.isin(kind, [K.KIND_CODES[k] for k in _RESULT_NEEDED])
+    needs_result = np.isin(kind, [L.KIND_CODES[k] for k in _RESULT_NEEDED])
     skip_unfinished = unfinished & needs_result & ~failed
-    keep = ~failed & ~skip_unfinished
+    keep = ~failed & ~skip_unfinished & ~_beyond_top(batch, kind, top, counts)
+    _count_madvise(batch, kind, keep, counts)
     counts.events_in += n
     counts.failed_skipped += int(failed.sum())
     counts.unfinished_skipped += int(skip_unfinished.sum())
@@ -335,6 +407,7 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         if sel is not None:
             a = a[sel]
         if len(a) and a.max() > np.uint64(1 << 62):
+            counts.values_clamped += int((a > np.uint64(1 << 62)).sum())
             a = np.minimum(a, np.uint64(1 << 62))
         return _frozen(a.view(np.int64))
 
@@ -344,7 +417,7 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
     child = col("child_pid", np.int32)
     proc = procs.map(pid)
     child_idx = np.full(len(child), -1, np.int32)
-    forks = np.flatnonzero((kind == K.K_FORK) & (child >= 0))
+    forks = np.flatnonzero((kind == L.K_FORK) & (child >= 0))
     if len(forks):
         child_idx[forks] = procs.map(child[forks])
     return {"t": col("t_ns", np.int64), "kind": _frozen(kind), "proc": _frozen(proc), "addr": addr_col("addr"),
@@ -352,6 +425,37 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
             "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": col("error_code", np.int32),
             "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
             "child": _frozen(child_idx), "row": _frozen(row)}
+
+
+def _beyond_top(batch: pa.RecordBatch, kind: np.ndarray, top: int, counts: _Counts) -> np.ndarray:
+    """Rows of successful syscalls whose range reaches above the user top (the kernel refuses
+    those: -ENOMEM/-EINVAL), so the row is corrupt: dropped and counted, never applied."""
+    ranged = np.isin(kind, [L.KIND_CODES[k] for k in _RANGE_KINDS])
+    if not ranged.any():
+        return np.zeros(len(kind), bool)
+
+    def u(name):  # as Python-int-safe float: sums of two u64 stay ordered (exactness not needed here)
+        return batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    addr, length = u("addr"), u("len")
+    end = addr + np.where(kind == L.K_BRK, 0, length)
+    remap = kind == L.K_MREMAP
+    end = np.where(remap, np.maximum(end, u("new_addr") + u("new_len")), end)
+    bad = ranged & (end > top)
+    counts.beyond_top_dropped += int(bad.sum())
+    return bad
+
+
+def _count_madvise(batch: pa.RecordBatch, kind: np.ndarray, keep: np.ndarray, counts: _Counts) -> None:
+    """Count the applied madvise calls whose advice the model does not replay."""
+    rows = keep & (kind == L.K_MADVISE)
+    if not rows.any():
+        return
+    advice = batch.column("advice").to_numpy(zero_copy_only=False)[rows]
+    values, n = np.unique(advice[~np.isin(advice, MADV_MODELLED + MADV_NO_EFFECT)], return_counts=True)
+    for v, c in zip(values.tolist(), n.tolist()):
+        name = MADV_NOT_MODELLED.get(v, f"advice {v} (unknown)")
+        counts.madvise_not_modelled[name] = counts.madvise_not_modelled.get(name, 0) + c
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -381,9 +485,9 @@ def _note_comms(batch, kind, keep, procs: _Procs) -> None:
     names = dict(zip(rows.tolist(), comm.take(pa.array(rows)).to_pylist()))
     for r in rows.tolist():
         k = int(kind[r])
-        if k == K.K_EXEC:
+        if k == L.K_EXEC:
             procs.comm[int(pids[r])] = names[r]
-        elif k == K.K_FORK:
+        elif k == L.K_FORK:
             procs.comm.setdefault(int(childs[r]), names[r])
         else:
             procs.comm.setdefault(int(pids[r]), names[r])
@@ -471,16 +575,18 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     snap_every, snap_end = snapshot_every(*_time_range(events), interval, int(opts.occupancy_snapshots))
     states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
                           snap_end=snap_end) for p in run]
+    source = "<events table>" if isinstance(events, pa.Table) else str(events)
+    for st in states:
+        st.source, st.shares, st.budget = source, len(states), memory_limit() // len(states)
     procs = _Procs()
     counts = _Counts()
-    source = "<events table>" if isinstance(events, pa.Table) else str(events)
     offset = 0
     convert_s = 0.0
     threads = min(len(states), opts.threads or os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) if threads > 1 else _Serial() as pool:
         for batch in _batches(events, opts.batch_rows):
             t0 = time.perf_counter()
-            cols = _to_columns(batch, procs, counts, source, offset)
+            cols = _to_columns(batch, procs, counts, source, offset, top)
             convert_s += time.perf_counter() - t0
             offset += batch.num_rows
             for st in states:
@@ -498,11 +604,26 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     if lost:
         LOG.warning(f"{trace_id}: the capture lost {lost} events; every result of this replay undercounts "
                     f"(summary.lost_events)")
+    _warn_guesses(trace_id, counts)
     summary = _summary(out_states, none_state, procs, trace_id, lost)
     meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
     meta["occupancy_snapshot_every_ticks"] = snap_every
     return ReplayResult(ts, summary, meta, _effects(out_states, procs, trace_id),
                         _occupancy(out_states, procs, trace_id))
+
+
+def _warn_guesses(trace_id: str, counts: _Counts) -> None:
+    """One warning line per kind of input the replay had to drop, clamp or leave unmodelled."""
+    if counts.beyond_top_dropped:
+        LOG.warning(f"{trace_id}: {counts.beyond_top_dropped} successful syscalls over ranges above the user "
+                    f"top were dropped (the kernel refuses those: corrupt rows?); metadata counts")
+    if counts.values_clamped:
+        LOG.warning(f"{trace_id}: {counts.values_clamped} address/length values above 2^62 were clamped")
+    effect = {k: v for k, v in counts.madvise_not_modelled.items() if k != "MADV_COLD"}
+    if effect:
+        calls = ", ".join(f"{v} {k}" for k, v in sorted(effect.items()))
+        LOG.warning(f"{trace_id}: madvise calls the model does not replay: {calls} (their table/RSS "
+                    f"effect is missing; docs/MODEL.md#madvise-ignored)")
 
 
 class _Serial:
@@ -542,14 +663,14 @@ def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
     parts = []
     pids = np.asarray(procs.pids, np.int32)
     for st in states:
-        rows = np.concatenate(st.rows) if st.rows else np.zeros((0, K.N_TS), np.int64)
+        rows = np.concatenate(st.rows) if st.rows else np.zeros((0, L.N_TS), np.int64)
         cols = {
-            **_keys(trace_id, st, pids, rows[:, K.TS_PROC]),
-            "t_ns": rows[:, K.TS_T],
-            "virt_bytes": rows[:, K.TS_VIRT], "rss_bytes": rows[:, K.TS_RSS],
-            "rss_anon_bytes": rows[:, K.TS_ANON], "rss_file_bytes": rows[:, K.TS_FILE],
-            "vmpte_bytes": rows[:, K.TS_VMPTE], "pte_tables": rows[:, K.TS_PTE], "pmd_tables": rows[:, K.TS_PMD],
-            "pud_tables": rows[:, K.TS_PUD], "empty_pte_tables": rows[:, K.TS_EMPTY],
+            **_keys(trace_id, st, pids, rows[:, L.TS_PROC]),
+            "t_ns": rows[:, L.TS_T],
+            "virt_bytes": rows[:, L.TS_VIRT], "rss_bytes": rows[:, L.TS_RSS],
+            "rss_anon_bytes": rows[:, L.TS_ANON], "rss_file_bytes": rows[:, L.TS_FILE],
+            "vmpte_bytes": rows[:, L.TS_VMPTE], "pte_tables": rows[:, L.TS_PTE], "pmd_tables": rows[:, L.TS_PMD],
+            "pud_tables": rows[:, L.TS_PUD], "empty_pte_tables": rows[:, L.TS_EMPTY],
         }
         parts.append(pa.table(cols, schema=TIMESERIES.schema))
     table = pa.concat_tables(parts) if parts else TIMESERIES.schema.empty_table()
@@ -566,16 +687,16 @@ def _effects(states, procs: _Procs, trace_id: str) -> pa.Table:
     kinds = pa.array(KIND_NAMES, pa.string())
     for st in states:
         e = st.effects()
-        e = e[(e[:, [K.EF_ALLOC, K.EF_UPPER, K.EF_EMPTIED, K.EF_FREED]] != 0).any(axis=1)]
+        e = e[(e[:, [L.EF_ALLOC, L.EF_UPPER, L.EF_EMPTIED, L.EF_FREED]] != 0).any(axis=1)]
         parts.append(pa.table({
-            **_keys(trace_id, st, pids, e[:, K.EF_PROC]),
-            "event_row": e[:, K.EF_ROW], "t_ns": e[:, K.EF_T],
-            "kind": kinds.take(pa.array(e[:, K.EF_KIND])),
-            "pte_tables_allocated": e[:, K.EF_ALLOC].astype(np.int32),
-            "upper_tables_allocated": e[:, K.EF_UPPER].astype(np.int32),
-            "pte_tables_emptied": e[:, K.EF_EMPTIED].astype(np.int32),
-            "pte_tables_freed": e[:, K.EF_FREED].astype(np.int32),
-            "empty_table_ns": e[:, K.EF_EMPTY_NS],
+            **_keys(trace_id, st, pids, e[:, L.EF_PROC]),
+            "event_row": e[:, L.EF_ROW], "t_ns": e[:, L.EF_T],
+            "kind": kinds.take(pa.array(e[:, L.EF_KIND])),
+            "pte_tables_allocated": e[:, L.EF_ALLOC].astype(np.int32),
+            "upper_tables_allocated": e[:, L.EF_UPPER].astype(np.int32),
+            "pte_tables_emptied": e[:, L.EF_EMPTIED].astype(np.int32),
+            "pte_tables_freed": e[:, L.EF_FREED].astype(np.int32),
+            "empty_table_ns": e[:, L.EF_EMPTY_NS],
         }, schema=EFFECTS.schema))
     return pa.concat_tables(parts) if parts else EFFECTS.schema.empty_table()
 
@@ -585,12 +706,12 @@ def _occupancy(states, procs: _Procs, trace_id: str) -> pa.Table:
     parts = []
     pids = np.asarray(procs.pids, np.int32)
     for st in states:
-        o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, K.N_OC), np.int64)
+        o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, L.N_OC), np.int64)
         parts.append(pa.table({
-            **_keys(trace_id, st, pids, o[:, K.OC_PROC]),
-            "t_ns": o[:, K.OC_T], "region_start": o[:, K.OC_REGION].astype(np.uint64),
-            "pte_tables": o[:, K.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, K.OC_EMPTY].astype(np.int32),
-            "live_entries": o[:, K.OC_LIVE], "full_pte_tables": o[:, K.OC_FULL].astype(np.int32),
+            **_keys(trace_id, st, pids, o[:, L.OC_PROC]),
+            "t_ns": o[:, L.OC_T], "region_start": o[:, L.OC_REGION].astype(np.uint64),
+            "pte_tables": o[:, L.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, L.OC_EMPTY].astype(np.int32),
+            "live_entries": o[:, L.OC_LIVE], "full_pte_tables": o[:, L.OC_FULL].astype(np.int32),
         }, schema=OCCUPANCY.schema))
     table = pa.concat_tables(parts) if parts else OCCUPANCY.schema.empty_table()
     if table.num_rows:
@@ -604,25 +725,25 @@ def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str, lost
     for st in states:
         ps = st.ps
         for p, pid in enumerate(procs.pids):
-            if ps[p, K.PS_STARTED] == 0:
+            if ps[p, L.PS_STARTED] == 0:
                 continue
-            start, end = int(ps[p, K.PS_START]), int(ps[p, K.PS_END])
-            fin = int(ps[p, K.PS_FIN_VMPTE])
+            start, end = int(ps[p, L.PS_START]), int(ps[p, L.PS_END])
+            fin = int(ps[p, L.PS_FIN_VMPTE])
             mean = float(st.pf[p]) / (end - start) if end > start else float(fin)
-            base = int(none_state.ps[p, K.PS_FIN_VMPTE])
+            base = int(none_state.ps[p, L.PS_FIN_VMPTE])
             saved = base - fin
             recs.append({
                 "trace_id": trace_id, "pid": pid, "comm": procs.comm.get(pid) or "", "policy": st.policy.spec,
                 "start_ns": start, "end_ns": end,
-                "final_virt_bytes": int(ps[p, K.PS_FIN_VIRT]), "final_rss_bytes": int(ps[p, K.PS_FIN_RSS]),
-                "final_vmpte_bytes": fin, "peak_virt_bytes": int(ps[p, K.PS_PEAK_VIRT]),
-                "peak_rss_bytes": int(ps[p, K.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, K.PS_PEAK_VMPTE]),
-                "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, K.PS_FIN_IDEAL]),
-                "empty_pte_tables_final": int(ps[p, K.PS_FIN_EMPTY]),
-                "pte_tables_allocated": int(ps[p, K.PS_ALLOC]), "pte_tables_freed": int(ps[p, K.PS_FREED]),
-                "refaults": int(ps[p, K.PS_REFAULTS]), "scan_entries": int(ps[p, K.PS_SCAN]),
-                "extra_atomics": int(ps[p, K.PS_ATOMICS]), "vmpte_saved_bytes": saved,
-                "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, K.PS_EVENTS]),
+                "final_virt_bytes": int(ps[p, L.PS_FIN_VIRT]), "final_rss_bytes": int(ps[p, L.PS_FIN_RSS]),
+                "final_vmpte_bytes": fin, "peak_virt_bytes": int(ps[p, L.PS_PEAK_VIRT]),
+                "peak_rss_bytes": int(ps[p, L.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, L.PS_PEAK_VMPTE]),
+                "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, L.PS_FIN_IDEAL]),
+                "empty_pte_tables_final": int(ps[p, L.PS_FIN_EMPTY]),
+                "pte_tables_allocated": int(ps[p, L.PS_ALLOC]), "pte_tables_freed": int(ps[p, L.PS_FREED]),
+                "refaults": int(ps[p, L.PS_REFAULTS]), "scan_entries": int(ps[p, L.PS_SCAN]),
+                "extra_atomics": int(ps[p, L.PS_ATOMICS]), "vmpte_saved_bytes": saved,
+                "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, L.PS_EVENTS]),
                 "lost_events": lost,
             })
     if not recs:
@@ -642,12 +763,15 @@ def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, conver
             "failed_skipped": counts.failed_skipped,
             "unfinished_skipped_mmap_mremap_brk": counts.unfinished_skipped,
             "unfinished_applied": counts.unfinished_applied,
-            "faults_outside_known_vmas": int(g[K.G_OUTSIDE]),
-            "implicit_vmas_created": int(g[K.G_IMPLICIT]),
-            "populate_modelled": int(g[K.G_POPULATE]),
-            "events_after_exit_ignored": int(g[K.G_AFTER_EXIT]),
-            "brk_with_unknown_start": int(g[K.G_BRK_UNKNOWN]),
-            "faults_beyond_user_top": int(g[K.G_BEYOND_TOP]),
+            "faults_outside_known_vmas": int(g[L.G_OUTSIDE]),
+            "implicit_vmas_created": int(g[L.G_IMPLICIT]),
+            "populate_modelled": int(g[L.G_POPULATE]),
+            "events_after_exit_ignored": int(g[L.G_AFTER_EXIT]),
+            "brk_with_unknown_start": int(g[L.G_BRK_UNKNOWN]),
+            "faults_beyond_user_top": int(g[L.G_BEYOND_TOP]),
+            "syscalls_beyond_user_top_dropped": counts.beyond_top_dropped,
+            "values_above_2_62_clamped": counts.values_clamped,
+            "madvise_not_modelled": dict(sorted(counts.madvise_not_modelled.items())),
         },
         "kernel_seconds": {st.policy.spec: round(st.kernel_s, 6) for st in states},
         "convert_seconds": round(convert_s, 6),
@@ -658,22 +782,40 @@ def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, conver
 
 # ----------------------------------------------------------------------------- output
 
-def replay_to_dir(events_path: Path, out_dir: Path, opts: ReplayOptions | None = None, force: bool = False) -> Path:
+REPLAY_OUTPUTS = (TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY)
+
+
+def replay_outputs(out_dir: Path, truth: bool = True) -> list[Path]:
+    """The files replay_to_dir writes into `out_dir`: one per REPLAY_OUTPUTS artifact, then
+    truth.parquet (written when the events carry the kernel's truth)."""
+    return [Path(out_dir) / f"{a.name}.parquet" for a in REPLAY_OUTPUTS + ((TRUTH,) if truth else ())]
+
+
+def replay_to_dir(events_path: Path, out_dir: Path, opts: ReplayOptions | None = None, force: bool = False,
+                  events_as: Path | None = None) -> Path:
     """Replay an events Parquet file; write OUTDIR/{timeseries,summary,effects,occupancy}.parquet
-    atomically, each (refusing existing outputs unless force)."""
+    atomically, each, and OUTDIR/truth.parquet when the events carry the kernel's truth (ingested
+    from a `ptreplay record` directory).  An existing output is replaced only with `force`, and
+    only when ptreplay wrote it; nothing else in OUTDIR is touched.  The summary's metadata names
+    the events file (`events_as` when given: where batch will publish it) for `ptreplay attribute`."""
     out_dir = Path(out_dir)
-    paths = {a: out_dir / f"{a.name}.parquet" for a in (TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY)}
-    for path in paths.values():
-        if path.exists() and not force:
-            raise OutputExistsError(f"{path}: already exists (use --force to replace it)")
+    paths = dict(zip(REPLAY_OUTPUTS + (TRUTH,), replay_outputs(out_dir)))
+    for artifact in REPLAY_OUTPUTS:
+        check_writable(paths[artifact], force)
     events_path = Path(events_path)
     if not events_path.exists():
         raise UsageError(f"{events_path}: no such events file")
+    truth = read_truth(events_path)
+    if truth is not None:
+        check_writable(paths[TRUTH], force)
+    output_dir(out_dir)
     capture = _read_capture(events_path)
     result = replay(events_path, opts, capture=capture)
-    result.metadata["events_path"] = str(events_path.resolve())   # for `ptreplay attribute`
+    result.metadata["events_path"] = str(Path(events_as or events_path).resolve())   # for `ptreplay attribute`
     for artifact, table in ((TIMESERIES, result.timeseries), (SUMMARY, result.summary), (EFFECTS, result.effects),
                             (OCCUPANCY, result.occupancy)):
-        write_table(table, paths[artifact], artifact, capture or None, force=True,
+        write_table(table, paths[artifact], artifact, capture or None, force=force,
                     extra={REPLAY_KEY.decode(): result.metadata})
+    if truth is not None:
+        write_table(truth, paths[TRUTH], TRUTH, capture or None, force=force)
     return out_dir

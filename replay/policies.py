@@ -18,13 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ptreplay.schemas.errors import UsageError
-from ptreplay.replay import kernels as K
+from ptreplay.schemas.units import format_ns, parse_duration_ns
+from ptreplay.replay import layout as L
 
 NAMES = ("none", "pt_reclaim", "refcount", "scan", "delayed", "all_levels")
-_CODES = {"none": K.POL_NONE, "pt_reclaim": K.POL_PT_RECLAIM, "refcount": K.POL_REFCOUNT,
-          "scan": K.POL_SCAN, "delayed": K.POL_DELAYED, "all_levels": K.POL_ALL_LEVELS}
+_CODES = {"none": L.POL_NONE, "pt_reclaim": L.POL_PT_RECLAIM, "refcount": L.POL_REFCOUNT,
+          "scan": L.POL_SCAN, "delayed": L.POL_DELAYED, "all_levels": L.POL_ALL_LEVELS}
+MAX_ARG_NS = 1 << 52  # ~52 days: timer sums stay far from int64's end
 _DEFAULT_ARG_NS = {"scan": 1_000_000_000, "delayed": 100_000_000}
-_UNITS = (("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000))
 
 
 @dataclass(frozen=True)
@@ -46,32 +47,6 @@ class Policy:
         return f"{self.name}:{format_ns(self.arg_ns)}"
 
 
-def format_ns(ns: int) -> str:
-    """Shortest exact duration string: 1s, 100ms, 250us, 7ns."""
-    for suffix, unit in reversed(_UNITS[:4]):
-        if ns % unit == 0:
-            return f"{ns // unit}{suffix}"
-    return f"{ns}ns"
-
-
-def parse_duration_ns(text: str, what: str) -> int:
-    t = text.strip().lower()
-    for suffix, unit in sorted(_UNITS, key=lambda u: -len(u[0])):
-        if t.endswith(suffix):
-            num = t[: -len(suffix)]
-            break
-    else:
-        num, unit = t, 1_000_000_000
-    try:
-        value = float(num)
-    except ValueError:
-        raise UsageError(f"policy '{what}': '{text}' is not a duration (expected e.g. 100ms, 1s)") from None
-    ns = int(round(value * unit))
-    if ns <= 0:
-        raise UsageError(f"policy '{what}': duration '{text}' must be positive")
-    return ns
-
-
 def parse_policy(spec: str) -> Policy:
     """'scan:500ms' -> Policy('scan', 500_000_000); bad specs raise UsageError."""
     name, _, arg = spec.strip().partition(":")
@@ -83,7 +58,10 @@ def parse_policy(spec: str) -> Policy:
         if arg:
             raise UsageError(f"policy '{spec}': {name} takes no parameter")
         return Policy(name)
-    return Policy(name, parse_duration_ns(arg, spec) if arg else _DEFAULT_ARG_NS[name])
+    arg_ns = parse_duration_ns(arg, f"policy '{spec}'") if arg else _DEFAULT_ARG_NS[name]
+    if arg_ns > MAX_ARG_NS:
+        raise UsageError(f"policy '{spec}': at most {MAX_ARG_NS // 86_400_000_000_000} days")
+    return Policy(name, arg_ns)
 
 
 def parse_policies(specs) -> list[Policy]:

@@ -5,7 +5,6 @@ its capture metadata (`capture_meta`).  Times advance by `step_ns` per event.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +13,7 @@ import pyarrow as pa
 
 from ptreplay.replay.synth_kinds import KIND_OPTIONS
 from ptreplay.schemas import EVENTS
+from ptreplay.schemas.units import parse_size
 
 SEED_BASE = 0x7F0000000000  # 512 GiB aligned, like a large anonymous mmap result
 _I32, _I64, _U64 = np.int32, np.int64, np.uint64
@@ -172,23 +172,11 @@ MADV_DONTNEED = 4
 MAP_ANON_NORESERVE = 0x02 | 0x20 | 0x4000  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
 _KIND_NAMES = ("fault", "mmap", "munmap", "mremap", "brk", "mprotect", "madvise", "fork", "clone", "exec", "exit")
 _K_FAULT, _K_MMAP, _K_MADVISE, _K_CLONE, _K_EXIT = 0, 1, 6, 8, 10
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 
 @lru_cache(maxsize=1)
 def _kind_dict() -> pa.Array:
     return pa.array(_KIND_NAMES, pa.string())
-
-
-def parse_size(text) -> int:
-    """'55T', '590g', '1.5GiB', '4096' -> bytes (binary units)."""
-    if isinstance(text, (int, np.integer)):
-        return int(text)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*", str(text), re.IGNORECASE)
-    if not m:
-        from ptreplay.schemas.errors import UsageError
-        raise UsageError(f"'{text}' is not a size (expected e.g. 55T, 590G, 2M, 4096)")
-    return int(round(float(m.group(1)) * _UNITS[m.group(2).upper()]))
 
 
 class _Clock:

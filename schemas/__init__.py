@@ -16,6 +16,19 @@ Artifacts (data flow order):
 ``occupancy``    replay output: live PTE tables and entries per 1 GiB region, sampled
 ``attribution``  `ptreplay attribute`: effects summed per call site (perf call chains)
 ===============  ==============================================================
+
+Key-value metadata beside ``ptreplay.schema`` (JSON unless said otherwise):
+``ptreplay.capture`` the capture's row (trace_id, host, kernel ...) in every
+artifact made from it; ``ptreplay.replay`` the replay engine's options and
+counts in its outputs; ``ptreplay.truth`` in an events file ingested from a
+`ptreplay record` directory: that directory's ``truth`` table (base64 of a
+zstd Arrow IPC stream), so the kernel's own numbers travel with the events
+and `ptreplay replay` writes them out as ``truth.parquet`` beside its outputs.
+
+Figures carry the mark too: a PNG has a tEXt chunk ``ptreplay.schema`` =
+``plot/1``, an HTML page ``HTML_MARK`` in its head.  `--force` replaces only
+files with the mark (and directories holding nothing else): see
+``schemas.parquet_io.check_writable``.
 """
 from __future__ import annotations
 
@@ -29,6 +42,9 @@ from ptreplay.schemas.errors import SchemaError
 SCHEMA_KEY = b"ptreplay.schema"
 CAPTURE_KEY = b"ptreplay.capture"
 REPLAY_KEY = b"ptreplay.replay"     # replay outputs: the engine's options and counts (JSON)
+TRUTH_KEY = b"ptreplay.truth"       # events from a record directory: its truth/1 table (base64 Arrow IPC)
+PLOT_TAG = "plot/1"                 # the ptreplay.schema mark of figures (PNG tEXt chunk, HTML <meta>)
+HTML_MARK = f'<meta name="{SCHEMA_KEY.decode()}" content="{PLOT_TAG}">'
 
 
 @dataclass(frozen=True)

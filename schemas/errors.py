@@ -33,3 +33,7 @@ class RecordError(PipelineError):
 
 class OutputExistsError(PipelineError):
     """An output is already there and --force was not given."""
+
+
+class LimitError(PipelineError):
+    """An input whose replay would need more memory than the limit allows (checked before allocating)."""

@@ -1,14 +1,24 @@
-"""Parquet I/O for every artifact: conform on write and read, atomic replace.
+"""Parquet I/O for every artifact: conform on write and read, atomic replace, and what ptreplay owns.
 
 Writes go to a hidden temporary file in the destination directory and are
 renamed into place only when complete, so an interrupted job leaves either
-the previous complete output or none (never a partial file).
+the previous complete output or none (never a partial file).  The file then
+gets the mode a new file would (0666 minus the umask), not mkstemp's 0600.
+
+--force replaces only what ptreplay wrote (:func:`check_writable`): a file
+carrying the ``ptreplay.schema`` mark (Parquet key-value metadata, a PNG tEXt
+chunk, an HTML <meta>; see `schemas`), or a directory holding nothing else.
+A user's file or directory is refused with one line naming it, and so is
+every error the file system raises while writing (:func:`write_error`).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
+import re
+import stat
 import sys
 import threading
 import shutil
@@ -19,8 +29,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptreplay.schemas.errors import OutputExistsError, SchemaError
-from ptreplay.schemas import CAPTURE_KEY, SCHEMA_KEY, Artifact, conform, schema_metadata
+from ptreplay.schemas.errors import OutputExistsError, PipelineError, SchemaError
+from ptreplay.schemas import (CAPTURE_KEY, HTML_MARK, PLOT_TAG, SCHEMA_KEY, TRUTH, TRUTH_KEY, Artifact, conform,
+                              schema_metadata)
 
 
 # Parquet writer options per artifact.  Events are by far the largest: their
@@ -55,10 +66,177 @@ def _writer_schema(artifact: Artifact, capture: dict | None) -> pa.Schema:
     return schema.with_metadata(schema_metadata(artifact, capture))
 
 
+# ----------------------------------------------------------------------------- what ptreplay owns
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEMPORARY = re.compile(r"^\..+\.\d+\.[^.]+\.tmp$")    # atomic_path's `.NAME.PID.XXXX.tmp`
+
+
+def mark_of(path: Path) -> str | None:
+    """The ``ptreplay.schema`` tag a regular file carries ('events/1', 'plot/1', ...), or None
+    when ptreplay did not write it (symbolic links and special files included)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            if head[:4] == b"PAR1":
+                return _parquet_mark(path)
+            if head[:8] == _PNG_SIGNATURE:
+                return _png_mark(f)
+            if head.lstrip().lower().startswith((b"<!doctype html", b"<html")) and HTML_MARK.encode() in head:
+                return PLOT_TAG      # the page's head, within its first 4 KiB
+    except OSError:
+        pass
+    return None
+
+
+def _parquet_mark(path: Path) -> str | None:
+    try:
+        tag = (pq.read_metadata(path).metadata or {}).get(SCHEMA_KEY)
+    except (OSError, pa.ArrowException):
+        return None
+    return tag.decode(errors="replace") if tag else None
+
+
+def _png_mark(f) -> str | None:
+    """The SCHEMA_KEY tEXt chunk of a PNG (ptreplay writes it before the image data)."""
+    f.seek(len(_PNG_SIGNATURE))
+    while True:
+        header = f.read(8)
+        if len(header) < 8 or header[4:] in (b"IDAT", b"IEND"):
+            return None
+        length = int.from_bytes(header[:4], "big")
+        if header[4:] == b"tEXt" and length < 4096:
+            key, _, value = f.read(length).partition(b"\0")
+            if key == SCHEMA_KEY:
+                return value.decode("latin-1")
+            f.seek(4, os.SEEK_CUR)
+        else:
+            f.seek(length + 4, os.SEEK_CUR)
+
+
+def foreign_files(path: Path, limit: int | None = None) -> list[str]:
+    """What under `path` ptreplay did not write, relative to `path` ([] for a file or tree of ours),
+    in name order; the walk stops once `limit` are found.
+
+    A directory is ptreplay's when everything in it is (recursively); its atomic
+    writers' temporaries count as ptreplay's, symbolic links never do.
+    """
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return [] if mark_of(path) else [path.name]
+    found: list[str] = []
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return ["(unreadable)"]
+    for entry in entries:
+        if limit is not None and len(found) >= limit:
+            break
+        if entry.is_dir(follow_symlinks=False):
+            left = None if limit is None else limit - len(found)
+            found += [f"{entry.name}/{name}" for name in foreign_files(Path(entry.path), left)]
+        elif entry.is_symlink() or not (_TEMPORARY.match(entry.name) or mark_of(Path(entry.path))):
+            found.append(entry.name)
+    return found
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse (OutputExistsError, one line) to replace an existing `path` that ptreplay did not write."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        foreign = foreign_files(path, limit=4)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise OutputExistsError(f"{path}: is a directory holding files ptreplay did not write ({shown}); "
+                                    f"not replaced (choose another -o)")
+    elif path.is_symlink():
+        raise OutputExistsError(f"{path}: is a symbolic link; not replaced (choose another -o)")
+    elif mark_of(path) is None:
+        raise OutputExistsError(f"{path}: is a file ptreplay did not write; not replaced (choose another -o)")
+
+
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse to overwrite an existing output unless --force."""
-    if path.exists() and not force:
+    """Refuse to replace an existing output: always when ptreplay did not write it, else unless --force."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    check_replaceable(path)
+    if not force:
         raise OutputExistsError(f"{path}: already exists (use --force to replace it)")
+
+
+def output_dir(path: Path) -> Path:
+    """Create the directory output `path` (and its parents); one line when a file is in the way
+    or the file system refuses.  Nothing in an existing directory is touched."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if (p.exists() or p.is_symlink()) and not p.is_dir():     # a file (or a dangling link) in the way
+            where = "is a file" if p == path else f"{p} is a file"
+            raise OutputExistsError(f"{path}: {where}, expected a directory (choose another -o)")
+        if p.is_dir():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+    return path
+
+
+def remove_output(path: Path) -> None:
+    """Delete an output of ptreplay's (a file or a tree); the caller has checked it is one."""
+    path = Path(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
+def write_error(path: Path, e: OSError) -> PipelineError:
+    """One line for an OSError met writing `path`: permission, read-only file system, no space ..."""
+    m = re.search(r"\[errno (\d+)\]", str(e), re.I)   # pyarrow's: "Error writing bytes ... [errno 28] ..."
+    code = e.errno or (int(m.group(1)) if m else None)
+    reason = os.strerror(code) if code else e.strerror or _short(e)
+    return PipelineError(f"{path}: cannot write ({reason})")
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)   # no /proc: read it by setting it (and back)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename the complete temporary `tmp` onto `path`, with a new file's (or directory's) mode.
+
+    A directory in the way (ptreplay's own, checked again now) is moved aside first
+    and deleted after the rename; a user's file that appeared meanwhile is refused.
+    """
+    tmp, path = Path(tmp), Path(path)
+    try:
+        os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
+        if path.exists() or path.is_symlink():
+            check_replaceable(path)
+        if path.is_dir() and not path.is_symlink():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+            os.replace(path, aside)
+            os.replace(tmp, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
 
 
 @contextmanager
@@ -66,20 +244,22 @@ def atomic_path(path: Path, force: bool = True):
     """Yield a temporary path beside `path`; rename it onto `path` on success.
 
     On any exception (including KeyboardInterrupt) the temporary is removed
-    and an existing `path` is left untouched.
+    and an existing `path` is left untouched.  An existing `path` is replaced
+    only when ptreplay wrote it, and only with `force` (:func:`check_writable`).
     """
     path = Path(path)
     check_writable(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    output_dir(path.parent)
+    try:
+        remove_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise write_error(path, e) from None
     tmp = Path(tmp)
     try:
         yield tmp
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -116,7 +296,10 @@ def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict |
         meta[key.encode()] = json.dumps(value, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path, force) as tmp:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **writer_options(artifact))
+        try:
+            pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **writer_options(artifact))
+        except OSError as e:
+            raise write_error(path, e) from None
     return Path(path)
 
 
@@ -145,7 +328,10 @@ class StreamWriter:
         self._tmp = self._ctx.__enter__()
         try:     # an interrupt before __enter__ returns skips __exit__: drop the temporary here
             schema = _writer_schema(self.artifact, self.capture)
-            self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
+            try:
+                self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
+            except OSError as e:
+                raise write_error(self.path, e) from None
             self._queue: queue.Queue = queue.Queue(maxsize=2)
             self._group: list[pa.Table] = []
             self._group_rows = 0
@@ -172,7 +358,7 @@ class StreamWriter:
 
     def write(self, table: pa.Table) -> None:
         if self._error is not None:
-            raise self._error
+            raise self._failure()
         table = _for_writer(table, self.artifact, str(self.path))
         self._group.append(table)
         self._group_rows += table.num_rows
@@ -185,9 +371,16 @@ class StreamWriter:
             self._queue.put(pa.concat_tables(self._group))
             self._group, self._group_rows = [], 0
 
-    def set_capture(self, capture: dict) -> None:
-        """Capture metadata known only at the end of a stream; stored when the file is closed."""
-        self._late_capture = capture
+    def set_capture(self, capture: dict, truth: pa.Table | None = None) -> None:
+        """Capture metadata known only at the end of a stream, and the kernel truth recorded with
+        the capture (TRUTH_KEY); stored when the file is closed."""
+        self._late_meta = {CAPTURE_KEY.decode(): json.dumps(capture, sort_keys=True)}
+        if truth is not None:
+            self._late_meta[TRUTH_KEY.decode()] = encode_table(truth, TRUTH, f"{self.path} (truth)")
+
+    def _failure(self) -> BaseException:
+        e = self._error
+        return write_error(self.path, e) if isinstance(e, OSError) else e
 
     def __exit__(self, typ, exc, tb):
         if typ is None:
@@ -195,15 +388,15 @@ class StreamWriter:
         self._queue.put(None)
         self._thread.join()
         try:
-            if getattr(self, "_late_capture", None) is not None and self._error is None:
-                self._writer.add_key_value_metadata(
-                    {CAPTURE_KEY.decode(): json.dumps(self._late_capture, sort_keys=True)})
+            if getattr(self, "_late_meta", None) is not None and self._error is None:
+                self._writer.add_key_value_metadata(self._late_meta)
             self._writer.close()
         except BaseException as e:
             self._error = self._error or e
         if typ is None and self._error is not None:
-            self._ctx.__exit__(type(self._error), self._error, None)  # drops the temporary
-            raise self._error
+            error = self._failure()
+            self._ctx.__exit__(type(error), error, None)  # drops the temporary
+            raise error
         return self._ctx.__exit__(typ, exc, tb)
 
 
@@ -235,6 +428,36 @@ def read_capture(path: Path) -> dict:
     meta = pq.read_metadata(path).metadata or {}
     raw = meta.get(CAPTURE_KEY)
     return json.loads(raw) if raw else {}
+
+
+def encode_table(table: pa.Table, artifact: Artifact, source: str) -> str:
+    """`table`, conformed to `artifact`, as text for key-value metadata: base64 of a zstd Arrow IPC stream."""
+    table = conform(table, artifact, source)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(table)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+
+
+def decode_table(text: bytes | str, artifact: Artifact, source: str) -> pa.Table:
+    """The inverse of :func:`encode_table`; SchemaError naming `source` when it is not one."""
+    try:
+        with pa.ipc.open_stream(pa.py_buffer(base64.b64decode(text, validate=True))) as r:
+            table = r.read_all()
+    except (ValueError, pa.ArrowException) as e:
+        raise SchemaError(f"{source}: not an encoded {artifact.tag} table ({_short(e)})") from None
+    return conform(table, artifact, source)
+
+
+def read_truth(path: Path) -> pa.Table | None:
+    """The kernel truth an events file carries (TRUTH_KEY: ingested from a `ptreplay record`
+    directory), or None when it carries none."""
+    path = Path(path)
+    try:
+        raw = (pq.read_metadata(path).metadata or {}).get(TRUTH_KEY)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise SchemaError(f"{path}: not a readable Parquet file ({_short(e)})") from None
+    return None if raw is None else decode_table(raw, TRUTH, f"{path}: {TRUTH_KEY.decode()}")
 
 
 def _short(e: Exception) -> str:

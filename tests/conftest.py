@@ -9,7 +9,9 @@ instead: CI must compare with the kernel, not silently stop doing so.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from functools import lru_cache
@@ -70,6 +72,53 @@ def workload_bin(tmp_path_factory) -> Path:
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120, prefix: list[str] | None = None,
             **kw) -> subprocess.CompletedProcess:
-    """`python -m pipeline ARGS` as a subprocess, from the repository root."""
+    """`python -m ptreplay ARGS` as a subprocess, from the repository root."""
     argv = (prefix or []) + [sys.executable, "-m", "ptreplay", *args]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def in_child(fn, seconds: int):
+    """Run fn() in a forked child within `seconds`: ((status, value), peak RSS above the child's start).
+
+    status is "ok" (value: fn's result), "error" (a PipelineError: its message) or "crash" (any
+    other exception, a timeout, a signal).  The peak is the kernel's VmHWM after resetting it
+    (/proc/self/clear_refs 5) to the child's RSS at the start: every allocator counts (Arrow's
+    pool, numpy, numba), unlike tracemalloc."""
+    from ptreplay.schemas.errors import PipelineError
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: reset the high-water mark to the current RSS, run, report
+        os.close(r)
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            start = _status_kb("VmRSS")
+            signal.alarm(seconds)
+            try:
+                out = ("ok", fn())
+            except PipelineError as e:
+                out = ("error", str(e))
+            except BaseException as e:  # noqa: BLE001  (reported as the case's failure)
+                out = ("crash", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            signal.alarm(0)
+            payload = pickle.dumps((out, (_status_kb("VmHWM") - start) << 10))
+        except BaseException as e:  # noqa: BLE001
+            payload = pickle.dumps((("crash", f"harness: {e!r}"), 0))
+        os.write(w, payload)
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while (b := os.read(r, 1 << 16)):
+        chunks.append(b)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        return ("crash", f"child died (wait status {status}: signal {status & 0x7f})"), 0
+    return pickle.loads(b"".join(chunks))
+
+
+def _status_kb(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

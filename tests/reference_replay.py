@@ -1,7 +1,8 @@
 """A deliberately simple, slow replayer: the oracle for replay.kernels.
 
 Dicts and sets, one event at a time, the same rules as the compiled kernels
-(see replay/kernels.py for the kernel function each rule imitates).  Used
+(see replay/kernels.py and the kernel modules it lists for the kernel function
+each rule imitates).  Used
 only by the tests on small streams.
 
 Effects: every PTE table remembers (as `emptier`) the effects row of the event

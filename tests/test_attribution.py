@@ -20,7 +20,7 @@ import pytest
 
 from conftest import DATA, REPO, run_cli
 from ptreplay.schemas.errors import PipelineError
-from ptreplay.pipeline.formats.perf_stacks import read_stacks
+from ptreplay.pipeline.formats.perf.stacks import read_stacks
 from ptreplay.pipeline.attribution.symbols import Symbolizer, site
 
 CAPTURE = DATA / "purge-sites"

@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pytest
 
 from ptreplay.pipeline.events.ingest import ingest
@@ -74,22 +73,36 @@ def test_interrupted_ingest_keeps_the_previous_output(tmp_path, sig):
     assert read_table(out, EVENTS).num_rows > 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
-def test_interrupted_replay_leaves_complete_outputs_or_none(tmp_path, sig):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_interrupted_replay_leaves_each_output_complete_old_or_new(tmp_path, sig):
+    """A --force replay interrupted while it writes: every output is a complete artifact, either
+    the previous run's (policy none only) or the new one's (all six), never a torn file."""
     events = ingest([BIG[1]], tmp_path / "events.parquet")
     out = tmp_path / "out"
-    proc = _start(["replay", events, "-o", out, "--interval", "100us"])
-    time.sleep(1.5)
+    r = subprocess.run([sys.executable, "-m", "ptreplay", "replay", str(events), "-o", str(out), "--policy", "none"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in out.glob("*.parquet"))
+    assert {"summary.parquet", "timeseries.parquet", "effects.parquet", "occupancy.parquet"} <= set(names)
+    before = {n: (out / n).read_bytes() for n in names}
+    proc = _start(["replay", events, "-o", out, "--force", "--interval", "100us"])
+    assert _wait_for_temporary(out, "*", proc, timeout=120), "replay finished before it could be interrupted"
     proc.send_signal(sig)
     proc.wait(timeout=120)
-    for name in ("timeseries.parquet", "summary.parquet"):
-        if (out / name).exists():  # written before the signal: must be complete
-            read_table(out / name, ARTIFACTS[name.split(".")[0]])
+    assert proc.returncode != 0
     if sig != signal.SIGKILL:
-        assert not list(out.glob(".*.tmp")) if out.exists() else True
+        assert "Traceback" not in proc.stderr.read()
+        assert list(out.glob(".*.tmp")) == [], "temporary left behind"
+    assert sorted(p.name for p in out.glob("*.parquet")) == names  # nothing lost
+    for n in names:
+        table = read_table(out / n, ARTIFACTS[n.split(".")[0]])  # complete: reads and conforms
+        policies = set(table.column("policy").to_pylist()) if "policy" in table.column_names else None
+        if (out / n).read_bytes() == before[n]:
+            continue
+        assert policies is None or len(policies) == 6, (n, policies)  # a new file is the whole new output
     r = subprocess.run([sys.executable, "-m", "ptreplay", "replay", str(events), "-o", str(out), "--force",
                         "--policy", "none,pt_reclaim"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     s = read_table(out / "summary.parquet", SUMMARY)
-    assert s.filter(pc.equal(s.column("policy"), "pt_reclaim")).num_rows >= 1
+    assert set(s.column("policy").to_pylist()) == {"none", "pt_reclaim"}
     assert not list(out.glob(".*.tmp"))

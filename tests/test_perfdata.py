@@ -16,7 +16,9 @@ import pyarrow as pa
 import pytest
 
 from ptreplay.schemas.errors import TraceFormatError
-from ptreplay.pipeline.formats import RAW, detect, perfdata
+from ptreplay.pipeline.formats import RAW, detect
+from ptreplay.pipeline.formats.perf import reader as perfdata
+from ptreplay.pipeline.formats.perf import walk
 
 HERE = Path(__file__).parent
 PERF_DIR = HERE / "data" / "perf"
@@ -181,16 +183,16 @@ def test_threads_dir_streams(monkeypatch):
     the rows held at any time stay a small part of the capture."""
     path = PERF_DIR / "migrate_threads_z.data"
     whole, _ = read_all(path)
-    release = perfdata._Orderer.release
+    release = perfdata.Orderer.release
     for ahead in (perfdata.AHEAD_FILES, 0):
         held = []
 
         def spy(self, limit):
             held.append(self.hi - self.lo)
             return release(self, limit)
-        monkeypatch.setattr(perfdata, "CHUNK_BYTES", 1 << 15)
+        monkeypatch.setattr(walk, "CHUNK_BYTES", 1 << 15)
         monkeypatch.setattr(perfdata, "AHEAD_FILES", ahead)
-        monkeypatch.setattr(perfdata._Orderer, "release", spy)
+        monkeypatch.setattr(perfdata.Orderer, "release", spy)
         got, _ = read_all(path)
         monkeypatch.undo()
         assert got.drop_columns(["seq"]).equals(whole.drop_columns(["seq"])), ahead
@@ -312,7 +314,7 @@ def test_small_chunks_give_same_rows(monkeypatch):
     """Records and zstd frames split across chunk boundaries decode the same."""
     for name in ("seed_z.data", "seed_plain.data", "seed_pipe.data"):
         whole, _ = read_all(PERF_DIR / name)
-        monkeypatch.setattr(perfdata, "CHUNK_BYTES", 4099)
+        monkeypatch.setattr(walk, "CHUNK_BYTES", 4099)
         monkeypatch.setattr(perfdata, "BATCH_ROWS", 1000)
         cap = perfdata.read(PERF_DIR / name)
         tables = list(cap.batches)
@@ -344,7 +346,7 @@ def walk_reference(buf: bytes):
 @pytest.mark.parametrize("cut", [0, 7, 8, 4096, 100_003, None])
 @pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
 def test_walk_kernel_matches_reference(name, cut):
-    from ptreplay.pipeline.formats._perf_kernels import unaligned_views, walk_records
+    from ptreplay.pipeline.formats.perf.kernels import unaligned_views, walk_records
     data = (PERF_DIR / name).read_bytes()
     start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
     buf = data[start:] if cut is None else data[start:start + cut]
@@ -356,7 +358,7 @@ def test_walk_kernel_matches_reference(name, cut):
 
 
 def test_walk_kernel_bad_size():
-    from ptreplay.pipeline.formats._perf_kernels import unaligned_views, walk_records
+    from ptreplay.pipeline.formats.perf.kernels import unaligned_views, walk_records
     buf = struct.pack("<IHH", 9, 0, 16) + bytes(8) + struct.pack("<IHH", 9, 0, 4)
     offs, _, _, stop, status = walk_records(*unaligned_views(buf), 0, len(buf))
     assert offs.tolist() == [0] and stop == 16 and status == 1
@@ -476,7 +478,7 @@ def test_any_chunk_boundary_gives_same_rows(monkeypatch, name):
     read the dominant attr's fields past the buffer end (found on a full-size capture)."""
     whole, _ = read_all(PERF_DIR / name)
     for chunk in range(512, 2600, 61):
-        monkeypatch.setattr(perfdata, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(walk, "CHUNK_BYTES", chunk)
         tables = list(perfdata.read(PERF_DIR / name).batches)
         monkeypatch.undo()
         # seq (a tie-breaker) may count a record split across compressed chunks once more

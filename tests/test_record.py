@@ -188,15 +188,27 @@ def test_check_pid_refuses_dead_process():
 
 
 def test_prepare_out_dir_refuses_non_empty_and_force_clears_only_ours(tmp_path):
+    import pyarrow as pa
+    from ptreplay.schemas.parquet_io import write_table
     d = tmp_path / "cap"
     d.mkdir()
     (d / "perf.data").write_text("old")
     (d / "notes.txt").write_text("mine")
     (d / "maps").mkdir()
+    (d / "maps" / "1.start.txt").write_text("maps")
     with pytest.raises(RecordError, match="not empty"):
         prepare_out_dir(d, force=False)
+    # no ptreplay capture.parquet: the perf.data is a user's, never removed
+    with pytest.raises(RecordError, match=r"is a directory holding files ptreplay did not write \(perf\.data, maps: "):
+        prepare_out_dir(d, force=True)
+    assert (d / "perf.data").read_text() == "old" and (d / "maps" / "1.start.txt").exists()
+    # a previous record's directory (our capture.parquet): its files go, the user's notes stay
+    row = {f.name: (0 if pa.types.is_integer(f.type) else False if pa.types.is_boolean(f.type) else "")
+           for f in CAPTURE.schema}
+    write_table(pa.Table.from_pylist([row], schema=CAPTURE.schema), d / "capture.parquet", CAPTURE)
     prepare_out_dir(d, force=True)
     assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+    assert (d / "notes.txt").read_text() == "mine"
 
 
 def test_cli_not_root_is_one_line(tmp_path, monkeypatch, capsys):

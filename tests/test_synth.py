@@ -15,7 +15,7 @@ from ptreplay.pipeline import cli
 from ptreplay.schemas.parquet_io import read_capture, read_table
 from ptreplay.replay import synth
 from ptreplay.replay.engine import ReplayOptions, replay
-from ptreplay.schemas import EVENT_KINDS, EVENTS, conform
+from ptreplay.schemas import EVENT_KINDS, EVENTS, conform, units
 
 SMALL = {
     "seed-loop": dict(gib=1, iters=8, split=1),
@@ -150,7 +150,9 @@ def test_cli_writes_atomically_and_refuses_existing(tmp_path, capsys):
 
 def test_cli_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch, capsys):
     out = tmp_path / "x.parquet"
-    out.write_bytes(b"old")
+    assert cli.main(["synth", "production", "--scale", "1e-6", "-o", str(out)]) == 0   # --force replaces only ours
+    old = out.read_bytes()
+    capsys.readouterr()
 
     def broken(clock, **kw):
         yield synth._mmaps(clock, [synth.SEED_BASE], [1 << 30], 100)
@@ -160,7 +162,7 @@ def test_cli_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(synth.KINDS, "balloon", (broken, help_, spec))
     assert cli.main(["synth", "balloon", "-o", str(out), "--force"]) == 1
     assert "boom" in capsys.readouterr().err
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]
 
 
@@ -169,4 +171,4 @@ def test_bad_sizes_are_usage_errors(tmp_path, capsys):
     assert "not a size" in capsys.readouterr().err
     assert cli.main(["synth", "production", "--res", "100T", "-o", str(tmp_path / "y.parquet")]) == 2
     assert not (tmp_path / "y.parquet").exists()
-    assert synth.parse_size("55T") == 55 * TiB and synth.parse_size("1.5GiB") == 3 * GiB // 2
+    assert units.parse_size("55T") == 55 * TiB and units.parse_size("1.5GiB") == 3 * GiB // 2

@@ -14,7 +14,7 @@ import zstandard
 
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats import RAW, open_binary
-from ptreplay.pipeline.formats import ftrace, perf_script, tracecmd
+from ptreplay.pipeline.formats.text import ftrace, perf_script, tracecmd
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "text"
 FTRACE = DATA / "seed-64.ftrace.txt.zst"

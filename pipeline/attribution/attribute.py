@@ -1,7 +1,7 @@
 """Page-table waste attributed to code: which call sites allocate PTE tables and leave them empty.
 
     replay output (effects.parquet: per event, tables allocated / emptied / freed)
-      + the capture's call chains for those events (pipeline.formats.perf_stacks)
+      + the capture's call chains for those events (pipeline.formats.perf.stacks)
       + MMAP2 + ELF symbols + DWARF CFI (pipeline.symbols)
       --> attribution.parquet: per policy and call site, tables and empty bytes
 
@@ -50,7 +50,7 @@ def attribute(capture: Path, replay_dir: Path, binaries: list[Path] | None = Non
         raise PipelineError(f"{file}: attribution needs a perf.data capture (call chains and MMAP2 records)")
     tid, t_ns = _threads_and_times(effects, _events_path(replay_dir, events))
     keys = list(zip(tid.tolist(), t_ns.tolist()))
-    from ptreplay.pipeline.formats.perf_stacks import read_stacks
+    from ptreplay.pipeline.formats.perf.stacks import read_stacks
     stacks, mmaps, meta = read_stacks(file, set(keys))
     times = len(set(t_ns.tolist()))
     if times and meta["times_found"] < times / 2:

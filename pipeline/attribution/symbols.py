@@ -228,7 +228,7 @@ class Symbolizer:
         return Frame(ip, m["filename"], offset, sym[0], sym[1], note)
 
     def stack(self, s) -> tuple[list[Frame], str]:
-        """Frames of one `perf_stacks.SampleStack`, innermost first, and how they were found
+        """Frames of one `perf.stacks.SampleStack`, innermost first, and how they were found
         ('dwarf', 'fp', 'ip'; 'dwarf failed (...), fp' when a binary's CFI cannot be decoded)."""
         failed = ""
         if s.regs is not None and s.stack:

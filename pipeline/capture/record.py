@@ -46,7 +46,8 @@ import pyarrow.parquet as pq
 
 from ptreplay.schemas.errors import RecordError
 from ptreplay.pipeline.capture.machine import machine_info
-from ptreplay.schemas.parquet_io import atomic_path, write_table
+from ptreplay.schemas.parquet_io import (atomic_path, foreign_files, mark_of, output_dir, remove_output,
+                                         write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
 from ptreplay.schemas import CAPTURE, TRUTH
 
@@ -181,21 +182,24 @@ def check_command(command: list[str], path: str | None = None) -> None:
 
 
 def prepare_out_dir(out_dir: Path, force: bool) -> Path:
-    """Create `out_dir`; refuse a non-empty one unless --force (then clear our old outputs)."""
+    """Create `out_dir`; refuse a non-empty one unless --force, then clear a previous record's
+    outputs (OUTPUT_NAMES) and nothing else.  They are cleared only when ptreplay wrote them: the
+    Parquet files by their mark, the rest because the directory holds our capture.parquet (a
+    record directory); a user's perf.data, say, in any other directory is refused."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RecordError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not force:
             raise RecordError(f"{out_dir}: directory is not empty (use --force to record over it)")
-        for name in OUTPUT_NAMES:
-            p = out_dir / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
+        ours = (mark_of(out_dir / "capture.parquet") or "").startswith(f"{CAPTURE.name}/")
+        present = [out_dir / n for n in OUTPUT_NAMES if (out_dir / n).exists() or (out_dir / n).is_symlink()]
+        foreign = [] if ours else [p.name for p in present if foreign_files(p, limit=1)]
+        if foreign:
+            raise RecordError(f"{out_dir}: is a directory holding files ptreplay did not write "
+                              f"({', '.join(foreign)}: no capture.parquet of ptreplay's beside them); "
+                              f"not replaced (choose another -o)")
+        for p in present:
+            remove_output(p)
+    return output_dir(out_dir)
 
 
 # ---------------------------------------------------------------------------

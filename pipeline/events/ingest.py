@@ -5,7 +5,9 @@
 
 A `ptreplay record` directory is accepted as an input: its perf.data is read
 and its capture.parquet sidecar supplies the machine metadata.  The capture
-metadata travels in the Parquet key-value metadata (see `schemas`).
+metadata travels in the Parquet key-value metadata (see `schemas`), and so
+does the directory's truth.parquet (the kernel's own /proc numbers, key
+``ptreplay.truth``), which `ptreplay replay` writes out beside its outputs.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ptreplay.pipeline.formats import detect, open_binary
 from ptreplay.pipeline.events.normalize import Normalizer
 from ptreplay.schemas.parquet_io import StreamWriter, check_writable, read_table
 from ptreplay.pipeline.progress import progress, warn
-from ptreplay.schemas import CAPTURE, EVENTS
+from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
 X86_64 = ("x86_64", "amd64", "x86-64")
 
@@ -102,8 +104,21 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     return batches(), meta
 
 
+def record_truth(path: Path) -> pa.Table | None:
+    """The truth table of a `ptreplay record` directory (None for any other input)."""
+    path = Path(path)
+    truth = path / "truth.parquet"
+    if path.is_dir() and (path / "perf.data").exists() and truth.exists():
+        return read_table(truth, TRUTH)
+    return None
+
+
 def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled: bool = False) -> Path:
-    """Ingest one or more captures into `output` (events Parquet), merged in time order."""
+    """Ingest one or more captures into `output` (events Parquet), merged in time order.
+
+    The truth of record directories among the inputs goes into the output's metadata
+    (``ptreplay.truth``; all inputs' rows together when several have one).
+    """
     output = Path(output)
     check_writable(output, force)
     streams, metas = [], []
@@ -111,13 +126,16 @@ def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled:
         it, meta = read_events(Path(p), allow_sampled)
         streams.append(it)
         metas.append(meta)
+    truths = [t for t in (record_truth(Path(p)) for p in inputs) if t is not None]
+    truth = (None if not truths else truths[0] if len(truths) == 1
+             else pa.concat_tables(truths).sort_by([("t_ns", "ascending")]))
     with StreamWriter(output, EVENTS, capture=None, force=force) as w, \
             progress(f"ingest {output.name}", unit="events") as advance:
         for batch in merge_sorted(streams):
             w.write(batch)
             advance(batch.num_rows)
         capture = _combine(metas)
-        w.set_capture(capture)
+        w.set_capture(capture, truth=truth)
     for m in metas:
         if m.get("lost_events") or m.get("lost_samples"):
             warn(f"{m.get('trace_id')}: the tracer lost {m.get('lost_events', 0)} events and "

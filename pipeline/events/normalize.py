@@ -209,12 +209,12 @@ class Normalizer:
         and the few other rows (`small`, sorted) as one batch ordered by (t_ns, seq).
 
         Faults are nearly all of a capture's records: one compiled pass
-        (`_perf_kernels.merge_faults`) writes their columns and leaves the slots of
+        (`pipeline.events.fault_merge.merge_faults`) writes their columns and leaves the slots of
         the other rows, filled here.  Columns that are constant for faults stay
         absent while the other rows hold the default too (`_to_table` fills them
         cheaply).  comm is kept as `comm_rows`/`comm_texts`.
         """
-        from ptreplay.pipeline.formats import _perf_kernels as K    # numba: imported on first use
+        from ptreplay.pipeline.events import fault_merge as K    # numba: imported on first use
         t = c["t_ns"]
         if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
             order = np.lexsort((c["seq"], t))
@@ -527,7 +527,7 @@ def _select(code: np.ndarray, rows: np.ndarray, codes: list) -> np.ndarray:
 
 def _fault_kinds(names: list) -> np.ndarray:
     """Per event code: is it a fault, and in which mode (`merge_faults`' fault_kind; 0 = not a fault)."""
-    from ptreplay.pipeline.formats import _perf_kernels as K
+    from ptreplay.pipeline.events import fault_merge as K
     kinds = {"page_fault_user": K.USER_FAULT, "page_fault_kernel": K.KERNEL_FAULT}
     return np.array([kinds.get(n, K.NOT_FAULT) for n in names] or [K.NOT_FAULT], np.int8)
 

@@ -3,7 +3,10 @@
 One task per trace.  Each task builds its outputs in a hidden temporary
 directory beside the destination and renames it to ``OUTDIR/trace_id=X/``
 only when complete, so a finished trace is exactly a visible partition:
-a rerun skips those, and a killed run never leaves partial outputs visible.
+a rerun skips those (`force` replaces them, when they hold only ptreplay's
+outputs), and a killed run never leaves partial outputs visible.  Each
+partition is self-contained: its events.parquet (named by the summary's
+metadata, for `ptreplay attribute`), the replay outputs and the truth.
 The DuckDB views (`pipeline.warehouse.connect(OUTDIR)`) read the tree as one.
 
 By default a LocalCluster on loopback with `workers` processes runs the
@@ -12,7 +15,6 @@ tasks; `scheduler` names a running dask scheduler (a real cluster) instead.
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import tempfile
 import traceback
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.schemas.parquet_io import check_replaceable, output_dir, publish, write_error
 from ptreplay.pipeline.events.ingest import trace_id_of
 from ptreplay.pipeline.progress import progress
 
@@ -106,16 +109,24 @@ def _is_thread_dir(p: Path) -> bool:
     return any(p.glob("data.*"))
 
 
-def run_one(path: str, out_dir: str, policies: str) -> str:
-    """The task: ingest + replay one capture into out_dir/trace_id=X (atomically). Returns X."""
+def run_one(path: str, out_dir: str, policies: str, force: bool = False) -> str:
+    """The task: ingest + replay one capture into out_dir/trace_id=X (atomically). Returns X.
+
+    The partition holds events.parquet, the replay outputs and, for a record
+    directory, its truth.parquet (carried by ingest and replay like any output's).
+    An existing partition is kept (a resumed run) unless `force` replaces it.
+    """
     from ptreplay.pipeline.events.ingest import ingest
     from ptreplay.replay.engine import ReplayOptions, replay_to_dir
 
     tid = trace_id_of(path)
     final = Path(out_dir) / f"trace_id={tid}"
-    if final.exists():
+    if final.exists() and not force:
         return tid
-    tmp = Path(tempfile.mkdtemp(prefix=f".trace_id={tid}.", dir=out_dir))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".trace_id={tid}.", dir=out_dir))
+    except OSError as e:
+        raise write_error(final, e) from None
     try:
         if is_uri(path):
             (tmp / "_input").mkdir()
@@ -124,35 +135,58 @@ def run_one(path: str, out_dir: str, policies: str) -> str:
             src = Path(path)
         events = tmp / "events.parquet"
         ingest([src], events, force=True)
-        replay_to_dir(events, tmp, ReplayOptions(policies=policies), force=True)
-        if src.is_dir() and (src / "truth.parquet").exists():
-            shutil.copyfile(src / "truth.parquet", tmp / "truth.parquet")
+        # the metadata names the events file where it will be once published, for `ptreplay attribute`
+        replay_to_dir(events, tmp, ReplayOptions(policies=policies), force=True, events_as=final / "events.parquet")
         shutil.rmtree(tmp / "_input", ignore_errors=True)
-        os.rename(tmp, final)
+        publish(tmp, final)   # a directory's mode from the umask; a forced rerun replaces ptreplay's partition
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tid
 
 
 def batch(inputs: list[str], out_dir: Path, policies: str = "all", workers: int = 2,
-          scheduler: str | None = None) -> BatchResult:
-    """Replay every capture in `inputs` into the Hive-partitioned tree `out_dir`."""
-    from dask.distributed import Client, LocalCluster, as_completed
+          scheduler: str | None = None, force: bool = False) -> BatchResult:
+    """Replay every capture in `inputs` into the Hive-partitioned tree `out_dir`.
 
+    Inputs, policies and the partitions to replace are checked before a cluster
+    starts; traces already done are skipped unless `force` (which replaces a
+    partition only when it holds nothing but ptreplay's outputs).  An output
+    tree this run created is removed again when nothing was published into it.
+    """
+    from ptreplay.replay.policies import parse_policies
+    parse_policies(policies)     # a bad --policy is a usage error, not one failure per trace
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_dir)
     paths = expand_inputs(inputs)
     ids = [trace_id_of(p) for p in paths]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise UsageError(f"batch: several inputs share the trace id(s) {', '.join(sorted(dupes))}: rename them")
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]   # deepest first
+    output_dir(out_dir)
+    try:
+        return _run(paths, ids, out_dir, policies, workers, scheduler, force)
+    finally:
+        for d in created:   # only directories this run made, and only while empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+def _run(paths, ids, out_dir: Path, policies: str, workers: int, scheduler: str | None, force: bool) -> BatchResult:
+    _remove_stale_temporaries(out_dir)
     result = BatchResult()
-    result.skipped = [tid for tid in ids if (out_dir / f"trace_id={tid}").exists()]
+    done = [tid for tid in ids if (out_dir / f"trace_id={tid}").exists()]
+    if force:
+        for tid in done:
+            check_replaceable(out_dir / f"trace_id={tid}")
+    else:
+        result.skipped = done
     todo = [p for p, tid in zip(paths, ids) if tid not in result.skipped]
     if not todo:
         return result
 
+    from dask.distributed import Client, LocalCluster, as_completed
     cluster = None
     if scheduler:
         client = Client(scheduler)
@@ -161,7 +195,8 @@ def batch(inputs: list[str], out_dir: Path, policies: str = "all", workers: int 
                                host="127.0.0.1", dashboard_address=None, silence_logs=50)
         client = Client(cluster)
     try:
-        futures = {client.submit(run_one, str(p), str(out_dir), policies, key=f"replay-{trace_id_of(p)}",
+        where = str(out_dir.absolute())   # workers may run elsewhere: give them (and the metadata) a full path
+        futures = {client.submit(run_one, str(p), where, policies, force, key=f"replay-{trace_id_of(p)}",
                                  pure=False): trace_id_of(p) for p in todo}
         with progress("batch", total=len(futures), unit="traces") as advance:
             for fut in as_completed(futures):

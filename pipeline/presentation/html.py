@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from ptreplay.schemas.parquet_io import atomic_path
+from ptreplay.schemas import HTML_MARK
+from ptreplay.schemas.parquet_io import atomic_path, write_error
 from ptreplay.pipeline.presentation.plotdata import (MIB, OCCUPANCY_LABEL, PANELS, TRUTH_LABEL, PlotData, cost_of,
                                                      heatmap_caption)
 from ptreplay.schemas.units import human_bytes
@@ -155,9 +156,12 @@ def fragment(data: PlotData, heatmap_only: bool = False, include_plotlyjs="inlin
 
 def write_html(data: PlotData, output: Path, force: bool = False, heatmap_only: bool = False) -> Path:
     title = html.escape(f"ptreplay plot: {data.trace_id}, {data.who}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{HTML_MARK}<title>{title}</title></head>"
             f"<body>{fragment(data, heatmap_only)}</body></html>\n")
     with atomic_path(Path(output), force) as tmp:
-        tmp.write_text(page, encoding="utf-8")
+        try:
+            tmp.write_text(page, encoding="utf-8")
+        except OSError as e:
+            raise write_error(output, e) from None
     return Path(output)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ptreplay.schemas.errors import PipelineError, UsageError
+from ptreplay.schemas.parquet_io import check_writable
 from ptreplay.pipeline.presentation.plotdata import load
 from ptreplay.pipeline.progress import warn
 
@@ -16,6 +17,7 @@ def plot(path: Path, output: Path, pid: int | None = None, force: bool = False,
     kind = output.suffix.lower()
     if kind not in (".png", ".html"):
         raise UsageError(f"plot: {output}: expected a .png or .html file name")
+    check_writable(output, force)   # before reading anything: a user's file is never replaced
     data = load(path, pid=pid, policies=policies, trace=trace)
     if data.note:
         warn(data.note)

@@ -181,10 +181,8 @@ def load(path: Path, pid: int | None = None, policies: list[str] | None = None,
     if ts.num_rows == 0:
         raise PipelineError(f"{path}: no timeseries rows for pid {pid} of {trace_id} (run `ptreplay replay` first)")
     summary = execute(con, "SELECT * FROM summary WHERE trace_id = $trace AND pid = $pid ORDER BY policy", key)
+    # truth.parquet (written by replay from the events' ptreplay.truth) names its trace in its capture metadata
     truth = execute(con, "SELECT * FROM truth WHERE trace_id = $trace AND pid = $pid ORDER BY t_ns", key)
-    if truth.num_rows == 0 and _single_trace(con):
-        # truth's trace_id comes from its folder name, which a lone output directory need not share
-        truth = execute(con, "SELECT * FROM truth WHERE pid = $pid ORDER BY t_ns", {"pid": pid})
     replayed = summary.column("policy").to_pylist()
     if policies is None:
         policies = ["none"] + (["pt_reclaim"] if "pt_reclaim" in replayed else [])
@@ -221,10 +219,6 @@ def _choose_process(con, pid, trace) -> tuple[str, int, str]:
                          "pick one with --trace")
     r = rows[0]
     return r["trace_id"], r["pid"], r["comm"] or ""
-
-
-def _single_trace(con) -> bool:
-    return execute(con, "SELECT count(DISTINCT trace_id) AS n FROM summary").to_pylist()[0]["n"] == 1
 
 
 def _heatmaps(con, path, trace_id, pid, policies, max_regions) -> tuple[list[Heatmap], str | None]:

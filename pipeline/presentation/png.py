@@ -7,17 +7,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from ptreplay.schemas.parquet_io import atomic_path
+from ptreplay.schemas import PLOT_TAG, SCHEMA_KEY
+from ptreplay.schemas.parquet_io import atomic_path, write_error
 from ptreplay.pipeline.presentation.plotdata import (MIB, OCCUPANCY_LABEL, PANELS, TRUTH_LABEL, PlotData, cost_of,
                                                      heatmap_caption)
 
 
 def write_png(data: PlotData, output: Path, force: bool = False, heatmap_only: bool = False) -> Path:
+    """The figure to `output` (atomically), marked as ptreplay's by a tEXt chunk (`--force` checks it)."""
     import matplotlib.pyplot as plt
     fig = render_png(data, heatmap_only)
     try:
         with atomic_path(output, force) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
+            try:
+                fig.savefig(tmp, format="png", dpi=100, metadata={SCHEMA_KEY.decode(): PLOT_TAG})
+            except OSError as e:
+                raise write_error(output, e) from None
     finally:
         plt.close(fig)
     return output

@@ -1,7 +1,9 @@
 """Terminal report of a replay output: savings per process and policy.
 
 Numbers come straight from summary.parquet (the same values `ptreplay sql`
-and the DuckDB views see), shown in human units.
+and the DuckDB views see), shown in human units; below the table, for every
+process with kernel truth (truth.parquet, carried from `ptreplay record` by
+ingest and replay), the kernel's own final VmPTE next to the model's.
 """
 from __future__ import annotations
 
@@ -50,10 +52,40 @@ def report(path: Path, fmt: str = "table", by: str = "process") -> str:
         return format_table(t, fmt)
     columns = COLUMNS if by == "process" else [(c, c) for c in t.column_names]
     human = pa.table({head: [cell(v, col) for v in t.column(col).to_pylist()] for col, head in columns})
+    kernel = kernel_lines(Path(path)) if by == "process" else []
     if fmt == "html":
         from ptreplay.pipeline.presentation.report_html import html_report
-        return html_report(human, Path(path))
-    return format_table(human, fmt)
+        return html_report(human, Path(path), kernel)
+    text = format_table(human, fmt)
+    if kernel:   # below the table, after a blank line (markdown: a paragraph each)
+        text += "\n" + ("\n\n" if fmt == "md" else "\n").join(kernel) + "\n"
+    return text
+
+
+def kernel_lines(path: Path) -> list[str]:
+    """One line per replayed process with kernel truth: the last VmPTE the kernel reported
+    (/proc/PID/status, sampled while recording) next to the model's final VmPTE per policy,
+    e.g. 'pid 6306: kernel (CONFIG_PT_RECLAIM=y) final VmPTE 64 kB; model: none 6064 kB, ...'
+    (the trace id leads when the output holds several traces)."""
+    from ptreplay.pipeline.warehouse import connect, execute, files_of
+    if not files_of(path, "truth"):
+        return []
+    con = connect(path)
+    kernel = execute(con, """
+        SELECT t.trace_id, t.pid, last(t.vmpte_bytes ORDER BY t.t_ns) AS kernel_bytes, any_value(m.pt_reclaim) AS pt_reclaim
+        FROM truth t LEFT JOIN metadata m USING (trace_id) GROUP BY ALL ORDER BY t.trace_id, t.pid""").to_pylist()
+    model: dict[tuple, list[str]] = {}
+    for r in execute(con, "SELECT trace_id, pid, policy, final_vmpte_bytes FROM summary").to_pylist():
+        model.setdefault((r["trace_id"], r["pid"]), []).append(f"{r['policy']} {r['final_vmpte_bytes'] // 1024} kB")
+    kernel = [k for k in kernel if (k["trace_id"], k["pid"]) in model]
+    several = len({k["trace_id"] for k in kernel}) > 1
+    lines = []
+    for k in kernel:
+        who = f"{k['trace_id']} pid {k['pid']}" if several else f"pid {k['pid']}"
+        config = f" (CONFIG_PT_RECLAIM={k['pt_reclaim']})" if k["pt_reclaim"] in ("y", "n") else ""
+        lines.append(f"{who}: kernel{config} final VmPTE {k['kernel_bytes'] // 1024} kB; "
+                     f"model: {', '.join(model[k['trace_id'], k['pid']])}")
+    return lines
 
 
 def rollup(path: Path, by: str) -> pa.Table:

@@ -11,7 +11,7 @@ from ptreplay.pipeline.presentation.plotdata import load
 from ptreplay.pipeline.presentation.sites import top_sites
 
 
-def html_report(human: pa.Table, path: Path) -> str:
+def html_report(human: pa.Table, path: Path, kernel: list[str] | None = None) -> str:
     """A standalone HTML page: the table (every string from a capture escaped) and the plots
     of the process with the largest potential savings when the output has a timeseries:
     interactive plotly figures (plotly.js inline, so the page works offline) when plotly is
@@ -20,7 +20,8 @@ def html_report(human: pa.Table, path: Path) -> str:
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ptreplay report</title>"
             "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
             f"</head><body><h1>ptreplay report: {html.escape(str(path))}</h1>"
-            f"{_html_table(human)}{_html_sites(path)}{_html_plots(path)}</body></html>\n")
+            f"{_html_table(human)}{''.join(f'<p>{html.escape(line)}</p>' for line in kernel or [])}"
+            f"{_html_sites(path)}{_html_plots(path)}</body></html>\n")
 
 
 def _html_table(t: pa.Table) -> str:
@@ -48,7 +49,7 @@ def _html_plots(path: Path) -> str:
     except PipelineError:
         return "<p>(no timeseries to plot)</p>"
     try:
-        import plotly  # noqa: F401  (optional: the `notebooks` extra)
+        import plotly  # noqa: F401  (optional: the `plot` extra)
     except ImportError:
         pass
     else:

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ptreplay.schemas.errors import TraceFormatError
-from ptreplay.pipeline.formats._perf_layout import TRACING_MAGIC
+from ptreplay.pipeline.formats.perf.layout import TRACING_MAGIC
 
 _FIELD_RE = re.compile(r"field:(?P<decl>[^;]*);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);"
                        r"\s*signed:(?P<signed>\d+);")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-from ptreplay.pipeline.formats import Capture
-from ptreplay.pipeline.formats._text import STYLE_FTRACE, TextFormat, read_text
+from ptreplay.pipeline.formats.base import Capture
+from ptreplay.pipeline.formats.text.reader import TextFormat, read_text
+from ptreplay.pipeline.formats.text.scan import STYLE_FTRACE
 
 NAME = "trace-cmd"
 

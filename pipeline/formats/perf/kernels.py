@@ -1,9 +1,8 @@
-"""Compiled kernels for the perf.data reader and normalize: plain arrays in, plain arrays out.
+"""Compiled kernels of the perf.data reader: plain arrays in, plain arrays out.
 
-`walk_records` (each record's position depends on the previous record's size),
-`decode_fixed_samples` (every integer column of fixed-layout samples in one
-pass) and `merge_faults` (normalize: the fault rows of a batch and the slots of
-its other rows in one pass).  Kept apart so importing the reader compiles nothing.
+`walk_records` (each record's position depends on the previous record's size) and
+`decode_fixed_samples` (every integer column of fixed-layout samples in one pass).  Kept
+apart so importing the reader compiles nothing.
 """
 from __future__ import annotations
 
@@ -126,7 +125,7 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
     The buffer comes as `unaligned_views(buf)` (u8, u32, u64).
     The attr of a record is id_lut[u64 at offs + id_pos] (attr 0 when id_pos < 0);
     for attrs with lay[k, LAY_FIXED] every field sits at a constant offset (see
-    perfdata._Layout) and is written here; rows of other attrs get the defaults
+    samples.SampleLayout) and is written here; rows of other attrs get the defaults
     (the caller decodes them).  Every output row is written (fields a record does
     not have: t_ns 0, pid/tid/cpu -1, args and ret 0), so the outputs may come
     uninitialised; `args` is uint64[6, n] (a0..a5).  Returns (status, row): status
@@ -188,60 +187,3 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
         if fields[k, 6, 0] >= 0:
             ret[i] = np.int64(_field(u8, u32, u64, data + fields[k, 6, 0], fields[k, 6, 1], fields[k, 6, 2]))
     return 0, n
-
-
-# ---- normalize: fault rows and the few other events into one batch
-
-# fault_kind codes of merge_faults, per event code.
-NOT_FAULT, USER_FAULT, KERNEL_FAULT = 0, 1, 2
-
-
-@njit(nogil=True)
-def merge_faults(t_ns, seq, pid, tid, cpu, addr, ip, error_code, code, fault_kind, user_limit, fault_code,
-                 s_t_ns, s_seq, o_t_ns, o_seq, o_pid, o_tid, o_cpu, o_kind, o_addr, o_ip, o_error_code,
-                 o_user_mode, at):
-    """Write the fault rows of one raw batch (sorted by t_ns, seq) and make room for the
-    other rows (s_t_ns, s_seq: sorted), in (t_ns, seq) order, into the o_* columns.
-
-    A row is a fault if fault_kind[code] is USER_FAULT or KERNEL_FAULT (user_mode is the
-    former) and addr < user_limit; a fault row holds its raw t_ns, seq, pid, tid, cpu,
-    addr (a0), ip (a1), error_code (a2, low 32 bits), kind `fault_code`.  Other row k goes
-    before every fault row with a larger (t_ns, seq) and after its equals' others; its slot
-    is at[k] (the caller fills it).  o_* hold at least (faults + others) rows.
-    Returns (rows written, faults on kernel addresses dropped).
-    """
-    n = len(t_ns)
-    ns = len(s_t_ns)
-    j = 0
-    k = 0
-    dropped = 0
-    for i in range(n):
-        f = fault_kind[code[i]]
-        if f == NOT_FAULT:
-            continue
-        if addr[i] >= user_limit:
-            dropped += 1
-            continue
-        t = t_ns[i]
-        s = seq[i]
-        while k < ns and (s_t_ns[k] < t or (s_t_ns[k] == t and s_seq[k] <= s)):
-            at[k] = j
-            j += 1
-            k += 1
-        o_t_ns[j] = t
-        o_seq[j] = s
-        o_pid[j] = pid[i]
-        o_tid[j] = tid[i]
-        o_cpu[j] = cpu[i]
-        o_kind[j] = fault_code
-        o_addr[j] = addr[i]
-        o_ip[j] = ip[i]
-        o_error_code[j] = np.int32(np.int64(error_code[i] & np.uint64(0xFFFFFFFF)) - (
-            np.int64(1) << 32 if error_code[i] & np.uint64(0x80000000) else 0))
-        o_user_mode[j] = f == USER_FAULT
-        j += 1
-    while k < ns:
-        at[k] = j
-        j += 1
-        k += 1
-    return j, dropped

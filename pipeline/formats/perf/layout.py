@@ -104,7 +104,7 @@ FEAT_STRINGS = {"HOSTNAME": "host", "OSRELEASE": "kernel_release", "VERSION": "p
 # --- HEADER_TRACING_DATA (tools/perf/util/trace-event-read.c) ---
 TRACING_MAGIC = b"\x17\x08\x44tracing"
 
-# --- how tracepoint fields become RAW columns (see pipeline/formats/__init__.py) ---
+# --- how tracepoint fields become RAW columns (see pipeline/formats/base.py) ---
 # event name -> {RAW column: tracepoint field}; sys_enter_*/sys_exit_* and generic events are rules.
 EVENT_FIELDS = {
     "page_fault_user": {"a0": "address", "a1": "ip", "a2": "error_code"},

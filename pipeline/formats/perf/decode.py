@@ -1,0 +1,260 @@
+"""Chunks of whole perf.data records -> RAW rows, as numpy columns (the reader's decode).
+
+SAMPLE records are grouped by attr and decoded column-wise: attrs whose samples
+have a fixed layout in one compiled pass (`kernels.decode_fixed_samples`), the
+others with numpy gathers at the per-record offsets of `samples.walk_fields`.
+The few side-band records (FORK, EXIT, COMM, ...) come from `walk.split_records`.
+Rows are written into a *frame*: a dict of columns (`COLUMNS`), event and comm
+as codes into the session's interned strings.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ptreplay.pipeline.formats.perf.header import COLS_U64, Attr, Session
+from ptreplay.pipeline.formats.perf.samples import Fields, Views, walk_fields
+from ptreplay.pipeline.formats.perf.walk import Chunk, split_records
+
+# ----------------------------------------------------------------------------- frames
+
+COLUMNS = {"t_ns": (np.int64, 0), "pid": (np.int32, -1), "tid": (np.int32, -1), "cpu": (np.int32, -1),
+           "ev": (np.int32, 0), **{c: (np.uint64, 0) for c in COLS_U64}, "ret": (np.int64, 0),
+           "comm": (np.int32, -1), "seq": (np.int64, 0)}      # working frame: dtype, default
+
+
+def frame(n: int) -> dict:
+    """n rows in the reader's working form, at the defaults (event/comm as int codes, comm -1 = null)."""
+    return complete({"seq": np.zeros(n, np.int64)})
+
+
+def put(f: dict, col: str, rows, values) -> None:
+    """f[col][rows] = values; a whole column (rows = all) is taken as is, without a copy."""
+    dtype, default = COLUMNS[col]
+    n = len(f["seq"])
+    if col not in f:
+        if isinstance(rows, slice) and np.ndim(values):
+            f[col] = np.asarray(values).astype(dtype, copy=False)    # C casts: signed -> u64 wraps
+            return
+        f[col] = np.full(n, default, dtype)
+    f[col][rows] = values
+
+
+def complete(f: dict) -> dict:
+    """Add the columns nobody wrote, at their defaults."""
+    n = len(f["seq"])
+    for col, (dtype, default) in COLUMNS.items():
+        if col not in f:
+            f[col] = np.full(n, default, dtype) if default else np.zeros(n, dtype)
+    return f
+
+
+def concat(frames: list[dict]) -> dict:
+    if len(frames) == 1:
+        return frames[0]
+    return {k: np.concatenate([f[k] for f in frames]) for k in frames[0]}
+
+
+def take(f: dict, idx) -> dict:
+    return {k: v[idx] for k, v in f.items()}
+
+
+def nrows(f: dict) -> int:
+    return len(f["seq"])
+
+
+# ----------------------------------------------------------------------------- the decoder
+
+class Decoder:
+    """Decodes the chunks of one capture into frames; `seq` numbers its records in file order."""
+
+    def __init__(self, session: Session):
+        self.s = session
+        self.seq = 0
+        self._plan_key = None
+
+    def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
+        """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
+        before each of its rounds)."""
+        s = self.s
+        seq0, self.seq = self.seq, self.seq + len(ch.offs)
+        sidx, side = split_records(s, ch, seq0)
+        n = len(sidx) + len(side)
+        if not n:
+            return 0, np.full(len(ch.rounds), -1, np.int64)
+        rows, args = orderer.room(n)
+        if side:                          # rare: samples and side rows into a frame, then in seq order
+            f = frame(len(side))
+            for j, (_, row) in enumerate(side):
+                for key, val in row.items():
+                    f[key][j] = val
+            if len(sidx):
+                s.validate()
+                f = concat([self.decode_samples(Views(ch.buf), ch, sidx, seq0, frame(len(sidx))), f])
+            f = take(f, np.argsort(f["seq"], kind="stable"))
+            for c, v in rows.items():
+                v[:] = f[c]
+        else:
+            s.validate()
+            self.decode_samples(Views(ch.buf), ch, sidx, seq0, rows, args)
+        # largest time before each round: records before it are samples or side rows
+        t_cummax = np.maximum.accumulate(rows["t_ns"])
+        kept = np.sort(np.concatenate([sidx, np.array([i for i, _ in side], np.int64)])) if side else sidx
+        k = np.searchsorted(kept, ch.rounds)       # rows before each round
+        round_max = np.where(k > 0, t_cummax[np.maximum(k - 1, 0)], -1)
+        return n, round_max
+
+    def decode_samples(self, v: Views, ch: Chunk, sidx: np.ndarray, seq0: int, f: dict,
+                       args: np.ndarray | None = None) -> dict:
+        """SAMPLE records -> rows of frame f (uninitialised, n rows) in record order
+        (perf_event.h field order); `args`: f's a0..a5 as the rows of one 2-D array.
+
+        Attrs whose samples have a fixed layout (`samples.SampleLayout`: no callchain, no
+        group read) have every field at a constant offset: one compiled pass
+        (`kernels.decode_fixed_samples`) finds each record's attr and writes all their
+        integer columns.  String fields (few records) and attrs with variable layouts are
+        then filled per attr from their own rows, the latter field by field at per-record
+        offsets (`decode_attr_samples`).
+        """
+        from ptreplay.pipeline.formats.perf import kernels as K
+        s = self.s
+        offs = ch.offs[sidx]
+        sizes = ch.sizes[sidx]
+        n = len(offs)
+        np.add(sidx, seq0, out=f["seq"])
+        f["comm"].fill(-1)
+        if args is None:
+            args = np.empty((len(COLS_U64), n), np.uint64)
+            f.update(zip(COLS_U64, args))
+        if len(s.attrs) == 1:
+            id_pos = -1
+        else:
+            id_pos = s.sid.sample_id_pos
+            if id_pos is None:
+                s.where.at(ch.base + int(offs[0]), ch.stream).fail(
+                    "several attrs but samples carry no PERF_SAMPLE_ID/IDENTIFIER")
+        lay, fields = self.sample_plan()
+        attr = np.empty(n, np.int32)
+        status, i = K.decode_fixed_samples(*K.unaligned_views(v.buf), offs, sizes, id_pos, s.id_lut, lay, fields, attr,
+                                           f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args, f["ret"])
+        if status:
+            s.where.at(ch.base + int(offs[i]), ch.stream).fail(
+                self.sample_error(K, status, v, int(offs[i]), int(sizes[i]), id_pos, attr[i]))
+        need = [a for a in s.attrs if not lay[a.index, K.LAY_FIXED] or _string_fields(a)
+                and lay[a.index, K.LAY_MIN_RAW] >= 0]
+        if need:
+            counts = np.bincount(attr, minlength=len(s.attrs))
+            for a in need:
+                if not counts[a.index]:
+                    continue
+                rows = np.flatnonzero(attr == a.index)
+                if not lay[a.index, K.LAY_FIXED]:
+                    self.decode_attr_samples(v, a, offs[rows], sizes[rows], f, rows, ch)
+                    continue
+                raw = offs[rows] + a.layout.raw
+                for col, fld in _string_fields(a):
+                    put(f, col, rows, self.strings(v, raw, fld))
+        return f
+
+    def sample_plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-attr layout and field tables of `decode_fixed_samples` (built once per attr set)."""
+        from ptreplay.pipeline.formats.perf import kernels as K
+        s = self.s
+        key = (len(s.attrs), id(s.id_lut))
+        if self._plan_key == key:
+            return self._plan
+        lay = np.full((max(1, len(s.attrs)), K.LAY_COLUMNS), -1, np.int64)
+        fields = np.full((len(lay), K.FIELD_COLUMNS, 3), -1, np.int64)
+        cols = {c: j for j, c in enumerate(COLS_U64)}
+        cols["ret"] = 6
+        for a in s.attrs:
+            lo, row = a.layout, lay[a.index]
+            ints = [(col, fld) for col, fld in a.plan or [] if fld.integer and not fld.string]
+            row[K.LAY_FIXED] = int(lo is not None)
+            row[K.LAY_EV] = s.event_code(a.event)
+            if lo is None:
+                continue
+            row[K.LAY_SIZE] = lo.size
+            for bit, col in (("TID", K.LAY_TID), ("TIME", K.LAY_TIME), ("CPU", K.LAY_CPU)):
+                if bit in lo.offsets:
+                    row[col] = lo.offsets[bit]
+            if lo.raw is not None:
+                row[K.LAY_RAW] = lo.raw - 4
+                if a.fmt is not None:
+                    row[K.LAY_MIN_RAW], row[K.LAY_TYPE] = a.fmt.min_raw_size, a.fmt.id
+                    for col, fld in ints:
+                        fields[a.index, cols[col]] = (fld.offset, fld.size, int(fld.signed))
+        self._plan_key, self._plan = key, (lay, fields)
+        return self._plan
+
+    def sample_error(self, K, status: int, v: Views, off: int, size: int, id_pos: int, k: int) -> str:
+        """The message for a status of decode_fixed_samples at the record at `off`."""
+        s = self.s
+        if status == K.BAD_ID:
+            if id_pos + 8 > size:
+                return f"sample of {size} bytes too short to hold its id at byte {id_pos}"
+            ident = int(v.u64(np.array([off + id_pos]))[0])
+            return (f"sample id {ident} belongs to no perf_event_attr (known ids: "
+                    f"{np.flatnonzero(s.id_lut >= 0).tolist()[:8]}...)")
+        a = s.attrs[k]
+        if status == K.SHORT_SAMPLE:
+            return f"{a.full_name}: sample shorter than its {a.layout.size}-byte layout"
+        if status == K.RAW_PAST_END:
+            return "RAW data runs past the end of its record"
+        if status == K.RAW_TOO_SMALL:
+            return f"RAW size below the {a.fmt.min_raw_size} bytes of {a.full_name}'s format"
+        return f"RAW common_type differs from {a.full_name}'s ID {a.fmt.id}"
+
+    def decode_attr_samples(self, v: Views, a: Attr, offs, sizes, f: dict, rows, ch: Chunk) -> None:
+        """Fill rows `rows` of frame f from the samples of attr `a` at `offs`."""
+        g = Fields(v, offs)
+        put(f, "ev", rows, self.s.event_code(a.event))
+
+        def check(bad, msg):
+            self.check(bad, offs, ch, msg)
+
+        def visit(bit, k):                      # k: byte offset in the record, int or int64 array
+            if bit == "TID":
+                pt = g.at(k, "<u8")
+                put(f, "pid", rows, pt.astype(np.uint32).view(np.int32))
+                put(f, "tid", rows, (pt >> np.uint64(32)).astype(np.uint32).view(np.int32))
+            elif bit == "TIME":
+                put(f, "t_ns", rows, g.at(k, "<i8"))
+            elif bit == "CPU":
+                put(f, "cpu", rows, g.at(k, "<i4"))
+            elif bit == "PERIOD" and not (a.dummy or a.sampled):   # sampled: see Session.validate()
+                check(g.at(k, "<u8") != 1, f"{a.full_name}: a sample with period != 1 "
+                                           "in a capture recorded with period 1")
+
+        _, raw, _ = walk_fields(a, g, sizes, check, visit)
+        if raw is None or not a.plan:
+            return
+        for col, fld in a.plan:
+            if fld.string:
+                put(f, col, rows, self.strings(v, offs + raw, fld))
+            elif fld.integer:
+                vals = g.field(raw + fld.offset, fld)
+                put(f, col, rows, vals.view(np.int64) if col == "ret" else vals)
+
+    def check(self, bad: np.ndarray, offs, ch: Chunk, msg: str):
+        """Fail at the first record of `offs` where `bad` holds."""
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0]) if np.ndim(bad) else 0
+            self.s.where.at(ch.base + int(offs[k]), ch.stream).fail(msg)
+
+    def strings(self, v: Views, raw: np.ndarray, fld) -> np.ndarray:
+        """char[N] or __data_loc char[] field -> comm codes (few records: Python is fine)."""
+        out = np.empty(len(raw), np.int32)
+        buf = v.u8
+        if fld.data_loc:
+            loc = v.u32(raw + fld.offset).astype(np.int64)
+            starts, lens = raw + (loc & 0xFFFF), loc >> 16
+        else:
+            starts, lens = raw + fld.offset, np.full(len(raw), fld.size, np.int64)
+        for j, (s, n) in enumerate(zip(starts.tolist(), lens.tolist())):
+            b = buf[s:s + n].tobytes().split(b"\0", 1)[0]
+            out[j] = self.s.comm_code(b.decode("utf-8", "replace"))
+        return out
+
+
+def _string_fields(a: Attr) -> list:
+    return [(col, fld) for col, fld in a.plan or [] if fld.string]

@@ -1,0 +1,249 @@
+"""perf.data reader: file mode, pipe mode (`-o -`), `--threads` directories, `-z` compression.
+
+Written against tools/perf/Documentation/perf.data-file-format.txt and
+include/uapi/linux/perf_event.h (layouts in `layout.py`).  The data is
+decoded in chunks of whole records:
+
+1. bytes of the data section (or of each zstd stream, one decompressor per
+   data file) -> a compiled walk over record headers gives record offsets
+   (`walk.py`, the record walk the stack pass shares);
+2. SAMPLE records are grouped by attr and decoded column-wise with numpy
+   gathers at fixed or per-record byte positions (`decode.py`, `samples.py`);
+3. the few side-band records (FORK, EXIT, COMM, MMAP2, LOST, ...) are decoded
+   in Python (`header.Session.side_record`);
+4. rows are released in (t_ns, seq) order: perf reorders nothing across a
+   FINISHED_ROUND, so after round k everything up to the largest time seen
+   before round k-1 is final (the rule of perf's ordered_events).  A --threads
+   directory has no rounds; its data.N files (one CPU's ring buffer each, in time
+   order) are merged: rows older than every unfinished file's latest time are final.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from ptreplay.pipeline.formats.base import RAW, Capture, RawColumns
+from ptreplay.pipeline.formats.perf.decode import COLUMNS, Decoder, concat, nrows
+from ptreplay.pipeline.formats.perf.errors import guard
+from ptreplay.pipeline.formats.perf.header import COLS_U64, NAME, Session
+from ptreplay.pipeline.formats.perf.walk import DataFile, PerfFile, open_capture, sniff, sniff_dir
+
+__all__ = ["NAME", "sniff", "sniff_dir", "read"]
+
+BATCH_ROWS = 1 << 17             # rows per yielded table (about), and most rows normalize gets at once: bounds memory
+AHEAD_FILES = 4                 # --threads data files decoded ahead on a thread each, up to this many files
+
+
+def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) -> Capture:
+    """Read a perf.data file, pipe-mode stream or --threads directory as RAW batches.
+
+    Header, attrs and features are parsed (and the capture validated) now for
+    file mode; pipe mode learns them from its first records.  Batches are sorted
+    by (t_ns, seq) and hold about BATCH_ROWS rows; `meta` is complete once the
+    batches are exhausted.  `columns`: yield the same rows as `RawColumns` (numpy,
+    event and comm as codes) instead of RAW tables, for `Normalizer.push`.
+    """
+    pf = open_capture(path, opener, allow_sampled)
+    return Capture(batches=_batches(pf, columns), meta=pf.session.meta)
+
+
+# ----------------------------------------------------------------------------- ordering
+
+class Orderer:
+    """Holds decoded rows until they are final, then releases them sorted by (t_ns, seq).
+
+    The pending rows are rows [lo, hi) of one set of column buffers, and each
+    chunk is decoded straight into the room after them (`room`): released rows
+    are views of the buffers, so the rows of consecutive chunks are never joined.
+    When a buffer is full the pending rows move to a new, larger one (they are
+    few: only rows after the last round).  Rows arrive in seq order; while they
+    also arrive in time order (the usual case) release is slicing, otherwise the
+    pending rows are sorted first with a stable sort on t_ns, which keeps seq
+    order among equal times.
+    """
+
+    def __init__(self):
+        self.args = np.empty((len(COLS_U64), 0), np.uint64)   # a0..a5 rows of cols, as decode_fixed_samples writes them
+        self.cols = {**{c: np.empty(0, dtype) for c, (dtype, _) in COLUMNS.items()}, **dict(zip(COLS_U64, self.args))}
+        self.lo = self.hi = 0
+        self.in_order = True
+
+    def room(self, n: int) -> tuple[dict, np.ndarray]:
+        """Uninitialised rows for the next n rows (a frame, and its a0..a5 as one 2-D view)."""
+        if self.hi + n > self.args.shape[1]:
+            pending = self.hi - self.lo
+            cap = max(4 * n, 2 * pending + n, 1 << 16)
+            args = np.empty((len(COLS_U64), cap), np.uint64)
+            cols = {c: np.empty(cap, dtype) for c, (dtype, _) in COLUMNS.items() if c not in COLS_U64}
+            cols.update(zip(COLS_U64, args))
+            for c, v in cols.items():
+                if pending:
+                    v[:pending] = self.cols[c][self.lo:self.hi]
+            self.cols, self.args, self.lo, self.hi = cols, args, 0, pending
+        end = self.hi + n
+        return {c: v[self.hi:end] for c, v in self.cols.items()}, self.args[:, self.hi:end]
+
+    def add(self, n: int):
+        """The n rows of the last `room` hold the rows of one chunk (in seq order)."""
+        t = self.cols["t_ns"][max(self.lo, self.hi - 1):self.hi + n]    # and the last pending row
+        if n and self.in_order and not (t[1:] >= t[:-1]).all():
+            self.in_order = False
+        self.hi += n
+
+    def release(self, limit: int | None) -> dict | None:
+        """The rows with t_ns <= limit (all rows if limit is None), in order, or None."""
+        if not self.in_order:
+            order = np.argsort(self.cols["t_ns"][self.lo:self.hi], kind="stable") + self.lo
+            for v in self.cols.values():
+                v[self.lo:self.hi] = v[order]
+            self.in_order = True
+        t = self.cols["t_ns"]
+        cut = self.hi if limit is None else self.lo + int(np.searchsorted(t[self.lo:self.hi], limit, side="right"))
+        if cut == self.lo:
+            return None
+        out = {c: v[self.lo:cut] for c, v in self.cols.items()}
+        self.lo = cut
+        return out
+
+
+# ----------------------------------------------------------------------------- data files
+
+class Stream:
+    """One data file being decoded, and the latest time decoded from it so far."""
+
+    def __init__(self, df: DataFile):
+        self.df = df
+        self.path = df.path
+        self.last = -1
+
+    def decode_next(self, dec: Decoder, orderer: Orderer) -> tuple[int, np.ndarray] | None:
+        """Decode this file's next chunk into `orderer` -> (rows, round maxima), None at its end."""
+        ch = next(self.df.chunks, None)
+        if ch is None:
+            return None
+        r = dec.s
+        r.where.path = self.path
+        if ch.tail:
+            r.meta["dropped_tail_bytes"] = r.meta.get("dropped_tail_bytes", 0) + ch.tail
+            r.meta["warnings"].append(f"{self.path}: its zstd stream ends {ch.tail} bytes into a record "
+                                      "(perf's last flush); that record is dropped, as perf script does")
+        n, round_max = guard(r.where, lambda: dec.decode(ch, orderer))
+        if n:
+            self.last = max(self.last, int(orderer.cols["t_ns"][orderer.hi:orderer.hi + n].max()))
+        orderer.add(n)
+        return n, round_max
+
+    def close(self):
+        self.df.close()
+
+
+def _by_rounds(dec: Decoder, orderer: Orderer, s: Stream) -> Iterator[dict]:
+    """One stream (file or pipe mode): release rows at perf's round marks (module docstring)."""
+    maxes = [-1, -1]                     # largest time as of the previous round, as of the last round
+    t_max = -1
+    while (step := s.decode_next(dec, orderer)) is not None:
+        _, round_max = step
+        if len(round_max):
+            for m in np.maximum(round_max, t_max)[-2:].tolist():
+                maxes = [maxes[1], max(m, maxes[1])]
+            ready = orderer.release(maxes[0])
+            if ready is not None:
+                yield ready
+        t_max = s.last
+
+
+def _merged(dec: Decoder, orderer: Orderer, streams: list[Stream]) -> Iterator[dict]:
+    """A --threads directory: each data.N file holds one CPU's ring buffer, in time order
+    (what perf itself assumes of directory data), and no rounds.  Decode next the file that
+    is furthest behind; rows older than every unfinished file's latest time are final, so
+    only rows near the files' common front are held (a file out of time order shows as
+    clamped rows in the normalize statistics)."""
+    live = list(streams)
+    while live:
+        s = min(live, key=lambda x: x.last)
+        if s.decode_next(dec, orderer) is None:
+            live.remove(s)
+        if live:
+            ready = orderer.release(min(x.last for x in live) - 1)
+            if ready is not None:
+                yield ready
+
+
+def _released(pf: PerfFile, dec: Decoder) -> Iterator[dict]:
+    """Every row of the capture, as frames released in (t_ns, seq) order."""
+    r = pf.session
+    orderer = Orderer()
+    streams = []
+    try:
+        ahead = len(pf.extra) <= AHEAD_FILES    # a thread per file only for a few files
+        for k, src in enumerate(pf.sources()):
+            streams.append(Stream(DataFile(*src, opener=r.opener, ahead=k == 0 or ahead)))
+        yield from _merged(dec, orderer, streams) if pf.extra else _by_rounds(dec, orderer, streams[0])
+    finally:
+        for s in streams:
+            s.close()
+        if not streams:
+            pf.fh.close()
+    if not r.validated:
+        r.where.path = pf.header_file
+        guard(r.where, r.validate)
+    rest = orderer.release(None)
+    if rest is not None:
+        yield rest
+
+
+def _batches(pf: PerfFile, columns: bool = False) -> Iterator[pa.Table | RawColumns]:
+    """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
+    (or RawColumns)."""
+    r = pf.session
+    emit = (lambda rows: to_columns(r, rows)) if columns else (lambda rows: to_table(r, rows))
+    # RawColumns go out as soon as rows are released (tens of thousands, still in the
+    # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
+    batch_rows = 1 if columns else BATCH_ROWS
+    out, nout = [], 0
+    for ready in _released(pf, Decoder(r)):
+        for i in range(0, nrows(ready), BATCH_ROWS):        # huge rounds (-m 256M) in pieces
+            piece = {k: v[i:i + BATCH_ROWS] for k, v in ready.items()}
+            out.append(piece)
+            nout += nrows(piece)
+            if nout >= batch_rows:
+                yield emit(concat(out))
+                out, nout = [], 0
+    if out:
+        yield emit(concat(out))
+    r.meta["events_total"] = sum(r.meta["events_by_name"].values())
+
+
+# ----------------------------------------------------------------------------- rows -> Arrow
+
+def count_events(r: Session, rows: dict) -> None:
+    """Add the rows' events to meta['events_by_name']."""
+    counts = np.bincount(rows["ev"], minlength=len(r.events))
+    by_name = r.meta["events_by_name"]
+    for code in np.flatnonzero(counts).tolist():
+        by_name[r.events[code]] = by_name.get(r.events[code], 0) + int(counts[code])
+
+
+def to_columns(r: Session, rows: dict) -> RawColumns:
+    count_events(r, rows)
+    cols = {c: rows[c] for c in ("t_ns", "pid", "tid", "cpu", *COLS_U64, "ret", "seq")}
+    return RawColumns(cols, rows["ev"], list(r.events), rows["comm"], list(r.comms))
+
+
+def to_table(r: Session, rows: dict) -> pa.Table:
+    n = nrows(rows)
+    count_events(r, rows)
+    event = pa.DictionaryArray.from_arrays(pa.array(rows["ev"], pa.int32()),
+                                           pa.array(r.events, pa.string())).cast(pa.string())
+    comm_codes = rows["comm"]
+    if (comm_codes < 0).all():
+        comm = pa.nulls(n, pa.string())
+    else:
+        idx = pa.array(comm_codes, pa.int32(), mask=comm_codes < 0)
+        comm = pa.DictionaryArray.from_arrays(idx, pa.array(r.comms, pa.string())).cast(pa.string())
+    cols = [rows["t_ns"], rows["pid"], rows["tid"], rows["cpu"], event,
+            *(rows[c] for c in COLS_U64), rows["ret"], comm, rows["seq"]]
+    return pa.Table.from_arrays([c if isinstance(c, pa.Array) else pa.array(c, type=fld.type)
+                                 for c, fld in zip(cols, RAW)], schema=RAW)

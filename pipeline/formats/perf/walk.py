@@ -1,0 +1,387 @@
+"""The record walk of a perf.data capture, shared by the reader and the stack pass.
+
+    pf = open_capture(path)                  # header, attrs, features (file mode: validated)
+    for src in pf.sources():                 # the data section, or each --threads data.N file
+        df = DataFile(*src, opener=pf.session.opener)
+        for ch in df.chunks:                 # Chunk: whole records, COMPRESSED ones expanded
+            sidx, side = split_records(pf.session, ch, seq0)   # side-band records applied
+            ...                              # SAMPLE records at ch.offs[sidx]: see samples.py
+
+Bytes are read in chunks of about CHUNK_BYTES; one compiled pass over the record headers
+(`kernels.walk_records`) gives each record's offset, type and size.  A record cut by a chunk
+end is carried into the next chunk.  `-z` data is one zstd stream per data file, cut into
+COMPRESSED/COMPRESSED2 records anywhere; `expand_compressed` replaces those records by the
+records they hold.  Offsets in messages are file offsets, or decompressed-stream offsets
+inside compressed data.
+"""
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import zstandard
+
+from ptreplay.schemas.errors import TraceFormatError
+from ptreplay.pipeline.formats.perf import layout as L
+from ptreplay.pipeline.formats.perf.errors import Where, fail, guard, guarded
+from ptreplay.pipeline.formats.perf.header import Session, read_file_header
+from ptreplay.pipeline.formats.perf.samples import Views
+
+CHUNK_BYTES = 4 << 20           # decoded stream bytes per step: fits the L3 cache, bounds memory
+
+
+# ----------------------------------------------------------------------------- sniffing
+
+def sniff(head: bytes) -> bool:
+    """PERFILE2 magic in either byte order (file or pipe mode)."""
+    return head[:8] in (L.MAGIC, L.MAGIC_SWAPPED)
+
+
+def data_files(path: Path) -> list[Path]:
+    """The data.N files of a --threads directory, by N."""
+    files = [p for p in path.glob("data.*") if re.fullmatch(r"data\.\d+", p.name)]
+    return sorted(files, key=lambda p: int(p.name.split(".")[1]))
+
+
+def sniff_dir(path) -> bool:
+    """A `perf record --threads` directory: `data` with a PERFILE2 header plus data.N files."""
+    path = Path(path)
+    try:
+        with open(path / "data", "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return sniff(head) and bool(data_files(path))
+
+
+def file_size(f) -> int:
+    """Size of an open file (its end, for streams that cannot fstat)."""
+    try:
+        return os.fstat(f.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        here = f.tell()
+        f.seek(0, 2)
+        n = f.tell()
+        f.seek(here)
+        return n
+
+
+# ----------------------------------------------------------------------------- opening
+
+@dataclass
+class PerfFile:
+    """An opened capture: its session (header parsed) and where its records are."""
+    session: Session
+    header_file: Path           # the perf.data file (`data` in a --threads directory), open as `fh`
+    fh: object
+    data_off: int               # its data section (pipe mode: all that follows the header)
+    data_size: int
+    extra: list[Path]           # --threads: the data.N files, which hold records only
+
+    def sources(self) -> list[tuple]:
+        """(path, open file or None, start, length or None (to its end), label) of each
+        data file, in order: the arguments of `DataFile`."""
+        first = (self.header_file, self.fh, self.data_off, self.data_size, "" if not self.extra else "data ")
+        return [first] + [(p, None, 0, None, f"{p.name} ") for p in self.extra]
+
+
+def open_capture(path, opener=None, allow_sampled: bool = False) -> PerfFile:
+    """Open a perf.data file, pipe-mode stream or --threads directory and parse its header.
+
+    File mode: attrs and features are read and the capture validated now; pipe mode learns
+    them from its first records.  The header file stays open (`PerfFile.fh`).
+    """
+    path = Path(path)
+    r = Session(path, opener, allow_sampled)
+    if path.is_dir():
+        if not sniff_dir(path):
+            fail(path, 0, "directory is not a perf --threads capture (expected data with a "
+                          "PERFILE2 header and data.N files)")
+        header_file, extra = path / "data", data_files(path)
+    else:
+        header_file, extra = path, []
+    try:
+        f = r.opener(header_file)
+    except OSError as e:
+        raise TraceFormatError(f"{header_file}: offset 0: cannot open ({e.strerror})") from None
+    r.path = header_file
+    try:
+        size = file_size(f)
+        mode, data_off, data_size = guard(r.where, lambda: read_file_header(r, f, size))
+        if mode == "file":
+            guard(r.where, r.validate)
+        r.meta["mode"] = "threads" if extra else mode
+    except BaseException:
+        f.close()
+        raise
+    r.path = path
+    return PerfFile(r, header_file, f, data_off, data_size, extra)
+
+
+class DataFile:
+    """One data file as chunks of whole records (`chunks`, produced `ahead` on a thread)."""
+
+    def __init__(self, path: Path, fh, start: int, length: int | None, label: str, opener, ahead: bool = False):
+        self.path = path
+        if fh is None:
+            try:
+                fh = opener(path)
+            except OSError as e:
+                raise TraceFormatError(f"{path}: offset 0: cannot open ({e.strerror})") from None
+            length = file_size(fh)
+        self.fh = fh
+        where = Where(path)
+        chunks = guarded(where, expand_compressed(record_chunks(fh, start, length, label, where), label, where))
+        self.chunks = prefetch(chunks) if ahead else chunks
+
+    def close(self):
+        self.chunks.close()
+        self.fh.close()
+
+
+def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]:
+    """Apply the chunk's non-sample records to the session, in order (pipe mode's header
+    records first, since the samples after them need their attrs and formats), and return
+    the indices of its SAMPLE records and [(index, RAW row dict)] of its FORK/EXIT/COMM
+    records (row seq = seq0 + index).  FINISHED_ROUND marks are in `ch.rounds`."""
+    types = ch.types
+    is_sample = types == L.REC["SAMPLE"]
+    other = np.flatnonzero(~is_sample & (types != L.REC["FINISHED_ROUND"]))
+    side = []
+    for i in other.tolist():
+        off = int(ch.offs[i])
+        r.where.at(ch.base + off, ch.stream)
+        row = r.side_record(ch.buf, int(types[i]), off, int(ch.sizes[i]), seq0 + i)
+        if row is not None:
+            side.append((i, row))
+    return np.flatnonzero(is_sample), side
+
+
+# ----------------------------------------------------------------------------- byte streams
+
+@dataclass
+class Chunk:
+    """Whole records of one stream: bytes, per-record offset/type/size, and round marks."""
+    buf: bytes
+    offs: np.ndarray          # record starts in buf (int64)
+    types: np.ndarray         # perf_event_header.type (int64)
+    sizes: np.ndarray         # perf_event_header.size (int64)
+    rounds: np.ndarray        # for each FINISHED_ROUND: how many records of this chunk precede it
+    base: int                 # stream offset of buf[0], for messages
+    stream: str               # '' (file offsets) or 'data.1 decompressed stream ' ...
+    tail: int = 0             # bytes of a record cut off by the end of a zstd stream, dropped
+
+
+_kernels = None
+
+
+def _walk(buf, start: int, end: int):
+    global _kernels
+    if _kernels is None:
+        from ptreplay.pipeline.formats.perf import kernels
+        _kernels = kernels
+    return _kernels.walk_records(*_kernels.unaligned_views(buf), start, end)
+
+
+def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=()) -> tuple:
+    """Walk buf -> (Chunk of its whole records or None, stop).  `final`: no more bytes follow."""
+    offs, types, sizes, stop, status = _walk(buf, 0, len(buf))
+    if status:
+        where.at(base + stop, stream).fail("record header with size < 8 (expected a perf_event_header)")
+    if final and stop < len(buf):
+        need = _record_extent(buf, stop)
+        where.at(base + stop, stream).fail(
+            f"truncated record: expected {need if need else 'an 8-byte header'} bytes, {len(buf) - stop} remain")
+    rounds = np.flatnonzero(types == L.REC["FINISHED_ROUND"])
+    if len(extra_rounds):
+        marks = np.searchsorted(offs, np.asarray(extra_rounds, np.int64), side="left")
+        rounds = np.sort(np.concatenate([rounds, marks]))
+    if not len(offs):
+        return None, stop
+    return Chunk(buf, offs, types, sizes, rounds, base, stream), stop
+
+
+def record_chunks(f, start: int, length: int | None, label: str, where: Where) -> Iterator[Chunk]:
+    """Read [start, start+length) (to EOF if None) as chunks of whole records.
+
+    A partial record is carried into the next chunk; a chunk grows when one record
+    (pipe-mode tracing data) is larger than CHUNK_BYTES.
+    """
+    f.seek(start)
+    pos, carry, want, remaining = start, b"", CHUNK_BYTES, length
+    while True:
+        n = want if remaining is None else min(want, remaining)
+        data = f.read(n) if n > 0 else b""
+        if remaining is not None:
+            if len(data) < n:
+                where.at(pos + len(carry) + len(data), label).fail(
+                    f"file is truncated: the data section needs {remaining - len(data)} more bytes")
+            remaining -= len(data)
+        buf = carry + data if carry else data
+        final = not data or remaining == 0
+        if not buf:
+            return
+        ch, stop = _chunk(buf, pos, label, where, final)
+        if ch is not None:
+            yield ch
+        if final:
+            return
+        carry, pos = buf[stop:], pos + stop
+        want = max(CHUNK_BYTES, _record_extent(carry, 0) - len(carry))
+
+
+def _record_extent(buf, p: int) -> int:
+    if len(buf) - p < 8:
+        return 0
+    typ, _, size = L.EVENT_HEADER.unpack_from(buf, p)
+    if typ == L.REC["HEADER_TRACING_DATA"] and len(buf) - p >= 12:
+        return size + struct.unpack_from("<I", buf, p + 8)[0]
+    return size
+
+
+def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where) -> Iterator[Chunk]:
+    """Replace COMPRESSED/COMPRESSED2 records by the records they hold, in place.
+
+    One streaming zstd decompressor per data file (perf keeps one zstd stream per
+    file and cuts it into records anywhere, so a record may span two of them).
+    The payloads of consecutive compressed records are fed to it in groups of
+    about CHUNK_BYTES of output; a partial record at the end is carried over.
+    A group ends at its last FINISHED_ROUND, which becomes a round mark at that
+    point of the output (the rounds inside a group are dropped: fewer rounds only
+    make the flush limits more conservative), or, with no round in it (sparse
+    rounds, --threads files), at its size; any other uncompressed record is
+    passed on at its place.  Offsets in
+    messages are decompressed-stream offsets.
+    """
+    dec = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+    stream = f"{label}decompressed stream "
+    pending: list[bytes] = []
+    st = {"n": 0, "base": 0, "marks": [], "ratio": 16.0}
+    R = L.REC
+
+    def emit(final: bool):
+        buf = b"".join(pending)
+        pending.clear()
+        marks = st["marks"]
+        ch, stop = _chunk(buf, st["base"], stream, where, False, marks)
+        carry = buf[stop:]
+        if final and carry:
+            # the compressed records are whole but the stream they hold ends inside a
+            # record (seen at the end of `perf record --threads -z` data files): perf's
+            # reader drops such a tail silently; it is dropped here too, and reported
+            ch = ch or Chunk(buf, *(np.empty(0, np.int64) for _ in range(4)), st["base"], stream)
+            ch.tail = len(carry)
+        elif carry:
+            pending.append(carry)
+        st.update(n=len(carry), base=st["base"] + stop, marks=[m - stop for m in marks if m > stop])
+        return ch
+
+    def feed(data: bytes):
+        out = dec.decompress(data)
+        if out:
+            pending.append(out)
+            st["n"] += len(out)
+            st["ratio"] = max(1.0, 0.9 * st["ratio"] + 0.1 * len(out) / max(1, len(data)))
+
+    for ch in chunks:
+        comp = (ch.types == R["COMPRESSED"]) | (ch.types == R["COMPRESSED2"])
+        rounds = ch.types == R["FINISHED_ROUND"]
+        if not comp.any() and not pending and not st["marks"]:
+            yield ch
+            continue
+        start = ch.offs + 8
+        stop = ch.offs + ch.sizes
+        c2 = np.flatnonzero(ch.types == R["COMPRESSED2"])
+        if len(c2):
+            data_size = Views(ch.buf).u64(ch.offs[c2] + 8).astype(np.int64)
+            bad = data_size > ch.sizes[c2] - 16
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                where.at(ch.base + int(ch.offs[c2[k]]), ch.stream).fail(
+                    f"COMPRESSED2 data_size {int(data_size[k])} exceeds its {int(ch.sizes[c2[k]])}-byte record")
+            start[c2] += 8
+            stop[c2] = start[c2] + data_size
+        length = np.where(comp, stop - start, 0)
+        other = np.flatnonzero(~comp & ~rounds)
+        cuts = sorted({0, len(ch.offs), *other.tolist(), *(other + 1).tolist()})
+        mv = memoryview(ch.buf)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if b == a + 1 and not comp[a] and not rounds[a]:            # an uncompressed record
+                if pending or st["marks"]:
+                    inner = emit(False)
+                    if inner is not None:
+                        yield inner
+                t = ch.types[a:b]
+                yield Chunk(ch.buf, ch.offs[a:b], t, ch.sizes[a:b], np.flatnonzero(t == R["FINISHED_ROUND"]),
+                             ch.base, ch.stream)
+                continue
+            total = np.cumsum(length[a:b])
+            rnd = np.flatnonzero(rounds[a:b]) + a
+            g0 = a
+            while g0 < b:                     # groups of up to ~CHUNK_BYTES/4 output
+                where.at(ch.base + int(ch.offs[g0]), ch.stream)
+                want = max(1 << 14, int(CHUNK_BYTES / 4 / st["ratio"]))
+                done = int(total[g0 - a - 1]) if g0 > a else 0
+                g1 = min(b, a + int(np.searchsorted(total, done + want, side="left")) + 1)
+                k = int(np.searchsorted(rnd, g1 - 1, side="right")) - 1
+                if k >= 0 and rnd[k] >= g0:   # end at the group's last round (its mark is kept)
+                    g1 = int(rnd[k]) + 1
+                idx = np.flatnonzero(comp[g0:g1]) + g0
+                feed(b"".join([mv[s0:s1] for s0, s1 in zip(start[idx].tolist(), stop[idx].tolist())]))
+                if rounds[g1 - 1]:
+                    st["marks"].append(st["n"])
+                if st["n"] >= CHUNK_BYTES:
+                    inner = emit(False)
+                    if inner is not None:
+                        yield inner
+                g0 = g1
+    if pending or st["marks"]:
+        inner = emit(True)
+        if inner is not None:
+            yield inner
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run a chunk producer (file reads, zstd, the header walk: all release the GIL) in a
+    background thread, `depth` chunks ahead of the decoder, on the machine's second core."""
+    import queue
+    import threading
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    DONE = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(DONE)
+        except BaseException as e:       # re-raised in the consumer
+            q.put(e)
+
+    t = threading.Thread(target=produce, name="perfdata-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+

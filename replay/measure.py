@@ -1,0 +1,252 @@
+"""What the replay measures, kept in the state arrays for the engine's outputs.
+
+Per process (ps, pf): the VmPTE time integral (touch), the peaks, the final values and the
+ideal table count (snapshot_final); timeseries rows (ts: emit_row, flush_pending); occupancy
+snapshot rows (oc: occupancy_snapshot); page-table effects (the ef rows in g: ef_row,
+empty_begin, empty_end).
+
+Effects (ef) hook the places that move PS_EMPTY and PS_ALLOC/PS_FREED
+(tbl_alloc, tbl_free, pte_set, pte_clear, zap_ptes, fast_fault_commit): O(1)
+per table event, never per fault.
+"""
+import numpy as np
+
+from ptreplay.replay.jit import njit
+from ptreplay.replay.layout import (EF_EMPTIED, EF_EMPTY_NS, EF_KIND, EF_PROC, EF_ROW, EF_T, G_CUR_KIND, G_CUR_ROW,
+                                    G_CUR_T, G_LIVE_SLOTS, G_NEF, G_NOC, G_NPEND, G_NROWS, G_OVERFLOW, G_SHW, N_EF,
+                                    N_G, OC_EMPTY, OC_FULL, OC_LIVE, OC_PROC, OC_PTE, OC_REGION, OC_T, PAGE,
+                                    PS_ANON, PS_EMPTY, PS_END, PS_FILE, PS_FIN_EMPTY, PS_FIN_IDEAL, PS_FIN_RSS,
+                                    PS_FIN_VIRT, PS_FIN_VMPTE, PS_LAST, PS_PEAK_RSS, PS_PEAK_VIRT, PS_PEAK_VMPTE,
+                                    PS_PEND_END, PS_PEND_START, PS_PMD, PS_PTE, PS_PUD, PS_START, PS_VIRT, SL_EROW,
+                                    SL_ESINCE, SL_IDX, SL_KEY, SL_LEVEL, SL_PROC, SL_USED, TS_ANON, TS_EMPTY,
+                                    TS_FILE, TS_PMD, TS_PROC, TS_PTE, TS_PUD, TS_RSS, TS_T, TS_VIRT, TS_VMPTE)
+
+
+# ----------------------------------------------------------------------------- per-process statistics
+
+@njit
+def touch(ps, pf, p, t):
+    """Accumulate p's VmPTE x time up to t (for the time-weighted mean).
+
+    See docs/MODEL.md#vmpte-accounting."""
+    dt = t - ps[p, PS_LAST]
+    if dt > 0:
+        pf[p] += float((ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE) * float(dt)
+        ps[p, PS_LAST] = t
+
+
+@njit
+def update_peaks(ps, p):
+    """See docs/MODEL.md#vmpte-accounting."""
+    virt = ps[p, PS_VIRT]
+    rss = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    vmpte = (ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE
+    if virt > ps[p, PS_PEAK_VIRT]:
+        ps[p, PS_PEAK_VIRT] = virt
+    if rss > ps[p, PS_PEAK_RSS]:
+        ps[p, PS_PEAK_RSS] = rss
+    if vmpte > ps[p, PS_PEAK_VMPTE]:
+        ps[p, PS_PEAK_VMPTE] = vmpte
+
+
+@njit
+def ideal_tables(sl, g, p):
+    """Tables needed to map p's present pages: distinct 2 MiB regions with a
+    present entry, plus their distinct 1 GiB (PMD) and 512 GiB (PUD) tables.
+
+    See docs/MODEL.md#model-metrics."""
+    n = 0
+    idxs = np.empty(g[G_LIVE_SLOTS] + 1, np.int64)
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_PROC] == p and sl[s, SL_LEVEL] == 0 and sl[s, SL_USED] > 0:
+            idxs[n] = sl[s, SL_IDX]
+            n += 1
+    if n == 0:
+        return 0
+    r = idxs[:n]
+    return n + np.unique(r >> 9).shape[0] + np.unique(r >> 18).shape[0]
+
+
+@njit
+def snapshot_final(ps, sl, g, p):
+    """See docs/MODEL.md#exit."""
+    ps[p, PS_FIN_VIRT] = ps[p, PS_VIRT]
+    ps[p, PS_FIN_RSS] = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    ps[p, PS_FIN_VMPTE] = (ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE
+    ps[p, PS_FIN_IDEAL] = ideal_tables(sl, g, p) * PAGE
+    ps[p, PS_FIN_EMPTY] = ps[p, PS_EMPTY]
+
+
+# ----------------------------------------------------------------------------- timeseries rows
+
+@njit
+def emit_row(ps, ts, g, p, t):
+    """See docs/MODEL.md#vmpte-accounting."""
+    r = g[G_NROWS]
+    ts[r, TS_PROC] = p
+    ts[r, TS_T] = t
+    ts[r, TS_VIRT] = ps[p, PS_VIRT]
+    ts[r, TS_RSS] = (ps[p, PS_ANON] + ps[p, PS_FILE]) * PAGE
+    ts[r, TS_ANON] = ps[p, PS_ANON] * PAGE
+    ts[r, TS_FILE] = ps[p, PS_FILE] * PAGE
+    ts[r, TS_VMPTE] = (ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]) * PAGE
+    ts[r, TS_PTE] = ps[p, PS_PTE]
+    ts[r, TS_PMD] = ps[p, PS_PMD]
+    ts[r, TS_PUD] = ps[p, PS_PUD]
+    ts[r, TS_EMPTY] = ps[p, PS_EMPTY]
+    g[G_NROWS] = r + 1
+
+
+@njit
+def flush_pending(ps, ts, g):
+    """Start and end rows of processes that began or ended at the previous instant."""
+    if g[G_NPEND] == 0:
+        return
+    for p in range(ps.shape[0]):
+        if ps[p, PS_PEND_START] == 1:
+            emit_row(ps, ts, g, p, ps[p, PS_START])
+            ps[p, PS_PEND_START] = 0
+        if ps[p, PS_PEND_END] == 1:
+            emit_row(ps, ts, g, p, ps[p, PS_END])
+            ps[p, PS_PEND_END] = 0
+    g[G_NPEND] = 0
+
+
+# ----------------------------------------------------------------------------- effects
+
+@njit
+def ef_at(r, col):
+    """Index in g of field col of ef row r (the ef rows follow the scalars)."""
+    return N_G + r * N_EF + col
+
+
+@njit
+def ef_capacity(g):
+    return (g.shape[0] - N_G) // N_EF
+
+
+@njit
+def ef_row(g, p):
+    """ef row of the event being applied (g[G_CUR_*]) for process p, appended on
+    first use.  The current event's rows are the last ones (a fork may add one
+    for the child).  -1 (and G_OVERFLOW counted) without an event or if ef is
+    full: capacity_needed keeps EF_PER_EVENT rows free, so that is a bug the
+    engine reports.
+
+    See docs/MODEL.md#model-metrics."""
+    row = g[G_CUR_ROW]
+    if row < 0:  # no event being applied (timers only free tables already empty)
+        g[G_OVERFLOW] += 1
+        return -1
+    r = g[G_NEF] - 1
+    while r >= 0 and g[ef_at(r, EF_ROW)] == row:
+        if g[ef_at(r, EF_PROC)] == p:
+            return r
+        r -= 1
+    r = g[G_NEF]
+    if r >= ef_capacity(g):
+        g[G_OVERFLOW] += 1
+        return -1
+    for c in range(N_EF):  # not a slice: a view costs a reference count
+        g[ef_at(r, c)] = 0
+    g[ef_at(r, EF_ROW)] = row
+    g[ef_at(r, EF_PROC)] = p
+    g[ef_at(r, EF_T)] = g[G_CUR_T]
+    g[ef_at(r, EF_KIND)] = g[G_CUR_KIND]
+    g[G_NEF] = r + 1
+    return r
+
+
+@njit
+def empty_begin(g, sl, s, t):
+    """PTE table s became empty (allocated, or its last entry cleared) in the current event.
+
+    See docs/MODEL.md#model-metrics."""
+    r = ef_row(g, sl[s, SL_PROC])
+    sl[s, SL_EROW] = r
+    sl[s, SL_ESINCE] = t
+    if r >= 0:
+        g[ef_at(r, EF_EMPTIED)] += 1
+
+
+@njit
+def empty_end(g, sl, s, t, cur_row):
+    """PTE table s stops being empty at t (refilled or freed): the emptying event's
+    row gets the time it stayed empty; emptied and refilled/freed inside one event
+    (cur_row, -1 for timers) it was never left empty, so it is not counted.
+
+    See docs/MODEL.md#model-metrics."""
+    r = sl[s, SL_EROW]
+    if r >= 0:
+        g[ef_at(r, EF_EMPTY_NS)] += t - sl[s, SL_ESINCE]
+        if g[ef_at(r, EF_ROW)] == cur_row:
+            g[ef_at(r, EF_EMPTIED)] -= 1
+        sl[s, SL_EROW] = -1
+
+
+# ----------------------------------------------------------------------------- occupancy
+
+@njit
+def occupancy_snapshot(sl, g, oc, t):
+    """One occupancy row per (process, 1 GiB region) with a live PTE table, at t.
+
+    Walks the slot pool once (O(pool high-water), no hash lookups): regions are
+    summed over runs of consecutive slots of one region (slots are mostly
+    allocated in address order), and only if runs repeat a region are they
+    sorted and merged.  Rows come out sorted by process, then region.
+    Rows without room are dropped and counted in G_OVERFLOW (the engine
+    reserves one row per live PMD table, which bounds the regions).
+
+    See docs/MODEL.md#model-metrics.
+    """
+    cap = g[G_LIVE_SLOTS] + 1
+    key = np.empty(cap, np.int64)
+    acc = np.empty((cap, 4), np.int64)
+    m = -1
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] == -1 or sl[s, SL_LEVEL] != 0:
+            continue
+        k = (sl[s, SL_PROC] << 27) | (sl[s, SL_IDX] >> 9)  # la57: a region index has at most 26 bits
+        if m < 0 or key[m] != k:
+            m += 1
+            key[m] = k
+            acc[m, :] = 0
+        u = sl[s, SL_USED]
+        acc[m, 0] += 1
+        acc[m, 1] += u == 0
+        acc[m, 2] += u
+        acc[m, 3] += u == 512
+    m += 1
+    if m == 0:
+        return
+    ordered = True
+    for i in range(1, m):
+        if key[i] <= key[i - 1]:
+            ordered = False
+            break
+    if not ordered:
+        order = np.argsort(key[:m], kind="mergesort")
+        key = key[:m][order]
+        acc = acc[:m][order]
+        w = 0
+        for i in range(1, m):
+            if key[i] == key[w]:
+                acc[w, :] += acc[i, :]
+            else:
+                w += 1
+                key[w] = key[i]
+                acc[w, :] = acc[i, :]
+        m = w + 1
+    for i in range(m):
+        r = g[G_NOC]
+        if r >= oc.shape[0]:
+            g[G_OVERFLOW] += 1
+            continue
+        oc[r, OC_PROC] = key[i] >> 27
+        oc[r, OC_T] = t
+        oc[r, OC_REGION] = (key[i] & ((1 << 27) - 1)) << 30
+        oc[r, OC_PTE] = acc[i, 0]
+        oc[r, OC_EMPTY] = acc[i, 1]
+        oc[r, OC_LIVE] = acc[i, 2]
+        oc[r, OC_FULL] = acc[i, 3]
+        g[G_NOC] = r + 1
