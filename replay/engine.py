@@ -79,8 +79,12 @@ class PolicyState:
     """The kernel arrays of one policy's replay, grown on demand."""
 
     def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16,
-                 fast_path: bool = True, snap_every: int = 0, snap_end: bool = False):
+                 fast_path: bool = True, snap_every: int = 0, snap_end: bool = False, source: str = "<events>",
+                 limit: int | None = None, shares: int = 1):
         self.policy = policy
+        self.source = source
+        self.limit = memory_limit() if limit is None else limit  # bytes for all policies' replays
+        self.budget = self.limit // shares                       # this policy's share
         self.prm = np.zeros(L.N_PRM, np.int64)
         self.prm[L.PR_POLICY] = policy.code
         self.prm[L.PR_TICK] = interval_ns
@@ -107,7 +111,6 @@ class PolicyState:
         self.oc_rows: list[np.ndarray] = []
         self.kernel_s = 0.0
         self.loaded = False
-        self.source, self.shares, self.budget = "<events>", 1, memory_limit()  # replay() sets its share
         self.next_t = 0  # time of the event run_events stopped before
 
     def arrays(self):
@@ -134,7 +137,7 @@ class PolicyState:
                 if what == "timeseries" else "split the trace")
         raise LimitError(f"{self.source}: replaying {self.policy.spec} would need {rows:,} {what} rows "
                          f"({_gib(need)}), over its share of the memory limit ({_gib(self.budget)} of "
-                         f"{_gib(self.budget * self.shares)}; PTREPLAY_MEMORY_LIMIT, default half of "
+                         f"{_gib(self.limit)}; PTREPLAY_MEMORY_LIMIT, default half of "
                          f"MemAvailable); {hint}")
 
     def grow(self, code: int, amount: int) -> None:
@@ -434,7 +437,7 @@ def _beyond_top(batch: pa.RecordBatch, kind: np.ndarray, top: int, counts: _Coun
     if not ranged.any():
         return np.zeros(len(kind), bool)
 
-    def u(name):  # as Python-int-safe float: sums of two u64 stay ordered (exactness not needed here)
+    def u(name):  # as float64: a sum of two u64 cannot wrap; a comparison with the top needs no exactness
         return batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
     addr, length = u("addr"), u("len")
@@ -573,11 +576,10 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     wanted, run, thp, interval, la57 = _resolve(opts, capture)
     top = 1 << (56 if la57 else 47)
     snap_every, snap_end = snapshot_every(*_time_range(events), interval, int(opts.occupancy_snapshots))
-    states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
-                          snap_end=snap_end) for p in run]
     source = "<events table>" if isinstance(events, pa.Table) else str(events)
-    for st in states:
-        st.source, st.shares, st.budget = source, len(states), memory_limit() // len(states)
+    limit = memory_limit()
+    states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
+                          snap_end=snap_end, source=source, limit=limit, shares=len(run)) for p in run]
     procs = _Procs()
     counts = _Counts()
     offset = 0
