@@ -36,4 +36,13 @@ capture mixed-vma        workloads/bin/mixed_vma /tmp
 RECORD_OPTS=--call-graph \
 capture purge-sites      workloads/bin/purge_sites
 if [ -d data/purge-sites ]; then cp workloads/bin/purge_sites data/purge-sites/purge_sites; fi
+# attach mode: servers already running when the trace starts (their start state is snapshot.parquet)
+attach() {   # attach NAME SERVER SECONDS
+    if [ -n "$only" ] && ! echo " $only " | grep -q " $1 "; then return; fi
+    rm -rf "data/$1"
+    echo "== $1: attach to $2" >&2
+    PTREPLAY=$PTREPLAY workloads/attach.sh "$2" "data/$1" "$3" >/dev/null
+}
+attach redis-attach      redis 8
+attach python-attach     python 4
 du -sh data/* >&2

@@ -53,6 +53,25 @@ def _cmd_record(a) -> int:
     return 0
 
 
+def _cmd_census(a) -> int:
+    from ptreplay.pipeline.capture.census import census_to_file, check_output, summary_line
+    from ptreplay.schemas.parquet_io import check_writable
+    if a.plot:
+        if Path(a.plot).suffix.lower() != ".png":
+            raise UsageError(f"census: --plot {a.plot}: expected a FILE.png name")
+        check_writable(Path(a.plot), a.force)
+    check_output(Path(a.output), a.force)
+    c = census_to_file(Path(a.output), pids=a.pid or None, force=a.force, method=a.method)
+    print(summary_line(c, Path(a.output)), file=sys.stderr)
+    if a.report:
+        from ptreplay.pipeline.presentation.census_report import census_report
+        sys.stdout.write(census_report(Path(a.output), fmt=a.format))
+    if a.plot:
+        from ptreplay.pipeline.presentation.census_report import write_census_png
+        print(write_census_png(Path(a.output), Path(a.plot), force=a.force))
+    return 0
+
+
 def _cmd_ingest(a) -> int:
     from ptreplay.pipeline.events.ingest import ingest
     result = ingest([Path(p) for p in a.inputs], Path(a.output), force=a.force,
@@ -178,6 +197,21 @@ def _cmd_synth(a) -> int:
     return 0
 
 
+def _add_census_parser(sub) -> None:
+    ce = sub.add_parser("census", help="no trace: every process's VmPTE against the page tables its present and "
+                                       "swapped pages need (pagemap), the waste, per VMA and as an occupancy histogram")
+    ce.add_argument("-p", "--pid", type=int, action="append", help="process to scan (repeatable; default: all)")
+    ce.add_argument("-o", "--output", default="census.parquet", help="FILE.parquet for the per-process rows "
+                    "(default census.parquet); the per-VMA rows go beside it as FILE_vmas.parquet")
+    ce.add_argument("--report", action="store_true", help="print the processes ranked by waste")
+    ce.add_argument("--format", choices=["table", "md", "json", "csv"], default="table", help="of --report")
+    ce.add_argument("--plot", help="also draw FILE.png: top processes by waste, PTE-table occupancy histogram")
+    ce.add_argument("--method", choices=["auto", "pagemap_scan", "pagemap_read"], default="auto",
+                    help="PAGEMAP_SCAN ioctl (Linux 6.7+), chunked pagemap reads, or the first that works (default)")
+    ce.add_argument("--force", action="store_true", help="replace existing outputs (only ones ptreplay wrote)")
+    ce.set_defaults(func=_cmd_census)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"ptreplay {version()}")
@@ -197,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "record's files there (only when ptreplay wrote them; other files are left alone)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     r.set_defaults(func=_cmd_record)
+
+    _add_census_parser(sub)
 
     i = sub.add_parser("ingest", help="turn captures into an events Parquet file")
     i.add_argument("inputs", nargs="+", help="perf.data, perf script text, ftrace text, trace-cmd report, or a record directory")

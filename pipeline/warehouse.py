@@ -3,7 +3,8 @@
 Base views (one per artifact, over every matching file below PATH, so one
 output directory and a Hive-partitioned fleet tree ``trace_id=.../`` read
 alike): ``events``, ``truth``, ``timeseries``, ``summary``, ``effects``,
-``occupancy``, ``attribution``, ``metadata``.  ``events`` and ``truth`` rows
+``occupancy``, ``attribution``, ``census``, ``census_vmas`` (`ptreplay census`: files named
+census.parquet and census_vmas.parquet), ``metadata``.  ``events`` and ``truth`` rows
 take their trace_id from their file's capture metadata (the one the summary
 rows carry), else from the ``trace_id=X`` folder, else the folder's name.
 Derived views come from ``schemas/sql/NN_topic.sql`` (one topic a file, a
@@ -26,7 +27,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "sql"
 
 _DUCK_TYPES = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.uint64(): "UBIGINT", pa.string(): "VARCHAR",
-    pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE", pa.list_(pa.int32()): "INTEGER[]",
 }
 # Artifacts whose files carry no trace_id column: it is the file's capture metadata's
 # (ptreplay.capture, as in the summary rows made from it), else derived from the path.
@@ -41,7 +42,8 @@ def connect(path: str | Path, database: str = ":memory:"):
         raise PipelineError(f"{path}: no such file or directory")
     con = duckdb.connect(database)
     try:   # binding a view reads its files' schemas: a file that is not one of ours fails here
-        for name in ("events", "truth", "timeseries", "summary", "effects", "occupancy", "attribution"):
+        for name in ("events", "truth", "timeseries", "summary", "effects", "occupancy", "attribution", "census",
+                     "census_vmas"):
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
         con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
     except duckdb.Error as e:

@@ -33,6 +33,7 @@ from ptreplay.schemas.parquet_io import check_writable, open_artifact, output_di
 from ptreplay.replay import kernels as K
 from ptreplay.replay import layout as L
 from ptreplay.replay.policies import Policy, parse_policies
+from ptreplay.replay.reorder import ForkPlan, RowsSeen, apply_plan
 from ptreplay.schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, TRUTH, conform
 
 KIND_NAMES = sorted(L.KIND_CODES, key=L.KIND_CODES.get)
@@ -271,12 +272,14 @@ def _grow_rows(a: np.ndarray, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- input
 
 class _Procs:
-    """pid -> dense process index (the kernels' `p`), with each process's comm."""
+    """pid -> dense process index (the kernels' `p`), with each process's comm and what the rows
+    said so far of each index (replay.reorder.RowsSeen: forks that came after their child)."""
 
     def __init__(self):
         self.index: dict[int, int] = {}
         self.pids: list[int] = []
         self.comm: dict[int, str] = {}
+        self.seen = RowsSeen()
 
     def map(self, pids: np.ndarray) -> np.ndarray:
         """Dense indices of `pids` (int32); new pids get the next indices in ascending pid order."""
@@ -311,6 +314,7 @@ class _Counts:
     values_clamped: int = 0         # address/length values above 2^62 (none is a user address)
     beyond_top_dropped: int = 0     # successful syscalls over a range above the user top: a corrupt row
     madvise_not_modelled: dict = field(default_factory=dict)  # advice name -> calls
+    forks_after_child_events: int = 0  # fork rows after rows of their child: applied at the child's first
     first_t: int | None = None
     last_t: int | None = None
 
@@ -355,14 +359,14 @@ MADV_NOT_MODELLED = {20: "MADV_COLD", 21: "MADV_PAGEOUT", 25: "MADV_COLLAPSE", 1
                      103: "MADV_GUARD_REMOVE", 100: "MADV_HWPOISON", 101: "MADV_SOFT_OFFLINE"}
 MADV_NO_EFFECT = (0, 1, 2, 3, 12, 13, 16, 17)  # NORMAL .. WILLNEED, (UN)MERGEABLE, (DO|DONT)DUMP: not counted
 MADV_MODELLED = (4, 8, 9, 10, 11, 14, 15, 18, 19, 22, 23, 24)
-_RANGE_KINDS = ("mmap", "munmap", "mprotect", "madvise", "mremap", "brk")
+_RANGE_KINDS = ("mmap", "munmap", "mprotect", "madvise", "mremap", "brk", "snapshot_vma", "snapshot_pages")
 
 
 def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: str, offset: int,
-                top: int = 1 << 47) -> dict:
+                top: int = 1 << 47, plan: ForkPlan | None = None) -> dict:
     """Validate one batch and turn it into the kernels' numpy columns (failed
     rows, unfinished mmap/mremap/brk rows and successful calls over ranges above
-    the user top removed; values above 2^62 clamped; all counted)."""
+    the user top removed; values above 2^62 clamped; late forks moved (plan); all counted)."""
     n = batch.num_rows
     kind = _kind_codes(batch.column("kind"))
     if (kind < 0).any():
@@ -384,6 +388,7 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
     if n and counts.last_t is not None and t[0] < counts.last_t:
         raise SchemaError(f"{source}: row {offset}: t_ns goes backwards across batches; events must be sorted")
     failed = batch.column("failed").to_numpy(zero_copy_only=False)
+    failed = failed & ~_partly_applied(batch, kind)
     unfinished = batch.column("unfinished").to_numpy(zero_copy_only=False)
     needs_result = np.isin(kind, [L.KIND_CODES[k] for k in _RESULT_NEEDED])
     skip_unfinished = unfinished & needs_result & ~failed
@@ -423,11 +428,36 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
     forks = np.flatnonzero((kind == L.K_FORK) & (child >= 0))
     if len(forks):
         child_idx[forks] = procs.map(child[forks])
-    return {"t": col("t_ns", np.int64), "kind": _frozen(kind), "proc": _frozen(proc), "addr": addr_col("addr"),
+    cols = {"t": col("t_ns", np.int64), "kind": _frozen(kind), "proc": _frozen(proc), "addr": addr_col("addr"),
             "len": addr_col("len"), "prot": col("prot", np.int32), "flags": col("flags", np.int64),
             "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": col("error_code", np.int32),
             "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
             "child": _frozen(child_idx), "row": _frozen(row)}
+    if plan is not None:
+        cols, dropped = apply_plan(cols, plan, procs.map)
+        counts.forks_after_child_events += dropped
+    procs.seen.note(len(procs.pids), cols["proc"], cols["row"], cols["kind"], cols["child"])
+    return cols
+
+
+def _fork_plan(events, batch_rows: int, source: str, top: int) -> ForkPlan:
+    """Scan the input (its kernel columns, nothing replayed) for forks that came after rows of
+    their child."""
+    procs, counts, offset = _Procs(), _Counts(), 0
+    for batch in _batches(events, batch_rows):
+        _to_columns(batch, procs, counts, source, offset, top)
+        offset += batch.num_rows
+    return ForkPlan.of(procs.seen, np.asarray(procs.pids, np.int32))
+
+
+def _partly_applied(batch: pa.RecordBatch, kind: np.ndarray) -> np.ndarray:
+    """Failed madvise calls the kernel applied to the mapped parts of their range: -ENOMEM for
+    holes is set by `madvise_walk_vmas` (mm/madvise.c) after it visited every VMA; not
+    MADV_POPULATE_READ/WRITE (22/23: `madvise_populate` stops at the hole).  See
+    docs/MODEL.md#syscall-results."""
+    ret = batch.column("ret").to_numpy()
+    advice = batch.column("advice").to_numpy()
+    return (kind == L.KIND_CODES["madvise"]) & (ret == -12) & (advice != 22) & (advice != 23)
 
 
 def _beyond_top(batch: pa.RecordBatch, kind: np.ndarray, top: int, counts: _Counts) -> np.ndarray:
@@ -578,23 +608,15 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     snap_every, snap_end = snapshot_every(*_time_range(events), interval, int(opts.occupancy_snapshots))
     source = "<events table>" if isinstance(events, pa.Table) else str(events)
     limit = memory_limit()
-    states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
-                          snap_end=snap_end, source=source, limit=limit, shares=len(run)) for p in run]
-    procs = _Procs()
-    counts = _Counts()
-    offset = 0
-    convert_s = 0.0
-    threads = min(len(states), opts.threads or os.cpu_count() or 1)
-    with ThreadPoolExecutor(threads) if threads > 1 else _Serial() as pool:
-        for batch in _batches(events, opts.batch_rows):
-            t0 = time.perf_counter()
-            cols = _to_columns(batch, procs, counts, source, offset, top)
-            convert_s += time.perf_counter() - t0
-            offset += batch.num_rows
-            for st in states:
-                st.ensure_procs(len(procs.pids))
-            # run_events releases the GIL: policies are independent, so they run side by side
-            list(pool.map(lambda st: st.run(cols), states))
+    plan = None
+    while True:
+        states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
+                              snap_end=snap_end, source=source, limit=limit, shares=len(run)) for p in run]
+        try:
+            procs, counts, convert_s = _replay_pass(events, opts, states, source, top, plan)
+            break
+        except _ChildRanFirst:  # rare (hostile or reordered input): replay again with the forks moved
+            plan = _fork_plan(events, opts.batch_rows, source, top)
     t_end = counts.last_t if counts.last_t is not None else 0
     for st in states:
         st.finish(t_end)
@@ -614,11 +636,42 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
                         _occupancy(out_states, procs, trace_id))
 
 
+class _ChildRanFirst(Exception):
+    """A fork came after rows of its child: the replay starts again with a ForkPlan."""
+
+
+def _replay_pass(events, opts: ReplayOptions, states: list, source: str, top: int, plan: ForkPlan | None):
+    """Stream the events through every policy's state: (procs, counts, convert seconds).  Without
+    a plan, stops at the first fork that came after rows of its child (_ChildRanFirst)."""
+    procs = _Procs()
+    counts = _Counts()
+    offset = 0
+    convert_s = 0.0
+    threads = min(len(states), opts.threads or os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) if threads > 1 else _Serial() as pool:
+        for batch in _batches(events, opts.batch_rows):
+            t0 = time.perf_counter()
+            cols = _to_columns(batch, procs, counts, source, offset, top, plan)
+            convert_s += time.perf_counter() - t0
+            if procs.seen.early and plan is None:
+                raise _ChildRanFirst()
+            offset += batch.num_rows
+            for st in states:
+                st.ensure_procs(len(procs.pids))
+            # run_events releases the GIL: policies are independent, so they run side by side
+            list(pool.map(lambda st: st.run(cols), states))
+    return procs, counts, convert_s
+
+
 def _warn_guesses(trace_id: str, counts: _Counts) -> None:
     """One warning line per kind of input the replay had to drop, clamp or leave unmodelled."""
     if counts.beyond_top_dropped:
         LOG.warning(f"{trace_id}: {counts.beyond_top_dropped} successful syscalls over ranges above the user "
                     f"top were dropped (the kernel refuses those: corrupt rows?); metadata counts")
+    if counts.forks_after_child_events:
+        LOG.warning(f"{trace_id}: {counts.forks_after_child_events} forks came after events of their child "
+                    f"(reordered input?); each was applied at the child's first event (metadata counts; "
+                    f"docs/MODEL.md#fork)")
     if counts.values_clamped:
         LOG.warning(f"{trace_id}: {counts.values_clamped} address/length values above 2^62 were clamped")
     effect = {k: v for k, v in counts.madvise_not_modelled.items() if k != "MADV_COLD"}
@@ -742,6 +795,7 @@ def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str, lost
                 "peak_rss_bytes": int(ps[p, L.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, L.PS_PEAK_VMPTE]),
                 "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, L.PS_FIN_IDEAL]),
                 "empty_pte_tables_final": int(ps[p, L.PS_FIN_EMPTY]),
+                "inherited_empty_tables": int(ps[p, L.PS_INHERITED]),
                 "pte_tables_allocated": int(ps[p, L.PS_ALLOC]), "pte_tables_freed": int(ps[p, L.PS_FREED]),
                 "refaults": int(ps[p, L.PS_REFAULTS]), "scan_entries": int(ps[p, L.PS_SCAN]),
                 "extra_atomics": int(ps[p, L.PS_ATOMICS]), "vmpte_saved_bytes": saved,
@@ -773,7 +827,9 @@ def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, conver
             "faults_beyond_user_top": int(g[L.G_BEYOND_TOP]),
             "syscalls_beyond_user_top_dropped": counts.beyond_top_dropped,
             "values_above_2_62_clamped": counts.values_clamped,
+            "forks_after_child_events": counts.forks_after_child_events,
             "madvise_not_modelled": dict(sorted(counts.madvise_not_modelled.items())),
+            "snapshot_tables_short": int(g[L.G_SNAP_SHORT]),
         },
         "kernel_seconds": {st.policy.spec: round(st.kernel_s, 6) for st in states},
         "convert_seconds": round(convert_s, 6),

@@ -14,6 +14,7 @@ concept, each importing only modules above it in this list:
 ``clock``       advance: timers (scan, delayed), timeseries ticks, occupancy snapshots
 ``faults``      one page fault; GUP population
 ``syscalls``    munmap, mmap, madvise, mremap, brk, fork
+``snapshot``    attach mode: the start state (VMAs, pages, inherited empty tables)
 ``kernels``     this module: one event at a time or a run of faults at once; the trace end
 
 `run_events` stops *before* an event it has no room for and returns a code
@@ -38,19 +39,21 @@ from ptreplay.replay.layout import (EF_PER_EVENT, E_ANON, E_NONE, E_ZERO, G_AFTE
                                     G_CUR_ROW, G_CUR_T, G_DIRTY, G_FSTOP, G_HCOUNT, G_INIT, G_LIVE_SLOTS, G_NEF,
                                     G_NLIVE, G_NOC, G_NOW, G_NPEND, G_NROWS, G_QHEAD, G_QTAIL, G_SHW, K_BRK,
                                     K_EXEC, K_EXIT, K_FAULT, K_FORK, K_MADVISE, K_MMAP, K_MPROTECT, K_MREMAP,
-                                    K_MUNMAP, NEED_EFFECTS, NEED_HASH, NEED_NONE, NEED_OCC, NEED_QUEUE, NEED_ROWS,
+                                    K_MUNMAP, K_SNAP_BRK, K_SNAP_PAGES, K_SNAP_TABLES, K_SNAP_VMA, G_SNAP_SHORT,
+                                    NEED_EFFECTS, NEED_HASH, NEED_NONE, NEED_OCC, NEED_QUEUE, NEED_ROWS,
                                     NEED_SLOTS, NEED_VMAS, PAGE, PMD_SIZE, POL_DELAYED, PR_FAST, PR_POLICY,
                                     PR_SNAP_END, PR_TOP, PS_ALIVE, PS_ANON, PS_ATOMICS, PS_BRK, PS_EMPTY, PS_END,
                                     PS_EVENTS, PS_GEN, PS_LAST, PS_NVMA, PS_PEND_END, PS_PEND_START, PS_PMD,
                                     PS_PTE, PS_PUD, PS_START, PS_STARTED, SL_HUGE, SL_KEY, SL_LEVEL, SL_SINCE,
                                     SL_USED, VF_ANON, VF_ANON_VMA, VF_SHARED, ht_get, page_up, tkey)
-from ptreplay.replay.measure import (ef_capacity, emit_row, empty_end, flush_pending, occupancy_snapshot,
-                                     snapshot_final, touch, update_peaks)
+from ptreplay.replay.measure import (ef_capacity, emit_row, empty_end, flush_pending, ideal_tables_all,
+                                     occupancy_snapshot, snapshot_final, snapshot_final_with, touch, update_peaks)
 from ptreplay.replay.vma import do_mprotect, vma_find
 from ptreplay.replay.pagetables import pte_walk_alloc, refcount_like, teardown
 from ptreplay.replay.clock import advance, init_clock, quiet_until, regions_bound, rows_needed, snapshots_due
 from ptreplay.replay.faults import do_fault, thp_allowed
 from ptreplay.replay.syscalls import do_brk, do_fork, do_madvise, do_mmap, do_mremap, do_munmap
+from ptreplay.replay.snapshot import snap_brk, snap_pages, snap_tables, snap_vma
 
 
 # ----------------------------------------------------------------------------- process lifetime
@@ -105,6 +108,10 @@ def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, oc_cap, k, p, c, addr, l
         slots = range_tables(addr, addr + ln)
     elif k == K_MREMAP:
         slots = range_tables(new_addr, new_addr + max(ln, new_len))
+    elif k == K_SNAP_PAGES:
+        slots = range_tables(addr, addr + ln)
+    elif k == K_SNAP_TABLES:
+        slots = (ln >> 12) + 3
     free_slots = g[G_FSTOP] + sl.shape[0] - g[G_SHW]
     if slots > free_slots:
         return NEED_SLOTS, slots - free_slots
@@ -185,6 +192,14 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         return
     elif k == K_MPROTECT:
         do_mprotect(vm, ps, p, addr, ln, prot)
+    elif k == K_SNAP_VMA:
+        snap_vma(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, addr + ln, prot, flags, fd, advice, t)
+    elif k == K_SNAP_PAGES:
+        snap_pages(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, addr + ln, flags, t)
+    elif k == K_SNAP_TABLES:
+        g[G_SNAP_SHORT] += snap_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, ln, t)
+    elif k == K_SNAP_BRK:
+        snap_brk(ps, p, ret)
     # clone changes nothing the model counts.
     update_peaks(ps, p)
 
@@ -356,10 +371,11 @@ def finish(ps, pf, sl, g, ts, oc, prm, t_end):
 
     See docs/MODEL.md#exit."""
     flush_pending(ps, ts, g)
+    ideal = ideal_tables_all(ps, sl, g)  # one walk of the pool for every process alive
     for p in range(ps.shape[0]):
         if ps[p, PS_ALIVE] == 1:
             touch(ps, pf, p, t_end)
-            snapshot_final(ps, sl, g, p)
+            snapshot_final_with(ps, p, ideal[p])
             ps[p, PS_END] = t_end
             emit_row(ps, ts, g, p, t_end)
     for s in range(g[G_SHW]):

@@ -31,8 +31,10 @@ from ptreplay.replay.jit import njit
 # Event kinds (engine maps events.kind strings to these codes).
 K_FAULT, K_MMAP, K_MUNMAP, K_MREMAP, K_BRK, K_MPROTECT, K_MADVISE = 0, 1, 2, 3, 4, 5, 6
 K_FORK, K_CLONE, K_EXEC, K_EXIT = 7, 8, 9, 10
+K_SNAP_VMA, K_SNAP_PAGES, K_SNAP_TABLES, K_SNAP_BRK = 11, 12, 13, 14   # attach-mode start state (replay.snapshot)
 KIND_CODES = {"fault": 0, "mmap": 1, "munmap": 2, "mremap": 3, "brk": 4, "mprotect": 5,
-              "madvise": 6, "fork": 7, "clone": 8, "exec": 9, "exit": 10}
+              "madvise": 6, "fork": 7, "clone": 8, "exec": 9, "exit": 10,
+              "snapshot_vma": 11, "snapshot_pages": 12, "snapshot_tables": 13, "snapshot_brk": 14}
 
 # Policies.
 POL_NONE, POL_PT_RECLAIM, POL_REFCOUNT, POL_SCAN, POL_DELAYED, POL_ALL_LEVELS = 0, 1, 2, 3, 4, 5
@@ -48,8 +50,8 @@ THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 (PS_STARTED, PS_ALIVE, PS_START, PS_END, PS_LAST, PS_NVMA, PS_GEN, PS_BRK, PS_VIRT, PS_ANON,
  PS_FILE, PS_PTE, PS_PMD, PS_PUD, PS_EMPTY, PS_PEAK_VIRT, PS_PEAK_RSS, PS_PEAK_VMPTE,
  PS_FIN_VIRT, PS_FIN_RSS, PS_FIN_VMPTE, PS_FIN_IDEAL, PS_FIN_EMPTY, PS_ALLOC, PS_FREED,
- PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END) = range(31)
-N_PS = 31
+ PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END, PS_INHERITED) = range(32)
+N_PS = 32                   # PS_INHERITED: inherited empty tables the start snapshot added (replay.snapshot)
 
 # sl: slot fields.
 SL_KEY, SL_USED, SL_HUGE, SL_SINCE, SL_PROC, SL_LEVEL, SL_SERIAL, SL_IDX, SL_EROW, SL_ESINCE = range(10)
@@ -60,9 +62,10 @@ N_SL = 10                   # SL_EROW/SL_ESINCE: PTE table empty since SL_ESINCE
 (G_HCOUNT, G_SHW, G_FSTOP, G_NOW, G_NEXT_TICK, G_NEXT_SCAN, G_DIRTY, G_QHEAD, G_QTAIL, G_NROWS,
  G_INIT, G_NLIVE, G_NPEND, G_OUTSIDE, G_POPULATE, G_SERIAL, G_LIVE_SLOTS, G_AFTER_EXIT,
  G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP, G_VMA_ID, G_CUR_ROW, G_CUR_T, G_CUR_KIND, G_NEF, G_NOC,
- G_OVERFLOW) = range(28)
-N_G = 28                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
+ G_OVERFLOW, G_SNAP_SHORT) = range(29)
+N_G = 29                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
 #                             G_NEF/G_NOC: ef/oc rows used; G_OVERFLOW: rows that found no room (a bug)
+#                             G_SNAP_SHORT: tables a start snapshot's pages needed beyond the kernel's VmPTE
 
 # ts: timeseries row fields.
 (TS_PROC, TS_T, TS_VIRT, TS_RSS, TS_ANON, TS_FILE, TS_VMPTE, TS_PTE, TS_PMD, TS_PUD,

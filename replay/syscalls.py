@@ -63,16 +63,11 @@ def do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t):
 
 
 @njit
-def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, flags, fd, t):
-    """mmap at its result address (mmap_region): replace what was there
-    (MAP_FIXED), add the VMA, then populate for MAP_POPULATE / MAP_LOCKED.
+def mmap_vma_flags(prot, flags, fd):
+    """VF_* bits of a new mapping from mmap's prot, MAP_* flags and fd (calc_vm_prot_bits,
+    calc_vm_flag_bits): anonymous, shared, read/write/exec, locked, noreserve.
 
     See docs/MODEL.md#mmap."""
-    lo = addr & ~(PAGE - 1)
-    hi = min(page_up(addr + length), prm[PR_TOP])
-    if hi <= lo:
-        return
-    do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t)
     vflags = 0
     if fd < 0 or (flags & 0x20) != 0:
         vflags |= VF_ANON
@@ -85,6 +80,21 @@ def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, f
         vflags |= VF_LOCKED
     if (flags & 0x4000) != 0:
         vflags |= VF_NORESERVE
+    return vflags
+
+
+@njit
+def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, flags, fd, t):
+    """mmap at its result address (mmap_region): replace what was there
+    (MAP_FIXED), add the VMA, then populate for MAP_POPULATE / MAP_LOCKED.
+
+    See docs/MODEL.md#mmap."""
+    lo = addr & ~(PAGE - 1)
+    hi = min(page_up(addr + length), prm[PR_TOP])
+    if hi <= lo:
+        return
+    do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t)
+    vflags = mmap_vma_flags(prot, flags, fd)
     g[G_VMA_ID] += 1
     vflags |= g[G_VMA_ID] << ORIGIN_SHIFT
     vma_insert(vm, ps, p, lo, hi, vflags)

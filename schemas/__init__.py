@@ -15,6 +15,8 @@ Artifacts (data flow order):
 ``effects``      replay output: PTE tables each event allocated, emptied, freed
 ``occupancy``    replay output: live PTE tables and entries per 1 GiB region, sampled
 ``attribution``  `ptreplay attribute`: effects summed per call site (perf call chains)
+``census``       `ptreplay census` (no trace): per process, VmPTE against the tables its pages need
+``census_vmas``  `ptreplay census`: per VMA, its pages and its share of those tables
 ===============  ==============================================================
 
 Key-value metadata beside ``ptreplay.schema`` (JSON unless said otherwise):
@@ -71,7 +73,18 @@ EVENT_KINDS = (
     "clone",      # a new thread inside pid: child_pid is its tid
     "exec",       # pid's address space replaced by a fresh one
     "exit",       # address space torn down (exit_group, last thread exit, mmap:exit_mmap)
+    # The start state of a process already running when the trace began (`record -p`'s
+    # snapshot.parquet), at the snapshot time, before that process's first traced event:
+    "snapshot_vma",     # one VMA of /proc/PID/maps: addr, len, prot, flags (MAP_SHARED/PRIVATE,
+                        # MAP_ANONYMOUS), fd (-1 anonymous, 0 file), pgoff, advice 14/15 (smaps hg/nh)
+    "snapshot_pages",   # a run of pages [addr, addr+len) of one class, in flags (SNAP_*)
+    "snapshot_brk",     # the heap's current end (the break): ret
+    "snapshot_tables",  # the kernel's VmPTE at the snapshot, in len; comm: the process's name
 )
+
+# snapshot_pages: the page class in `flags` (from /proc/PID/pagemap and /proc/kpageflags).
+SNAP_ANON, SNAP_FILE, SNAP_ZERO, SNAP_SWAP, SNAP_THP, SNAP_HUGE_ZERO = range(6)
+SNAP_CLASSES = ("anon", "file", "zero", "swap", "thp", "huge_zero")  # file: page cache or shmem
 
 EVENTS = Artifact("events", 1, pa.schema([
     _f("t_ns", pa.int64(), "event time in ns on the capture's own clock (CLOCK_MONOTONIC for `ptreplay record`); never rebased. Syscalls carry their sys_exit time (effect complete, result known)"),
@@ -153,7 +166,7 @@ TIMESERIES = Artifact("timeseries", 1, pa.schema(
     + [_f(n, pa.int64(), d) for n, d in _COUNTS]
 ))
 
-SUMMARY = Artifact("summary", 1, pa.schema([
+SUMMARY = Artifact("summary", 2, pa.schema([
     _f("trace_id", pa.string(), "capture identifier"),
     _f("pid", pa.int32(), "process id"),
     _f("comm", pa.string(), "command name (last seen)"),
@@ -169,6 +182,7 @@ SUMMARY = Artifact("summary", 1, pa.schema([
     _f("mean_vmpte_bytes", pa.float64(), "bytes: time-weighted mean VmPTE over [start_ns, end_ns]"),
     _f("ideal_pte_bytes", pa.int64(), "bytes: tables needed to map the final resident pages (distinct 2 MiB regions with a present PTE, plus their PMD/PUD tables)"),
     _f("empty_pte_tables_final", pa.int64(), "count: empty PTE tables at the final instant"),
+    _f("inherited_empty_tables", pa.int64(), "count: empty tables the process already held when an attach-mode trace began (kernel VmPTE minus the tables its present and swapped pages need; location unknown): kept under none/pt_reclaim, freed at once by refcount/all_levels, after the hold by delayed, at the first scan by scan"),
     _f("pte_tables_allocated", pa.int64(), "count: PTE tables allocated"),
     _f("pte_tables_freed", pa.int64(), "count: PTE tables freed (any cause)"),
     _f("refaults", pa.int64(), "count: PTE tables re-allocated for a 2 MiB region freed less than 1 s earlier"),
@@ -243,7 +257,92 @@ ATTRIBUTION = Artifact("attribution", 1, pa.schema([
     _f("empty_byte_seconds", pa.float64(), "byte-seconds: those tables x how long each stayed empty"),
 ]))
 
-ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY, ATTRIBUTION)}
+# `ptreplay census`: no trace, one look at every process's page tables (pipeline/capture/census.py).
+# Measured columns are null in a row whose state is 'vanished' (the process exited mid-read).
+_PAGE_COUNTS = [
+    ("present_pages", "count: present 4 KiB pages (a PMD-mapped THP counts 512; zero-page entries included)"),
+    ("swapped_pages", "count: swap-type PTEs that are not guard markers (swapped out, migrating, uffd-wp markers)"),
+    ("guard_pages", "count: MADV_GUARD_INSTALL markers (no page, but they hold a PTE table)"),
+    ("file_pages", "count: present pages of files or shared anonymous memory (pagemap bit 61, PAGE_IS_FILE)"),
+    ("anon_pages", "count: present private anonymous pages (zero-page entries included)"),
+    ("exclusive_pages", "count: present pages mapped by this process only (pagemap bit 56)"),
+    ("zero_pages", "count: present entries of the shared zero page (4 KiB or huge): no RSS"),
+    ("thp_pages", "count: present pages in PMD-mapped transparent huge pages (512 each)"),
+    ("hugetlb_pages", "count: present pages of hugetlb mappings, in 4 KiB units"),
+]
+
+CENSUS = Artifact("census", 1, pa.schema(
+    [
+        _f("host", pa.string(), "hostname the census was taken on"),
+        _f("kernel_release", pa.string(), "uname -r"),
+        _f("t_ns", pa.int64(), "ns, CLOCK_MONOTONIC: when this process's scan started"),
+        _f("pid", pa.int32(), "process id (kernel threads, which have no mm, get no row)"),
+        _f("comm", pa.string(), "Name: of /proc/PID/status"),
+        _f("state", pa.string(), "ok (VmPTE, VmSize and maps the same before and after the scan, every page seen "
+                                 "in a VMA and still there when re-read), changed (any of those moved: the row is "
+                                 "kept, its numbers are one moment's), vanished (exited during the census), denied "
+                                 "(maps and pagemap refused by ptrace_may_access: only the status columns are filled)"),
+        _f("method", pa.string(), "pagemap_scan (the PAGEMAP_SCAN ioctl) or pagemap_read (chunked pagemap reads)", True),
+        _f("vmpte_bytes", pa.int64(), "bytes: the kernel's VmPTE (/proc/PID/status) read right before the scan", True),
+        _f("vmpte_after_bytes", pa.int64(), "bytes: the kernel's VmPTE read right after the scan", True),
+        _f("needed_bytes", pa.int64(), "bytes: 4 KiB x (needed_pte_tables + needed_pmd_tables + needed_pud_tables)", True),
+        _f("needed_pte_tables", pa.int64(), "count: 2 MiB regions holding a present or swapped 4 KiB-mapped page or an "
+                                            "anonymous THP (whose deposited table counts in VmPTE)", True),
+        _f("needed_pmd_tables", pa.int64(), "count: 1 GiB regions holding any page", True),
+        _f("needed_pud_tables", pa.int64(), "count: 512 GiB regions holding any page", True),
+        _f("waste_bytes", pa.int64(), "bytes: vmpte_bytes - needed_bytes: page tables the kernel holds that no page "
+                                      "needs (empty PTE tables, and PMD/PUD tables with nothing below)", True),
+        _f("pte_entries", pa.int64(), "count: entries in use in the needed PTE tables (a THP's deposit counts 512); "
+                                      "occupancy = pte_entries / (needed_pte_tables x 512)", True),
+        _f("pte_occupancy", pa.list_(pa.int32()), "count per entries in use: element i (0-based) = needed PTE "
+                                                  "tables with i + 1 of their 512 entries in use", True),
+        _f("pfnmap_regions", pa.int64(), "count: 2 MiB regions overlapped only by VM_PFNMAP mappings ([vvar], "
+                                         "[vvar_vclock]) with no visible page: pagemap cannot see their PTEs, so "
+                                         "up to this many waste tables may be in use", True),
+        _f("vmsize_bytes", pa.int64(), "bytes: VmSize before the scan", True),
+        _f("rss_anon_bytes", pa.int64(), "bytes: RssAnon before the scan", True),
+        _f("rss_file_bytes", pa.int64(), "bytes: RssFile before the scan", True),
+        _f("rss_shmem_bytes", pa.int64(), "bytes: RssShmem before the scan", True),
+    ]
+    + [_f(n, pa.int64(), d, True) for n, d in _PAGE_COUNTS]
+    + [
+        _f("vmas", pa.int32(), "count: VMAs in /proc/PID/maps (the kernel half left out)", True),
+        _f("outside_pages", pa.int64(), "count: pages found in no VMA of the maps read before the scan (mapped "
+                                        "meanwhile)", True),
+        _f("changed_pages", pa.int64(), "count: pages present in the scan but gone when re-read for bit 56", True),
+        _f("scan_ns", pa.int64(), "ns: how long the scan of this process took", True),
+    ]
+))
+
+CENSUS_VMAS = Artifact("census_vmas", 1, pa.schema(
+    [
+        _f("host", pa.string(), "hostname the census was taken on"),
+        _f("t_ns", pa.int64(), "ns, CLOCK_MONOTONIC: when the process's scan started (join key with census: host, pid, t_ns)"),
+        _f("pid", pa.int32(), "process id"),
+        _f("vma_index", pa.int32(), "0-based position of the VMA in /proc/PID/maps"),
+        _f("start", pa.uint64(), "bytes (virtual address): VMA start"),
+        _f("end", pa.uint64(), "bytes (virtual address): VMA end (exclusive)"),
+        _f("perms", pa.string(), "rwxp/rwxs as in /proc/PID/maps"),
+        _f("offset", pa.uint64(), "bytes: file offset"),
+        _f("inode", pa.uint64(), "inode of the file (0 for anonymous memory)"),
+        _f("name", pa.string(), "the maps pathname: a file, [heap], [stack], [vdso], [anon:NAME] ..., or '' (anonymous)"),
+        _f("kind", pa.string(), "file (a path), anon (no name or [anon:...]), special ([heap], [stack], [vdso] ...)"),
+        _f("size_bytes", pa.int64(), "bytes: end - start"),
+    ]
+    + [_f(n, pa.int64(), d) for n, d in _PAGE_COUNTS]
+    + [
+        _f("pte_tables", pa.int64(), "count: needed PTE tables whose first page lies in this VMA (they sum to the "
+                                     "process's needed_pte_tables)"),
+        _f("pte_entries", pa.int64(), "count: entries in use in those tables"),
+        _f("pte_regions", pa.int64(), "count: 2 MiB regions the VMA overlaps (the most PTE tables it can have)"),
+        _f("pagefree_regions", pa.int64(), "count: of those, regions holding no page of the process: the only places "
+                                           "an empty PTE table of this VMA can be (the kernel does not say which hold "
+                                           "one; the process's waste is spread over these and the upper levels)"),
+    ]
+))
+
+ARTIFACTS = {a.name: a for a in (EVENTS, TRUTH, CAPTURE, TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY, ATTRIBUTION,
+                                 CENSUS, CENSUS_VMAS)}
 
 
 def conform(table: pa.Table, artifact: Artifact, source: str = "<table>",

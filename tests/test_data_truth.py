@@ -13,12 +13,15 @@ import pytest
 
 from conftest import DATA
 from ptreplay.schemas.parquet_io import read_capture, read_table
-from ptreplay.schemas import CAPTURE, TRUTH
+from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
 CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
-EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites"}
+EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites",
+            "redis-attach", "python-attach"}
 FILES = ("perf.data", "truth.parquet", "capture.parquet", "capture.json", "command.txt",
-         "record.json", "stdout.txt", "maps")
+         "record.json", "maps")
+ATTACH = [c for c in CAPTURES if (c / "snapshot.parquet").exists()]   # `record -p` of a running server
+LAUNCH = [c for c in CAPTURES if c not in ATTACH]                      # `record -- COMMAND`
 
 
 def _printed_kb(text: str, prefix: str) -> int | None:
@@ -34,7 +37,7 @@ def test_the_expected_captures_are_there_and_small():
 
 @pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
 def test_capture_files_conform(cap):
-    for name in FILES:
+    for name in FILES + (("snapshot.parquet",) if cap in ATTACH else ("stdout.txt",)):
         assert (cap / name).exists(), f"{cap.name}: {name} missing"
     assert (cap / "perf.data").stat().st_size <= 5 * 2**20
     assert (cap / "perf.data").read_bytes()[:8] == b"PERFILE2"
@@ -53,7 +56,7 @@ def test_capture_files_conform(cap):
     assert (truth.vmrss_bytes == truth.rss_anon_bytes + truth.rss_file_bytes + truth.rss_shmem_bytes).all()
 
 
-@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("cap", LAUNCH, ids=lambda p: p.name)
 def test_truth_ends_on_the_printed_vmpte(cap):
     info = json.loads((cap / "record.json").read_text())
     stdout = (cap / "stdout.txt").read_text()
@@ -69,3 +72,23 @@ def test_truth_ends_on_the_printed_vmpte(cap):
         assert others.vmpte_bytes.iloc[-1] == child * 1024
     for pid in truth.pid.unique():
         assert (cap / "maps" / f"{pid}.start.txt").exists() and (cap / "maps" / f"{pid}.end.txt").exists()
+
+
+@pytest.mark.parametrize("cap", ATTACH, ids=lambda p: p.name)
+def test_attach_snapshot_is_the_kernels_state(cap):
+    """The start snapshot holds the target's VMAs exactly as its start maps list them, its
+    VmPTE row equals the truth row read at the same instant, and the trace outlives it."""
+    info = json.loads((cap / "record.json").read_text())
+    snap = info["snapshot"]
+    pid = snap["pid"]
+    assert pid == info["root_pid"]
+    events = read_table(cap / "snapshot.parquet", EVENTS).to_pandas()
+    assert set(events.pid) == {pid} and set(events.t_ns) == {snap["t_ns"]}
+    truth = read_table(cap / "truth.parquet", TRUTH).to_pandas()
+    at0 = truth[(truth.pid == pid) & (truth.t_ns == snap["t_ns"])]
+    assert len(at0) == 1 and at0.vmpte_bytes.iloc[0] == snap["status"]["vmpte_bytes"]
+    tables = events[events.kind == "snapshot_tables"]
+    assert tables.len.tolist() == [snap["status"]["vmpte_bytes"]] and tables.comm.tolist() == [snap["comm"]]
+    vmas = events[events.kind == "snapshot_vma"]
+    assert len(vmas) == snap["vmas"]
+    assert truth.t_ns.max() <= info["perf_stop_seen_ns"]     # no sample after the trace stopped

@@ -246,7 +246,7 @@ def test_figures_carry_the_mark(tmp_path, replayed):
     (tmp_path / "b.png").write_bytes(png.read_bytes().replace(b"ptreplay.schema", b"someone.elses"))
     (tmp_path / "b.html").write_text(html.read_text().replace("ptreplay.schema", "generator"))
     assert mark_of(tmp_path / "b.png") is None and mark_of(tmp_path / "b.html") is None
-    assert mark_of(replayed / "summary.parquet") == "summary/1"
+    assert mark_of(replayed / "summary.parquet") == SUMMARY.tag
     pq.write_table(pa.table({"x": [1]}), tmp_path / "foreign.parquet")
     assert mark_of(tmp_path / "foreign.parquet") is None
     os.symlink(replayed / "summary.parquet", tmp_path / "link.parquet")

@@ -70,7 +70,7 @@ def test_written_file_carries_schema_tag_and_capture(tmp_path):
 
 def test_reading_the_wrong_artifact_is_refused(tmp_path):
     p = write_table(truth_rows(), tmp_path / "t.parquet", TRUTH)
-    with pytest.raises(SchemaError, match="holds a truth/1 table, expected summary/1"):
+    with pytest.raises(SchemaError, match="holds a truth/1 table, expected summary/2"):
         read_table(p, SUMMARY)
 
 

@@ -9,9 +9,11 @@ One recording directory holds everything the rest of the pipeline needs:
                     on the same clock (TRUTH schema): what the replay must match
 ``maps/``           PID.start.txt and PID.end.txt: /proc/PID/maps at first sight
                     and the last successful read before the process died
-``pagemap.parquet`` ``-p`` only: present 4 KiB pages of the target as soon as
-                    perf records (pid int32, addr uint64; time in record.json
-                    ``pagemap_t_ns``): the state the trace did not see
+``snapshot.parquet`` ``-p`` only: the target's start state as soon as perf records
+                    (an EVENTS table of ``snapshot_*`` rows: VMAs from smaps, page
+                    runs from pagemap, the kernel's VmPTE; see capture/start_state.py):
+                    the state the trace did not see; record.json ``snapshot`` says
+                    when it was taken, how long it took and what changed under it
 ``capture.parquet`` one CAPTURE row (host, kernel, THP, PT_RECLAIM, clock ...),
 ``capture.json``    the same dict, human readable
 ``command.txt``     the exact command line that was traced
@@ -40,16 +42,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ptreplay.schemas.errors import RecordError
 from ptreplay.pipeline.capture.machine import machine_info
-from ptreplay.schemas.parquet_io import (atomic_path, foreign_files, mark_of, output_dir, remove_output,
+from ptreplay.schemas.parquet_io import (foreign_files, mark_of, output_dir, remove_output,
                                          write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
-from ptreplay.schemas import CAPTURE, TRUTH
+from ptreplay.pipeline.capture import start_state
+from ptreplay.pipeline.capture.start_state import StartState
+from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
 # Tracepoints, as perf names them.  A missing REQUIRED one refuses the
 # recording (the replay would be wrong); a missing OPTIONAL one is skipped.
@@ -77,7 +79,7 @@ PROC = Path("/proc")
 
 # Files a previous `record` leaves in its directory; --force removes these only.
 OUTPUT_NAMES = ("perf.data", "perf.data.old", "truth.parquet", "capture.parquet", "capture.json",
-                "command.txt", "record.json", "pagemap.parquet", "maps")
+                "command.txt", "record.json", "snapshot.parquet", "pagemap.parquet", "maps")
 
 MAPS_INTERVAL_NS = 10_000_000        # re-read /proc/PID/maps every 10 ms to keep the "end" copy fresh
 PERF_STOP_TIMEOUT_S = 20.0           # after forwarding SIGINT, wait this long before killing perf
@@ -267,38 +269,6 @@ def read_maps(pid: int, proc: Path = PROC) -> str | None:
     return data.decode(errors="replace") if data else None
 
 
-def present_pages(pid: int, maps: str, proc: Path = PROC, chunk_pages: int = 1 << 18) -> np.ndarray:
-    """Addresses (uint64) of the present 4 KiB pages of every VMA in `maps`.
-
-    /proc/PID/pagemap holds one u64 per virtual page; bit 63 = present.  Read
-    in chunks (2 MiB of entries) and test the bit with numpy, so a sparse
-    multi-GiB VMA costs a few large reads rather than a Python loop per page.
-    """
-    out = []
-    try:
-        fd = os.open(f"{proc}/{pid}/pagemap", os.O_RDONLY)
-    except OSError:
-        return np.empty(0, np.uint64)
-    try:
-        for line in maps.splitlines():
-            lo, _, hi = line.split(" ", 1)[0].partition("-")
-            start, end = int(lo, 16), int(hi, 16)
-            if start >= USER_ADDR_LIMIT:
-                continue
-            for base in range(start, end, chunk_pages << 12):
-                n = min(chunk_pages, (end - base) >> 12)
-                try:
-                    data = os.pread(fd, n * 8, (base >> 12) * 8)
-                except OSError:
-                    break
-                entries = np.frombuffer(data, dtype="<u8")
-                idx = np.flatnonzero(entries >> np.uint64(63)).astype(np.uint64)
-                out.append(np.uint64(base) + idx * np.uint64(4096))
-    finally:
-        os.close(fd)
-    return np.concatenate(out) if out else np.empty(0, np.uint64)
-
-
 # ---------------------------------------------------------------------------
 # The sampler.
 
@@ -397,8 +367,18 @@ class Sampler(threading.Thread):
     def pids(self) -> list[int]:
         return sorted({r[1] for r in self.rows})
 
+    def clip(self, t_ns: int) -> None:
+        """Drop the samples after `t_ns`: an attached process lives on after the trace stops,
+        and what it does then is in no event (the -p recording's end)."""
+        self.rows = [r for r in self.rows if r[0] <= t_ns]
+
+    def add_row(self, t_ns: int, pid: int, sizes: tuple) -> None:
+        """A status read taken elsewhere (the -p start snapshot's), kept in time order."""
+        self.rows.append((t_ns, pid) + tuple(sizes))
+
     def truth_table(self) -> pa.Table:
-        cols = list(zip(*self.rows)) if self.rows else [()] * 8
+        rows = sorted(self.rows, key=lambda r: r[0])
+        cols = list(zip(*rows)) if rows else [()] * 8
         names = TRUTH.schema.names
         arrays = [pa.array(cols[0], pa.int64()), pa.array(cols[1], pa.int32())]
         arrays += [pa.array(c, pa.int64()) for c in cols[2:]]
@@ -497,17 +477,21 @@ class _Outcome:
     end_ns: int = 0
     interrupted: bool = False     # SIGINT/SIGTERM asked us to stop
     forwarded: bool = False       # we sent perf SIGINT (interrupt, -p target gone, safety deadline)
-    pagemap: np.ndarray | None = None
-    pagemap_t_ns: int | None = None
+    start: StartState | None = None   # -p: the target's start state
+    started: bool = False             # -p: the snapshot was attempted
+    recording_ns: int | None = None   # -p: when perf was first seen recording
+    stopped_ns: int | None = None     # -p: when perf was first seen stopping (the target lives on)
 
 
 def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Event, sampler: Sampler,
                perf_file: Path, start_ns: int) -> _Outcome:
     """Wait for perf while showing progress; forward a stop request to it as SIGINT.
 
-    With -p, the present pages are read as soon as perf is recording (its
-    timing `sleep` has exec'd), so the snapshot and the trace overlap rather
-    than leave a gap; the snapshot time goes to record.json.
+    With -p, the start state is read as soon as perf is recording (its timing
+    `sleep` has exec'd), so the snapshot and the trace overlap rather than
+    leave a gap: events before the snapshot time are already in it (ingest
+    drops them), events during it are applied after it (each is idempotent on a
+    state that already shows it).  Times and changes go to record.json.
     """
     o = _Outcome()
     attach = opts.pid is not None
@@ -518,27 +502,34 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
         with _status_line() as show:
             while proc.poll() is None:
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                if attach and o.pagemap is None and _perf_is_recording(proc.pid):
-                    _snapshot_pages(o, opts.pid)
+                if attach and not o.started and _perf_is_recording(proc.pid):
+                    o.recording_ns = now
+                    show(f"reading the start state of pid {opts.pid} (smaps, pagemap)")
+                    _snapshot(o, opts.pid, sampler)
+                elif attach and o.started and o.stopped_ns is None and not _perf_is_recording(proc.pid):
+                    o.stopped_ns = now        # perf's timing `sleep` ended: perf stops tracing now
                 target_gone = attach and not _alive(opts.pid)
                 if forwarded_at is None and (stop.is_set() or target_gone or (deadline and now >= deadline)):
                     o.interrupted = stop.is_set()
                     proc.send_signal(signal.SIGINT)
                     forwarded_at = now
+                    o.stopped_ns = o.stopped_ns or now
                 elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
                     proc.kill()
                 size = _size(perf_file)
                 show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
                      f"truth samples {len(sampler.rows):,}")
-                time.sleep(0.005 if attach and o.pagemap is None else 0.05)
+                time.sleep(0.005 if attach else 0.05)
     finally:
         o.perf_rc = proc.wait()
         o.end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         sampler.stop()
         sampler.join()
     o.forwarded = forwarded_at is not None
-    if attach and o.pagemap is None:      # perf ended before we saw it start
-        _snapshot_pages(o, opts.pid)
+    if attach and not o.started:          # perf ended before we saw it start
+        _snapshot(o, opts.pid, sampler)
+    if attach:
+        sampler.clip(o.stopped_ns or o.end_ns)
     return o
 
 
@@ -552,12 +543,14 @@ def _size(perf_file: Path) -> int:
         return 0
 
 
-def _snapshot_pages(o: _Outcome, pid: int) -> None:
-    """Present pages of `pid` now; the time is taken first, so replaying the events
-    after it onto the snapshot at worst repeats an event already reflected (harmless)."""
-    o.pagemap_t_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    maps = read_maps(pid)
-    o.pagemap = present_pages(pid, maps) if maps else np.empty(0, np.uint64)
+def _snapshot(o: _Outcome, pid: int, sampler: Sampler) -> None:
+    """The target's start state now (capture/start_state.py); its first /proc/PID/status read
+    also becomes a truth row, the kernel's numbers at the instant the replay starts from."""
+    o.started = True
+    o.start = start_state.take(pid)
+    if o.start is not None:
+        st = o.start.status
+        sampler.add_row(o.start.t_ns, pid, tuple(st[c] for c in start_state.STATUS_COLUMNS))
 
 
 def record(opts: RecordOptions) -> Path:
@@ -607,15 +600,15 @@ def record(opts: RecordOptions) -> Path:
         source_format="perf.data", lost_events=0, lost_samples=0, synthetic=False,
         start_ns=start_ns, end_ns=o.end_ns, **machine)
     capture = {name: capture[name] for name in CAPTURE.schema.names}
-    _write_outputs(out, capture, sampler, o.pagemap, opts)
+    _write_outputs(out, capture, sampler, o.start)
     info = {
         "perf_argv": argv, "perf_exit_status": o.perf_rc, "interrupted": o.interrupted,
         "root_pid": opts.pid if opts.pid is not None else sampler.first_pid,
         "pids": sampler.pids(), "truth_rows": len(sampler.rows),
         "sampler_interval_ms": opts.interval_ms, "sampler_rate_hz": round(sampler.rate_hz(), 1),
         "sampler_max_gap_ms": round(sampler.max_gap_ns / 1e6, 3),
-        "pagemap_pages": None if o.pagemap is None else int(o.pagemap.size),
-        "pagemap_t_ns": o.pagemap_t_ns,
+        "snapshot": None if o.start is None else {**o.start.meta(), "perf_recording_seen_ns": o.recording_ns},
+        "perf_stop_seen_ns": o.stopped_ns,
         "tracepoints": tracepoints,
     }
     (out / "record.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -629,8 +622,8 @@ def record(opts: RecordOptions) -> Path:
     return out
 
 
-def _write_outputs(out: Path, capture: dict, sampler: Sampler, pagemap, opts: RecordOptions) -> None:
-    """truth/capture Parquet (atomic), capture.json, command.txt, maps/, pagemap.parquet."""
+def _write_outputs(out: Path, capture: dict, sampler: Sampler, start: StartState | None) -> None:
+    """truth/capture Parquet (atomic), capture.json, command.txt, maps/, snapshot.parquet."""
     write_table(sampler.truth_table(), out / "truth.parquet", TRUTH, capture=capture)
     write_table(pa.Table.from_pylist([capture], schema=CAPTURE.schema), out / "capture.parquet", CAPTURE,
                 capture=capture)
@@ -642,8 +635,5 @@ def _write_outputs(out: Path, capture: dict, sampler: Sampler, pagemap, opts: Re
         (maps_dir / f"{pid}.start.txt").write_text(text)
     for pid, text in sampler.maps_end.items():
         (maps_dir / f"{pid}.end.txt").write_text(text)
-    if pagemap is not None:
-        table = pa.table({"pid": pa.array(np.full(pagemap.size, opts.pid, np.int32)),
-                          "addr": pa.array(pagemap, pa.uint64())})
-        with atomic_path(out / "pagemap.parquet") as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+    if start is not None:
+        write_table(start_state.to_events(start), out / "snapshot.parquet", EVENTS, capture=capture)

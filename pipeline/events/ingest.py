@@ -21,10 +21,10 @@ import pyarrow as pa
 from ptreplay.pipeline.events.arrow_np import to_numpy
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats import detect, open_binary
-from ptreplay.pipeline.events.normalize import Normalizer
+from ptreplay.pipeline.events.normalize import BATCH_SCHEMA, Normalizer
 from ptreplay.schemas.parquet_io import StreamWriter, check_writable, read_table
 from ptreplay.pipeline.progress import progress, warn
-from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
+from ptreplay.schemas import CAPTURE, EVENT_KINDS, EVENTS, TRUTH
 
 X86_64 = ("x86_64", "amd64", "x86-64")
 
@@ -79,21 +79,25 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     levels = int(meta.get("paging_levels") or 4)
     norm = Normalizer(paging_levels=levels)
 
+    start = StartStates(Path(path))
+
     def batches() -> Iterator[pa.Table]:
         first = last = None
         for raw in capture.batches:
-            ev = norm.push(raw)
+            ev = start.drop_before(norm.push(raw))
             if ev.num_rows:
                 t = to_numpy(ev.column("t_ns"))
                 first = int(t[0]) if first is None else first
                 last = int(t[-1])
                 yield ev
-        tail = norm.finish()
+        tail = start.drop_before(norm.finish())
         if tail.num_rows:
             last = max(last or 0, int(to_numpy(tail.column("t_ns")).max()))
             yield tail
         _merge_reader_meta(meta, capture.meta, file)
         meta["normalize"] = norm.stats.as_dict()
+        if start.table is not None:
+            meta["snapshot"] = start.report()
         meta["start_ns"] = int(first or 0)
         meta["end_ns"] = int(last or 0)
         if norm.stats.fault_rows == 0:
@@ -101,7 +105,61 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
                 f"{file}: no page-fault events found: record exceptions:page_fault_user and "
                 f"exceptions:page_fault_kernel (use `ptreplay record`)")
 
-    return batches(), meta
+    if start.table is None:
+        return batches(), meta
+    snapshot = start.batch()
+    first_t = int(to_numpy(snapshot.column("t_ns")).min()) if snapshot.num_rows else None
+
+    def with_snapshot() -> Iterator[pa.Table]:
+        yield from merge_sorted([iter([snapshot]), batches()])
+        if first_t is not None:
+            meta["start_ns"] = min(meta["start_ns"] or first_t, first_t)
+
+    return with_snapshot(), meta
+
+
+class StartStates:
+    """The start snapshot of a `record -p` directory (snapshot.parquet, capture/start_state.py):
+    its rows lead the events of their process, and that process's traced events before the
+    snapshot time are dropped (the snapshot already shows them), counted per pid."""
+
+    def __init__(self, path: Path):
+        file = path / "snapshot.parquet"
+        self.table = read_table(file, EVENTS) if path.is_dir() and file.exists() else None
+        self.t0: dict[int, int] = {}
+        self.dropped: dict[int, dict[str, int]] = {}
+        if self.table is not None and self.table.num_rows:
+            pids = to_numpy(self.table.column("pid"))
+            ts = to_numpy(self.table.column("t_ns"))
+            for pid in np.unique(pids).tolist():
+                self.t0[pid] = int(ts[pids == pid].min())
+
+    def drop_before(self, ev: pa.Table) -> pa.Table:
+        if not self.t0 or not ev.num_rows:
+            return ev
+        pid, t = to_numpy(ev.column("pid")), to_numpy(ev.column("t_ns"))
+        early = np.zeros(len(t), bool)
+        for p, t0 in self.t0.items():
+            early |= (pid == p) & (t < t0)
+        if not early.any():
+            return ev
+        gone = ev.filter(pa.array(early))
+        for p, kind in zip(gone.column("pid").to_pylist(), gone.column("kind").to_pylist()):
+            per_kind = self.dropped.setdefault(p, {})
+            per_kind[kind] = per_kind.get(kind, 0) + 1
+        return ev.filter(pa.array(~early))
+
+    def batch(self) -> pa.Table:
+        """The snapshot rows as normalize emits events (BATCH_SCHEMA: kind as int8 codes)."""
+        codes = [EVENT_KINDS.index(k) for k in self.table.column("kind").to_pylist()]
+        kind = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(list(EVENT_KINDS)))
+        cols = [kind if f.name == "kind" else self.table.column(f.name) for f in BATCH_SCHEMA]
+        return pa.Table.from_arrays(cols, schema=BATCH_SCHEMA)
+
+    def report(self) -> dict:
+        """Per pid: the snapshot time and the traced events dropped before it, by kind."""
+        return {str(p): {"t_ns": t0, "events_before_dropped": dict(sorted(self.dropped.get(p, {}).items()))}
+                for p, t0 in self.t0.items()}
 
 
 def record_truth(path: Path) -> pa.Table | None:

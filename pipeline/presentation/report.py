@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ptreplay.schemas import SUMMARY, conform
-from ptreplay.schemas.errors import PipelineError
+from ptreplay.schemas.errors import PipelineError, UsageError
 from ptreplay.schemas.parquet_io import read_table
 from ptreplay.pipeline.presentation.tables import cell, format_table
 
@@ -47,6 +47,11 @@ def report(path: Path, fmt: str = "table", by: str = "process") -> str:
     `by` rolls processes up per command, host or kernel (summing bytes and counts)
     through the DuckDB views, so the numbers are the summary's own.
     """
+    from ptreplay.pipeline.presentation.census_report import census_report, is_census
+    if is_census(Path(path)):     # a `ptreplay census` output: processes ranked by page-table waste
+        if fmt == "html" or by != "process":
+            raise UsageError("report: a census takes --format table, md, json or csv and no --by")
+        return census_report(Path(path), fmt)
     t = load_summary(path) if by == "process" else rollup(path, by)
     if fmt in ("json", "csv"):
         return format_table(t, fmt)

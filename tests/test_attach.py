@@ -1,0 +1,127 @@
+"""Attach mode: a replay starts from the process as it was when the trace began.
+
+The live test attaches to workloads/attach_target.c while it runs and requires the replay to
+equal the kernel: at the snapshot instant (VmPTE, VmSize, RssAnon, RssFile exactly, against
+the snapshot's own /proc/PID/status read) and at the end (pt_reclaim against the VmPTE the
+program printed).  The policy test is a synthetic stream (said so) checking how each policy
+treats inherited empty tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from conftest import REPO
+from ptreplay.pipeline.capture import start_state
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.replay.engine import ReplayOptions, replay
+from ptreplay.schemas import SNAP_ANON, SNAP_FILE, SNAP_THP
+
+FULL, EMPTY, THP = 8, 12, 1
+
+
+def _at(ts, policy: str, pid: int, t: int) -> dict:
+    """The model's state after everything at or before t (the last timeseries row there)."""
+    rows = ts.filter(pc.and_(pc.equal(ts.column("policy"), policy), pc.equal(ts.column("pid"), pid)))
+    t_ns = rows.column("t_ns").to_numpy()
+    return rows.slice(int(np.searchsorted(t_ns, t, side="right")) - 1, 1).to_pylist()[0]
+
+
+@pytest.mark.live
+def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
+    target = subprocess.Popen([str(workload_bin / "attach_target"), str(FULL), str(EMPTY), str(THP)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "cap"
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-o", str(out), "-p", str(target.pid),
+                                "--duration", "2.5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        time.sleep(1.2)                      # perf is recording and the snapshot taken by now
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        printed = [target.stdout.readline() for _ in range(3)]
+        _, err = rec.communicate(timeout=60)
+        assert rec.returncode == 0, err
+        assert target.poll() is None, "recording must not stop the target"
+    finally:
+        target.kill()
+        target.wait()
+    final_kb = int(next(line for line in printed if line.startswith("final VmPTE")).split()[2])
+    info = json.loads((out / "record.json").read_text())
+    snap = info["snapshot"]
+    assert snap["pid"] == target.pid and snap["comm"] == "attach_target"
+    assert snap["t_ns"] >= snap["perf_recording_seen_ns"] - 50_000_000
+    assert not snap["changed_during_snapshot"], snap      # the target sleeps in read(): nothing moves
+
+    events = ingest([out], tmp_path / "events.parquet")
+    result = replay(events, ReplayOptions(policies="all", interval_ns=1_000_000))
+    status, t0 = snap["status"], snap["t_ns"]
+    summary = {r["policy"]: r for r in result.summary.to_pylist()}
+    for policy in ("none", "pt_reclaim"):
+        m = _at(result.timeseries, policy, target.pid, t0)
+        assert (m["vmpte_bytes"], m["virt_bytes"], m["rss_anon_bytes"], m["rss_file_bytes"]) == (
+            status["vmpte_bytes"], status["vmsize_bytes"], status["rss_anon_bytes"],
+            status["rss_file_bytes"] + status["rss_shmem_bytes"]), policy
+    inherited = summary["pt_reclaim"]["inherited_empty_tables"]
+    assert inherited >= EMPTY                         # the half-zapped regions' tables, at least
+    assert inherited * 4096 == status["vmpte_bytes"] - snap["scan"]["tables_needed_bytes"]
+    m = _at(result.timeseries, "refcount", target.pid, t0)
+    assert m["vmpte_bytes"] == status["vmpte_bytes"] - inherited * 4096   # refcount frees them at once
+    assert summary["pt_reclaim"]["final_vmpte_bytes"] == final_kb * 1024  # the kernel's, printed
+    assert summary["none"]["final_vmpte_bytes"] >= summary["pt_reclaim"]["final_vmpte_bytes"]
+    assert summary["pt_reclaim"]["comm"] == "attach_target"
+
+
+def test_start_state_of_this_process_matches_its_status():
+    """take() on our own process: every class of page the kernel counts is where the scan put it."""
+    import mmap
+    anon = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    shmem = mmap.mmap(-1, 64 * 4096)               # MAP_SHARED anonymous: shmem, counted in RssShmem
+    for i in range(0, 64 * 4096, 2 * 4096):
+        anon[i] = 1
+        shmem[i] = 1
+    st = start_state.take(os.getpid())
+    for m, cls in ((anon, SNAP_ANON), (shmem, SNAP_FILE)):
+        base = np.frombuffer(m, np.uint8).ctypes.data
+        runs = st.runs[(st.runs["start"] >= base) & (st.runs["start"] < base + 64 * 4096)]
+        assert set(runs["cls"].tolist()) == {cls} and int(runs["pages"].sum()) == 32
+    anon_pages = int(st.runs["pages"][np.isin(st.runs["cls"], [SNAP_ANON, SNAP_THP])].sum())
+    file_pages = int(st.runs["pages"][st.runs["cls"] == SNAP_FILE].sum())
+    # the scan and the status counters describe the same instant up to what moved in between
+    assert abs(anon_pages * 4096 - st.status["rss_anon_bytes"]) <= 4 << 20
+    assert abs(file_pages * 4096 - st.status["rss_file_bytes"] - st.status["rss_shmem_bytes"]) <= 4 << 20
+    assert st.comm and st.vmas and st.brk is not None
+    if "vmsize_bytes" not in st.meta()["changed_during_snapshot"]:
+        assert sum(v.end - v.start for v in st.vmas) == st.status["vmsize_bytes"]
+    anon.close()
+    shmem.close()
+
+
+def test_policies_treat_inherited_tables_like_empty_ones():
+    """Synthetic stream (not a capture): a 64 MiB VMA with one mapped region, a kernel VmPTE
+    10 tables above what that needs, then a fault 3 s later."""
+    t0, R = 1_000_000_000, 2 << 20
+    base = 0x7f0000000000
+    rows = [dict(kind="snapshot_vma", addr=base, len=32 * R, prot=3, flags=0x22, fd=-1),
+            dict(kind="snapshot_pages", addr=base, len=R, flags=SNAP_ANON)]
+    needed = 3                                   # one PTE, one PMD, one PUD table
+    rows.append(dict(kind="snapshot_tables", len=(needed + 10) * 4096, comm="synthetic"))
+    table = start_state.events_table(rows, t0, 100)
+    fault = start_state.events_table([dict(kind="fault", addr=base + 5, error_code=6)], t0 + 3_000_000_000, 100)
+    r = replay(pa.concat_tables([table, fault]), ReplayOptions(policies="all", interval_ns=10_000_000))
+    final = {s["policy"]: s["final_vmpte_bytes"] // 4096 for s in r.summary.to_pylist()}
+    assert final == {"none": 13, "pt_reclaim": 13, "refcount": 3, "scan:1s": 3, "delayed:100ms": 3,
+                     "all_levels": 3}
+    assert {s["inherited_empty_tables"] for s in r.summary.to_pylist()} == {10}
+    vmpte = lambda pol, t: _at(r.timeseries, pol, 100, t)["vmpte_bytes"] // 4096  # noqa: E731
+    assert vmpte("delayed:100ms", t0 + 50_000_000) == 13 and vmpte("delayed:100ms", t0 + 200_000_000) == 3
+    assert vmpte("scan:1s", t0 + 500_000_000) == 13 and vmpte("scan:1s", t0 + 2_100_000_000) == 3
