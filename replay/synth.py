@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ptreplay.replay.synth_kinds import KIND_OPTIONS
-from ptreplay.schemas import EVENTS
+from ptreplay.schemas import EVENTS, events_from_rows
 from ptreplay.schemas.units import parse_size
 
 SEED_BASE = 0x7F0000000000  # 512 GiB aligned, like a large anonymous mmap result
@@ -30,19 +30,11 @@ def capture_meta(trace_id: str, thp_mode: str = "madvise", n_events: int = 0, st
 def events_table(rows: list[dict], start_ns: int = 1_000_000, step_ns: int = 1000) -> pa.Table:
     """Build an EVENTS table from short dicts; missing fields get neutral values.
 
-    Each dict needs `kind`; `t_ns` defaults to start_ns + i * step_ns.
+    Each dict needs `kind`; `t_ns` defaults to start_ns + i * step_ns, `pid` to 100, and faults
+    come from user mode unless a row says otherwise.
     """
-    defaults = dict(pid=100, tid=-1, cpu=-1, addr=0, len=0, prot=-1, flags=-1, fd=-1, pgoff=0, advice=-1,
-                    error_code=-1, ip=0, user_mode=True, new_addr=0, new_len=0, ret=0, dur_ns=0, req_addr=0, child_pid=-1,
-                    failed=False, unfinished=False, comm=None)
-    cols = {f.name: [] for f in EVENTS.schema}
-    for i, r in enumerate(rows):
-        full = {**defaults, "t_ns": start_ns + i * step_ns, **r}
-        if full["tid"] == -1:
-            full["tid"] = full["pid"]
-        for name in cols:
-            cols[name].append(full[name])
-    return pa.Table.from_pydict(cols, schema=EVENTS.schema)
+    return events_from_rows([{"pid": 100, "user_mode": True, "t_ns": start_ns + i * step_ns, **r}
+                             for i, r in enumerate(rows)])
 
 
 def seed_loop(gib: int = 50, iters: int = 25600, split: int = 1, pid: int = 100, step_ns: int = 1000,

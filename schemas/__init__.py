@@ -113,6 +113,25 @@ EVENTS = Artifact("events", 1, pa.schema([
     _f("comm", pa.string(), "command name for fork/exec/exit events (null otherwise)", nullable=True),
 ]))
 
+# Neutral values of the EVENTS columns a row does not set (tid: the row's pid).
+EVENT_DEFAULTS = dict(cpu=-1, addr=0, len=0, prot=-1, flags=-1, fd=-1, pgoff=0, advice=-1, error_code=-1, ip=0,
+                      user_mode=False, new_addr=0, new_len=0, ret=0, dur_ns=0, req_addr=0, child_pid=-1,
+                      failed=False, unfinished=False, comm=None)
+
+
+def events_from_rows(rows: list[dict]) -> pa.Table:
+    """An EVENTS table from dicts holding at least kind, t_ns and pid; every other column
+    takes its EVENT_DEFAULTS value."""
+    cols = {f.name: [] for f in EVENTS.schema}
+    for r in rows:
+        full = {**EVENT_DEFAULTS, "tid": r["pid"], **r}
+        if full["tid"] == -1:
+            full["tid"] = full["pid"]
+        for name in cols:
+            cols[name].append(full[name])
+    return pa.Table.from_pydict(cols, schema=EVENTS.schema)
+
+
 TRUTH = Artifact("truth", 1, pa.schema([
     _f("t_ns", pa.int64(), "sample time in ns, CLOCK_MONOTONIC (same clock as the capture)"),
     _f("pid", pa.int32(), "process id whose /proc/PID/status was read"),

@@ -29,7 +29,8 @@ from ptreplay.schemas.parquet_io import check_writable, write_table
 from ptreplay.pipeline.capture.pagemap import (F_EXCLUSIVE, F_FILE, F_GUARD, F_HUGETLB, F_PRESENT, F_SWAPPED,
                                                F_THP, F_ZERO, PROC, parse_maps, scan, tables_needed,
                                                vma_tables)
-from ptreplay.pipeline.capture.record import parse_status, read_maps
+from ptreplay.pipeline.capture.procfs import read_status
+from ptreplay.pipeline.capture.record import read_maps
 from ptreplay.pipeline.progress import progress
 
 CENSUS_KEY = "ptreplay.census"
@@ -60,18 +61,10 @@ def all_pids(proc: Path = PROC) -> list[int]:
     return sorted(int(d) for d in os.listdir(proc) if d.isdigit())
 
 
-def _status(pid: int, proc: Path):
-    try:
-        with open(f"{proc}/{pid}/status", "rb") as f:
-            return parse_status(f.read())
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
 def check_pids(pids: list[int], proc: Path = PROC) -> None:
     """Every named pid must be a live process with an address space."""
     for pid in pids:
-        st = _status(pid, proc)
+        st = read_status(pid, proc)
         if st is None:
             raise CensusError(f"census: process {pid} not found (gone, or not visible in {proc})")
         if st[1] is None:
@@ -81,7 +74,7 @@ def check_pids(pids: list[int], proc: Path = PROC) -> None:
 
 def take_one(pid: int, host: str, release: str, method: str = "auto", proc: Path = PROC):
     """(process row, VMA rows) of one process, or None for a kernel thread / a pid never there."""
-    before = _status(pid, proc)
+    before = read_status(pid, proc)
     if before is None or before[1] is None:
         return None
     comm = before[0].decode(errors="replace")
@@ -100,7 +93,7 @@ def take_one(pid: int, host: str, release: str, method: str = "auto", proc: Path
         return row, []
     if s is None:               # maps empty: the mm was torn down since the status read
         return row, []
-    after, maps_after = _status(pid, proc), read_maps(pid, proc)
+    after, maps_after = read_status(pid, proc), read_maps(pid, proc)
     if after is None or after[1] is None:
         return row, []
     t = tables_needed(s)

@@ -228,10 +228,16 @@ def scan(pid: int, vmas: Vmas | str | None = None, method: str = "auto", proc: P
     start, pages, flags = runs
     order = np.argsort(start, kind="stable")
     start, pages, flags = start[order], pages[order], flags[order]
-    start, pages, flags = _merge(start, pages, flags)
+    # joined runs may cross a VMA boundary again (pages on both sides of it): cut them there
+    start, pages, flags = _split_at(*_merge(start, pages, flags), _cuts(vmas))
     run_vma = _vma_of(vmas, start)
     return PageScan(pid, vmas, start, pages, flags, run_vma, used, t0,
                     time.clock_gettime_ns(time.CLOCK_MONOTONIC) - t0, changed, hugetlb)
+
+
+def _cuts(vmas: Vmas) -> np.ndarray:
+    """Every VMA start and end, sorted: where no run may continue."""
+    return np.unique(np.concatenate([vmas.start, vmas.end]))
 
 
 def _vma_of(vmas: Vmas, addr: np.ndarray) -> np.ndarray:
@@ -318,9 +324,8 @@ def _scan_ioctl(fd: int, vmas: Vmas, hugetlb: np.ndarray):
     a = np.concatenate(chunks) if chunks else np.empty((0, 3), np.uint64)
     a = _drop_overlaps(a)
     start, pages = a[:, 0], (a[:, 1] - a[:, 0]) >> np.uint64(PAGE_SHIFT)
-    cuts = np.unique(np.concatenate([vmas.start, vmas.end]))
     cat = a[:, 2]
-    start, pages, cat = _split_at(start, pages, cat, cuts)
+    start, pages, cat = _split_at(start, pages, cat, _cuts(vmas))
     vi = _vma_of(vmas, start)
     flags = _from_categories(cat, np.where(vi >= 0, hugetlb[np.maximum(vi, 0)], False))
     return _add_exclusive(fd, start, pages, flags)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -46,6 +45,7 @@ import pyarrow as pa
 
 from ptreplay.schemas.errors import RecordError
 from ptreplay.pipeline.capture.machine import machine_info
+from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_status
 from ptreplay.schemas.parquet_io import (foreign_files, mark_of, output_dir, remove_output,
                                          write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
@@ -75,7 +75,6 @@ OPTIONAL_TRACEPOINTS = (
 
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 PARANOID_PATH = Path("/proc/sys/kernel/perf_event_paranoid")
-PROC = Path("/proc")
 
 # Files a previous `record` leaves in its directory; --force removes these only.
 OUTPUT_NAMES = ("perf.data", "perf.data.old", "truth.parquet", "capture.parquet", "capture.json",
@@ -205,49 +204,7 @@ def prepare_out_dir(out_dir: Path, force: bool) -> Path:
 
 
 # ---------------------------------------------------------------------------
-# /proc readers: small, allocation-light, None when the process is gone.
-
-_STATUS_FIELDS = re.compile(rb"^(VmSize|VmRSS|RssAnon|RssFile|RssShmem|VmPTE):\s+(\d+) kB", re.M)
-_ORDER = (b"VmSize", b"VmRSS", b"RssAnon", b"RssFile", b"RssShmem", b"VmPTE")
-
-
-def parse_status(data: bytes) -> tuple[bytes, tuple[int, ...] | None]:
-    """(Name, sizes in bytes in TRUTH column order) from /proc/PID/status text.
-
-    Sizes are None when there is no VmPTE line: a zombie, a kernel thread, or
-    a task whose mm is already gone.
-    """
-    nl = data.find(b"\n")
-    name = data[data.find(b":") + 1:nl].strip()
-    kb = dict(_STATUS_FIELDS.findall(data))
-    if b"VmPTE" not in kb:
-        return name, None
-    return name, tuple(int(kb.get(k, 0)) * 1024 for k in _ORDER)
-
-
-def _read(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                return b"".join(chunks)
-            chunks.append(b)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def read_status(pid: int, proc: Path = PROC):
-    """parse_status() of /proc/PID/status, or None when the pid does not exist."""
-    data = _read(f"{proc}/{pid}/status")
-    return None if data is None else parse_status(data)
-
+# /proc readers: small, allocation-light, None when the process is gone (status: procfs.py).
 
 def children(pid: int, proc: Path = PROC) -> list[int]:
     """Direct children of every thread of `pid` (/proc/PID/task/TID/children)."""
@@ -257,7 +214,7 @@ def children(pid: int, proc: Path = PROC) -> list[int]:
         return []
     out = []
     for tid in tids:
-        data = _read(f"{proc}/{pid}/task/{tid}/children")
+        data = read_file(f"{proc}/{pid}/task/{tid}/children")
         if data:
             out.extend(int(x) for x in data.split())
     return out
@@ -265,7 +222,7 @@ def children(pid: int, proc: Path = PROC) -> list[int]:
 
 def read_maps(pid: int, proc: Path = PROC) -> str | None:
     """/proc/PID/maps text, or None when gone or empty (the mm is already torn down)."""
-    data = _read(f"{proc}/{pid}/maps")
+    data = read_file(f"{proc}/{pid}/maps")
     return data.decode(errors="replace") if data else None
 
 
@@ -331,7 +288,7 @@ class Sampler(threading.Thread):
     def tick(self) -> None:
         now = 0
         for pid in self._discover():
-            data = _read(f"{self.proc}/{pid}/status")
+            data = read_file(f"{self.proc}/{pid}/status")
             now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             if data is None:
                 self._done.add(pid)
@@ -425,7 +382,7 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
 
 
 def _pid_cmdline(pid: int) -> list[str]:
-    data = _read(f"{PROC}/{pid}/cmdline") or b""
+    data = read_file(f"{PROC}/{pid}/cmdline") or b""
     return [a.decode(errors="replace") for a in data.split(b"\0") if a]
 
 

@@ -25,15 +25,14 @@ import numpy as np
 import pyarrow as pa
 
 from ptreplay.pipeline.capture import pagemap
-from ptreplay.schemas import (EVENTS, SNAP_ANON, SNAP_CLASSES, SNAP_FILE, SNAP_HUGE_ZERO, SNAP_SWAP, SNAP_THP,
-                              SNAP_ZERO)
+from ptreplay.pipeline.capture.procfs import PROC, read_status
+from ptreplay.schemas import (SNAP_ANON, SNAP_CLASSES, SNAP_FILE, SNAP_HUGE_ZERO, SNAP_SWAP, SNAP_THP,
+                              SNAP_ZERO, TRUTH, events_from_rows)
 
-PROC = Path("/proc")
 USER_TOP = 1 << 63                  # [vsyscall] lives above: not part of the mm (VmSize skips it)
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15
-STATUS_COLUMNS = ("vmsize_bytes", "vmrss_bytes", "rss_anon_bytes", "rss_file_bytes", "rss_shmem_bytes",
-                  "vmpte_bytes")
+STATUS_COLUMNS = tuple(TRUTH.schema.names[2:])   # after t_ns, pid: parse_status's order
 
 
 @dataclass
@@ -106,19 +105,8 @@ def parse_smaps(text: str) -> list[Vma]:
 
 def read_status_dict(pid: int, proc: Path = PROC) -> dict | None:
     """STATUS_COLUMNS of /proc/PID/status in bytes, or None when the process (or its mm) is gone."""
-    try:
-        text = (proc / str(pid) / "status").read_text()
-    except OSError:
-        return None
-    kb = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmSize", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmPTE"):
-            kb[key] = int(rest.split()[0]) * 1024
-    if "VmPTE" not in kb:
-        return None
-    keys = ("VmSize", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmPTE")
-    return {c: kb.get(k, 0) for c, k in zip(STATUS_COLUMNS, keys)}
+    st = read_status(pid, proc)
+    return None if st is None or st[1] is None else dict(zip(STATUS_COLUMNS, st[1]))
 
 
 def take(pid: int, proc: Path = PROC) -> StartState | None:
@@ -142,10 +130,7 @@ def take(pid: int, proc: Path = PROC) -> StartState | None:
     after = read_status_dict(pid, proc) or status
     t1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     heap = next((v for v in vmas if v.name == "[heap]"), None)
-    out = pages.run_vma < 0
-    report = {"outside_runs": [[hex(a), int(n)] for a, n in zip(pages.run_start[out][:20].tolist(),
-                                                                  pages.run_pages[out][:20].tolist())],
-              "method": pages.method, "duration_ns": pages.duration_ns, "changed_pages": pages.changed_pages,
+    report = {"method": pages.method, "duration_ns": pages.duration_ns, "changed_pages": pages.changed_pages,
               "not_modelled_pages": skipped, "tables_needed_bytes": pagemap.tables_needed(pages).bytes}
     return StartState(pid, comm, t0, t1, status, after, vmas, runs, heap.end if heap else None, report)
 
@@ -157,7 +142,7 @@ def page_runs(s: "pagemap.PageScan") -> tuple[np.ndarray, dict]:
     """The scan's runs as SNAP_* classes, and the pages the model cannot hold (by reason):
     PMD-mapped file folios (no PTE table on x86-64, docs/MODEL.md D8), hugetlb pages (D13),
     pages in no VMA of the maps read (mapped after it)."""
-    start, pages, f, vma = _clip_to_vmas(s)
+    start, pages, f, vma = s.run_start, s.run_pages.astype(np.int64), s.run_flags, s.run_vma
     present, thp, file = (f & pagemap.F_PRESENT) != 0, (f & pagemap.F_THP) != 0, (f & pagemap.F_FILE) != 0
     zero, swapped = (f & pagemap.F_ZERO) != 0, (f & pagemap.F_SWAPPED) != 0
     cls = np.full(f.size, -1, np.int8)
@@ -176,27 +161,6 @@ def page_runs(s: "pagemap.PageScan") -> tuple[np.ndarray, dict]:
     runs["start"], runs["pages"], runs["cls"] = start[keep], pages[keep], cls[keep]
     skipped = {k: int(pages[m].sum()) for k, m in bad.items() if m.any()}
     return _pfnmap_as_zero(runs, s), skipped
-
-
-def _clip_to_vmas(s: "pagemap.PageScan"):
-    """The scan's runs cut at VMA boundaries, each with its VMA (-1: in none).  A run can
-    straddle one: a VMA the process grew after the maps were read (an adjacent mmap merged
-    into it) holds pages on both sides of its old start."""
-    lo, hi = s.vmas.start.astype(np.uint64), s.vmas.end.astype(np.uint64)
-    cuts = np.unique(np.concatenate([lo, hi]))
-    start = s.run_start.astype(np.uint64)
-    end = start + (s.run_pages.astype(np.uint64) << np.uint64(12))
-    first = np.searchsorted(cuts, start, side="right")
-    last = np.searchsorted(cuts, end, side="left")
-    n = (last - first + 1).astype(np.int64)
-    idx = np.repeat(np.arange(start.size), n)
-    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    c = first[idx] + k
-    a = np.where(k == 0, start[idx], cuts[np.minimum(c - 1, cuts.size - 1)]) if cuts.size else start[idx]
-    b = np.where(c < last[idx], cuts[np.minimum(c, cuts.size - 1)], end[idx]) if cuts.size else end[idx]
-    i = np.searchsorted(lo, a, side="right").astype(np.int64) - 1
-    inside = (i >= 0) & (a < hi[np.maximum(i, 0)]) if lo.size else np.zeros(a.size, bool)
-    return a, ((b - a) >> np.uint64(12)).astype(np.int64), s.run_flags[idx], np.where(inside, i, -1)
 
 
 def _pfnmap_as_zero(runs: np.ndarray, s: "pagemap.PageScan") -> np.ndarray:
@@ -223,16 +187,6 @@ def to_events(state: StartState) -> pa.Table:
     return events_table(rows, state.t_ns, state.pid)
 
 
-_DEFAULTS = dict(cpu=-1, addr=0, len=0, prot=-1, flags=-1, fd=-1, pgoff=0, advice=-1, error_code=-1, ip=0,
-                 user_mode=False, new_addr=0, new_len=0, ret=0, dur_ns=0, req_addr=0, child_pid=-1,
-                 failed=False, unfinished=False, comm=None)
-
-
 def events_table(rows: list[dict], t_ns: int, pid: int) -> pa.Table:
     """EVENTS rows of one process at one time (the missing columns take their neutral values)."""
-    cols = {f.name: [] for f in EVENTS.schema}
-    for r in rows:
-        full = {**_DEFAULTS, "t_ns": t_ns, "pid": pid, "tid": pid, **r}
-        for name in cols:
-            cols[name].append(full[name])
-    return pa.Table.from_pydict(cols, schema=EVENTS.schema)
+    return events_from_rows([{"t_ns": t_ns, "pid": pid, **r} for r in rows])
