@@ -135,8 +135,9 @@ def _cmd_batch(a) -> int:
     if a.workers < 1:
         raise UsageError("batch: --workers must be at least 1")
     res = batch(a.inputs, Path(a.output), policies=a.policy, workers=a.workers, scheduler=a.scheduler,
-                force=a.force)
-    print(f"batch: {len(res.done)} replayed, {len(res.skipped)} already done, {len(res.failed)} failed")
+                force=a.force, fleet=a.fleet, manifest=a.manifest, connect_timeout_s=a.connect_timeout / 1e9)
+    censuses = f"{len(res.censuses)} censuses filed, " if res.censuses else ""
+    print(f"batch: {len(res.done)} replayed, {censuses}{len(res.skipped)} already done, {len(res.failed)} failed")
     for tid, err in sorted(res.failed.items()):
         print(f"batch: failed {tid}: {err}", file=sys.stderr)
     return 1 if res.failed else 0
@@ -255,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="savings per process and policy from a replay output")
     rep.add_argument("path", help="replay output directory, or a batch tree of them")
     rep.add_argument("--format", choices=["table", "md", "json", "csv", "html"], default="table")
-    rep.add_argument("--by", choices=["process", "comm", "host", "kernel"], default="process",
-                     help="one row per process (default) or rolled up per command, host or kernel")
+    rep.add_argument("--by", choices=["process", "comm", "host", "kernel"], default=None,
+                     help="one row per process (the default, except on a fleet output: the host and command "
+                          "rankings) or rolled up per command, host or kernel")
     rep.set_defaults(func=_cmd_report)
 
     at = sub.add_parser("attribute", help="call sites that allocate PTE tables and leave them empty "
@@ -274,8 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
     at.set_defaults(func=_cmd_attribute)
 
-    b = sub.add_parser("batch", help="ingest + replay many captures in parallel on dask (Hive-partitioned output)")
-    b.add_argument("inputs", nargs="+", help="captures: files, record directories, directories of them, globs")
+    b = sub.add_parser("batch", help="ingest + replay many captures (and file censuses) in parallel on dask "
+                                     "(Hive-partitioned output)")
+    b.add_argument("inputs", nargs="*", help="captures: files, record directories, directories of them, globs, "
+                                             "URIs; census .parquet files (each keeps its own hostname)")
+    b.add_argument("--fleet", action="append", metavar="FLEET", help="a fleet layout FLEET/HOST/<record "
+                   "directories, captures, census.parquet>: the HOST folder names the host (repeatable)")
+    b.add_argument("--manifest", action="append", metavar="FILE.csv", help="a CSV with the header host,path: "
+                   "each row a capture or census of that host (repeatable)")
+    b.add_argument("--connect-timeout", type=_duration_ns("--connect-timeout"), default=10_000_000_000,
+                   help="how long to try reaching --scheduler (default 10s)")
     b.add_argument("-o", "--output", required=True, help="output tree (trace_id=X/ partitions)")
     b.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     b.add_argument("--scheduler", help="address of a running dask scheduler (instead of a LocalCluster)")

@@ -4,7 +4,8 @@ Base views (one per artifact, over every matching file below PATH, so one
 output directory and a Hive-partitioned fleet tree ``trace_id=.../`` read
 alike): ``events``, ``truth``, ``timeseries``, ``summary``, ``effects``,
 ``occupancy``, ``attribution``, ``census``, ``census_vmas`` (`ptreplay census`: files named
-census.parquet and census_vmas.parquet), ``metadata``.  ``events`` and ``truth`` rows
+census.parquet and census_vmas.parquet), ``metadata``, ``_fleet_records`` (where each batch
+partition's task ran, read by the ``fleet_runs`` view).  ``events`` and ``truth`` rows
 take their trace_id from their file's capture metadata (the one the summary
 rows carry), else from the ``trace_id=X`` folder, else the folder's name.
 Derived views come from ``schemas/sql/NN_topic.sql`` (one topic a file, a
@@ -46,6 +47,7 @@ def connect(path: str | Path, database: str = ":memory:"):
                      "census_vmas"):
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
         con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
+        con.execute(f"CREATE OR REPLACE VIEW _fleet_records AS {_fleet_select(path)}")
     except duckdb.Error as e:
         raise SchemaError(f"{path}: cannot read the outputs below it ({str(e).splitlines()[0]})") from None
     for sql_file in sorted(SQL_DIR.glob("*.sql")):
@@ -100,6 +102,26 @@ def _metadata_select(path: Path) -> str:
     return (f"SELECT DISTINCT ON (trace_id) * FROM (SELECT {cols} FROM ("
             f"SELECT decode(value) AS v FROM parquet_kv_metadata({_sql_list(files)}) "
             f"WHERE decode(key) = 'ptreplay.capture')) ORDER BY trace_id")
+
+
+FLEET_KEY = "ptreplay.fleet"   # pipeline.fleet.batch: a census partition's record of its task
+
+
+def _fleet_select(path: Path) -> str:
+    """(file_name, fleet JSON) per batch partition: where its task ran and what it read (the
+    capture metadata's ``fleet`` in summary files, ``ptreplay.fleet`` in census files)."""
+    parts = []
+    summaries, censuses = files_of(path, "summary"), files_of(path, "census")
+    if summaries:
+        parts.append("SELECT file_name, CASE WHEN decode(key) = 'ptreplay.capture' THEN "   # CASE: parse only
+                     "json_extract(decode(value), '$.fleet')::VARCHAR END AS fleet "        # the JSON values
+                     f"FROM parquet_kv_metadata({_sql_list(summaries)})")
+    if censuses:
+        parts.append(f"SELECT file_name, CASE WHEN decode(key) = '{FLEET_KEY}' THEN decode(value) END AS fleet "
+                     f"FROM parquet_kv_metadata({_sql_list(censuses)})")
+    if not parts:
+        return "SELECT CAST(NULL AS VARCHAR) AS file_name, CAST(NULL AS VARCHAR) AS fleet WHERE false"
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) WHERE fleet IS NOT NULL AND fleet <> 'null'"
 
 
 def _sql_list(files: list[str]) -> str:

@@ -171,11 +171,14 @@ def record_truth(path: Path) -> pa.Table | None:
     return None
 
 
-def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled: bool = False) -> Path:
+def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled: bool = False,
+           capture: dict | None = None) -> Path:
     """Ingest one or more captures into `output` (events Parquet), merged in time order.
 
     The truth of record directories among the inputs goes into the output's metadata
-    (``ptreplay.truth``; all inputs' rows together when several have one).
+    (``ptreplay.truth``; all inputs' rows together when several have one).  `capture`
+    lays fields over the capture metadata (a fleet's host label and trace id, its
+    ``fleet`` record); the values they replace are kept under ``overridden``.
     """
     output = Path(output)
     check_writable(output, force)
@@ -192,8 +195,7 @@ def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled:
         for batch in merge_sorted(streams):
             w.write(batch)
             advance(batch.num_rows)
-        capture = _combine(metas)
-        w.set_capture(capture, truth=truth)
+        w.set_capture(_overlay(_combine(metas), capture or {}), truth=truth)
     for m in metas:
         if m.get("lost_events") or m.get("lost_samples"):
             warn(f"{m.get('trace_id')}: the tracer lost {m.get('lost_events', 0)} events and "
@@ -258,6 +260,17 @@ def _merge_reader_meta(meta: dict, reader_meta: dict, file: Path) -> None:
         raise TraceFormatError(f"{file}: capture is from a {arch} machine; only x86_64 page tables are modelled")
     for w in reader_meta.get("warnings", []) or []:
         warn(f"{file}: {w}")
+
+
+def _overlay(meta: dict, fields: dict) -> dict:
+    """`meta` with `fields` laid over it; each value replaced is kept in meta['overridden']."""
+    if not fields:
+        return meta
+    replaced = {k: meta[k] for k, v in fields.items() if k in meta and meta[k] != v}
+    out = {**meta, **fields}
+    if replaced:
+        out["overridden"] = {**meta.get("overridden", {}), **replaced}
+    return out
 
 
 def _combine(metas: list[dict]) -> dict:
