@@ -20,12 +20,10 @@ tasks; `scheduler` names a running dask scheduler (a real cluster) instead.
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import traceback
 from dataclasses import dataclass, field
@@ -195,39 +193,50 @@ def batch(inputs: list[str], out_dir: Path, policies: str = "all", workers: int 
 
 def connect(scheduler: str | None, workers: int, timeout_s: float):
     """(client, cluster or None): the scheduler at `scheduler`, else a LocalCluster on loopback.
-    An unreachable scheduler is one line, within `timeout_s`."""
+    An unreachable or silent scheduler is one line, within about `timeout_s`."""
     from dask.distributed import Client, LocalCluster
     if not scheduler:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None, silence_logs=50)
         return Client(cluster), cluster
-    hint = "start one with `dask scheduler`, or leave out --scheduler for a local cluster"
-    _probe(scheduler, timeout_s, hint)
-    error = None
-    hook, sys.unraisablehook = sys.unraisablehook, lambda _: None   # a Client that never connected
-    try:                                                              # complains again when collected
+    error = _probe(scheduler, timeout_s)
+    if error is None:
         try:
             return Client(scheduler, timeout=timeout_s), None
-        except (OSError, ValueError, TimeoutError) as e:
+        except (OSError, ValueError, TimeoutError) as e:   # went away between the probe and now
             error = str(e).splitlines()[0] if str(e) else type(e).__name__
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
-    raise PipelineError(f"batch: cannot reach the dask scheduler at {scheduler} ({error}); {hint}")
+    raise PipelineError(f"batch: cannot reach the dask scheduler at {scheduler} ({error}); start one with "
+                        "`dask scheduler`, or leave out --scheduler for a local cluster")
 
 
-def _probe(scheduler: str, timeout_s: float, hint: str) -> None:
-    """A tcp:// address that refuses connections fails at once, not after the client's timeout."""
-    if not scheduler.startswith("tcp://"):
-        return
-    host, _, port = scheduler[len("tcp://"):].rstrip("/").rpartition(":")
-    if not port.isdigit():
-        raise UsageError(f"batch: --scheduler {scheduler}: expected tcp://HOST:PORT")
+def _probe(scheduler: str, timeout_s: float) -> str | None:
+    """Ask `scheduler` who it is, within `timeout_s`: None when a dask scheduler answers, else why not.
+    (A Client would wait forever on a port that accepts and never speaks.)"""
+    import asyncio
+    from distributed.comm import connect as comm_connect
+
+    async def identity():
+        comm = await comm_connect(scheduler, timeout=timeout_s)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+    host, _, port = scheduler.partition("://")[2].rstrip("/").rpartition(":")
+    if scheduler.startswith("tcp://") and port.isdigit():   # refused at once, not after dask's retries
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        except OSError as e:
+            return e.strerror or str(e) or type(e).__name__
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        reason = e.strerror or str(e) or type(e).__name__
-        raise PipelineError(f"batch: cannot reach the dask scheduler at {scheduler} ({reason}); {hint}") from None
+        answer = asyncio.run(asyncio.wait_for(identity(), timeout_s))
+    except (asyncio.TimeoutError, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    except Exception as e:  # whatever else listens there (an HTTP proxy's reply decodes as a huge frame)
+        return f"not a dask scheduler: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        return "not a dask scheduler"
+    return None
 
 
 def _run(items: list[Item], out_dir: Path, policies: str, workers: int, scheduler: str | None, force: bool,

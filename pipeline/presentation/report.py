@@ -41,17 +41,23 @@ def load_summary(path: Path) -> pa.Table:
 BY = {"process": None, "comm": "comm", "host": "host", "kernel": "kernel_release"}
 
 
-def report(path: Path, fmt: str = "table", by: str = "process") -> str:
+def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
     """The summary sorted by potential savings; table/md/html in human units, json/csv raw.
 
     `by` rolls processes up per command, host or kernel (summing bytes and counts)
-    through the DuckDB views, so the numbers are the summary's own.
+    through the DuckDB views, so the numbers are the summary's own.  A fleet output
+    (pipeline.presentation.fleet_report) shows its host and command rankings unless
+    `by` is 'process' or 'kernel'.
     """
     from ptreplay.pipeline.presentation.census_report import census_report, is_census
+    from ptreplay.pipeline.presentation.fleet_report import fleet_report, is_fleet
     if is_census(Path(path)):     # a `ptreplay census` output: processes ranked by page-table waste
-        if fmt == "html" or by != "process":
+        if fmt == "html" or by not in (None, "process"):
             raise UsageError("report: a census takes --format table, md, json or csv and no --by")
         return census_report(Path(path), fmt)
+    if by in (None, "host", "comm") and is_fleet(Path(path)):
+        return fleet_report(Path(path), fmt, by)
+    by = by or "process"
     t = load_summary(path) if by == "process" else rollup(path, by)
     if fmt in ("json", "csv"):
         return format_table(t, fmt)
