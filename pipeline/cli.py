@@ -213,6 +213,26 @@ def _add_census_parser(sub) -> None:
     ce.set_defaults(func=_cmd_census)
 
 
+def _add_batch_parser(sub) -> None:
+    b = sub.add_parser("batch", help="ingest + replay many captures (and file censuses) in parallel on dask "
+                                     "(Hive-partitioned output)")
+    b.add_argument("inputs", nargs="*", help="captures: files, record directories, directories of them, globs, "
+                                             "URIs; census .parquet files (each keeps its own hostname)")
+    b.add_argument("--fleet", action="append", metavar="FLEET", help="a fleet layout FLEET/HOST/<record "
+                   "directories, captures, census.parquet>: the HOST folder names the host (repeatable)")
+    b.add_argument("--manifest", action="append", metavar="FILE.csv", help="a CSV with the header host,path: "
+                   "each row a capture or census of that host (repeatable)")
+    b.add_argument("--connect-timeout", type=_duration_ns("--connect-timeout"), default=10_000_000_000,
+                   help="how long to try reaching --scheduler (default 10s)")
+    b.add_argument("-o", "--output", required=True, help="output tree (trace_id=X/ partitions)")
+    b.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    b.add_argument("--scheduler", help="address of a running dask scheduler (instead of a LocalCluster)")
+    b.add_argument("--policy", default="all", help="policies as for replay (default all)")
+    b.add_argument("--force", action="store_true", help="replay traces already done again, replacing their "
+                   "partitions (only ones holding nothing but ptreplay's outputs); default: skip them")
+    b.set_defaults(func=_cmd_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"ptreplay {version()}")
@@ -276,23 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--format", choices=["table", "md", "json", "csv"], default="table")
     at.set_defaults(func=_cmd_attribute)
 
-    b = sub.add_parser("batch", help="ingest + replay many captures (and file censuses) in parallel on dask "
-                                     "(Hive-partitioned output)")
-    b.add_argument("inputs", nargs="*", help="captures: files, record directories, directories of them, globs, "
-                                             "URIs; census .parquet files (each keeps its own hostname)")
-    b.add_argument("--fleet", action="append", metavar="FLEET", help="a fleet layout FLEET/HOST/<record "
-                   "directories, captures, census.parquet>: the HOST folder names the host (repeatable)")
-    b.add_argument("--manifest", action="append", metavar="FILE.csv", help="a CSV with the header host,path: "
-                   "each row a capture or census of that host (repeatable)")
-    b.add_argument("--connect-timeout", type=_duration_ns("--connect-timeout"), default=10_000_000_000,
-                   help="how long to try reaching --scheduler (default 10s)")
-    b.add_argument("-o", "--output", required=True, help="output tree (trace_id=X/ partitions)")
-    b.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
-    b.add_argument("--scheduler", help="address of a running dask scheduler (instead of a LocalCluster)")
-    b.add_argument("--policy", default="all", help="policies as for replay (default all)")
-    b.add_argument("--force", action="store_true", help="replay traces already done again, replacing their "
-                   "partitions (only ones holding nothing but ptreplay's outputs); default: skip them")
-    b.set_defaults(func=_cmd_batch)
+    _add_batch_parser(sub)
 
     q = sub.add_parser("sql", help="run a read query against the DuckDB views of an output tree")
     q.add_argument("path", help="output directory or tree of them")
