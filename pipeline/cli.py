@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("sql", help="run a read query against the DuckDB views of an output tree")
     q.add_argument("path", help="output directory or tree of them")
-    q.add_argument("query", help="SELECT ... (views: events, truth, timeseries, summary, metadata, savings, policy_costs, fleet_by_*)")
+    q.add_argument("query", help="SELECT ... (views: events, truth, timeseries, summary, metadata, savings, policy_costs, census_*, fleet_by_*, fleet_runs)")
     q.add_argument("--param", action="append", help="NAME=VALUE bound as $NAME (repeatable)")
     q.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     q.set_defaults(func=_cmd_sql)

@@ -272,3 +272,27 @@ def test_manifest_and_layout_name_the_same_partitions(tmp_path):
     (bad / "no good" / "seed-2m").symlink_to(DATA / "seed-2m")
     r = run_cli("batch", "--fleet", str(bad), "-o", str(tmp_path / "o"))
     assert r.returncode == 2 and "host 'no good' must be letters" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_census_keeps_its_hostname_in_plain_inputs_and_takes_the_label_in_a_manifest(tmp_path):
+    """file_census, the census task, run here (no cluster): rows as written, host relabelled or not."""
+    from ptreplay.pipeline.capture.census import census_to_file
+    from ptreplay.pipeline.fleet.batch import file_census
+    src = tmp_path / "in" / "c.parquet"
+    census_to_file(src, pids=[os.getpid()])
+    (plain,) = gather_items([str(src)])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("host,path\nweb-9,in/c.parquet\n")
+    (labelled,) = gather_items([], manifest=[str(manifest)])
+    assert (plain.partition, labelled.partition) == ("census=c", "host=web-9/census=c@web-9")
+    out = tmp_path / "out"
+    for item in (plain, labelled):
+        assert file_census(item, str(out)) == item.id
+    original = pq.read_table(src).to_pylist()
+    for part, host in (("census=c", socket.gethostname()), ("host=web-9/census=c@web-9", "web-9")):
+        rows = pq.read_table(out / part / "census.parquet").to_pylist()
+        assert rows == [{**r, "host": host} for r in original]
+        assert (out / part / "census_vmas.parquet").exists()
+    runs = execute(connect(out), "SELECT id, host_label, worker_address, worker_pid FROM fleet_runs").to_pylist()
+    assert runs == [{"id": "c", "host_label": None, "worker_address": "", "worker_pid": os.getpid()},
+                    {"id": "c@web-9", "host_label": "web-9", "worker_address": "", "worker_pid": os.getpid()}]
