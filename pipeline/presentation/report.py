@@ -51,12 +51,12 @@ def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
     """
     from ptreplay.pipeline.presentation.census_report import census_report, is_census
     from ptreplay.pipeline.presentation.fleet_report import fleet_report, is_fleet
+    if by in (None, "host", "comm") and is_fleet(Path(path)):
+        return fleet_report(Path(path), fmt, by)
     if is_census(Path(path)):     # a `ptreplay census` output: processes ranked by page-table waste
         if fmt == "html" or by not in (None, "process"):
             raise UsageError("report: a census takes --format table, md, json or csv and no --by")
         return census_report(Path(path), fmt)
-    if by in (None, "host", "comm") and is_fleet(Path(path)):
-        return fleet_report(Path(path), fmt, by)
     by = by or "process"
     t = load_summary(path) if by == "process" else rollup(path, by)
     if fmt in ("json", "csv"):
