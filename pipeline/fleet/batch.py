@@ -191,7 +191,7 @@ def batch(inputs: list[str], out_dir: Path, policies: str = "all", workers: int 
                 break
 
 
-def connect(scheduler: str | None, workers: int, timeout_s: float):
+def open_client(scheduler: str | None, workers: int, timeout_s: float):
     """(client, cluster or None): the scheduler at `scheduler`, else a LocalCluster on loopback.
     An unreachable or silent scheduler is one line, within about `timeout_s`."""
     from dask.distributed import Client, LocalCluster
@@ -252,7 +252,7 @@ def _run(items: list[Item], out_dir: Path, policies: str, workers: int, schedule
     todo = [i for i in items if force or i not in done]
     if not todo:
         return result
-    client, cluster = connect(scheduler, workers, timeout_s)
+    client, cluster = open_client(scheduler, workers, timeout_s)
     from dask.distributed import as_completed
     try:
         where = str(out_dir.absolute())   # workers may run elsewhere: give them (and the metadata) a full path
