@@ -115,3 +115,40 @@ def test_html_report_escapes_strings_from_captures(tmp_path):
     page = report(tmp_path, "html")
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.startswith("<!DOCTYPE html>")
+
+
+def census_rows(host, rows):
+    """rows: (pid, comm, state, t_ns, vmpte_kb, needed_kb); None kb = not measured (vanished, denied)."""
+    from ptreplay.schemas import CENSUS
+    out = []
+    for pid, comm, state, t_ns, vmpte, needed in rows:
+        out.append(dict(host=host, kernel_release="6.1", t_ns=t_ns, pid=pid, comm=comm, state=state,
+                        vmpte_bytes=None if vmpte is None else vmpte * KB,
+                        needed_bytes=None if needed is None else needed * KB,
+                        waste_bytes=None if needed is None else (vmpte - needed) * KB))
+    return pa.Table.from_pylist(out, schema=CENSUS.schema)
+
+
+def test_fleet_views_put_census_waste_beside_replay_savings(tree):
+    from ptreplay.schemas import CENSUS
+    c1 = census_rows("h1", [(10, "redis", "ok", 1, 400, 100), (11, "redis", "ok", 1, 50, 50),
+                            (11, "redis", "changed", 5, 60, 40),     # pid 11 again, later: this scan counts
+                            (12, "sshd", "denied", 1, 30, None), (13, "cron", "vanished", 1, None, None)])
+    c3 = census_rows("h3", [(7, "java", "ok", 1, 90, 10)])          # a host with a census and no replay
+    write_table(c1, tree / "c1" / "census.parquet", CENSUS)
+    write_table(c3, tree / "c3" / "census.parquet", CENSUS)
+    con = connect(tree)
+    h = {(r["host"], r["policy"]): r for r in execute(con, "SELECT * FROM fleet_by_host").to_pylist()}
+    assert set(h) == {("h1", "none"), ("h1", "pt_reclaim"), ("h2", "none"), ("h2", "scan:1s"), ("h3", None)}
+    r = h["h1", "pt_reclaim"]
+    assert (r["processes"], r["none_vmpte_bytes"], r["vmpte_bytes"], r["saved_bytes"]) == (
+        1, 102_640 * KB, 244 * KB, (102_640 - 244) * KB)
+    assert (r["census_processes"], r["census_vmpte_bytes"], r["census_needed_bytes"], r["census_waste_bytes"]) == (
+        2, 460 * KB, 140 * KB, 320 * KB)
+    assert r["census_waste_pct"] == pytest.approx(100 * 320 / 460)
+    assert h["h2", "none"]["census_processes"] == 0 and h["h2", "none"]["census_waste_bytes"] is None
+    assert (h["h3", None]["processes"], h["h3", None]["census_waste_bytes"]) == (0, 80 * KB)
+    c = {(r["comm"], r["policy"]): r for r in execute(con, "SELECT * FROM fleet_by_comm").to_pylist()}
+    assert (c["redis", "pt_reclaim"]["hosts"], c["redis", "pt_reclaim"]["census_waste_bytes"]) == (1, 320 * KB)
+    assert (c["java", "scan:1s"]["hosts"], c["java", "scan:1s"]["census_waste_bytes"]) == (2, 80 * KB)
+    assert ("sshd", None) not in c and ("cron", None) not in c     # not measured: no waste to add
