@@ -39,18 +39,41 @@ def _duration_ns(option: str):
 
 def _cmd_record(a) -> int:
     from ptreplay.pipeline.capture.record import RecordOptions, record
-    if bool(a.cmd) == (a.pid is not None):
-        raise UsageError("record: give either -- CMD [ARGS...] or -p PID --duration SECONDS")
-    if a.pid is not None and a.duration is None:
-        raise UsageError("record: -p PID needs --duration SECONDS")
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if a.all_processes:
+        if cmd or a.pid is not None:
+            raise UsageError("record: -a records every process: give no -p PID and no command")
+        if a.duration is None:
+            raise UsageError("record: -a needs --duration SECONDS")
+    elif a.comm or a.min_vmpte is not None:
+        raise UsageError("record: --comm and --min-vmpte filter a host recording: add -a --duration SECONDS")
+    elif bool(cmd) == (a.pid is not None):
+        raise UsageError("record: give either -- CMD [ARGS...], -p PID --duration SECONDS or -a --duration SECONDS")
+    elif a.pid is not None and a.duration is None:
+        raise UsageError("record: -p PID needs --duration SECONDS")
     duration_s = None if a.duration is None else a.duration / 1e9
+    if duration_s is not None and duration_s <= 0:
+        raise UsageError(f"record: --duration must be more than 0 (got {a.duration} ns)")
+    comm = tuple(n.strip() for c in (a.comm or []) for n in c.split(",") if n.strip())
+    if a.comm and not comm:
+        raise UsageError("record: --comm names no process (expected NAME[,NAME...])")
     opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=duration_s,
                          interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
-                         callgraph=a.call_graph, threads=a.threads)
-    out = record(opts)
+                         callgraph=a.call_graph, threads=a.threads, all_processes=a.all_processes,
+                         comm=comm, min_vmpte_bytes=a.min_vmpte or 0)
+    if opts.all_processes:
+        from ptreplay.pipeline.capture.host import record_host
+        out = record_host(opts)
+    else:
+        out = record(opts)
     print(out)
     return 0
+
+
+def _size_option(option: str):
+    """An argparse type for a size option (schemas.units' parser: 64k, 1M, 4096), errors naming the option."""
+    from ptreplay.schemas.units import parse_size
+    return lambda text: parse_size(text, option)
 
 
 def _cmd_census(a) -> int:
@@ -220,7 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("record", help="capture a workload with perf plus the kernel's own /proc truth")
     r.add_argument("-o", "--output", required=True, help="capture directory (must be empty unless --force)")
     r.add_argument("-p", "--pid", type=int, help="attach to a running process")
-    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p (8, 8s, 500ms)")
+    r.add_argument("-a", "--all-processes", action="store_true",
+                   help="every process on the host (perf -a) for --duration: running ones from their start "
+                        "snapshot, those born during the capture from their fork or exec; kernel threads and "
+                        "ptreplay's own processes are left out (counted in record.json host)")
+    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p or -a (8, 8s, 500ms)")
+    r.add_argument("--comm", action="append", metavar="NAME[,NAME]",
+                   help="-a only: keep only processes of these names (/proc/PID/comm; repeatable): running ones "
+                        "by their name at the snapshot, later ones by their name at fork or exec")
+    r.add_argument("--min-vmpte", type=_size_option("--min-vmpte"), metavar="SIZE",
+                   help="-a only: keep only processes whose VmPTE reaches SIZE (64k, 1M): running ones by their "
+                        "VmPTE at the snapshot (the others are not snapshotted), later ones by their largest "
+                        "sampled VmPTE")
     r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
     r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
     r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
@@ -255,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="savings per process and policy from a replay output")
     rep.add_argument("path", help="replay output directory, or a batch tree of them")
     rep.add_argument("--format", choices=["table", "md", "json", "csv", "html"], default="table")
-    rep.add_argument("--by", choices=["process", "comm", "host", "kernel"], default="process",
-                     help="one row per process (default) or rolled up per command, host or kernel")
+    rep.add_argument("--by", choices=["process", "comm", "host", "kernel", "rank"], default=None,
+                     help="one row per process and policy (default), rolled up per command, host or kernel, or "
+                          "one row per process ranked by what each policy saves (rank: the default for a host "
+                          "recording, record -a)")
     rep.set_defaults(func=_cmd_report)
 
     at = sub.add_parser("attribute", help="call sites that allocate PTE tables and leave them empty "

@@ -38,20 +38,30 @@ def load_summary(path: Path) -> pa.Table:
     return t.sort_by([("vmpte_saved_bytes", "descending"), ("trace_id", "ascending"), ("pid", "ascending")])
 
 
-BY = {"process": None, "comm": "comm", "host": "host", "kernel": "kernel_release"}
+BY = {"process": None, "comm": "comm", "host": "host", "kernel": "kernel_release", "rank": None}
 
 
-def report(path: Path, fmt: str = "table", by: str = "process") -> str:
+def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
     """The summary sorted by potential savings; table/md/html in human units, json/csv raw.
 
     `by` rolls processes up per command, host or kernel (summing bytes and counts)
-    through the DuckDB views, so the numbers are the summary's own.
+    through the DuckDB views, so the numbers are the summary's own; ``rank`` gives one row
+    per process ranked by what each policy saves (presentation/ranking.py), the default
+    for a host recording (`record -a`), ``process`` the default otherwise.
     """
     from ptreplay.pipeline.presentation.census_report import census_report, is_census
     if is_census(Path(path)):     # a `ptreplay census` output: processes ranked by page-table waste
-        if fmt == "html" or by != "process":
+        if fmt == "html" or by not in (None, "process"):
             raise UsageError("report: a census takes --format table, md, json or csv and no --by")
         return census_report(Path(path), fmt)
+    if by is None or by == "rank":
+        load_summary(path)        # the one-line refusal of a directory without a replay output
+        from ptreplay.pipeline.presentation.ranking import is_host, ranking_report
+        if by == "rank" or is_host(Path(path)):
+            if fmt == "html":
+                raise UsageError("report: --by rank takes --format table, md, json or csv")
+            return ranking_report(Path(path), fmt)
+        by = "process"
     t = load_summary(path) if by == "process" else rollup(path, by)
     if fmt in ("json", "csv"):
         return format_table(t, fmt)
