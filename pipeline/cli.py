@@ -52,8 +52,6 @@ def _cmd_record(a) -> int:
     elif a.pid is not None and a.duration is None:
         raise UsageError("record: -p PID needs --duration SECONDS")
     duration_s = None if a.duration is None else a.duration / 1e9
-    if duration_s is not None and duration_s <= 0:
-        raise UsageError(f"record: --duration must be more than 0 (got {a.duration} ns)")
     comm = tuple(n.strip() for c in (a.comm or []) for n in c.split(",") if n.strip())
     if a.comm and not comm:
         raise UsageError("record: --comm names no process (expected NAME[,NAME...])")

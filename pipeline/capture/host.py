@@ -53,7 +53,9 @@ MAX_INTERVAL_NS = 256_000_000        # an idle process is read at least every 25
 LIST_EVERY = 8                       # /proc is listed (newborns found) every LIST_EVERY base intervals
 SAMPLER_CPU_BUDGET = 0.05            # share of one CPU the sampler thread may use
 BUDGET_WINDOW_NS = 200_000_000       # the share is measured over windows this long
-SNAPSHOT_MARGIN_NS = 200_000_000     # stop snapshotting this long before perf's `sleep` ends
+SNAPSHOT_ALLOWANCE_S = rec.HOST_SNAPSHOT_ALLOWANCE_S   # perf's timing `sleep` lasts --duration + this; we
+                                     # stop perf (SIGINT) --duration after the snapshot ends
+SNAPSHOT_WORKERS = 2                 # snapshots in flight at once (smaps and PAGEMAP_SCAN release the GIL)
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,9 @@ class HostSnapshot:
 def snapshot_host(filters: HostFilters, exclude: set[int], sampler: HostSampler, until_ns: int,
                   stop: threading.Event, proc: Path = PROC) -> HostSnapshot:
     """Every user process's start state now, largest VmPTE first (if time runs out, the ones that
-    matter most are in); stops at `until_ns` (perf's `sleep` is about to end) or on `stop`."""
+    matter most are in), SNAPSHOT_WORKERS at a time; a process not started by `until_ns` or
+    after `stop` is counted as not taken."""
+    from concurrent.futures import ThreadPoolExecutor
     snap = HostSnapshot(t_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
     users, snap.kernel_threads = list_processes(proc)
     users = [u for u in users if u[0] not in exclude]
@@ -283,13 +287,18 @@ def snapshot_host(filters: HostFilters, exclude: set[int], sampler: HostSampler,
         else:
             todo.append((sizes[-1], pid))
     todo.sort(reverse=True)
-    with progress(f"snapshot of {len(todo)} processes", total=len(todo), unit="processes") as advance:
-        for _, pid in todo:
-            if stop.is_set() or time.clock_gettime_ns(time.CLOCK_MONOTONIC) >= until_ns:
+
+    def one(pid: int):
+        if stop.is_set() or time.clock_gettime_ns(time.CLOCK_MONOTONIC) >= until_ns:
+            return pid, "late"
+        return pid, start_state.take(pid, proc)
+
+    with progress(f"snapshot of {len(todo)} processes", total=len(todo), unit="processes") as advance, \
+            ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix="ptreplay-snapshot") as pool:
+        for pid, state in pool.map(one, [pid for _, pid in todo]):
+            if state == "late":
                 snap.not_taken.append(pid)
-                continue
-            state = start_state.take(pid, proc)
-            if state is None:
+            elif state is None:
                 snap.vanished.append(pid)
             else:
                 snap.states.append(state)
@@ -313,10 +322,10 @@ class _HostOutcome:
 
 def _supervise(proc: subprocess.Popen, opts, filters: HostFilters, stop: threading.Event,
                sampler: HostSampler, perf_file: Path, start_ns: int, o: _HostOutcome) -> None:
-    """Wait for perf to record, snapshot the host, then wait for perf to stop (forwarding a stop
-    request as SIGINT); the sampler stops last and its truth is clipped at perf's stop."""
+    """Wait for perf to record, snapshot the host, record --duration more, stop perf (SIGINT, also
+    on a stop request); the sampler stops last and its truth is clipped at perf's stop."""
     duration_ns = int(opts.duration_s * 1e9)
-    deadline = start_ns + duration_ns + 60_000_000_000       # a safety net: perf's sleep ends it
+    end_at = start_ns + duration_ns + SNAPSHOT_ALLOWANCE_S * 1_000_000_000   # perf's sleep ends then anyway
     forwarded_at = None
     try:
         while proc.poll() is None and o.recording_ns is None and not stop.is_set():
@@ -328,14 +337,14 @@ def _supervise(proc: subprocess.Popen, opts, filters: HostFilters, stop: threadi
             o.excluded[c] = "perf's timing sleep"
         sampler.exclude_pids(o.excluded)
         if o.recording_ns is not None:
-            o.snapshot = snapshot_host(filters, set(o.excluded), sampler,
-                                       o.recording_ns + duration_ns - SNAPSHOT_MARGIN_NS, stop)
+            o.snapshot = snapshot_host(filters, set(o.excluded), sampler, end_at - 1_000_000_000, stop)
+            end_at = o.snapshot.t_end_ns + duration_ns
         with rec.status_line() as show:
             while proc.poll() is None:
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
                 if o.stopped_ns is None and not rec.perf_is_recording(proc.pid):
                     o.stopped_ns = now
-                if forwarded_at is None and (stop.is_set() or now >= deadline):
+                if forwarded_at is None and (stop.is_set() or now >= end_at):
                     o.interrupted = stop.is_set()
                     proc.send_signal(signal.SIGINT)
                     forwarded_at = o.stopped_ns = o.stopped_ns or now
@@ -351,6 +360,13 @@ def _supervise(proc: subprocess.Popen, opts, filters: HostFilters, stop: threadi
         sampler.join()
     o.forwarded = forwarded_at is not None
     sampler.clip(o.stopped_ns or o.end_ns)
+
+
+def _perf_dies_with_us() -> None:
+    """In perf's child before exec: SIGINT perf if the recorder dies (perf finalizes its file and
+    stops tracing the host; its timing sleep would otherwise run on for minutes)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)     # PR_SET_PDEATHSIG
 
 
 def record_host(opts) -> Path:
@@ -370,7 +386,7 @@ def record_host(opts) -> Path:
     o = _HostOutcome(excluded={os.getpid(): "ptreplay record (this process, its sampler thread)"})
     with rec.stop_on_signals(stop):
         try:
-            proc = subprocess.Popen(argv)
+            proc = subprocess.Popen(argv, preexec_fn=_perf_dies_with_us)
         except OSError as e:
             raise RecordError(f"cannot start {perf}: {e.strerror}") from None
         o.excluded[proc.pid] = "perf record"

@@ -83,6 +83,7 @@ OUTPUT_NAMES = ("perf.data", "perf.data.old", "truth.parquet", "capture.parquet"
 MAPS_INTERVAL_NS = 10_000_000        # re-read /proc/PID/maps every 10 ms to keep the "end" copy fresh
 PERF_STOP_TIMEOUT_S = 20.0           # after forwarding SIGINT, wait this long before killing perf
 PERF_EXEC_NAME = b"perf-exec"        # perf's forked child before it execs the command
+HOST_SNAPSHOT_ALLOWANCE_S = 300      # record -a: perf's timing sleep lasts --duration + this (a safety net)
 USER_ADDR_LIMIT = 1 << 63            # x86-64 kernel half starts here (vsyscall page lives above)
 
 
@@ -376,8 +377,9 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
         argv += ["--threads"]
     argv += ["-o", str(out_file)]
     if opts.all_processes:
-        # -a: every CPU, so every process; the `sleep` times the recording (it is excluded).
-        argv += ["-a", "--", shutil.which("sleep") or "sleep", f"{opts.duration_s:g}"]
+        # -a: every CPU, so every process.  The recorder stops perf --duration after the host's
+        # snapshot ends (capture/host.py); the `sleep` (excluded) is only a safety net.
+        argv += ["-a", "--", shutil.which("sleep") or "sleep", f"{opts.duration_s + HOST_SNAPSHOT_ALLOWANCE_S:g}"]
     elif opts.pid is not None:
         # With -p, a command only times the recording: perf starts it once the
         # events are enabled and stops when it exits; it is not traced itself.

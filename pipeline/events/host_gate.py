@@ -90,7 +90,7 @@ class HostGate:
         transitions = np.flatnonzero((kind == FORK) | (kind == EXEC) | (kind == EXIT))
         if len(transitions):
             child = to_numpy(ev.column("child_pid"))
-            comm = ev.column("comm").to_pylist() if len(transitions) else None
+            comm = dict(zip(transitions.tolist(), ev.column("comm").take(pa.array(transitions)).to_pylist()))
             for i in transitions.tolist():
                 p, k = int(pid[i]), int(kind[i])
                 if k == FORK and p in self.known:

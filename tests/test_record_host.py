@@ -1,0 +1,208 @@
+"""`ptreplay record -a`: every process on the host, replayed.
+
+The live test runs two C workloads, one started before the recording (attach_target, told to
+work during it) and one started during it (seed_loop), records the host for 4 s, ingests and
+replays, and requires a summary row for every process that ran -- the processes are taken from
+`perf script` (perf's own decoder, not ptreplay's) with a user page fault, less ptreplay's own
+recorder, perf and its sleep -- and each workload's `pt_reclaim` final VmPTE within max(1%, 8 kB)
+of the kernel's (its last truth sample, and the VmPTE it printed itself).  Processes the
+recording could not start from (exited before their snapshot, born of a process before its
+snapshot and never exec'd) must be named in the metadata, and few.
+
+The other tests need no perf: the command line's refusals (one line, exit 2, nothing written),
+the filters, and the ingest gate on a hand-made event stream (said so).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from conftest import REPO, run_cli
+from ptreplay.pipeline.capture.host import HostFilters, check_filters, list_processes
+from ptreplay.pipeline.events.host_gate import HostGate
+from ptreplay.pipeline.events.normalize import BATCH_SCHEMA
+from ptreplay.schemas import EVENT_KINDS, events_from_rows
+from ptreplay.schemas.errors import RecordError
+
+ACCEPT = (0.01, 8192)      # final VmPTE within max(1%, 8 kB) of the kernel's
+
+
+def _close(model: int, kernel: int) -> bool:
+    return abs(model - kernel) <= max(ACCEPT[0] * kernel, ACCEPT[1])
+
+
+def _perf_script_user_pids(perf_data: Path) -> set[int]:
+    """Thread-group ids with a user-mode page fault, as perf's own decoder prints them."""
+    r = subprocess.run(["perf", "script", "-i", str(perf_data), "-F", "pid,event", "--no-demangle"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pids = set()
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].startswith("exceptions:page_fault_user"):
+            pids.add(int(parts[0]))
+    return pids
+
+
+@pytest.mark.live
+def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp_path, workload_bin):
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay_to_dir
+    from ptreplay.pipeline.presentation.report import report
+    from ptreplay.schemas.parquet_io import read_capture, read_table
+    from ptreplay.schemas import SUMMARY, TRUTH
+    t_start = time.monotonic()
+    before = subprocess.Popen([str(workload_bin / "attach_target"), "8", "12", "0"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "cap"
+    during = None
+    try:
+        assert before.stdout.readline().strip() == "ready"
+        rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-a", "--duration", "4", "-o", str(out)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)                      # perf records and the snapshots are taken by now
+        before.stdin.write("go\n")
+        before.stdin.flush()
+        during = subprocess.run([str(workload_bin / "seed_loop"), "1", "300", "1"], capture_output=True,
+                                text=True, timeout=30)
+        before_printed = [before.stdout.readline() for _ in range(3)]
+        _, err = rec.communicate(timeout=90)
+        assert rec.returncode == 0, err
+        assert before.poll() is None, "recording must not stop the running workload"
+    finally:
+        before.kill()
+        before.wait()
+    kb = lambda lines: int(next(x for x in lines if x.startswith("final VmPTE")).split()[2]) * 1024  # noqa: E731
+    printed = {"attach_target": kb(before_printed), "seed_loop": kb(during.stdout.splitlines())}
+    info = json.loads((out / "record.json").read_text())
+    host = info["host"]
+    assert str(rec.pid) in host["excluded"] and len(host["excluded"]) == 3, host["excluded"]
+    assert str(before.pid) in host["snapshot"]["processes"], "the running workload was snapshotted"
+    assert host["sampler"]["mode"] == "adaptive" and host["sampler"]["cpu_share"] <= 0.15, host["sampler"]
+
+    events = ingest([out], tmp_path / "events.parquet")
+    meta = read_capture(events)
+    replay_to_dir(events, tmp_path / "replay", ReplayOptions(policies="none,pt_reclaim", interval_ns=10_000_000))
+    summary = read_table(tmp_path / "replay" / "summary.parquet", SUMMARY).to_pylist()
+    replayed = {r["pid"] for r in summary}
+
+    # every process that ran (perf's decoder) has a summary row, unless the capture says why not
+    ran = _perf_script_user_pids(out / "perf.data") - {int(p) for p in host["excluded"]}
+    named = set(host["snapshot"]["vanished_pids"]) | set(host["snapshot"]["not_taken_pids"])
+    for pids in meta["host"]["dropped_pids"].values():
+        named |= set(pids)
+    missing = ran - replayed
+    assert not (missing - named), f"processes that ran without a summary row or a reason: {sorted(missing - named)}"
+    assert len(missing) <= max(2, len(ran) // 10), f"{len(missing)} of {len(ran)} processes not replayed: {missing}"
+    assert {before.pid} <= replayed and any(r["comm"] == "seed_loop" for r in summary)
+
+    truth = read_table(tmp_path / "replay" / "truth.parquet", TRUTH).to_pandas()
+    for comm, kernel_printed in printed.items():
+        row = next(r for r in summary if r["comm"] == comm and r["policy"] == "pt_reclaim")
+        mine = truth[truth.pid == row["pid"]].sort_values("t_ns")
+        assert len(mine) >= 3, (comm, len(mine))
+        last = int(mine.vmpte_bytes.iloc[-1])
+        assert _close(row["final_vmpte_bytes"], last), (comm, row["final_vmpte_bytes"], last)
+        assert _close(row["final_vmpte_bytes"], kernel_printed), (comm, row["final_vmpte_bytes"], kernel_printed)
+        none = next(r for r in summary if r["pid"] == row["pid"] and r["policy"] == "none")
+        assert none["final_vmpte_bytes"] >= row["final_vmpte_bytes"]
+
+    text = report(tmp_path / "replay")          # a host recording: ranked, one row per process
+    assert text.splitlines()[0].split()[:4] == ["rank", "trace", "pid", "comm"]
+    assert len([x for x in text.splitlines() if x[:1].isdigit()]) == len(replayed)
+    assert "kernel truth for" in text
+    print(f"\nrecord -a: {len(ran)} processes ran, {len(replayed)} replayed, snapshot "
+          f"{host['snapshot']['taken']} in {host['snapshot']['duration_s']} s, sampler {host['sampler']}, "
+          f"whole test {time.monotonic() - t_start:.1f} s")
+
+
+# --- the command line's refusals and the filters (no perf needed) ---------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["-a"], "-a needs --duration"),
+    (["-a", "--duration", "1", "-p", "1"], "give no -p PID and no command"),
+    (["-a", "--duration", "1", "--", "true"], "give no -p PID and no command"),
+    (["--comm", "x", "--", "true"], "--comm and --min-vmpte filter a host recording"),
+    (["--min-vmpte", "1M", "-p", "1", "--duration", "1"], "--comm and --min-vmpte filter a host recording"),
+    (["-a", "--duration", "1", "--min-vmpte", "lots"], "--min-vmpte: 'lots' is not a size"),
+    (["-a", "--duration", "0"], "--duration: '0' must be positive"),
+    (["-a", "--duration", "1", "--comm", ","], "--comm names no process"),
+])
+def test_record_all_usage_errors_are_one_line(tmp_path, args, needle):
+    out = tmp_path / "out"
+    r = run_cli("record", "-o", str(out), *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("ptreplay: error: "), r.stderr
+    assert needle in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists() and r.stdout == ""
+
+
+def test_bad_comm_is_refused_before_recording(tmp_path):
+    with pytest.raises(RecordError, match="expected a process name as in /proc/PID/comm"):
+        check_filters(("a-name-longer-than-15",), 0)
+    r = run_cli("record", "-o", str(tmp_path / "out"), "-a", "--duration", "1", "--comm", "x/y")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "'x/y'" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_filters_and_listing():
+    f = check_filters(("bash", "seed_loop"), 64 << 10)
+    assert f.name_ok("bash") and not f.name_ok("python3") and f.vmpte_ok(64 << 10) and not f.vmpte_ok(60 << 10)
+    assert HostFilters().name_ok("anything") and HostFilters().vmpte_ok(0)
+    users, kernel = list_processes()
+    import os
+    assert os.getpid() in {p for p, _, _ in users}
+    if Path("/proc/2/status").exists():                 # kthreadd: no mm, skipped
+        assert 2 not in {p for p, _, _ in users} and kernel >= 1
+
+
+# --- the ingest gate on a hand-made stream (not a capture) -----------------------
+
+def _batch(rows: list[dict]) -> pa.Table:
+    t = events_from_rows(rows)
+    kind = pa.DictionaryArray.from_arrays(pa.array([EVENT_KINDS.index(k) for k in t.column("kind").to_pylist()],
+                                                   pa.int8()), pa.array(list(EVENT_KINDS)))
+    return pa.Table.from_arrays([kind if f.name == "kind" else t.column(f.name) for f in BATCH_SCHEMA],
+                                schema=BATCH_SCHEMA)
+
+
+def test_gate_keeps_known_processes_from_snapshot_fork_or_exec():
+    """10 snapshotted; 11 running but filtered; 12 ours; 13 running without a snapshot.  10 forks 20
+    (kept), 13 forks 21 (unknown start) which execs (kept from the exec), 20 exits and its pid is
+    reused by 22's fork from 13 (unknown again)."""
+    host = {"excluded": {"12": "perf record"}, "filters": {"comm": [], "min_vmpte_bytes": 0},
+            "snapshot": {"listed_pids": [10, 11, 13], "filtered_pids": {"11": "comm"}}}
+    gate = HostGate(host, [10], None)
+    f = lambda t, pid, **kw: dict(t_ns=t, pid=pid, kind=kw.pop("kind", "fault"), **kw)  # noqa: E731
+    rows = [f(1, 10), f(2, 11), f(3, 12), f(4, 13),
+            f(5, 10, kind="fork", child_pid=20, comm="a"), f(6, 20),
+            f(7, 13, kind="fork", child_pid=21, comm="b"), f(8, 21), f(9, 21, kind="exec", comm="c"), f(10, 21),
+            f(11, 20, kind="exit"), f(12, 13, kind="fork", child_pid=20, comm="b"), f(13, 20)]
+    kept = gate.filter(_batch(rows))
+    assert list(zip(kept.column("t_ns").to_pylist(), kept.column("pid").to_pylist())) == [
+        (1, 10), (5, 10), (6, 20), (9, 21), (10, 21), (11, 20)]
+    rep = gate.report()
+    assert rep["dropped_pids"] == {"excluded": [12], "filtered": [11], "no_snapshot": [13], "unknown_start": [20, 21]}
+    assert rep["replayed_pids"] == [10, 20, 21]
+
+
+def test_gate_applies_the_filters_to_processes_born_during_the_capture():
+    truth = pa.table({"t_ns": [1, 2], "pid": pa.array([20, 21], pa.int32()),
+                      "vmpte_bytes": [1 << 20, 8 << 10]})
+    host = {"excluded": {}, "filters": {"comm": ["keep"], "min_vmpte_bytes": 64 << 10},
+            "snapshot": {"listed_pids": [10], "filtered_pids": {}}}
+    gate = HostGate(host, [10], truth)
+    f = lambda t, pid, **kw: dict(t_ns=t, pid=pid, kind=kw.pop("kind", "fault"), **kw)  # noqa: E731
+    rows = [f(1, 10, kind="fork", child_pid=20, comm="keep"), f(2, 20),
+            f(3, 10, kind="fork", child_pid=21, comm="keep"), f(4, 21),         # too small a VmPTE
+            f(5, 10, kind="fork", child_pid=22, comm="keep"), f(6, 22),         # never sampled
+            f(7, 20, kind="exec", comm="other"), f(8, 20)]                      # stays: known already
+    kept = gate.filter(_batch(rows))
+    assert kept.column("t_ns").to_pylist() == [1, 2, 7, 8]
+    assert gate.report()["forks_of_dropped_children"] == 2
