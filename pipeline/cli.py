@@ -218,26 +218,7 @@ def _cmd_synth(a) -> int:
     return 0
 
 
-def _add_census_parser(sub) -> None:
-    ce = sub.add_parser("census", help="no trace: every process's VmPTE against the page tables its present and "
-                                       "swapped pages need (pagemap), the waste, per VMA and as an occupancy histogram")
-    ce.add_argument("-p", "--pid", type=int, action="append", help="process to scan (repeatable; default: all)")
-    ce.add_argument("-o", "--output", default="census.parquet", help="FILE.parquet for the per-process rows "
-                    "(default census.parquet); the per-VMA rows go beside it as FILE_vmas.parquet")
-    ce.add_argument("--report", action="store_true", help="print the processes ranked by waste")
-    ce.add_argument("--format", choices=["table", "md", "json", "csv"], default="table", help="of --report")
-    ce.add_argument("--plot", help="also draw FILE.png: top processes by waste, PTE-table occupancy histogram")
-    ce.add_argument("--method", choices=["auto", "pagemap_scan", "pagemap_read"], default="auto",
-                    help="PAGEMAP_SCAN ioctl (Linux 6.7+), chunked pagemap reads, or the first that works (default)")
-    ce.add_argument("--force", action="store_true", help="replace existing outputs (only ones ptreplay wrote)")
-    ce.set_defaults(func=_cmd_census)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"ptreplay {version()}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_record_parser(sub) -> None:
     r = sub.add_parser("record", help="capture a workload with perf plus the kernel's own /proc truth")
     r.add_argument("-o", "--output", required=True, help="capture directory (must be empty unless --force)")
     r.add_argument("-p", "--pid", type=int, help="attach to a running process")
@@ -263,6 +244,29 @@ def build_parser() -> argparse.ArgumentParser:
                    "record's files there (only when ptreplay wrote them; other files are left alone)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     r.set_defaults(func=_cmd_record)
+
+
+def _add_census_parser(sub) -> None:
+    ce = sub.add_parser("census", help="no trace: every process's VmPTE against the page tables its present and "
+                                       "swapped pages need (pagemap), the waste, per VMA and as an occupancy histogram")
+    ce.add_argument("-p", "--pid", type=int, action="append", help="process to scan (repeatable; default: all)")
+    ce.add_argument("-o", "--output", default="census.parquet", help="FILE.parquet for the per-process rows "
+                    "(default census.parquet); the per-VMA rows go beside it as FILE_vmas.parquet")
+    ce.add_argument("--report", action="store_true", help="print the processes ranked by waste")
+    ce.add_argument("--format", choices=["table", "md", "json", "csv"], default="table", help="of --report")
+    ce.add_argument("--plot", help="also draw FILE.png: top processes by waste, PTE-table occupancy histogram")
+    ce.add_argument("--method", choices=["auto", "pagemap_scan", "pagemap_read"], default="auto",
+                    help="PAGEMAP_SCAN ioctl (Linux 6.7+), chunked pagemap reads, or the first that works (default)")
+    ce.add_argument("--force", action="store_true", help="replace existing outputs (only ones ptreplay wrote)")
+    ce.set_defaults(func=_cmd_census)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"ptreplay {version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    _add_record_parser(sub)
 
     _add_census_parser(sub)
 

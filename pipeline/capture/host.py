@@ -3,7 +3,8 @@
     perf record -a (every CPU) on record.py's tracepoints, timed by `sleep S`
       + HostSampler: /proc/PID/status of every user process, adaptive (below)
       + as soon as perf records: the start state (start_state.take) of every user process
-        already running, largest VmPTE first, with a progress bar on a terminal
+        already running, smallest VmPTE first, with a progress bar on a terminal; then
+        --duration more seconds of trace (perf is stopped with SIGINT)
     -> the record directory of `-p`: perf.data, truth.parquet, snapshot.parquet (the snapshot
        rows of every process), and record.json ``host``: what was excluded, filtered,
        snapshotted, vanished or changed under its snapshot, and what the sampler achieved.
@@ -42,7 +43,7 @@ import pyarrow as pa
 from ptreplay.pipeline.capture import record as rec
 from ptreplay.pipeline.capture import start_state
 from ptreplay.pipeline.capture.machine import machine_info
-from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file
+from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_status
 from ptreplay.pipeline.capture.start_state import StartState
 from ptreplay.pipeline.progress import note, progress, warn
 from ptreplay.schemas import CAPTURE, TRUTH
@@ -55,6 +56,7 @@ SAMPLER_CPU_BUDGET = 0.05            # share of one CPU the sampler thread may u
 BUDGET_WINDOW_NS = 200_000_000       # the share is measured over windows this long
 SNAPSHOT_ALLOWANCE_S = rec.HOST_SNAPSHOT_ALLOWANCE_S   # perf's timing `sleep` lasts --duration + this; we
                                      # stop perf (SIGINT) --duration after the snapshot ends
+SNAPSHOT_PASSES = 3                  # the listing pass, then passes over the processes born meanwhile
 SNAPSHOT_WORKERS = 2                 # snapshots in flight at once (smaps and PAGEMAP_SCAN release the GIL)
 
 
@@ -242,6 +244,8 @@ class HostSnapshot:
 
     states: list[StartState] = field(default_factory=list)
     listed: list[int] = field(default_factory=list)       # user processes at the listing
+    born: list[int] = field(default_factory=list)         # user processes born during the first passes
+    unreadable: list[int] = field(default_factory=list)   # alive, but smaps or pagemap refused
     kernel_threads: int = 0
     filtered: dict = field(default_factory=dict)          # pid -> "comm" | "min_vmpte"
     vanished: list[int] = field(default_factory=list)     # exited before their turn
@@ -254,14 +258,16 @@ class HostSnapshot:
         changed = {s.pid: sorted(s.meta()["changed_during_snapshot"]) for s in self.states}
         changed = {p: c for p, c in changed.items() if c}
         return {
-            "t_ns": self.t_ns, "duration_s": round((self.t_end_ns - self.t_ns) / 1e9, 3),
-            "listed": len(self.listed), "kernel_threads_skipped": self.kernel_threads,
+            "t_ns": self.t_ns, "t_end_ns": self.t_end_ns, "duration_s": round((self.t_end_ns - self.t_ns) / 1e9, 3),
+            "listed": len(self.listed), "born_during": len(self.born), "kernel_threads_skipped": self.kernel_threads,
             "taken": len(self.states), "filtered": len(self.filtered), "vanished": len(self.vanished),
+            "unreadable": len(self.unreadable),
             "not_taken": len(self.not_taken), "changed": len(changed),
             "per_process_ms": {"median": round(float(np.median(durations)), 3) if len(durations) else 0,
                                "max": round(float(durations.max()), 3) if len(durations) else 0},
             "listed_pids": self.listed, "filtered_pids": {str(p): w for p, w in self.filtered.items()},
-            "vanished_pids": self.vanished, "not_taken_pids": self.not_taken,
+            "born_pids": self.born, "vanished_pids": self.vanished, "not_taken_pids": self.not_taken,
+            "unreadable_pids": self.unreadable,
             "changed_pids": {str(p): c for p, c in changed.items()},
             "processes": {str(s.pid): {"comm": s.comm, "t_ns": s.t_ns, "duration_ns": s.t_end_ns - s.t_ns,
                                        "vmpte_bytes": s.status["vmpte_bytes"]} for s in self.states},
@@ -270,14 +276,29 @@ class HostSnapshot:
 
 def snapshot_host(filters: HostFilters, exclude: set[int], sampler: HostSampler, until_ns: int,
                   stop: threading.Event, proc: Path = PROC) -> HostSnapshot:
-    """Every user process's start state now, largest VmPTE first (if time runs out, the ones that
-    matter most are in), SNAPSHOT_WORKERS at a time; a process not started by `until_ns` or
-    after `stop` is counted as not taken."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Every user process's start state now, smallest VmPTE first (the many small ones, shells that
+    fork, are in before they fork or exit), SNAPSHOT_WORKERS at a time; then, up to SNAPSHOT_PASSES - 1 more times,
+    the processes born while the previous pass ran (a child forked before its parent's snapshot
+    starts from a copy the trace does not know: its own snapshot is its start).  A process not
+    started by `until_ns` or after `stop` is counted as not taken."""
     snap = HostSnapshot(t_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
     users, snap.kernel_threads = list_processes(proc)
-    users = [u for u in users if u[0] not in exclude]
-    snap.listed = sorted(u[0] for u in users)
+    seen = set(exclude)
+    for n in range(SNAPSHOT_PASSES):
+        users = [u for u in users if u[0] not in seen]
+        if not users:
+            break
+        seen.update(u[0] for u in users)
+        (snap.listed if n == 0 else snap.born).extend(sorted(u[0] for u in users))
+        _snapshot_pass(snap, users, filters, sampler, until_ns, stop, proc)
+        users, _ = list_processes(proc)
+    snap.t_end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    return snap
+
+
+def _snapshot_pass(snap: HostSnapshot, users: list, filters: HostFilters, sampler: HostSampler, until_ns: int,
+                   stop: threading.Event, proc: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
     todo = []
     for pid, name, sizes in users:
         if not filters.name_ok(name):
@@ -286,26 +307,31 @@ def snapshot_host(filters: HostFilters, exclude: set[int], sampler: HostSampler,
             snap.filtered[pid] = "min_vmpte"
         else:
             todo.append((sizes[-1], pid))
-    todo.sort(reverse=True)
+    todo.sort()     # smallest first: the cost follows the populated tables (~VmPTE), and shortest-first
+    #                 leaves the least time for processes to fork or exit before their snapshot
 
     def one(pid: int):
         if stop.is_set() or time.clock_gettime_ns(time.CLOCK_MONOTONIC) >= until_ns:
             return pid, "late"
-        return pid, start_state.take(pid, proc)
+        state = start_state.take(pid, proc)
+        if state is None:       # exited, or its smaps/pagemap refused (another user namespace's init)
+            st = read_status(pid, proc)
+            return pid, "unreadable" if st is not None and st[1] is not None else None
+        return pid, state
 
     with progress(f"snapshot of {len(todo)} processes", total=len(todo), unit="processes") as advance, \
             ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix="ptreplay-snapshot") as pool:
         for pid, state in pool.map(one, [pid for _, pid in todo]):
             if state == "late":
                 snap.not_taken.append(pid)
+            elif state == "unreadable":
+                snap.unreadable.append(pid)
             elif state is None:
                 snap.vanished.append(pid)
             else:
                 snap.states.append(state)
                 sampler.add_row(state.t_ns, pid, tuple(state.status[c] for c in start_state.STATUS_COLUMNS))
             advance(1)
-    snap.t_end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    return snap
 
 
 @dataclass
@@ -420,7 +446,8 @@ def _say(out: Path, o: _HostOutcome, snap: HostSnapshot, sampler: HostSampler) -
     """One line on how the host recording went (and warnings for what it could not cover)."""
     m = sampler.meta()
     note(f"record -a: {len(snap.states)} processes snapshotted in {(snap.t_end_ns - snap.t_ns) / 1e9:.2f} s "
-             f"({len(snap.vanished)} exited first, {len(snap.filtered)} filtered, {snap.kernel_threads} kernel "
+             f"({len(snap.vanished)} exited first, {len(snap.unreadable)} unreadable, {len(snap.filtered)} filtered, "
+             f"{snap.kernel_threads} kernel "
              f"threads skipped, {len(o.excluded)} of ptreplay's own excluded); truth: {m['processes_sampled']} "
              f"processes, {m['reads_per_s']:.0f} reads/s, sampler CPU {100 * m['cpu_share']:.1f}% of one CPU")
     if snap.not_taken:

@@ -4,7 +4,7 @@ perf -a sees every task on the machine; a replay is right only for a process who
 space it knows from the start.  A process is *known*, and its events kept, from
 
 * its start snapshot (snapshot.parquet; its traced events before the snapshot time are dropped by
-  ingest.StartStates, as in attach mode),
+  ingest.StartStates, as in attach mode; so is its fork row when it was born before its snapshot),
 * its fork by a known process (the child starts as the parent's copy), or
 * its exec (a fresh address space, as in launch mode),
 
@@ -49,7 +49,7 @@ class HostGate:
         snap = host.get("snapshot") or {}
         self.excluded = {int(p) for p in host.get("excluded", {})}
         self.filtered = {int(p) for p in snap.get("filtered_pids", {})}
-        self.listed = set(snap.get("listed_pids", [])) | self.filtered
+        self.listed = set(snap.get("listed_pids", [])) | set(snap.get("born_pids", [])) | self.filtered
         f = host.get("filters") or {}
         self.comm = set(f.get("comm") or ())
         self.min_vmpte = int(f.get("min_vmpte_bytes") or 0)
@@ -59,12 +59,14 @@ class HostGate:
             order = np.lexsort((v, pid))
             last = np.r_[pid[order][1:] != pid[order][:-1], True]
             self.peak = dict(zip(pid[order][last].tolist(), v[order][last].tolist()))
-        self.snapshot_pids = {int(p) for p in snapshot_pids}
+        self.snapshot_t0 = {int(p): int(t) for p, t in dict(snapshot_pids).items()}   # pid -> snapshot time
+        self.snapshot_pids = set(self.snapshot_t0)
         self.known: set[int] = set(self.snapshot_pids)
         self.dropped: dict[str, dict[int, int]] = {}     # reason -> pid -> events
         self.born: set[int] = set()                      # pids that became known by fork or exec
         self.kept_pids: set[int] = set()                 # pids with events kept
         self.forks_dropped = 0                           # fork rows of known parents, child not replayed
+        self.forks_before_snapshot = 0                   # fork rows of children that start from a snapshot
 
     def _admits(self, pid: int, comm: str | None) -> bool:
         """May a process born during the capture (fork child or exec) be replayed?"""
@@ -90,10 +92,14 @@ class HostGate:
         transitions = np.flatnonzero((kind == FORK) | (kind == EXEC) | (kind == EXIT))
         if len(transitions):
             child = to_numpy(ev.column("child_pid"))
+            t = to_numpy(ev.column("t_ns"))
             comm = dict(zip(transitions.tolist(), ev.column("comm").take(pa.array(transitions)).to_pylist()))
             for i in transitions.tolist():
                 p, k = int(pid[i]), int(kind[i])
-                if k == FORK and p in self.known:
+                if k == FORK and int(child[i]) in self.snapshot_t0 and t[i] < self.snapshot_t0[int(child[i])]:
+                    fork_drop.append(i)          # the child starts from its own snapshot, taken later
+                    self.forks_before_snapshot += 1
+                elif k == FORK and p in self.known:
                     c = int(child[i])
                     if c not in self.known and self._admits(c, comm[i]):
                         self.known.add(c)
@@ -101,6 +107,7 @@ class HostGate:
                         changes.setdefault(c, []).append((i, True))
                     elif c not in self.known:            # its child is not replayed: neither is the fork
                         fork_drop.append(i)
+                        self.forks_dropped += 1
                 elif k == EXEC and p not in self.known and self._admits(p, comm[i]):
                     self.known.add(p)
                     self.born.add(p)
@@ -120,7 +127,6 @@ class HostGate:
         drop = ~keep
         if fork_drop:
             keep[fork_drop] = False
-            self.forks_dropped += len(fork_drop)
         if keep.all():
             return ev
         self._count(pid[drop])
@@ -135,8 +141,9 @@ class HostGate:
             per[p] = per.get(p, 0) + c
 
     def report(self) -> dict:
-        """For the events metadata ``host``: dropped events and processes per reason."""
+        """For the events metadata ``host_recording``: dropped events and processes per reason."""
         return {"replayed_born": len(self.born), "forks_of_dropped_children": self.forks_dropped,
+                "forks_of_snapshotted_children": self.forks_before_snapshot,
                 "replayed_pids": sorted(self.kept_pids | self.snapshot_pids),
                 "dropped": {r: {"processes": len(d), "events": sum(d.values())}
                             for r, d in sorted(self.dropped.items())},

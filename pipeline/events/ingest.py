@@ -103,7 +103,7 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
         if start.table is not None:
             meta["snapshot"] = start.report()
         if gate is not None:
-            meta["host"] = gate.report()
+            meta["host_recording"] = gate.report()     # ("host" is the machine's name)
         meta["start_ns"] = int(first or 0)
         meta["end_ns"] = int(last or 0)
         if norm.stats.fault_rows == 0:
@@ -220,8 +220,8 @@ def _truth(inputs: list[Path], metas: list[dict]) -> pa.Table | None:
     truths = []
     for p, m in zip(inputs, metas):
         t = record_truth(Path(p))
-        if t is not None and "host" in m:
-            keep = np.isin(to_numpy(t.column("pid")), np.array(m["host"]["replayed_pids"], np.int64))
+        if t is not None and "host_recording" in m:
+            keep = np.isin(to_numpy(t.column("pid")), np.array(m["host_recording"]["replayed_pids"], np.int64))
             t = t.filter(pa.array(keep))
         if t is not None:
             truths.append(t)
