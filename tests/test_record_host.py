@@ -71,7 +71,8 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
         assert before.stdout.readline().strip() == "ready"
         rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-a", "--duration", "4", "-o", str(out)],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)                      # perf records and the snapshots are taken by now
+        _wait_recording(rec.pid)
+        time.sleep(0.5)                      # within the snapshot pass, or just after it
         before.stdin.write("go\n")
         before.stdin.flush()
         during = subprocess.run([str(workload_bin / "seed_loop"), "1", "300", "1"], capture_output=True,
@@ -145,6 +146,22 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
           f"sampler {host['sampler']}; " + "; ".join(measured) + f"; whole test {time.monotonic() - t_start:.1f} s")
 
 
+def _wait_recording(recorder: int, timeout: float = 30) -> None:
+    """Until the recorder's perf runs its timing `sleep` (perf enables the events just before)."""
+    from ptreplay.pipeline.capture.record import children
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for perf in children(recorder):
+            for c in children(perf):
+                try:
+                    if Path(f"/proc/{c}/comm").read_text().strip() == "sleep":
+                        return
+                except OSError:
+                    pass
+        time.sleep(0.02)
+    raise AssertionError("perf never started recording")
+
+
 def _replay_in_memory(events: Path, out: Path, opts, error: Exception) -> None:
     """Known replay engine bug (replay/ belongs to another engineer): replaying the events *file* of
     some host captures stops with "N effects/occupancy rows found no room ... (a bug in the capacity
@@ -166,6 +183,42 @@ def _replay_in_memory(events: Path, out: Path, opts, error: Exception) -> None:
 def pq_rows(path: Path) -> int:
     import pyarrow.parquet as pq
     return pq.ParquetFile(path).metadata.num_rows
+
+
+@pytest.mark.live
+def test_record_all_filters_by_name_and_vmpte(tmp_path, workload_bin):
+    """--comm seed_loop --min-vmpte 256k: a running attach_target is not snapshotted (name); of two
+    seed_loops started during the capture the one whose VmPTE reaches 1 MiB is replayed, the one
+    that stays near 60 kB is not."""
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay
+    from ptreplay.schemas.parquet_io import read_capture
+    target = subprocess.Popen([str(workload_bin / "attach_target"), "2", "2", "0"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "cap"
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-a", "--duration", "3", "-o", str(out),
+                                "--comm", "seed_loop", "--min-vmpte", "256k"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        _wait_recording(rec.pid)
+        small = subprocess.Popen([str(workload_bin / "seed_loop"), "1", "5", "1"], stdout=subprocess.DEVNULL)
+        big = subprocess.Popen([str(workload_bin / "seed_loop"), "1", "300", "2"], stdout=subprocess.DEVNULL)
+        big.wait(30)
+        small.wait(30)
+        _, err = rec.communicate(timeout=90)
+        assert rec.returncode == 0, err
+    finally:
+        target.kill()
+        target.wait()
+    host = json.loads((out / "record.json").read_text())["host"]
+    assert host["filters"] == {"comm": ["seed_loop"], "min_vmpte_bytes": 256 << 10}
+    assert host["snapshot"]["filtered_pids"].get(str(target.pid)) == "comm"
+    events = ingest([out], tmp_path / "events.parquet")
+    gate = read_capture(events)["host_recording"]
+    assert small.pid in gate["dropped_pids"]["filtered"] and big.pid in gate["replayed_pids"], (small.pid, big.pid, gate)
+    result = replay(events, ReplayOptions(policies="none"))
+    assert {r["pid"] for r in result.summary.to_pylist()} == {big.pid}
 
 
 # --- the command line's refusals and the filters (no perf needed) ---------------

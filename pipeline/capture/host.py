@@ -455,5 +455,6 @@ def _say(out: Path, o: _HostOutcome, snap: HostSnapshot, sampler: HostSampler) -
              "(their events are dropped at ingest; a longer --duration covers them)")
     if o.interrupted:
         warn(f"interrupted: capture kept, covering {(o.end_ns - o.recording_ns if o.recording_ns else 0) / 1e9:.1f} s")
-    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc == -signal.SIGINT):
+    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc in (-signal.SIGINT, -signal.SIGTERM)):
+        # (perf SIGTERMs its timing sleep when we stop it, and may end with that status)
         warn(f"perf exited with status {o.perf_rc}: capture kept in {out}")

@@ -65,6 +65,7 @@ class HostGate:
         self.dropped: dict[str, dict[int, int]] = {}     # reason -> pid -> events
         self.born: set[int] = set()                      # pids that became known by fork or exec
         self.kept_pids: set[int] = set()                 # pids with events kept
+        self.filtered_born: set[int] = set()             # born during the capture, left out by the filters
         self.forks_dropped = 0                           # fork rows of known parents, child not replayed
         self.forks_before_snapshot = 0                   # fork rows of children that start from a snapshot
 
@@ -72,9 +73,10 @@ class HostGate:
         """May a process born during the capture (fork child or exec) be replayed?"""
         if pid in self.excluded or pid in self.filtered:
             return False
-        if self.comm and (comm or "") not in self.comm:
+        if (self.comm and (comm or "") not in self.comm) or (self.min_vmpte and self.peak.get(pid, -1) < self.min_vmpte):
+            self.filtered_born.add(pid)
             return False
-        return not self.min_vmpte or self.peak.get(pid, -1) >= self.min_vmpte
+        return True
 
     def filter(self, ev: pa.Table) -> pa.Table:
         """The rows of known processes (module docstring); the others counted by reason."""
@@ -135,7 +137,7 @@ class HostGate:
     def _count(self, pids: np.ndarray) -> None:
         uniq, n = np.unique(pids, return_counts=True)
         for p, c in zip(uniq.tolist(), n.tolist()):
-            reason = ("excluded" if p in self.excluded else "filtered" if p in self.filtered
+            reason = ("excluded" if p in self.excluded else "filtered" if p in self.filtered | self.filtered_born
                       else "no_snapshot" if p in self.listed and p not in self.born else "unknown_start")
             per = self.dropped.setdefault(reason, {})
             per[p] = per.get(p, 0) + c

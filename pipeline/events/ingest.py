@@ -202,12 +202,19 @@ def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled:
         w.set_capture(capture, truth=_truth(inputs, metas))
     for m in metas:
         if m.get("lost_events") or m.get("lost_samples"):
-            per_cpu = m.get("lost_per_cpu") or {}
+            per_cpu = lost_per_cpu(m)
             where = (" (by CPU: " + ", ".join(f"cpu {c} {n}" for c, n in sorted(per_cpu.items(), key=_cpu_key))
                      + ")") if per_cpu else ""
             warn(f"{m.get('trace_id')}: the tracer lost {m.get('lost_events', 0)} events and "
                  f"{m.get('lost_samples', 0)} samples{where}; replay results undercount (see capture metadata)")
     return output
+
+
+def lost_per_cpu(meta: dict) -> dict:
+    """Events lost per CPU ring buffer, from the reader's metadata: the kernel's LOST records (one
+    per overflow of a CPU's ring buffer, its CPU in the sample_id trailer); perf's LOST_SAMPLES
+    records only where there are none (perf synthesizes those at the end, all on one CPU here)."""
+    return dict(meta.get("lost_events_per_cpu") or meta.get("lost_samples_per_cpu") or {})
 
 
 def _cpu_key(item) -> tuple:

@@ -59,7 +59,7 @@ def rank_table(path: Path) -> tuple[pa.Table, list[str]]:
              + (["pt_reclaim_vmpte_bytes"] if "pt_reclaim" in policies else [])
              + [f"saved_{q}_bytes" for q in policies] + ["ideal_pte_bytes"])
     table = pa.table({n: [p.get(n) for p in ordered] for n in names})
-    return table, _lines(rows, policies, ordered)
+    return table, _lines(rows, policies, ordered) + _lost_lines(Path(path))
 
 
 def _policy_key(spec: str) -> tuple:
@@ -89,6 +89,24 @@ def _lines(rows: list[dict], policies: list[str], procs: list[dict]) -> list[str
         lines.append(f"kernel truth for {len(checked)} processes: pt_reclaim final VmPTE within max(1%, 8 kB) of "
                      f"the kernel's for {len(ok)}; largest gap pid {worst['pid']} ({worst['comm']}): model "
                      f"{worst['pt_reclaim_vmpte_bytes'] // 1024} kB, kernel {worst['kernel_vmpte_bytes'] // 1024} kB")
+    return lines
+
+
+def _lost_lines(path: Path) -> list[str]:
+    """One line per trace whose tracer lost events, by CPU where the capture says (ingest's
+    lost_per_cpu, from the capture metadata the summary carries)."""
+    from ptreplay.pipeline.events.ingest import lost_per_cpu
+    from ptreplay.pipeline.warehouse import files_of
+    from ptreplay.schemas.parquet_io import read_capture
+    lines = []
+    for f in files_of(path, "summary"):
+        c = read_capture(Path(f)) or {}
+        lost = max(int(c.get("lost_events") or 0), int(c.get("lost_samples") or 0))
+        if lost:
+            per = lost_per_cpu(c)
+            where = ", ".join(f"cpu {k} {per[k]}" for k in sorted(per, key=lambda k: (not k.isdigit(), k.zfill(6))))
+            lines.append(f"{c.get('trace_id', f)}: the tracer lost {lost} events" + (f" ({where})" if where else "")
+                         + "; results undercount")
     return lines
 
 
