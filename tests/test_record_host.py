@@ -100,7 +100,7 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
     except RuntimeError as e:      # replay/engine.py's own consistency check, not this feature (see its message)
         if "capacity checks" not in str(e):
             raise
-        _replay_in_memory(events, tmp_path / "replay", opts, e)
+        _replay_without_occupancy(events, tmp_path / "replay", opts, e)
     summary = read_table(tmp_path / "replay" / "summary.parquet", SUMMARY).to_pylist()
     replayed = {r["pid"] for r in summary}
 
@@ -162,22 +162,19 @@ def _wait_recording(recorder: int, timeout: float = 30) -> None:
     raise AssertionError("perf never started recording")
 
 
-def _replay_in_memory(events: Path, out: Path, opts, error: Exception) -> None:
-    """Known replay engine bug (replay/ belongs to another engineer): replaying the events *file* of
-    some host captures stops with "N effects/occupancy rows found no room ... (a bug in the capacity
-    checks)" while the same rows as one in-memory table replay; said loudly, then the same outputs
-    are written from the table so the rest of the test still checks this feature."""
+def _replay_without_occupancy(events: Path, out: Path, opts, error: Exception) -> None:
+    """Known replay engine bug (replay/ belongs to another engineer): inherited empty tables
+    (replay/snapshot.py snap_tables) are PTE tables without a PMD table, so each snapshotted process
+    holding some adds a 1 GiB occupancy region that clock.regions_bound and engine.finish do not
+    reserve (they count PS_PMD only); with several such processes, as on any host recording, the
+    occupancy rows overflow: "N effects/occupancy rows found no room ... (a bug in the capacity
+    checks)".  Said loudly; then replayed without occupancy snapshots, the one output that
+    overflows, so the rest of the test still checks this feature."""
+    import dataclasses
     import warnings
-    import pyarrow.parquet as pq
-    from ptreplay.replay.engine import replay
-    from ptreplay.schemas import SUMMARY, TRUTH
-    from ptreplay.schemas.parquet_io import read_capture, read_truth, write_table
-    warnings.warn(f"replay engine bug on {events}: {error}; replayed from an in-memory table instead")
-    result = replay(pq.read_table(events), opts)
-    out.mkdir(exist_ok=True)
-    capture = read_capture(events)
-    write_table(result.summary, out / "summary.parquet", SUMMARY, capture)
-    write_table(read_truth(events), out / "truth.parquet", TRUTH, capture)
+    from ptreplay.replay.engine import replay_to_dir
+    warnings.warn(f"replay engine bug on {events}: {error}; replayed without occupancy snapshots")
+    replay_to_dir(events, out, dataclasses.replace(opts, occupancy_snapshots=0), force=True)
 
 
 def pq_rows(path: Path) -> int:
@@ -217,7 +214,7 @@ def test_record_all_filters_by_name_and_vmpte(tmp_path, workload_bin):
     events = ingest([out], tmp_path / "events.parquet")
     gate = read_capture(events)["host_recording"]
     assert small.pid in gate["dropped_pids"]["filtered"] and big.pid in gate["replayed_pids"], (small.pid, big.pid, gate)
-    result = replay(events, ReplayOptions(policies="none"))
+    result = replay(events, ReplayOptions(policies="none", occupancy_snapshots=0))   # (engine bug: see above)
     assert {r["pid"] for r in result.summary.to_pylist()} == {big.pid}
 
 

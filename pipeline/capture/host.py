@@ -19,7 +19,9 @@ running processes, the largest sampled VmPTE for those born later).
 
 Truth costs CPU on a host with hundreds of processes, so the sampler adapts: a process whose
 status did not change since its last read is read half as often (down to MAX_INTERVAL_NS),
-one that changed goes back to the base interval, and the base interval doubles whenever
+one that changed goes back to the base interval, kernel threads and processes whose name
+--comm leaves out are looked at once a second (one may exec), /proc is listed for newborns
+every 8 base intervals (at least every 50 ms), and the base interval doubles whenever
 the sampler thread's CPU time exceeds SAMPLER_CPU_BUDGET of one CPU (halves again below a
 quarter of it).  record.json ``host.sampler`` states the budget, the share used and the
 rates achieved.
@@ -51,7 +53,9 @@ from ptreplay.schemas.errors import RecordError
 
 MIN_INTERVAL_NS = 1_000_000          # the base interval never goes below --interval-ms (default 1 ms)
 MAX_INTERVAL_NS = 256_000_000        # an idle process is read at least every 256 ms
-LIST_EVERY = 8                       # /proc is listed (newborns found) every LIST_EVERY base intervals
+LIST_EVERY = 8                       # /proc is listed (newborns found) every LIST_EVERY base intervals,
+LIST_MAX_NS = 50_000_000             # but at least every 50 ms
+IDLE_INTERVAL_NS = 1_000_000_000     # no mm (kernel threads) or not a --comm name: read once a second
 SAMPLER_CPU_BUDGET = 0.05            # share of one CPU the sampler thread may use
 BUDGET_WINDOW_NS = 200_000_000       # the share is measured over windows this long
 SNAPSHOT_ALLOWANCE_S = rec.HOST_SNAPSHOT_ALLOWANCE_S   # perf's timing `sleep` lasts --duration + this; we
@@ -144,7 +148,7 @@ class HostSampler(threading.Thread):
             now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             if now >= next_list:
                 self._discover(now)
-                next_list = now + LIST_EVERY * self.base_ns
+                next_list = now + min(LIST_EVERY * self.base_ns, LIST_MAX_NS)
             self._read_due(now)
             self.ticks += 1
             now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -194,10 +198,16 @@ class HostSampler(threading.Thread):
                 self._last.pop(pid, None)
                 continue
             name, sizes = parse_status(data)
-            if sizes is not None and self.filters.name_ok(name.decode(errors="replace")):
+            wanted = sizes is not None and self.filters.name_ok(name.decode(errors="replace"))
+            if wanted:
                 self.rows.append((t, pid) + sizes)
             interval = self._interval.get(pid, self.base_ns)
-            interval = self.base_ns if sizes != self._last.get(pid) else min(interval * 2, MAX_INTERVAL_NS)
+            if not wanted:          # a kernel thread, or a name --comm leaves out (it may exec later)
+                interval = IDLE_INTERVAL_NS
+            elif sizes != self._last.get(pid):
+                interval = self.base_ns
+            else:
+                interval = min(interval * 2, MAX_INTERVAL_NS)
             self._interval[pid], self._last[pid] = interval, sizes
             if now < 1 << 62:
                 heapq.heappush(heap, (t + interval, pid))
@@ -290,7 +300,9 @@ def snapshot_host(filters: HostFilters, exclude: set[int], sampler: HostSampler,
             break
         seen.update(u[0] for u in users)
         (snap.listed if n == 0 else snap.born).extend(sorted(u[0] for u in users))
-        _snapshot_pass(snap, users, filters, sampler, until_ns, stop, proc)
+        # processes born meanwhile are young: --min-vmpte is judged on their sampled peak at ingest
+        _snapshot_pass(snap, users, filters if n == 0 else HostFilters(filters.comm), sampler, until_ns, stop,
+                       proc)
         users, _ = list_processes(proc)
     snap.t_end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     return snap

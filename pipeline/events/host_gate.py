@@ -60,12 +60,17 @@ class HostGate:
             last = np.r_[pid[order][1:] != pid[order][:-1], True]
             self.peak = dict(zip(pid[order][last].tolist(), v[order][last].tolist()))
         self.snapshot_t0 = {int(p): int(t) for p, t in dict(snapshot_pids).items()}   # pid -> snapshot time
+        self.filtered_born: set[int] = set()             # born during the capture, left out by the filters
+        if self.min_vmpte:      # snapshotted young (born during the snapshot pass): judged on the truth
+            for pid in set(snap.get("born_pids", [])) & set(self.snapshot_t0):
+                if self.peak.get(pid, -1) < self.min_vmpte:
+                    self.filtered_born.add(pid)
+                    del self.snapshot_t0[pid]
         self.snapshot_pids = set(self.snapshot_t0)
         self.known: set[int] = set(self.snapshot_pids)
         self.dropped: dict[str, dict[int, int]] = {}     # reason -> pid -> events
         self.born: set[int] = set()                      # pids that became known by fork or exec
         self.kept_pids: set[int] = set()                 # pids with events kept
-        self.filtered_born: set[int] = set()             # born during the capture, left out by the filters
         self.forks_dropped = 0                           # fork rows of known parents, child not replayed
         self.forks_before_snapshot = 0                   # fork rows of children that start from a snapshot
 

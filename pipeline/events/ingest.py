@@ -83,6 +83,8 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     start = StartStates(Path(path))
     host = host_info(Path(path))
     gate = None if host is None else HostGate(host, start.t0, record_truth(Path(path)))
+    if gate is not None:           # the gate may leave out snapshotted processes: the filters
+        start.keep_only(gate.snapshot_pids)
     admit = (lambda ev: ev) if gate is None else gate.filter
 
     def batches() -> Iterator[pa.Table]:
@@ -140,6 +142,15 @@ class StartStates:
             ts = to_numpy(self.table.column("t_ns"))
             for pid in np.unique(pids).tolist():
                 self.t0[pid] = int(ts[pids == pid].min())
+
+    def keep_only(self, pids: set[int]) -> None:
+        """Forget the snapshots of other processes (a host recording's filters left them out)."""
+        if self.table is None or set(self.t0) <= set(pids):
+            return
+        keep = np.isin(to_numpy(self.table.column("pid")), np.fromiter(pids, np.int64, len(pids)))
+        self.table = self.table.filter(pa.array(keep))
+        self.t0 = {p: t for p, t in self.t0.items() if p in pids}
+        self._pids = None
 
     def drop_before(self, ev: pa.Table) -> pa.Table:
         if not self.t0 or not ev.num_rows:
