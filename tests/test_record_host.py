@@ -304,3 +304,45 @@ def test_gate_applies_the_filters_to_processes_born_during_the_capture():
     kept = gate.filter(_batch(rows))
     assert kept.column("t_ns").to_pylist() == [1, 2, 7, 8]
     assert gate.report()["forks_of_dropped_children"] == 2
+
+
+# --- the ranking report on hand-built summary rows (not a capture) --------------------
+
+def test_report_ranks_processes_of_a_host_recording_by_each_policys_saving(tmp_path):
+    from ptreplay.pipeline.presentation.report import report
+    from ptreplay.pipeline.warehouse import connect, execute
+    from ptreplay.schemas import SUMMARY, TRUTH
+    from ptreplay.schemas.parquet_io import write_table
+    KB = 1024
+    finals = {10: ("redis", 1000, 200, 900), 20: ("java", 500, 400, 100), 30: ("bash", 40, 40, 40)}
+    rows = []
+    for pid, (comm, none, ptr, scan) in finals.items():
+        for policy, v in (("none", none), ("pt_reclaim", ptr), ("scan:1s", scan)):
+            row = {f.name: 0 for f in SUMMARY.schema}
+            row.update(trace_id="h", pid=pid, comm=comm, policy=policy, final_vmpte_bytes=v * KB,
+                       ideal_pte_bytes=40 * KB, vmpte_saved_bytes=(none - v) * KB)
+            rows.append(row)
+    capture = {"trace_id": "h", "command_line": "ptreplay record -a --duration 4", "lost_events": 7,
+               "lost_events_per_cpu": {"0": 5, "1": 2}}
+    write_table(pa.Table.from_pylist(rows, schema=SUMMARY.schema), tmp_path / "summary.parquet", SUMMARY,
+                capture=capture)
+    truth = pa.table({"t_ns": [1, 1], "pid": pa.array([10, 20], pa.int32()), "vmsize_bytes": [0, 0],
+                      "vmrss_bytes": [0, 0], "rss_anon_bytes": [0, 0], "rss_file_bytes": [0, 0],
+                      "rss_shmem_bytes": [0, 0], "vmpte_bytes": [200 * KB, 480 * KB]})
+    write_table(truth, tmp_path / "truth.parquet", TRUTH, capture=capture)
+    ranked = execute(connect(tmp_path), "SELECT policy, policy_rank, pid, saved_bytes, saved_share_pct "
+                                        "FROM process_ranking WHERE policy <> 'none' ORDER BY policy, policy_rank")
+    assert [(r["policy"], r["policy_rank"], r["pid"]) for r in ranked.to_pylist()] == [
+        ("pt_reclaim", 1, 10), ("pt_reclaim", 2, 20), ("pt_reclaim", 3, 30),
+        ("scan:1s", 1, 20), ("scan:1s", 2, 10), ("scan:1s", 3, 30)]
+    assert ranked.to_pylist()[0]["saved_share_pct"] == pytest.approx(100 * 800 / 900)
+    text = report(tmp_path)               # a host recording: the ranking by default
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["rank", "trace", "pid", "comm"]
+    assert [x.split()[2] for x in lines[1:4]] == ["10", "20", "30"]     # redis saves 900k under scan:1s
+    assert "pt_reclaim: saves 900k over 3 processes; most for pid 10 (redis): 800k, 89% of it" in text
+    assert "kernel truth for 2 processes: pt_reclaim final VmPTE within max(1%, 8 kB) of the kernel's for 1" in text
+    assert "h: the tracer lost 7 events (cpu 0 5, cpu 1 2); results undercount" in text
+    assert "rank" not in report(tmp_path, by="process").splitlines()[0]
+    import json
+    assert [r["pid"] for r in json.loads(report(tmp_path, fmt="json"))] == [10, 20, 30]

@@ -59,7 +59,8 @@ def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
         from ptreplay.pipeline.presentation.ranking import is_host, ranking_report
         if by == "rank" or is_host(Path(path)):
             if fmt == "html":
-                raise UsageError("report: --by rank takes --format table, md, json or csv")
+                raise UsageError("report: --by rank (the default for a host recording) takes --format table, md, "
+                                 "json or csv; for html add --by process")
             return ranking_report(Path(path), fmt)
         by = "process"
     t = load_summary(path) if by == "process" else rollup(path, by)
