@@ -140,7 +140,8 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
     assert "kernel truth for" in text
     print(f"\nrecord -a: {len(ran)} processes with user faults (perf script), {len(replayed)} replayed, "
           f"{len(missing)} not ({sorted(missing)}); snapshot {host['snapshot']['taken']} of "
-          f"{host['snapshot']['listed']} in {host['snapshot']['duration_s']} s (median "
+          f"{host['snapshot']['listed']} listed + {host['snapshot']['born_during']} born meanwhile in "
+          f"{host['snapshot']['duration_s']} s (median "
           f"{host['snapshot']['per_process_ms']['median']} ms); events {pq_rows(events)}, lost "
           f"{meta['lost_events']} {meta.get('lost_per_cpu')}; dropped {meta['host_recording']['dropped']}; "
           f"sampler {host['sampler']}; " + "; ".join(measured) + f"; whole test {time.monotonic() - t_start:.1f} s")
