@@ -435,6 +435,8 @@ def record_host(opts) -> Path:
         raise RecordError(f"perf record exited with status {o.perf_rc} and wrote no {perf_file}; "
                           "see its message above")
     command = ["ptreplay", "record", "-a", "--duration", f"{opts.duration_s:g}"]
+    command += ["--comm", ",".join(filters.comm)] if filters.comm else []
+    command += ["--min-vmpte", str(filters.min_vmpte_bytes)] if filters.min_vmpte_bytes else []
     capture = dict(trace_id=out.resolve().name, clock="CLOCK_MONOTONIC", command_line=shlex.join(command),
                    source_format="perf.data", lost_events=0, lost_samples=0, synthetic=False,
                    start_ns=start_ns, end_ns=o.end_ns, **machine)

@@ -293,7 +293,7 @@ class Session:
         """meta['lost_events_per_cpu'] (LOST records) and ['lost_samples_per_cpu'] (LOST_SAMPLES):
         the counts by the CPU of the ring buffer that lost them (the record's sample_id trailer;
         "?" when the capture has no CPU there)."""
-        cpu = self.sid.trailer(buf, off, size).get("cpu")
+        cpu = self.sid.trailer(buf, off, size).get("cpu") if self.attrs else None
         per = self.meta.setdefault(key_name, {})
         key = "?" if cpu is None else str(cpu)
         per[key] = per.get(key, 0) + int(n)
