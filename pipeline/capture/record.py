@@ -18,7 +18,9 @@ One recording directory holds everything the rest of the pipeline needs:
 ``capture.json``    the same dict, human readable
 ``command.txt``     the exact command line that was traced
 ``record.json``     how the recording went: perf argv and exit status, root
-                    pid, pids sampled, achieved sampler rate
+                    pid, pids sampled, achieved sampler rate; ``-a`` (every process on
+                    the host, capture/host.py): ``host``, what was snapshotted, excluded,
+                    filtered, and the adaptive sampler's rate and CPU share
 ==================  ==========================================================
 
 Why a /proc sampler: perf sees events, not VmPTE.  The sampled VmPTE is the
