@@ -19,8 +19,9 @@ running processes, the largest sampled VmPTE for those born later).
 
 Truth costs CPU on a host with hundreds of processes, so the sampler adapts: a process whose
 status did not change since its last read is read half as often (down to MAX_INTERVAL_NS),
-one that changed goes back to the base interval, kernel threads and processes whose name
---comm leaves out are looked at once a second (one may exec), /proc is listed for newborns
+one that changed goes back to the base interval (an exec changes everything: a process --comm
+leaves out is read on the same schedule, its rows not kept), kernel threads are looked at once
+a second, /proc is listed for newborns
 every 8 base intervals (at least every 50 ms), and the base interval doubles whenever
 the sampler thread's CPU time exceeds SAMPLER_CPU_BUDGET of one CPU (halves again below a
 quarter of it).  record.json ``host.sampler`` states the budget, the share used and the
@@ -55,7 +56,7 @@ MIN_INTERVAL_NS = 1_000_000          # the base interval never goes below --inte
 MAX_INTERVAL_NS = 256_000_000        # an idle process is read at least every 256 ms
 LIST_EVERY = 8                       # /proc is listed (newborns found) every LIST_EVERY base intervals,
 LIST_MAX_NS = 50_000_000             # but at least every 50 ms
-IDLE_INTERVAL_NS = 1_000_000_000     # no mm (kernel threads) or not a --comm name: read once a second
+IDLE_INTERVAL_NS = 1_000_000_000     # no mm (kernel threads): read once a second
 SAMPLER_CPU_BUDGET = 0.05            # share of one CPU the sampler thread may use
 BUDGET_WINDOW_NS = 200_000_000       # the share is measured over windows this long
 SNAPSHOT_ALLOWANCE_S = rec.HOST_SNAPSHOT_ALLOWANCE_S   # perf's timing `sleep` lasts --duration + this; we
@@ -202,7 +203,7 @@ class HostSampler(threading.Thread):
             if wanted:
                 self.rows.append((t, pid) + sizes)
             interval = self._interval.get(pid, self.base_ns)
-            if not wanted:          # a kernel thread, or a name --comm leaves out (it may exec later)
+            if sizes is None:       # a kernel thread (or a zombie): no mm to sample
                 interval = IDLE_INTERVAL_NS
             elif sizes != self._last.get(pid):
                 interval = self.base_ns
