@@ -381,12 +381,12 @@ def _supervise(proc: subprocess.Popen, opts, filters: HostFilters, stop: threadi
         with rec.status_line() as show:
             while proc.poll() is None:
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                if o.stopped_ns is None and not rec.perf_is_recording(proc.pid):
-                    o.stopped_ns = now
+                # perf stops when we SIGINT it (its sleep only ends at the safety net): that is the
+                # end of the trace (/proc/PID/task/*/children may miss a child: no polling on it)
                 if forwarded_at is None and (stop.is_set() or now >= end_at):
                     o.interrupted = stop.is_set()
                     proc.send_signal(signal.SIGINT)
-                    forwarded_at = o.stopped_ns = o.stopped_ns or now
+                    forwarded_at = o.stopped_ns = now
                 elif forwarded_at is not None and now - forwarded_at > rec.PERF_STOP_TIMEOUT_S * 1e9:
                     proc.kill()
                 show(f"recording the host {(now - start_ns) / 1e9:6.1f} s   perf.data "

@@ -427,13 +427,15 @@ def alive(pid: int) -> bool:
     return st is not None and st[1] is not None
 
 
-def perf_is_recording(perf_pid: int) -> bool:
-    """True once perf has exec'd its command: perf enables the events just before that exec."""
+def perf_is_recording(perf_pid: int) -> int | None:
+    """perf's command's pid once perf has exec'd it (perf enables the events just before that
+    exec), else None.  /proc/PID/task/TID/children may miss a child while the list changes, so a
+    None here does not mean perf stopped: watch the pid returned (alive()) for that."""
     for c in children(perf_pid):
         st = read_status(c)
         if st is not None and st[0] != PERF_EXEC_NAME:
-            return True
-    return False
+            return c
+    return None
 
 
 @dataclass
@@ -464,16 +466,16 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
     attach = opts.pid is not None
     # perf's `sleep` ends a -p recording; this deadline is only a safety net.
     deadline = start_ns + int((opts.duration_s + 60) * 1e9) if attach else None
-    forwarded_at = None
+    forwarded_at = timer = None
     try:
         with status_line() as show:
             while proc.poll() is None:
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                if attach and not o.started and perf_is_recording(proc.pid):
+                if attach and not o.started and (timer := perf_is_recording(proc.pid)) is not None:
                     o.recording_ns = now
                     show(f"reading the start state of pid {opts.pid} (smaps, pagemap)")
                     _snapshot(o, opts.pid, sampler)
-                elif attach and o.started and o.stopped_ns is None and not perf_is_recording(proc.pid):
+                elif attach and o.started and o.stopped_ns is None and timer is not None and not alive(timer):
                     o.stopped_ns = now        # perf's timing `sleep` ended: perf stops tracing now
                 target_gone = attach and not alive(opts.pid)
                 if forwarded_at is None and (stop.is_set() or target_gone or (deadline and now >= deadline)):
