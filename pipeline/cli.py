@@ -226,7 +226,8 @@ def _add_record_parser(sub) -> None:
                    help="every process on the host (perf -a) for --duration: running ones from their start "
                         "snapshot, those born during the capture from their fork or exec; kernel threads and "
                         "ptreplay's own processes are left out (counted in record.json host)")
-    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p or -a (8, 8s, 500ms)")
+    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p, or with -a after the host's start snapshot "
+                        "(8, 8s, 500ms)")
     r.add_argument("--comm", action="append", metavar="NAME[,NAME]",
                    help="-a only: keep only processes of these names (/proc/PID/comm; repeatable): running ones "
                         "by their name at the snapshot, later ones by their name at fork or exec")
@@ -234,7 +235,8 @@ def _add_record_parser(sub) -> None:
                    help="-a only: keep only processes whose VmPTE reaches SIZE (64k, 1M): running ones by their "
                         "VmPTE at the snapshot (the others are not snapshotted), later ones by their largest "
                         "sampled VmPTE")
-    r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
+    r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms; -a: the adaptive "
+                        "sampler's shortest, see record.json host.sampler)")
     r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
     r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
     r.add_argument("--threads", action="store_true",
