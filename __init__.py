@@ -35,13 +35,17 @@ def __getattr__(name):  # ptreplay.__version__, read from the installed distribu
 
 def record(out_dir, command: list[str] | None = None, pid: int | None = None, duration_s: float | None = None,
            **options) -> Path:
-    """Record `command` (or attach to `pid` for `duration_s`) into `out_dir` with perf, plus the
-    kernel's own /proc truth; needs root.  `options`: the fields of
-    :class:`ptreplay.pipeline.capture.record.RecordOptions` (force, callgraph, threads, ...)."""
+    """Record `command` (or attach to `pid` for `duration_s`, or every process on the host with
+    all_processes=True for `duration_s`) into `out_dir` with perf, plus the kernel's own /proc
+    truth; needs root.  `options`: the fields of
+    :class:`ptreplay.pipeline.capture.record.RecordOptions` (force, callgraph, threads, comm, ...)."""
     from ptreplay.pipeline.capture.record import RecordOptions
     from ptreplay.pipeline.capture.record import record as _record
-    return _record(RecordOptions(out_dir=Path(out_dir), command=command, pid=pid, duration_s=duration_s,
-                                 **options))
+    opts = RecordOptions(out_dir=Path(out_dir), command=command, pid=pid, duration_s=duration_s, **options)
+    if opts.all_processes:
+        from ptreplay.pipeline.capture.host import record_host
+        return record_host(opts)
+    return _record(opts)
 
 
 def ingest(inputs, output, force: bool = False, allow_sampled: bool = False) -> Path:

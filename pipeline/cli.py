@@ -39,18 +39,39 @@ def _duration_ns(option: str):
 
 def _cmd_record(a) -> int:
     from ptreplay.pipeline.capture.record import RecordOptions, record
-    if bool(a.cmd) == (a.pid is not None):
-        raise UsageError("record: give either -- CMD [ARGS...] or -p PID --duration SECONDS")
-    if a.pid is not None and a.duration is None:
-        raise UsageError("record: -p PID needs --duration SECONDS")
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if a.all_processes:
+        if cmd or a.pid is not None:
+            raise UsageError("record: -a records every process: give no -p PID and no command")
+        if a.duration is None:
+            raise UsageError("record: -a needs --duration SECONDS")
+    elif a.comm or a.min_vmpte is not None:
+        raise UsageError("record: --comm and --min-vmpte filter a host recording: add -a --duration SECONDS")
+    elif bool(cmd) == (a.pid is not None):
+        raise UsageError("record: give either -- CMD [ARGS...], -p PID --duration SECONDS or -a --duration SECONDS")
+    elif a.pid is not None and a.duration is None:
+        raise UsageError("record: -p PID needs --duration SECONDS")
     duration_s = None if a.duration is None else a.duration / 1e9
+    comm = tuple(n.strip() for c in (a.comm or []) for n in c.split(",") if n.strip())
+    if a.comm and not comm:
+        raise UsageError("record: --comm names no process (expected NAME[,NAME...])")
     opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=duration_s,
                          interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
-                         callgraph=a.call_graph, threads=a.threads)
-    out = record(opts)
+                         callgraph=a.call_graph, threads=a.threads, all_processes=a.all_processes,
+                         comm=comm, min_vmpte_bytes=a.min_vmpte or 0)
+    if opts.all_processes:
+        from ptreplay.pipeline.capture.host import record_host
+        out = record_host(opts)
+    else:
+        out = record(opts)
     print(out)
     return 0
+
+
+def _size_option(option: str):
+    """An argparse type for a size option (schemas.units' parser: 64k, 1M, 4096), errors naming the option."""
+    from ptreplay.schemas.units import parse_size
+    return lambda text: parse_size(text, option)
 
 
 def _cmd_census(a) -> int:
@@ -198,6 +219,36 @@ def _cmd_synth(a) -> int:
     return 0
 
 
+def _add_record_parser(sub) -> None:
+    r = sub.add_parser("record", help="capture a workload with perf plus the kernel's own /proc truth")
+    r.add_argument("-o", "--output", required=True, help="capture directory (must be empty unless --force)")
+    r.add_argument("-p", "--pid", type=int, help="attach to a running process")
+    r.add_argument("-a", "--all-processes", action="store_true",
+                   help="every process on the host (perf -a) for --duration: running ones from their start "
+                        "snapshot, those born during the capture from their fork or exec; kernel threads and "
+                        "ptreplay's own processes are left out (counted in record.json host)")
+    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p, or with -a after the host's start snapshot "
+                        "(8, 8s, 500ms)")
+    r.add_argument("--comm", action="append", metavar="NAME[,NAME]",
+                   help="-a only: keep only processes of these names (/proc/PID/comm; repeatable): running ones "
+                        "by their name at the snapshot, later ones by their name at fork or exec")
+    r.add_argument("--min-vmpte", type=_size_option("--min-vmpte"), metavar="SIZE",
+                   help="-a only: keep only processes whose VmPTE reaches SIZE (64k, 1M): running ones by their "
+                        "VmPTE at the snapshot (the others are not snapshotted), later ones by their largest "
+                        "sampled VmPTE")
+    r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms; -a: the adaptive "
+                        "sampler's shortest, see record.json host.sampler)")
+    r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
+    r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
+    r.add_argument("--threads", action="store_true",
+                   help="perf record --threads: a writer thread and data file per CPU (fewer lost events "
+                        "on many-CPU machines); perf.data is then a directory")
+    r.add_argument("--force", action="store_true", help="record into a non-empty directory, replacing a previous "
+                   "record's files there (only when ptreplay wrote them; other files are left alone)")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    r.set_defaults(func=_cmd_record)
+
+
 def _add_census_parser(sub) -> None:
     ce = sub.add_parser("census", help="no trace: every process's VmPTE against the page tables its present and "
                                        "swapped pages need (pagemap), the waste, per VMA and as an occupancy histogram")
@@ -238,20 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"ptreplay {version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    r = sub.add_parser("record", help="capture a workload with perf plus the kernel's own /proc truth")
-    r.add_argument("-o", "--output", required=True, help="capture directory (must be empty unless --force)")
-    r.add_argument("-p", "--pid", type=int, help="attach to a running process")
-    r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p (8, 8s, 500ms)")
-    r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
-    r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
-    r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
-    r.add_argument("--threads", action="store_true",
-                   help="perf record --threads: a writer thread and data file per CPU (fewer lost events "
-                        "on many-CPU machines); perf.data is then a directory")
-    r.add_argument("--force", action="store_true", help="record into a non-empty directory, replacing a previous "
-                   "record's files there (only when ptreplay wrote them; other files are left alone)")
-    r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    r.set_defaults(func=_cmd_record)
+    _add_record_parser(sub)
 
     _add_census_parser(sub)
 
@@ -276,9 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="savings per process and policy from a replay output")
     rep.add_argument("path", help="replay output directory, or a batch tree of them")
     rep.add_argument("--format", choices=["table", "md", "json", "csv", "html"], default="table")
-    rep.add_argument("--by", choices=["process", "comm", "host", "kernel"], default=None,
-                     help="one row per process (the default, except on a fleet output: the host and command "
-                          "rankings) or rolled up per command, host or kernel")
+    rep.add_argument("--by", choices=["process", "comm", "host", "kernel", "rank"], default=None,
+                     help="one row per process and policy (the default), rolled up per command, host or kernel, "
+                          "or one row per process ranked by what each policy saves (rank: the default for a host "
+                          "recording, record -a); a fleet output shows its host and command rankings")
     rep.set_defaults(func=_cmd_report)
 
     at = sub.add_parser("attribute", help="call sites that allocate PTE tables and leave them empty "

@@ -35,6 +35,23 @@ def _at(ts, policy: str, pid: int, t: int) -> dict:
     return rows.slice(int(np.searchsorted(t_ns, t, side="right")) - 1, 1).to_pylist()[0]
 
 
+def _wait_recording(recorder: int, timeout: float = 30) -> None:
+    """Until the recorder's perf runs its timing `sleep` (perf enables the events just before)."""
+    from pathlib import Path
+    from ptreplay.pipeline.capture.record import children
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for perf in children(recorder):
+            for c in children(perf):
+                try:
+                    if Path(f"/proc/{c}/comm").read_text().strip() == "sleep":
+                        return
+                except OSError:
+                    pass
+        time.sleep(0.02)
+    raise AssertionError("perf never started recording")
+
+
 @pytest.mark.live
 def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
     target = subprocess.Popen([str(workload_bin / "attach_target"), str(FULL), str(EMPTY), str(THP)],
@@ -45,7 +62,8 @@ def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
         rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-o", str(out), "-p", str(target.pid),
                                 "--duration", "2.5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-        time.sleep(1.2)                      # perf is recording and the snapshot taken by now
+        _wait_recording(rec.pid)             # perf records (its timing sleep runs: perf starts in
+        time.sleep(0.5)                      # 0.3-1.6 s on this loaded VM); the snapshot is taken by now
         target.stdin.write("go\n")
         target.stdin.flush()
         printed = [target.stdout.readline() for _ in range(3)]

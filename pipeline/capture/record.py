@@ -18,7 +18,9 @@ One recording directory holds everything the rest of the pipeline needs:
 ``capture.json``    the same dict, human readable
 ``command.txt``     the exact command line that was traced
 ``record.json``     how the recording went: perf argv and exit status, root
-                    pid, pids sampled, achieved sampler rate
+                    pid, pids sampled, achieved sampler rate; ``-a`` (every process on
+                    the host, capture/host.py): ``host``, what was snapshotted, excluded,
+                    filtered, and the adaptive sampler's rate and CPU share
 ==================  ==========================================================
 
 Why a /proc sampler: perf sees events, not VmPTE.  The sampled VmPTE is the
@@ -83,6 +85,7 @@ OUTPUT_NAMES = ("perf.data", "perf.data.old", "truth.parquet", "capture.parquet"
 MAPS_INTERVAL_NS = 10_000_000        # re-read /proc/PID/maps every 10 ms to keep the "end" copy fresh
 PERF_STOP_TIMEOUT_S = 20.0           # after forwarding SIGINT, wait this long before killing perf
 PERF_EXEC_NAME = b"perf-exec"        # perf's forked child before it execs the command
+HOST_SNAPSHOT_ALLOWANCE_S = 300      # record -a: perf's timing sleep lasts --duration + this (a safety net)
 USER_ADDR_LIMIT = 1 << 63            # x86-64 kernel half starts here (vsyscall page lives above)
 
 
@@ -99,6 +102,9 @@ class RecordOptions:
     mmap_pages: str = "16M"
     callgraph: bool = False
     threads: bool = False      # perf record --threads: perf.data is a directory, one data file per CPU
+    all_processes: bool = False   # -a: every process on the host (capture/host.py)
+    comm: tuple = ()              # -a --comm: only processes with one of these names
+    min_vmpte_bytes: int = 0      # -a --min-vmpte: only processes whose VmPTE reaches this
 
 
 # ---------------------------------------------------------------------------
@@ -372,7 +378,11 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
     if opts.threads:
         argv += ["--threads"]
     argv += ["-o", str(out_file)]
-    if opts.pid is not None:
+    if opts.all_processes:
+        # -a: every CPU, so every process.  The recorder stops perf --duration after the host's
+        # snapshot ends (capture/host.py); the `sleep` (excluded) is only a safety net.
+        argv += ["-a", "--", shutil.which("sleep") or "sleep", f"{opts.duration_s + HOST_SNAPSHOT_ALLOWANCE_S:g}"]
+    elif opts.pid is not None:
         # With -p, a command only times the recording: perf starts it once the
         # events are enabled and stops when it exits; it is not traced itself.
         argv += ["-p", str(opts.pid), "--", shutil.which("sleep") or "sleep", f"{opts.duration_s:g}"]
@@ -381,13 +391,13 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
     return argv
 
 
-def _pid_cmdline(pid: int) -> list[str]:
+def pid_cmdline(pid: int) -> list[str]:
     data = read_file(f"{PROC}/{pid}/cmdline") or b""
     return [a.decode(errors="replace") for a in data.split(b"\0") if a]
 
 
 @contextmanager
-def _status_line():
+def status_line():
     """Yield show(text): a rich status line on a terminal, nothing when piped."""
     if not interactive():
         yield lambda text: None
@@ -398,7 +408,7 @@ def _status_line():
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event):
+def stop_on_signals(stop: threading.Event):
     """SIGINT/SIGTERM set `stop` instead of killing us, so the capture gets finished."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -412,18 +422,20 @@ def _stop_on_signals(stop: threading.Event):
             signal.signal(s, h)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     st = read_status(pid)
     return st is not None and st[1] is not None
 
 
-def _perf_is_recording(perf_pid: int) -> bool:
-    """True once perf has exec'd its command: perf enables the events just before that exec."""
+def perf_is_recording(perf_pid: int) -> int | None:
+    """perf's command's pid once perf has exec'd it (perf enables the events just before that
+    exec), else None.  /proc/PID/task/TID/children may miss a child while the list changes, so a
+    None here does not mean perf stopped: watch the pid returned (alive()) for that."""
     for c in children(perf_pid):
         st = read_status(c)
         if st is not None and st[0] != PERF_EXEC_NAME:
-            return True
-    return False
+            return c
+    return None
 
 
 @dataclass
@@ -454,18 +466,18 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
     attach = opts.pid is not None
     # perf's `sleep` ends a -p recording; this deadline is only a safety net.
     deadline = start_ns + int((opts.duration_s + 60) * 1e9) if attach else None
-    forwarded_at = None
+    forwarded_at = timer = None
     try:
-        with _status_line() as show:
+        with status_line() as show:
             while proc.poll() is None:
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                if attach and not o.started and _perf_is_recording(proc.pid):
+                if attach and not o.started and (timer := perf_is_recording(proc.pid)) is not None:
                     o.recording_ns = now
                     show(f"reading the start state of pid {opts.pid} (smaps, pagemap)")
                     _snapshot(o, opts.pid, sampler)
-                elif attach and o.started and o.stopped_ns is None and not _perf_is_recording(proc.pid):
+                elif attach and o.started and o.stopped_ns is None and timer is not None and not alive(timer):
                     o.stopped_ns = now        # perf's timing `sleep` ended: perf stops tracing now
-                target_gone = attach and not _alive(opts.pid)
+                target_gone = attach and not alive(opts.pid)
                 if forwarded_at is None and (stop.is_set() or target_gone or (deadline and now >= deadline)):
                     o.interrupted = stop.is_set()
                     proc.send_signal(signal.SIGINT)
@@ -473,7 +485,7 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
                     o.stopped_ns = o.stopped_ns or now
                 elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
                     proc.kill()
-                size = _size(perf_file)
+                size = perf_file_size(perf_file)
                 show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
                      f"truth samples {len(sampler.rows):,}")
                 time.sleep(0.005 if attach else 0.05)
@@ -490,7 +502,7 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
     return o
 
 
-def _size(perf_file: Path) -> int:
+def perf_file_size(perf_file: Path) -> int:
     """Bytes perf wrote so far: the file, or the files of a --threads directory (0 if none)."""
     try:
         if perf_file.is_dir():
@@ -528,14 +540,14 @@ def record(opts: RecordOptions) -> Path:
     else:
         check_command(opts.command)
     out = prepare_out_dir(opts.out_dir, opts.force)
-    command = list(opts.command) if opts.command else _pid_cmdline(opts.pid)
+    command = list(opts.command) if opts.command else pid_cmdline(opts.pid)
     perf_file = out / "perf.data"
     argv = perf_argv(perf, tracepoints, perf_file, opts)
     machine = machine_info(perf)
 
     stop = threading.Event()
     start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         try:
             proc = subprocess.Popen(argv)
         except OSError as e:
@@ -546,10 +558,10 @@ def record(opts: RecordOptions) -> Path:
         o = _supervise(proc, opts, stop, sampler, perf_file, start_ns)
         if o.interrupted and opts.pid is None:
             for pid in sampler.pids():       # perf stops its child; stop any grandchildren too
-                if _alive(pid):
+                if alive(pid):
                     os.kill(pid, signal.SIGTERM)
 
-    if _size(perf_file) == 0:
+    if perf_file_size(perf_file) == 0:
         raise RecordError(f"perf record exited with status {o.perf_rc} and wrote no {perf_file}; "
                           "see its message above")
     capture = dict(
@@ -557,7 +569,7 @@ def record(opts: RecordOptions) -> Path:
         source_format="perf.data", lost_events=0, lost_samples=0, synthetic=False,
         start_ns=start_ns, end_ns=o.end_ns, **machine)
     capture = {name: capture[name] for name in CAPTURE.schema.names}
-    _write_outputs(out, capture, sampler, o.start)
+    write_outputs(out, capture, sampler, o.start)
     info = {
         "perf_argv": argv, "perf_exit_status": o.perf_rc, "interrupted": o.interrupted,
         "root_pid": opts.pid if opts.pid is not None else sampler.first_pid,
@@ -579,8 +591,9 @@ def record(opts: RecordOptions) -> Path:
     return out
 
 
-def _write_outputs(out: Path, capture: dict, sampler: Sampler, start: StartState | None) -> None:
-    """truth/capture Parquet (atomic), capture.json, command.txt, maps/, snapshot.parquet."""
+def write_outputs(out: Path, capture: dict, sampler: Sampler, start: StartState | list | None) -> None:
+    """truth/capture Parquet (atomic), capture.json, command.txt, maps/, snapshot.parquet (the start
+    state of one process, or of every process of a host recording: a list)."""
     write_table(sampler.truth_table(), out / "truth.parquet", TRUTH, capture=capture)
     write_table(pa.Table.from_pylist([capture], schema=CAPTURE.schema), out / "capture.parquet", CAPTURE,
                 capture=capture)
@@ -592,5 +605,7 @@ def _write_outputs(out: Path, capture: dict, sampler: Sampler, start: StartState
         (maps_dir / f"{pid}.start.txt").write_text(text)
     for pid, text in sampler.maps_end.items():
         (maps_dir / f"{pid}.end.txt").write_text(text)
-    if start is not None:
-        write_table(start_state.to_events(start), out / "snapshot.parquet", EVENTS, capture=capture)
+    starts = start if isinstance(start, list) else [] if start is None else [start]
+    if starts:
+        table = pa.concat_tables([start_state.to_events(s) for s in starts])
+        write_table(table, out / "snapshot.parquet", EVENTS, capture=capture)

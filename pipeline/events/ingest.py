@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from ptreplay.pipeline.events.arrow_np import to_numpy
+from ptreplay.pipeline.events.host_gate import HostGate, host_info
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats import detect, open_binary
 from ptreplay.pipeline.events.normalize import BATCH_SCHEMA, Normalizer
@@ -80,17 +81,22 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     norm = Normalizer(paging_levels=levels)
 
     start = StartStates(Path(path))
+    host = host_info(Path(path))
+    gate = None if host is None else HostGate(host, start.t0, record_truth(Path(path)))
+    if gate is not None:           # the gate may leave out snapshotted processes: the filters
+        start.keep_only(gate.snapshot_pids)
+    admit = (lambda ev: ev) if gate is None else gate.filter
 
     def batches() -> Iterator[pa.Table]:
         first = last = None
         for raw in capture.batches:
-            ev = start.drop_before(norm.push(raw))
+            ev = admit(start.drop_before(norm.push(raw)))
             if ev.num_rows:
                 t = to_numpy(ev.column("t_ns"))
                 first = int(t[0]) if first is None else first
                 last = int(t[-1])
                 yield ev
-        tail = start.drop_before(norm.finish())
+        tail = admit(start.drop_before(norm.finish()))
         if tail.num_rows:
             last = max(last or 0, int(to_numpy(tail.column("t_ns")).max()))
             yield tail
@@ -98,6 +104,8 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
         meta["normalize"] = norm.stats.as_dict()
         if start.table is not None:
             meta["snapshot"] = start.report()
+        if gate is not None:
+            meta["host_recording"] = gate.report()     # ("host" is the machine's name)
         meta["start_ns"] = int(first or 0)
         meta["end_ns"] = int(last or 0)
         if norm.stats.fault_rows == 0:
@@ -128,19 +136,31 @@ class StartStates:
         self.table = read_table(file, EVENTS) if path.is_dir() and file.exists() else None
         self.t0: dict[int, int] = {}
         self.dropped: dict[int, dict[str, int]] = {}
+        self._pids = self._t0s = None
         if self.table is not None and self.table.num_rows:
             pids = to_numpy(self.table.column("pid"))
             ts = to_numpy(self.table.column("t_ns"))
             for pid in np.unique(pids).tolist():
                 self.t0[pid] = int(ts[pids == pid].min())
 
+    def keep_only(self, pids: set[int]) -> None:
+        """Forget the snapshots of other processes (a host recording's filters left them out)."""
+        if self.table is None or set(self.t0) <= set(pids):
+            return
+        keep = np.isin(to_numpy(self.table.column("pid")), np.fromiter(pids, np.int64, len(pids)))
+        self.table = self.table.filter(pa.array(keep))
+        self.t0 = {p: t for p, t in self.t0.items() if p in pids}
+        self._pids = None
+
     def drop_before(self, ev: pa.Table) -> pa.Table:
         if not self.t0 or not ev.num_rows:
             return ev
         pid, t = to_numpy(ev.column("pid")), to_numpy(ev.column("t_ns"))
-        early = np.zeros(len(t), bool)
-        for p, t0 in self.t0.items():
-            early |= (pid == p) & (t < t0)
+        if self._pids is None:
+            self._pids = np.array(sorted(self.t0), np.int64)
+            self._t0s = np.array([self.t0[p] for p in self._pids.tolist()], np.int64)
+        at = np.minimum(np.searchsorted(self._pids, pid), len(self._pids) - 1)   # one lookup for every pid
+        early = (self._pids[at] == pid) & (t < self._t0s[at])
         if not early.any():
             return ev
         gone = ev.filter(pa.array(early))
@@ -187,20 +207,46 @@ def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled:
         it, meta = read_events(Path(p), allow_sampled)
         streams.append(it)
         metas.append(meta)
-    truths = [t for t in (record_truth(Path(p)) for p in inputs) if t is not None]
-    truth = (None if not truths else truths[0] if len(truths) == 1
-             else pa.concat_tables(truths).sort_by([("t_ns", "ascending")]))
     with StreamWriter(output, EVENTS, capture=None, force=force) as w, \
             progress(f"ingest {output.name}", unit="events") as advance:
         for batch in merge_sorted(streams):
             w.write(batch)
             advance(batch.num_rows)
-        w.set_capture(_overlay(_combine(metas), capture or {}), truth=truth)
+        w.set_capture(_overlay(_combine(metas), capture or {}), truth=_truth(inputs, metas))
     for m in metas:
         if m.get("lost_events") or m.get("lost_samples"):
+            per_cpu = lost_per_cpu(m)
+            where = (" (by CPU: " + ", ".join(f"cpu {c} {n}" for c, n in sorted(per_cpu.items(), key=_cpu_key))
+                     + ")") if per_cpu else ""
             warn(f"{m.get('trace_id')}: the tracer lost {m.get('lost_events', 0)} events and "
-                 f"{m.get('lost_samples', 0)} samples; replay results undercount (see capture metadata)")
+                 f"{m.get('lost_samples', 0)} samples{where}; replay results undercount (see capture metadata)")
     return output
+
+
+def lost_per_cpu(meta: dict) -> dict:
+    """Events lost per CPU ring buffer, from the reader's metadata: the kernel's LOST records (one
+    per overflow of a CPU's ring buffer, its CPU in the sample_id trailer); perf's LOST_SAMPLES
+    records only where there are none (perf synthesizes those at the end, all on one CPU here)."""
+    return dict(meta.get("lost_events_per_cpu") or meta.get("lost_samples_per_cpu") or {})
+
+
+def _cpu_key(item) -> tuple:
+    return (0, int(item[0]), "") if str(item[0]).isdigit() else (1, 0, str(item[0]))
+
+
+def _truth(inputs: list[Path], metas: list[dict]) -> pa.Table | None:
+    """The truth of the record directories among the inputs (a host recording's: of the processes
+    it replays only), all rows together in time order."""
+    truths = []
+    for p, m in zip(inputs, metas):
+        t = record_truth(Path(p))
+        if t is not None and "host_recording" in m:
+            keep = np.isin(to_numpy(t.column("pid")), np.array(m["host_recording"]["replayed_pids"], np.int64))
+            t = t.filter(pa.array(keep))
+        if t is not None:
+            truths.append(t)
+    return (None if not truths else truths[0] if len(truths) == 1
+            else pa.concat_tables(truths).sort_by([("t_ns", "ascending")]))
 
 
 def merge_sorted(streams: list[Iterator[pa.Table]]) -> Iterator[pa.Table]:

@@ -38,7 +38,7 @@ def load_summary(path: Path) -> pa.Table:
     return t.sort_by([("vmpte_saved_bytes", "descending"), ("trace_id", "ascending"), ("pid", "ascending")])
 
 
-BY = {"process": None, "comm": "comm", "host": "host", "kernel": "kernel_release"}
+BY = {"process": None, "comm": "comm", "host": "host", "kernel": "kernel_release", "rank": None}
 
 
 def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
@@ -47,7 +47,8 @@ def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
     `by` rolls processes up per command, host or kernel (summing bytes and counts)
     through the DuckDB views, so the numbers are the summary's own.  A fleet output
     (pipeline.presentation.fleet_report) shows its host and command rankings unless
-    `by` is 'process' or 'kernel'.
+    `by` is 'process' or 'kernel'; ``rank`` gives one row per process ranked by what each
+    policy saves (presentation/ranking.py), the default for a host recording (`record -a`).
     """
     from ptreplay.pipeline.presentation.census_report import census_report, is_census
     from ptreplay.pipeline.presentation.fleet_report import fleet_report, is_fleet
@@ -57,7 +58,15 @@ def report(path: Path, fmt: str = "table", by: str | None = None) -> str:
         if fmt == "html" or by not in (None, "process"):
             raise UsageError("report: a census takes --format table, md, json or csv and no --by")
         return census_report(Path(path), fmt)
-    by = by or "process"
+    if by is None or by == "rank":
+        load_summary(path)        # the one-line refusal of a directory without a replay output
+        from ptreplay.pipeline.presentation.ranking import is_host, ranking_report
+        if by == "rank" or is_host(Path(path)):
+            if fmt == "html":
+                raise UsageError("report: --by rank (the default for a host recording) takes --format table, md, "
+                                 "json or csv; for html add --by process")
+            return ranking_report(Path(path), fmt)
+        by = "process"
     t = load_summary(path) if by == "process" else rollup(path, by)
     if fmt in ("json", "csv"):
         return format_table(t, fmt)

@@ -260,9 +260,13 @@ class Session:
         if typ == R["MMAP2"]:
             self.mmap2(buf, off, size, tr)
         elif typ == R["LOST"]:
-            self.meta["lost_events"] += L.LOST_BODY.unpack_from(buf, body)[1]
+            n = L.LOST_BODY.unpack_from(buf, body)[1]
+            self.meta["lost_events"] += n
+            self.lost_on(buf, off, size, n, "lost_events_per_cpu")
         elif typ == R["LOST_SAMPLES"]:
-            self.meta["lost_samples"] += L.LOST_SAMPLES_BODY.unpack_from(buf, body)[0]
+            n = L.LOST_SAMPLES_BODY.unpack_from(buf, body)[0]
+            self.meta["lost_samples"] += n
+            self.lost_on(buf, off, size, n, "lost_samples_per_cpu")
         elif typ == R["HEADER_ATTR"]:
             attr_size = struct.unpack_from("<I", buf, body + 4)[0]
             if attr_size < L.ATTR_SIZE_VER0 or 8 + attr_size > size:
@@ -284,6 +288,15 @@ class Session:
                     if ident in a.ids:
                         a.name = name
         return None
+
+    def lost_on(self, buf, off: int, size: int, n: int, key_name: str) -> None:
+        """meta['lost_events_per_cpu'] (LOST records) and ['lost_samples_per_cpu'] (LOST_SAMPLES):
+        the counts by the CPU of the ring buffer that lost them (the record's sample_id trailer;
+        "?" when the capture has no CPU there)."""
+        cpu = self.sid.trailer(buf, off, size).get("cpu") if self.attrs else None
+        per = self.meta.setdefault(key_name, {})
+        key = "?" if cpu is None else str(cpu)
+        per[key] = per.get(key, 0) + int(n)
 
     def mmap2(self, buf, off: int, size: int, tr: dict):
         """MMAP2 -> meta['mmap2'] (for attribution only; never a write path)."""
