@@ -1,7 +1,7 @@
 """`ptreplay report --by rank`: one row per process, ranked by what each policy would save.
 
 The default report of a host recording (`record -a`, hundreds of processes): rows from the
-``process_ranking`` view (schemas/sql/60_ranking.sql), one column of savings per policy, the
+``process_ranking`` view (schemas/sql/70_ranking.sql), one column of savings per policy, the
 kernel's final VmPTE beside the model's where the truth has it; below the table one line per
 policy (its total saving and the process it helps most) and one on the model's agreement with
 the kernel (final VmPTE within max(1%, 8 kB) under ``pt_reclaim``), plus the tracer's losses.
