@@ -49,7 +49,7 @@ from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read
 from ptreplay.schemas.parquet_io import (foreign_files, mark_of, output_dir, remove_output,
                                          write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
-from ptreplay.pipeline.capture import start_state
+from ptreplay.pipeline.capture import exec_stop, start_state
 from ptreplay.pipeline.capture.start_state import StartState
 from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
@@ -362,8 +362,12 @@ def callgraph_term(tracepoint: str) -> str:
     return "/call-graph=no/"
 
 
-def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOptions) -> list[str]:
-    """perf record command line: CLOCK_MONOTONIC, zstd, large buffers, inherit (default)."""
+def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOptions,
+              launched: int | None = None, control_argv: tuple = ()) -> list[str]:
+    """perf record command line: CLOCK_MONOTONIC, zstd, large buffers, inherit (default).
+
+    `launched`: the pid of the command stopped at its exec, attached to with `control_argv`.
+    """
     argv = [perf, "record", "-k", "CLOCK_MONOTONIC", "-z", "-m", str(opts.mmap_pages)]
     for t in tracepoints:
         argv += ["-e", t + callgraph_term(t) if opts.callgraph else t]
@@ -372,7 +376,11 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
     if opts.threads:
         argv += ["--threads"]
     argv += ["-o", str(out_file)]
-    if opts.pid is not None:
+    if launched is not None:
+        # The command stopped at its exec (capture/exec_stop.py): perf attaches
+        # to it with its events off until `enable` on the control fifo.
+        argv += ["-p", str(launched), *control_argv]
+    elif opts.pid is not None:
         # With -p, a command only times the recording: perf starts it once the
         # events are enabled and stops when it exits; it is not traced itself.
         argv += ["-p", str(opts.pid), "--", shutil.which("sleep") or "sleep", f"{opts.duration_s:g}"]
@@ -428,20 +436,21 @@ def _perf_is_recording(perf_pid: int) -> bool:
 
 @dataclass
 class _Outcome:
-    """How a perf run ended, and the -p start snapshot taken while it ran."""
+    """How a perf run ended, and the start snapshot (-p, or the command at its exec)."""
 
     perf_rc: int = 0
     end_ns: int = 0
     interrupted: bool = False     # SIGINT/SIGTERM asked us to stop
-    forwarded: bool = False       # we sent perf SIGINT (interrupt, -p target gone, safety deadline)
-    start: StartState | None = None   # -p: the target's start state
-    started: bool = False             # -p: the snapshot was attempted
-    recording_ns: int | None = None   # -p: when perf was first seen recording
+    forwarded: bool = False       # we sent perf SIGINT (interrupt, target gone, safety deadline)
+    start: StartState | None = None   # the start state: -p target, or the command stopped at exec
+    started: bool = False             # the snapshot was attempted
+    recording_ns: int | None = None   # when perf was first seen recording (acknowledged `enable`)
     stopped_ns: int | None = None     # -p: when perf was first seen stopping (the target lives on)
+    command_rc: int | None = None     # the command's exit status, when we launched it ourselves
 
 
 def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Event, sampler: Sampler,
-               perf_file: Path, start_ns: int) -> _Outcome:
+               perf_file: Path, start_ns: int, o: _Outcome, command: subprocess.Popen | None) -> None:
     """Wait for perf while showing progress; forward a stop request to it as SIGINT.
 
     With -p, the start state is read as soon as perf is recording (its timing
@@ -449,8 +458,9 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
     leave a gap: events before the snapshot time are already in it (ingest
     drops them), events during it are applied after it (each is idempotent on a
     state that already shows it).  Times and changes go to record.json.
+    `command` (launched stopped at its exec, already running): perf attached to
+    it, so perf is stopped when it exits, and it is sent SIGTERM on a stop request.
     """
-    o = _Outcome()
     attach = opts.pid is not None
     # perf's `sleep` ends a -p recording; this deadline is only a safety net.
     deadline = start_ns + int((opts.duration_s + 60) * 1e9) if attach else None
@@ -466,8 +476,12 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
                 elif attach and o.started and o.stopped_ns is None and not _perf_is_recording(proc.pid):
                     o.stopped_ns = now        # perf's timing `sleep` ended: perf stops tracing now
                 target_gone = attach and not _alive(opts.pid)
-                if forwarded_at is None and (stop.is_set() or target_gone or (deadline and now >= deadline)):
+                command_done = command is not None and command.poll() is not None
+                if forwarded_at is None and (stop.is_set() or target_gone or command_done
+                                             or (deadline and now >= deadline)):
                     o.interrupted = stop.is_set()
+                    if command is not None and not command_done:
+                        command.send_signal(signal.SIGTERM)
                     proc.send_signal(signal.SIGINT)
                     forwarded_at = now
                     o.stopped_ns = o.stopped_ns or now
@@ -476,10 +490,14 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
                 size = _size(perf_file)
                 show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
                      f"truth samples {len(sampler.rows):,}")
-                time.sleep(0.005 if attach else 0.05)
+                time.sleep(0.005 if attach or command is not None else 0.05)
     finally:
         o.perf_rc = proc.wait()
         o.end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        if command is not None:
+            if command.poll() is None:      # perf ended on its own: the command is no longer traced
+                command.send_signal(signal.SIGTERM)
+            o.command_rc = command.wait()
         sampler.stop()
         sampler.join()
     o.forwarded = forwarded_at is not None
@@ -487,7 +505,6 @@ def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Even
         _snapshot(o, opts.pid, sampler)
     if attach:
         sampler.clip(o.stopped_ns or o.end_ns)
-    return o
 
 
 def _size(perf_file: Path) -> int:
@@ -510,13 +527,53 @@ def _snapshot(o: _Outcome, pid: int, sampler: Sampler) -> None:
         sampler.add_row(o.start.t_ns, pid, tuple(st[c] for c in start_state.STATUS_COLUMNS))
 
 
+def _launch_stopped(command: list[str]) -> subprocess.Popen | None:
+    """The command stopped after its exec (capture/exec_stop.py), or None where ptrace is refused."""
+    try:
+        return exec_stop.spawn_stopped(command)
+    except exec_stop.PtraceRefused as e:
+        note(f"ptrace refused ({e}): perf launches the command, and what its exec maps is not in the trace")
+        return None
+
+
+def _start_perf(argv: list[str], launched: subprocess.Popen | None, control, o: _Outcome,
+                sampler: Sampler) -> subprocess.Popen:
+    """Start perf; for a command stopped at its exec, switch perf on, read its start state
+    while it still waits, then let it run.  On any failure the stopped command is killed."""
+    try:
+        try:
+            proc = subprocess.Popen(argv)
+        except OSError as e:
+            raise RecordError(f"cannot start {argv[0]}: {e.strerror}") from None
+        if launched is not None:
+            try:
+                o.recording_ns = control.enable(proc)
+                _snapshot(o, launched.pid, sampler)
+                exec_stop.detach(launched.pid)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        return proc
+    except BaseException:
+        if launched is not None:
+            launched.kill()
+            launched.wait()
+        raise
+    finally:
+        if control is not None:
+            control.close()
+
+
 def record(opts: RecordOptions) -> Path:
     """Record `opts.command` (or attach to `opts.pid`) into `opts.out_dir`; return the directory.
 
-    perf writes the events; a sampler thread writes the truth.  SIGINT/SIGTERM
-    are forwarded to perf as SIGINT (perf finalizes perf.data and SIGTERMs its
-    workload), and the truth and metadata files are written all the same.  A
-    failing command keeps its capture and prints a warning.
+    perf writes the events; a sampler thread writes the truth.  The command is
+    started stopped at its exec, so its start state is read before it runs
+    (capture/exec_stop.py).  SIGINT/SIGTERM stop the recording: the command gets
+    SIGTERM, perf SIGINT (it finalizes perf.data), and the truth and metadata
+    files are written all the same.  A failing command keeps its capture and
+    prints a warning.
     """
     if not opts.command and opts.pid is None:
         raise RecordError("nothing to record: give a command or -p PID")
@@ -527,25 +584,52 @@ def record(opts: RecordOptions) -> Path:
         check_pid(opts.pid)
     else:
         check_command(opts.command)
+    created = not Path(opts.out_dir).exists()
     out = prepare_out_dir(opts.out_dir, opts.force)
+    try:
+        return _record_into(out, opts, perf, tracepoints)
+    except BaseException:
+        if created:
+            _remove_new_dir(out)
+        raise
+
+
+def _remove_new_dir(out: Path) -> None:
+    """A recording that failed before it finished leaves no directory it made itself
+    (only our own outputs are removed; anything else keeps the directory)."""
+    for name in OUTPUT_NAMES:
+        if (out / name).exists() or (out / name).is_symlink():
+            remove_output(out / name)
+    try:
+        out.rmdir()
+    except OSError:
+        pass
+
+
+def _record_into(out: Path, opts: RecordOptions, perf: str, tracepoints: list[str]) -> Path:
+    """record() once the checks passed and `out` is ready."""
     command = list(opts.command) if opts.command else _pid_cmdline(opts.pid)
     perf_file = out / "perf.data"
-    argv = perf_argv(perf, tracepoints, perf_file, opts)
     machine = machine_info(perf)
 
     stop = threading.Event()
     start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    o = _Outcome()
     with _stop_on_signals(stop):
-        try:
-            proc = subprocess.Popen(argv)
-        except OSError as e:
-            raise RecordError(f"cannot start {perf}: {e.strerror}") from None
-        sampler = Sampler(proc.pid if opts.pid is None else opts.pid, include_top=opts.pid is not None,
+        launched = _launch_stopped(command) if opts.pid is None else None
+        control = exec_stop.PerfControl() if launched is not None else None
+        argv = perf_argv(perf, tracepoints, perf_file, opts, launched.pid if launched else None,
+                         tuple(control.argv()) if control else ())
+        top = opts.pid if opts.pid is not None else launched.pid if launched else None
+        sampler = Sampler(top if top is not None else 0, include_top=top is not None,
                           interval_ns=max(1, int(opts.interval_ms * 1e6)))
+        proc = _start_perf(argv, launched, control, o, sampler)
+        if top is None:
+            sampler.top = proc.pid          # perf launches the command: its child is the top
         sampler.start()
-        o = _supervise(proc, opts, stop, sampler, perf_file, start_ns)
+        _supervise(proc, opts, stop, sampler, perf_file, start_ns, o, launched)
         if o.interrupted and opts.pid is None:
-            for pid in sampler.pids():       # perf stops its child; stop any grandchildren too
+            for pid in sampler.pids():       # the command got SIGTERM; stop any grandchildren too
                 if _alive(pid):
                     os.kill(pid, signal.SIGTERM)
 
@@ -560,7 +644,9 @@ def record(opts: RecordOptions) -> Path:
     _write_outputs(out, capture, sampler, o.start)
     info = {
         "perf_argv": argv, "perf_exit_status": o.perf_rc, "interrupted": o.interrupted,
-        "root_pid": opts.pid if opts.pid is not None else sampler.first_pid,
+        "launch": "attach" if opts.pid is not None else "exec_stop" if launched else "perf",
+        "command_exit_status": o.command_rc,
+        "root_pid": top if top is not None else sampler.first_pid,
         "pids": sampler.pids(), "truth_rows": len(sampler.rows),
         "sampler_interval_ms": opts.interval_ms, "sampler_rate_hz": round(sampler.rate_hz(), 1),
         "sampler_max_gap_ms": round(sampler.max_gap_ns / 1e6, 3),
@@ -569,14 +655,22 @@ def record(opts: RecordOptions) -> Path:
         "tracepoints": tracepoints,
     }
     (out / "record.json").write_text(json.dumps(info, indent=2) + "\n")
-    if o.interrupted:
-        warn(f"interrupted: capture kept, covering {(o.end_ns - start_ns) / 1e9:.1f} s")
-    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc == -signal.SIGINT):
-        what = "command" if opts.pid is None else "perf"
-        warn(f"{what} exited with status {o.perf_rc}: capture kept in {out}")
+    _warn_outcome(o, opts, start_ns, out)
     if not sampler.rows:
         warn("no /proc samples were taken (the process exited too fast?): truth.parquet is empty")
     return out
+
+
+def _warn_outcome(o: _Outcome, opts: RecordOptions, start_ns: int, out: Path) -> None:
+    """One warning for an interrupted recording or a failing command (or perf)."""
+    if o.interrupted:
+        warn(f"interrupted: capture kept, covering {(o.end_ns - start_ns) / 1e9:.1f} s")
+    elif o.command_rc is not None:
+        if o.command_rc != 0:
+            warn(f"command exited with status {o.command_rc}: capture kept in {out}")
+    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc == -signal.SIGINT):
+        what = "command" if opts.pid is None else "perf"
+        warn(f"{what} exited with status {o.perf_rc}: capture kept in {out}")
 
 
 def _write_outputs(out: Path, capture: dict, sampler: Sampler, start: StartState | None) -> None:
