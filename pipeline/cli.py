@@ -43,11 +43,13 @@ def _cmd_record(a) -> int:
         raise UsageError("record: give either -- CMD [ARGS...] or -p PID --duration SECONDS")
     if a.pid is not None and a.duration is None:
         raise UsageError("record: -p PID needs --duration SECONDS")
+    if a.freeze and a.pid is None:
+        raise UsageError("record: --freeze needs -p PID (a launched command is already stopped at its exec)")
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     duration_s = None if a.duration is None else a.duration / 1e9
     opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=duration_s,
                          interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
-                         callgraph=a.call_graph, threads=a.threads)
+                         callgraph=a.call_graph, threads=a.threads, freeze=a.freeze)
     out = record(opts)
     print(out)
     return 0
@@ -223,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=_duration_ns("--duration"), help="how long to record with -p (8, 8s, 500ms)")
     r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms)")
     r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
+    r.add_argument("--freeze", action="store_true",
+                   help="with -p: stop the target's threads while its start state is read (ptrace, no "
+                        "signal; tens of ms), so the snapshot is one instant instead of a server changing "
+                        "under the scan")
     r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
     r.add_argument("--threads", action="store_true",
                    help="perf record --threads: a writer thread and data file per CPU (fewer lost events "

@@ -17,7 +17,7 @@ from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
 CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
 EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites",
-            "redis-attach", "python-attach"}
+            "redis-attach", "python-attach", "node-launch", "jvm-launch", "node-attach", "jvm-attach"}
 FILES = ("perf.data", "truth.parquet", "capture.parquet", "capture.json", "command.txt",
          "record.json", "maps")
 
@@ -99,3 +99,5 @@ def test_start_snapshot_is_the_kernels_state(cap):
     assert len(vmas) == snap["vmas"]
     if launch_mode(cap) == "attach":
         assert truth.t_ns.max() <= info["perf_stop_seen_ns"]     # no sample after the trace stopped
+        if "trace_end_ns" in info:                               # the last status read ends the trace
+            assert truth[truth.pid == pid].t_ns.max() == info["trace_end_ns"]

@@ -96,11 +96,13 @@ def test_perf_argv_threads(tmp_path):
     assert "--threads" not in perf_argv("perf", [], tmp_path / "perf.data", opts)
 
 
-def test_perf_argv_attach_is_timed_by_sleep(tmp_path):
+def test_perf_argv_attach_is_switched_by_the_control_fifo(tmp_path):
+    """-p (and the command stopped at its exec): perf attaches with its events off and no
+    command of its own; the recording is timed by `enable`/`disable` on the control fifo."""
     opts = RecordOptions(out_dir=tmp_path, pid=123, duration_s=1.5)
-    argv = perf_argv("perf", [], tmp_path / "perf.data", opts)
+    argv = perf_argv("perf", [], tmp_path / "perf.data", opts, 123, ("-D", "-1", "--control", "fifo:c,a"))
     assert argv[argv.index("-p") + 1] == "123"
-    assert argv[-1] == "1.5" and argv[-2].endswith("sleep")
+    assert argv[-4:] == ["-D", "-1", "--control", "fifo:c,a"] and "--" not in argv
 
 
 def test_machine_readers_on_fixture_files(tmp_path):
@@ -423,11 +425,11 @@ def test_launch_stops_the_command_at_its_exec(tmp_path, workload_bin):
 
 @pytest.mark.live
 def test_launch_falls_back_to_perf_where_ptrace_is_refused(tmp_path, workload_bin, monkeypatch, capfd):
-    from ptreplay.pipeline.capture import exec_stop, record as rec
+    from ptreplay.pipeline.capture import ptrace, record as rec
 
     def refused(command):
-        raise exec_stop.PtraceRefused("Operation not permitted")
-    monkeypatch.setattr(exec_stop, "spawn_stopped", refused)
+        raise ptrace.PtraceRefused("Operation not permitted")
+    monkeypatch.setattr(ptrace, "spawn_stopped", refused)
     out = rec.record(RecordOptions(out_dir=tmp_path / "cap",
                                    command=[str(workload_bin / "seed_loop"), "1", "20", "1"]))
     captured = capfd.readouterr()
