@@ -36,13 +36,22 @@ capture mixed-vma        workloads/bin/mixed_vma /tmp
 RECORD_OPTS=--call-graph \
 capture purge-sites      workloads/bin/purge_sites
 if [ -d data/purge-sites ]; then cp workloads/bin/purge_sites data/purge-sites/purge_sites; fi
+# runtimes, launched: node (V8 heap, Buffers) and a JVM (serial GC)
+capture node-launch      node --expose-gc workloads/node_churn.js 20
+if [ -z "$only" ] || echo " $only " | grep -q " jvm-launch "; then
+    javac -d workloads/bin workloads/JavaChurn.java
+fi
+capture jvm-launch       java -Xms8m -Xmx256m -XX:+UseG1GC -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=20 -cp workloads/bin JavaChurn 20
 # attach mode: servers already running when the trace starts (their start state is snapshot.parquet)
 attach() {   # attach NAME SERVER SECONDS
     if [ -n "$only" ] && ! echo " $only " | grep -q " $1 "; then return; fi
     rm -rf "data/$1"
     echo "== $1: attach to $2" >&2
-    PTREPLAY=$PTREPLAY workloads/attach.sh "$2" "data/$1" "$3" >/dev/null
+    PTREPLAY=$PTREPLAY RECORD_OPTS=${RECORD_OPTS:-} workloads/attach.sh "$2" "data/$1" "$3" >/dev/null
 }
 attach redis-attach      redis 8
 attach python-attach     python 4
+# node and the JVM with --freeze: their threads stop while the start state is read
+RECORD_OPTS=--freeze attach node-attach node 4
+RECORD_OPTS=--freeze attach jvm-attach jvm 4
 du -sh data/* >&2

@@ -51,6 +51,8 @@ def _cmd_record(a) -> int:
         raise UsageError("record: give either -- CMD [ARGS...], -p PID --duration SECONDS or -a --duration SECONDS")
     elif a.pid is not None and a.duration is None:
         raise UsageError("record: -p PID needs --duration SECONDS")
+    if a.freeze and a.pid is None:
+        raise UsageError("record: --freeze needs -p PID (a launched command is already stopped at its exec)")
     duration_s = None if a.duration is None else a.duration / 1e9
     comm = tuple(n.strip() for c in (a.comm or []) for n in c.split(",") if n.strip())
     if a.comm and not comm:
@@ -58,7 +60,7 @@ def _cmd_record(a) -> int:
     opts = RecordOptions(out_dir=Path(a.output), command=cmd or None, pid=a.pid, duration_s=duration_s,
                          interval_ms=a.interval_ms, force=a.force, mmap_pages=a.mmap_pages,
                          callgraph=a.call_graph, threads=a.threads, all_processes=a.all_processes,
-                         comm=comm, min_vmpte_bytes=a.min_vmpte or 0)
+                         comm=comm, min_vmpte_bytes=a.min_vmpte or 0, freeze=a.freeze)
     if opts.all_processes:
         from ptreplay.pipeline.capture.host import record_host
         out = record_host(opts)
@@ -239,6 +241,10 @@ def _add_record_parser(sub) -> None:
     r.add_argument("--interval-ms", type=float, default=1.0, help="/proc/PID/status sampling period (default 1 ms; -a: the adaptive "
                         "sampler's shortest, see record.json host.sampler)")
     r.add_argument("--mmap-pages", default="16M", help="perf ring buffer size per CPU (default 16M)")
+    r.add_argument("--freeze", action="store_true",
+                   help="with -p: stop the target's threads while its start state is read (ptrace, no "
+                        "signal; tens of ms), so the snapshot is one instant instead of a server changing "
+                        "under the scan")
     r.add_argument("--call-graph", action="store_true", help="also record user call chains (for attribution)")
     r.add_argument("--threads", action="store_true",
                    help="perf record --threads: a writer thread and data file per CPU (fewer lost events "

@@ -820,6 +820,7 @@ def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, conver
             "unfinished_skipped_mmap_mremap_brk": counts.unfinished_skipped,
             "unfinished_applied": counts.unfinished_applied,
             "faults_outside_known_vmas": int(g[L.G_OUTSIDE]),
+            "faults_refused": int(g[L.G_SEGV]),
             "implicit_vmas_created": int(g[L.G_IMPLICIT]),
             "populate_modelled": int(g[L.G_POPULATE]),
             "events_after_exit_ignored": int(g[L.G_AFTER_EXIT]),

@@ -3,11 +3,54 @@ GUP population (populate_vma_page_range), which faults every page of a range.  R
 faults take the batched kernels.fast_fault_run instead, with the same effect.
 """
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (E_ANON, E_FILE, E_NONE, E_ZERO, FAULT_AROUND_PAGES, G_POPULATE, LV_PTE, PAGE,
-                                    PMD_SIZE, PR_THP, PS_NVMA, SL_HUGE, THP_MADVISE, THP_NEVER, VF_ANON,
-                                    VF_ANON_VMA, VF_HUGE, VF_NOHUGE, VF_SHARED, VF_WRITE, ht_get, tkey)
+from ptreplay.replay.layout import (E_ANON, E_FILE, E_NONE, E_ZERO, FAULT_AROUND_PAGES, G_POPULATE, G_SEGV, LV_PTE,
+                                    PAGE, PMD_SIZE, PR_THP, PS_KNOWN, PS_NVMA, PS_VIRT, SL_HUGE, THP_MADVISE,
+                                    THP_NEVER, VF_ANON, VF_ANON_VMA, VF_GROWSDOWN, VF_HUGE, VF_NOHUGE, VF_PROT,
+                                    VF_PROT_KNOWN,
+                                    VF_SHARED, VF_WRITE, ht_get, tkey)
 from ptreplay.replay.vma import implicit_vma, vma_find, vma_first_after
 from ptreplay.replay.pagetables import pte_set, pte_walk_alloc, tbl_alloc, upper_walk_alloc
+
+
+MMAP_MIN_ADDR = 65536             # /proc/sys/vm/mmap_min_addr (Debian's default)
+STACK_GUARD_GAP = 256 * PAGE      # stack_guard_gap: a stack grows no closer than this to the VMA below
+
+
+@njit(inline="always")
+def access_error(vflags, ecode):
+    """x86 access_error: a write needs VM_WRITE; a read of a present page (protection
+    fault) or of a VMA with no access at all is refused.  Allowed when the error code
+    (ecode < 0) or the VMA's protection (no mmap or mprotect gave it) is not known.
+
+    See docs/MODEL.md#bad-area."""
+    if ecode < 0 or (vflags & VF_PROT_KNOWN) == 0:
+        return False
+    if (ecode & 2) != 0:
+        return (vflags & VF_WRITE) == 0
+    return (ecode & 1) != 0 or (vflags & VF_PROT) == 0
+
+
+@njit
+def hole_fault(vm, ps, g, p, addr):
+    """A fault in a hole of a fully known mm (do_user_addr_fault: find_vma, then
+    expand_stack for a VM_GROWSDOWN VMA above, else bad_area -> SIGSEGV/EFAULT).
+    The stack grows down to the faulting page unless that comes within
+    stack_guard_gap of an accessible VMA below (expand_downwards); VmSize grows
+    with it (vm_stat_account).  Returns the VMA index, or -1 (nothing mapped).
+
+    See docs/MODEL.md#bad-area."""
+    page = addr & ~(PAGE - 1)
+    i = vma_first_after(vm, ps, p, page)
+    if i >= ps[p, PS_NVMA] or (vm[p, i, 2] & VF_GROWSDOWN) == 0 or page < MMAP_MIN_ADDR:
+        g[G_SEGV] += 1
+        return -1
+    if i > 0 and (vm[p, i - 1, 2] & VF_GROWSDOWN) == 0 and (vm[p, i - 1, 2] & VF_PROT) != 0 \
+            and page - vm[p, i - 1, 1] < STACK_GUARD_GAP:
+        g[G_SEGV] += 1
+        return -1
+    ps[p, PS_VIRT] += vm[p, i, 0] - page
+    vm[p, i, 0] = page
+    return i
 
 
 @njit
@@ -47,7 +90,7 @@ def fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend):
 
 
 @njit
-def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
+def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode, t):
     """One page fault on a user address (handle_mm_fault).
 
     Missing tables are allocated on the way down.  Anonymous: read -> shared
@@ -56,12 +99,23 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, write, t):
     (do_huge_pmd_anonymous_page; read -> huge zero page).  File read ->
     fault-around; private file write -> anonymous COW page (do_cow_fault);
     shared write -> one file page (do_shared_fault); shmem -> one page.
+    A fault the kernel refuses (access_error, or a hole of a known mm that no
+    stack grows into) maps nothing (see hole_fault).
 
     See docs/MODEL.md#fault-anon.
     """
     vi = vma_find(vm, ps, p, addr)
     if vi < 0:
-        vi = implicit_vma(vm, ps, g, p, addr)
+        if ps[p, PS_KNOWN] != 0:
+            vi = hole_fault(vm, ps, g, p, addr)
+            if vi < 0:
+                return
+        else:
+            vi = implicit_vma(vm, ps, g, p, addr)
+    if access_error(vm[p, vi, 2], ecode):
+        g[G_SEGV] += 1
+        return
+    write = ecode >= 0 and (ecode & 2) != 0
     vstart = vm[p, vi, 0]
     vend = vm[p, vi, 1]
     vflags = vm[p, vi, 2]
@@ -129,5 +183,5 @@ def populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, mode, t):
             write = mode == 2
         end = min(hi, vm[p, vi, 1])
         while a < end:
-            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, a, write, t)
+            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, a, 2 if write else -1, t)
             a += PAGE

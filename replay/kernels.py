@@ -35,7 +35,7 @@ section of docs/MODEL.md (the rule, the kernel version read, how it was verified
 import numpy as np
 
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (EF_PER_EVENT, E_ANON, E_NONE, E_ZERO, G_AFTER_EXIT, G_BEYOND_TOP, G_CUR_KIND,
+from ptreplay.replay.layout import (EF_PER_EVENT, PS_KNOWN, VF_PROT_KNOWN, VF_READ, VF_WRITE, E_ANON, E_NONE, E_ZERO, G_AFTER_EXIT, G_BEYOND_TOP, G_CUR_KIND,
                                     G_CUR_ROW, G_CUR_T, G_DIRTY, G_FSTOP, G_HCOUNT, G_INIT, G_LIVE_SLOTS, G_NEF,
                                     G_NLIVE, G_NOC, G_NOW, G_NPEND, G_NROWS, G_QHEAD, G_QTAIL, G_SHW, K_BRK,
                                     K_EXEC, K_EXIT, K_FAULT, K_FORK, K_MADVISE, K_MMAP, K_MPROTECT, K_MREMAP,
@@ -69,6 +69,7 @@ def start_proc(ps, pf, g, p, t):
     ps[p, PS_END] = t
     ps[p, PS_LAST] = t
     ps[p, PS_BRK] = -1
+    ps[p, PS_KNOWN] = 0
     ps[p, PS_PEND_START] = 1
     g[G_NPEND] += 1
     g[G_NLIVE] += 1
@@ -156,7 +157,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         if addr < 0 or addr >= prm[PR_TOP]:
             g[G_BEYOND_TOP] += 1
         else:
-            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode >= 0 and (ecode & 2) != 0, t)
+            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode, t)
     elif k == K_MMAP:
         do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ln, prot, flags, fd, t)
     elif k == K_MUNMAP:
@@ -173,6 +174,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
             start_proc(ps, pf, g, c, t)
             ps[c, PS_EVENTS] += 1
             do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t)
+            ps[c, PS_KNOWN] = ps[p, PS_KNOWN]
             update_peaks(ps, c)
         elif c >= 0:
             g[G_AFTER_EXIT] += 1
@@ -180,6 +182,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t)
         ps[p, PS_GEN] += 1
         ps[p, PS_BRK] = -1
+        ps[p, PS_KNOWN] = 0     # execve's own mappings are in no event (a snapshot may follow)
     elif k == K_EXIT:
         snapshot_final(ps, sl, g, p)
         update_peaks(ps, p)
@@ -249,6 +252,8 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
         vflags = vm[p, vi, 2]
         if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0:
             break
+        if (vflags & VF_PROT_KNOWN) != 0 and (vflags & (VF_READ | VF_WRITE)) != (VF_READ | VF_WRITE):
+            break       # a fault access_error may refuse: the generic path
         if s < 0:
             # first fault in this 2 MiB: apply_event's touch, then do_fault's pte_walk_alloc
             if thp_allowed(prm, vm[p, vi, 0], vm[p, vi, 1], vflags, addr) or not room_for_walk(sl, g, hk):
@@ -270,6 +275,8 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
             if kind_a[j] != K_FAULT or proc_a[j] != p or a < lo or a >= hi or t_a[j] > horizon:
                 break
             e = ec_a[j]
+            if e >= 0 and (e & 3) == 1:
+                break       # a read protection fault: access_error, the generic path counts it
             x = base + ((a >> 12) & 511)
             old = pg[x]
             if e >= 0 and (e & 2) != 0:

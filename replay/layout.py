@@ -50,8 +50,10 @@ THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 (PS_STARTED, PS_ALIVE, PS_START, PS_END, PS_LAST, PS_NVMA, PS_GEN, PS_BRK, PS_VIRT, PS_ANON,
  PS_FILE, PS_PTE, PS_PMD, PS_PUD, PS_EMPTY, PS_PEAK_VIRT, PS_PEAK_RSS, PS_PEAK_VMPTE,
  PS_FIN_VIRT, PS_FIN_RSS, PS_FIN_VMPTE, PS_FIN_IDEAL, PS_FIN_EMPTY, PS_ALLOC, PS_FREED,
- PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END, PS_INHERITED) = range(32)
-N_PS = 32                   # PS_INHERITED: inherited empty tables the start snapshot added (replay.snapshot)
+ PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END, PS_INHERITED, PS_KNOWN) = range(33)
+N_PS = 33                   # PS_INHERITED: inherited empty tables the start snapshot added (replay.snapshot)
+#                             PS_KNOWN: 1 = every VMA of the mm is known (it started from a snapshot, or
+#                             forked from such a process): a fault in a hole is SIGSEGV or stack growth
 
 # sl: slot fields.
 SL_KEY, SL_USED, SL_HUGE, SL_SINCE, SL_PROC, SL_LEVEL, SL_SERIAL, SL_IDX, SL_EROW, SL_ESINCE = range(10)
@@ -62,10 +64,11 @@ N_SL = 10                   # SL_EROW/SL_ESINCE: PTE table empty since SL_ESINCE
 (G_HCOUNT, G_SHW, G_FSTOP, G_NOW, G_NEXT_TICK, G_NEXT_SCAN, G_DIRTY, G_QHEAD, G_QTAIL, G_NROWS,
  G_INIT, G_NLIVE, G_NPEND, G_OUTSIDE, G_POPULATE, G_SERIAL, G_LIVE_SLOTS, G_AFTER_EXIT,
  G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP, G_VMA_ID, G_CUR_ROW, G_CUR_T, G_CUR_KIND, G_NEF, G_NOC,
- G_OVERFLOW, G_SNAP_SHORT) = range(29)
-N_G = 29                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
+ G_OVERFLOW, G_SNAP_SHORT, G_SEGV) = range(30)
+N_G = 30                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
 #                             G_NEF/G_NOC: ef/oc rows used; G_OVERFLOW: rows that found no room (a bug)
 #                             G_SNAP_SHORT: tables a start snapshot's pages needed beyond the kernel's VmPTE
+#                             G_SEGV: faults the kernel answers with SIGSEGV/EFAULT (faults.bad_area)
 
 # ts: timeseries row fields.
 (TS_PROC, TS_T, TS_VIRT, TS_RSS, TS_ANON, TS_FILE, TS_VMPTE, TS_PTE, TS_PMD, TS_PUD,
@@ -87,6 +90,8 @@ N_OC = 7
 VF_ANON, VF_SHARED, VF_WRITE, VF_HUGE, VF_NOHUGE = 1, 2, 4, 8, 16
 VF_DONTFORK, VF_WIPEONFORK, VF_ANON_VMA, VF_LOCKED, VF_IMPLICIT, VF_HEAP = 32, 64, 128, 256, 512, 1024
 VF_READ, VF_EXEC, VF_NORESERVE = 2048, 4096, 8192
+VF_GROWSDOWN = 32768         # a stack (MAP_GROWSDOWN, smaps gd): a fault in the hole below grows it
+VF_PROT_KNOWN = 65536        # VF_READ/WRITE/EXEC are known (an mmap or mprotect gave them), so faults.access_error applies
 VF_PROT = VF_READ | VF_WRITE | VF_EXEC
 ORIGIN_SHIFT = 20           # flags bits 20+: id of the mmap a VMA came from (stands for its anon_vma)
 VF_LOW = (1 << ORIGIN_SHIFT) - 1

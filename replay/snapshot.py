@@ -16,7 +16,7 @@ so every policy treats them as it treats any empty table: `none` and `pt_reclaim
 See docs/MODEL.md#snapshot.
 """
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (E_ANON, E_FILE, E_ZERO, LV_PTE, ORIGIN_SHIFT, PAGE, PMD_SIZE, PR_TOP, PS_BRK, PS_INHERITED, PS_PMD, PS_PTE, PS_PUD,
+from ptreplay.replay.layout import (E_ANON, E_FILE, E_ZERO, LV_PTE, ORIGIN_SHIFT, PAGE, PMD_SIZE, PR_TOP, PS_BRK, PS_INHERITED, PS_KNOWN, PS_PMD, PS_PTE, PS_PUD,
                                     SL_HUGE, VF_ANON_VMA, VF_HUGE, VF_NOHUGE, G_VMA_ID, ht_get, tkey)
 from ptreplay.replay.vma import vma_find, vma_insert
 from ptreplay.replay.pagetables import (pte_set, pte_walk_alloc, refcount_like, release_empty, tbl_alloc,
@@ -32,6 +32,7 @@ def snap_vma(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, prot, flags,
     """One VMA of the start maps, inserted as it is (no merge: the kernel had it apart).
 
     See docs/MODEL.md#snapshot."""
+    ps[p, PS_KNOWN] = 1        # the snapshot lists every VMA: a fault in a hole is the kernel's SIGSEGV
     hi = min(hi, prm[PR_TOP])
     if hi <= lo:
         return

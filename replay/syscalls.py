@@ -6,7 +6,7 @@ pagetables.teardown.
 import numpy as np
 
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (E_NONE, G_BRK_UNKNOWN, G_VMA_ID, LV_PMD, LV_PTE, LV_PUD, NO_CEILING,
+from ptreplay.replay.layout import (VF_GROWSDOWN, VF_PROT_KNOWN, E_NONE, G_BRK_UNKNOWN, G_VMA_ID, LV_PMD, LV_PTE, LV_PUD, NO_CEILING,
                                     ORIGIN_SHIFT, PAGE, PMD_SIZE, POL_ALL_LEVELS, POL_PT_RECLAIM, POP_READ,
                                     POP_VMA, POP_WRITE, PR_POLICY, PR_TOP, PS_BRK, PS_NVMA, PS_VIRT, SL_HUGE,
                                     SL_IDX, SL_KEY, SL_PROC, SL_USED, VF_ANON, VF_ANON_VMA, VF_DONTFORK, VF_EXEC,
@@ -65,7 +65,7 @@ def do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, t):
 @njit
 def mmap_vma_flags(prot, flags, fd):
     """VF_* bits of a new mapping from mmap's prot, MAP_* flags and fd (calc_vm_prot_bits,
-    calc_vm_flag_bits): anonymous, shared, read/write/exec, locked, noreserve.
+    calc_vm_flag_bits): anonymous, shared, read/write/exec, locked, noreserve, growsdown.
 
     See docs/MODEL.md#mmap."""
     vflags = 0
@@ -75,11 +75,13 @@ def mmap_vma_flags(prot, flags, fd):
         vflags |= VF_SHARED
     if prot >= 0:
         vflags |= (VF_READ if (prot & 1) != 0 else 0) | (VF_WRITE if (prot & 2) != 0 else 0) | \
-            (VF_EXEC if (prot & 4) != 0 else 0)
+            (VF_EXEC if (prot & 4) != 0 else 0) | VF_PROT_KNOWN
     if (flags & 0x2000) != 0:
         vflags |= VF_LOCKED
     if (flags & 0x4000) != 0:
         vflags |= VF_NORESERVE
+    if (flags & 0x0100) != 0:
+        vflags |= VF_GROWSDOWN
     return vflags
 
 

@@ -5,7 +5,7 @@ mprotect's flag changes (mprotect_fixup), and the implicit VMAs a fault outside 
 VMA gets.  No page tables here.
 """
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (G_IMPLICIT, G_OUTSIDE, ORIGIN_SHIFT, PAGE, PS_NVMA, PS_VIRT, VF_ANON,
+from ptreplay.replay.layout import (VF_PROT_KNOWN, G_IMPLICIT, G_OUTSIDE, ORIGIN_SHIFT, PAGE, PS_NVMA, PS_VIRT, VF_ANON,
                                     VF_ANON_VMA, VF_EXEC, VF_HEAP, VF_IMPLICIT, VF_LOW, VF_PROT, VF_READ,
                                     VF_SHARED, VF_WRITE, page_up)
 
@@ -143,7 +143,7 @@ def do_mprotect(vm, ps, p, addr, length, prot):
     hi = page_up(addr + length)
     if hi <= lo or prot < 0:
         return
-    bits = 0
+    bits = VF_PROT_KNOWN
     if (prot & 1) != 0:
         bits |= VF_READ
     if (prot & 2) != 0:

@@ -76,7 +76,8 @@ EVENT_KINDS = (
     # The start state of a process already running when the trace began (`record -p`'s
     # snapshot.parquet), at the snapshot time, before that process's first traced event:
     "snapshot_vma",     # one VMA of /proc/PID/maps: addr, len, prot, flags (MAP_SHARED/PRIVATE,
-                        # MAP_ANONYMOUS), fd (-1 anonymous, 0 file), pgoff, advice 14/15 (smaps hg/nh)
+                        # MAP_ANONYMOUS, MAP_GROWSDOWN for smaps gd: the stack), fd (-1 anonymous,
+                        # 0 file), pgoff, advice 14/15 (smaps hg/nh)
     "snapshot_pages",   # a run of pages [addr, addr+len) of one class, in flags (SNAP_*)
     "snapshot_brk",     # the heap's current end (the break): ret
     "snapshot_tables",  # the kernel's VmPTE at the snapshot, in len; comm: the process's name

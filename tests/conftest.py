@@ -24,6 +24,14 @@ DATA = REPO / "data"
 
 
 @lru_cache(maxsize=1)
+def launch_mode(cap: Path) -> str:
+    """How `record` started a capture: "attach" (-p), "exec_stop" (the command stopped at its
+    exec, its start state read, then run) or "perf" (perf launched it: no start state)."""
+    import json
+    info = json.loads((cap / "record.json").read_text())
+    return info.get("launch") or ("attach" if (cap / "snapshot.parquet").exists() else "perf")
+
+
 def live_skip_reason() -> str | None:
     """Why live recording tests cannot run here, or None when they can."""
     from ptreplay.schemas.errors import RecordError

@@ -23,6 +23,7 @@ NONE, ZERO, ANON, FILE = 0, 1, 2, 3
 ANON_F, SHARED, WRITE, HUGE, NOHUGE = 1, 2, 4, 8, 16
 DONTFORK, WIPEONFORK, ANON_VMA, LOCKED, IMPLICIT, HEAP = 32, 64, 128, 256, 512, 1024
 READ, EXEC, NORESERVE = 2048, 4096, 8192
+GROWSDOWN, PROT_KNOWN = 32768, 65536
 ORIGIN = 20  # flags bits 20+: the id of the mmap a VMA came from (stands for its anon_vma)
 
 
@@ -246,8 +247,21 @@ class Reference:
         h = addr & ~(PMD - 1)
         return v[0] <= h and h + PMD <= v[1]
 
-    def fault(self, pr, addr, write, t):
+    @staticmethod
+    def access_error(f, ecode):
+        """arch/x86/mm/fault.c access_error, where both the error code and the protection are known."""
+        if ecode < 0 or not f & PROT_KNOWN:
+            return False
+        if ecode & 2:
+            return not f & WRITE
+        return bool(ecode & 1) or not f & (READ | WRITE | EXEC)
+
+    def fault(self, pr, addr, ecode, t):
         v = self.find_vma(pr, addr) or self.implicit(pr, addr)
+        if self.access_error(v[2], ecode):
+            self.counts_refused += 1
+            return
+        write = ecode >= 0 and bool(ecode & 2)
         idx = addr >> 21
         anon, shared = bool(v[2] & ANON_F), bool(v[2] & SHARED)
         if idx not in pr.pte and self.thp_ok(v, addr):
@@ -289,7 +303,7 @@ class Reference:
             if v is None:
                 continue
             write = (bool(v[2] & WRITE) and not v[2] & SHARED) if mode == 0 else mode == 2
-            self.fault(pr, a, write, t)
+            self.fault(pr, a, 2 if write else -1, t)
 
     # ---------------------------------------------------------------- zap / free
     def zap(self, pr, pid, lo, hi, reclaim, refcount_free, t):
@@ -405,7 +419,9 @@ class Reference:
         if e["flags"] & 1:
             f |= SHARED
         if e["prot"] >= 0:
-            f |= self.prot_bits(e["prot"])
+            f |= self.prot_bits(e["prot"]) | PROT_KNOWN
+        if e["flags"] & 0x100:
+            f |= GROWSDOWN
         if e["flags"] & 0x2000:
             f |= LOCKED
         if e["flags"] & 0x4000:
@@ -454,7 +470,7 @@ class Reference:
         lo = e["addr"] & ~(PAGE - 1)
         hi = (e["addr"] + e["len"] + PAGE - 1) & ~(PAGE - 1)
         if hi > lo and e["prot"] >= 0:
-            bits = self.prot_bits(e["prot"])
+            bits = self.prot_bits(e["prot"]) | PROT_KNOWN
             self.set_flags(pr, lo, hi, bits, (READ | WRITE | EXEC) & ~bits)
 
     def madvise(self, pr, pid, e, t):
@@ -666,6 +682,7 @@ class Reference:
     # ---------------------------------------------------------------- driver
     counts_outside = 0
     counts_populate = 0
+    counts_refused = 0
 
     def apply(self, e, row=0):
         """One event dict (EVENTS columns, not failed, not a skipped unfinished row); row: its input row."""
@@ -687,7 +704,7 @@ class Reference:
         pr.stats["events"] += 1
         if kind == "fault":
             if e["addr"] < self.top:
-                self.fault(pr, e["addr"], e["error_code"] >= 0 and bool(e["error_code"] & 2), t)
+                self.fault(pr, e["addr"], e["error_code"], t)
         elif kind == "mmap":
             self.mmap(pr, pid, e, t)
         elif kind == "munmap":

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -35,23 +36,6 @@ def _at(ts, policy: str, pid: int, t: int) -> dict:
     return rows.slice(int(np.searchsorted(t_ns, t, side="right")) - 1, 1).to_pylist()[0]
 
 
-def _wait_recording(recorder: int, timeout: float = 30) -> None:
-    """Until the recorder's perf runs its timing `sleep` (perf enables the events just before)."""
-    from pathlib import Path
-    from ptreplay.pipeline.capture.record import children
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for perf in children(recorder):
-            for c in children(perf):
-                try:
-                    if Path(f"/proc/{c}/comm").read_text().strip() == "sleep":
-                        return
-                except OSError:
-                    pass
-        time.sleep(0.02)
-    raise AssertionError("perf never started recording")
-
-
 @pytest.mark.live
 def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
     target = subprocess.Popen([str(workload_bin / "attach_target"), str(FULL), str(EMPTY), str(THP)],
@@ -60,10 +44,10 @@ def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
     try:
         assert target.stdout.readline().strip() == "ready"
         rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-o", str(out), "-p", str(target.pid),
-                                "--duration", "2.5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                "--duration", "5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-        _wait_recording(rec.pid)             # perf records (its timing sleep runs: perf starts in
-        time.sleep(0.5)                      # 0.3-1.6 s on this loaded VM); the snapshot is taken by now
+        time.sleep(3.0)                      # perf is recording and the snapshot taken by now (checked below)
+        go_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         target.stdin.write("go\n")
         target.stdin.flush()
         printed = [target.stdout.readline() for _ in range(3)]
@@ -75,6 +59,7 @@ def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
         target.wait()
     final_kb = int(next(line for line in printed if line.startswith("final VmPTE")).split()[2])
     info = json.loads((out / "record.json").read_text())
+    assert info["perf_enabled_ns"] < go_ns, "perf took over 3 s to start: the test's load began untraced"
     snap = info["snapshot"]
     assert snap["pid"] == target.pid and snap["comm"] == "attach_target"
     assert snap["t_ns"] >= snap["perf_recording_seen_ns"] - 50_000_000
@@ -143,3 +128,35 @@ def test_policies_treat_inherited_tables_like_empty_ones():
     vmpte = lambda pol, t: _at(r.timeseries, pol, 100, t)["vmpte_bytes"] // 4096  # noqa: E731
     assert vmpte("delayed:100ms", t0 + 50_000_000) == 13 and vmpte("delayed:100ms", t0 + 200_000_000) == 3
     assert vmpte("scan:1s", t0 + 500_000_000) == 13 and vmpte("scan:1s", t0 + 2_100_000_000) == 3
+
+
+@pytest.mark.live
+def test_freeze_reads_a_busy_server_at_one_instant(tmp_path):
+    """`record -p --freeze` stops every thread of a server that never rests (CPython churn)
+    while its start state is read: nothing changes under the scan, the model equals the
+    kernel at the snapshot, and afterwards the server runs on, its parent having seen no stop."""
+    server = subprocess.Popen([sys.executable, str(REPO / "workloads" / "py_churn.py")],
+                              stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "cap"
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        r = subprocess.run([sys.executable, "-m", "ptreplay", "record", "--freeze", "-o", str(out),
+                            "-p", str(server.pid), "--duration", "1.5"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        stat = Path(f"/proc/{server.pid}/stat").read_text()
+        assert stat[stat.rindex(")") + 2] in "RS", stat          # running again, not left stopped
+        assert os.waitpid(server.pid, os.WNOHANG | os.WUNTRACED) == (0, 0)   # the parent saw no stop
+    finally:
+        server.kill()
+        server.wait()
+    snap = json.loads((out / "record.json").read_text())["snapshot"]
+    assert snap["frozen"]["threads"] >= 1 and snap["frozen"]["duration_ns"] > 0
+    assert snap["changed_during_snapshot"] == {} and snap["scan"]["changed_pages"] == 0, snap
+    events = ingest([out], tmp_path / "events.parquet")
+    result = replay(events, ReplayOptions(policies="pt_reclaim"))
+    m = _at(result.timeseries, "pt_reclaim", server.pid, snap["t_ns"])
+    st = snap["status"]
+    assert (m["vmpte_bytes"], m["virt_bytes"], m["rss_anon_bytes"]) == \
+        (st["vmpte_bytes"], st["vmsize_bytes"], st["rss_anon_bytes"])

@@ -11,17 +11,20 @@ import re
 
 import pytest
 
-from conftest import DATA
+from conftest import DATA, launch_mode
 from ptreplay.schemas.parquet_io import read_capture, read_table
 from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
 CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
 EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites",
-            "redis-attach", "python-attach"}
+            "redis-attach", "python-attach", "node-launch", "jvm-launch", "node-attach", "jvm-attach"}
 FILES = ("perf.data", "truth.parquet", "capture.parquet", "capture.json", "command.txt",
          "record.json", "maps")
-ATTACH = [c for c in CAPTURES if (c / "snapshot.parquet").exists()]   # `record -p` of a running server
+
+
+ATTACH = [c for c in CAPTURES if launch_mode(c) == "attach"]           # `record -p` of a running server
 LAUNCH = [c for c in CAPTURES if c not in ATTACH]                      # `record -- COMMAND`
+SNAPSHOT = [c for c in CAPTURES if (c / "snapshot.parquet").exists()]  # both, when they have a start state
 
 
 def _printed_kb(text: str, prefix: str) -> int | None:
@@ -37,7 +40,7 @@ def test_the_expected_captures_are_there_and_small():
 
 @pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
 def test_capture_files_conform(cap):
-    for name in FILES + (("snapshot.parquet",) if cap in ATTACH else ("stdout.txt",)):
+    for name in FILES + (("snapshot.parquet",) if cap in SNAPSHOT else ()) + (("stdout.txt",) if cap in LAUNCH else ()):
         assert (cap / name).exists(), f"{cap.name}: {name} missing"
     assert (cap / "perf.data").stat().st_size <= 5 * 2**20
     assert (cap / "perf.data").read_bytes()[:8] == b"PERFILE2"
@@ -74,12 +77,15 @@ def test_truth_ends_on_the_printed_vmpte(cap):
         assert (cap / "maps" / f"{pid}.start.txt").exists() and (cap / "maps" / f"{pid}.end.txt").exists()
 
 
-@pytest.mark.parametrize("cap", ATTACH, ids=lambda p: p.name)
-def test_attach_snapshot_is_the_kernels_state(cap):
+@pytest.mark.parametrize("cap", SNAPSHOT, ids=lambda p: p.name)
+def test_start_snapshot_is_the_kernels_state(cap):
     """The start snapshot holds the target's VMAs exactly as its start maps list them, its
-    VmPTE row equals the truth row read at the same instant, and the trace outlives it."""
+    VmPTE row equals the truth row read at the same instant, and the trace outlives it.  A
+    command stopped at its exec changes nothing while it is read."""
     info = json.loads((cap / "record.json").read_text())
     snap = info["snapshot"]
+    if launch_mode(cap) == "exec_stop":
+        assert snap["changed_during_snapshot"] == {} and snap["scan"]["changed_pages"] == 0, snap
     pid = snap["pid"]
     assert pid == info["root_pid"]
     events = read_table(cap / "snapshot.parquet", EVENTS).to_pandas()
@@ -91,4 +97,7 @@ def test_attach_snapshot_is_the_kernels_state(cap):
     assert tables.len.tolist() == [snap["status"]["vmpte_bytes"]] and tables.comm.tolist() == [snap["comm"]]
     vmas = events[events.kind == "snapshot_vma"]
     assert len(vmas) == snap["vmas"]
-    assert truth.t_ns.max() <= info["perf_stop_seen_ns"]     # no sample after the trace stopped
+    if launch_mode(cap) == "attach":
+        assert truth.t_ns.max() <= info["perf_stop_seen_ns"]     # no sample after the trace stopped
+        if "trace_end_ns" in info:                               # the last status read ends the trace
+            assert truth[truth.pid == pid].t_ns.max() == info["trace_end_ns"]

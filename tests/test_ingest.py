@@ -55,6 +55,8 @@ def test_ingest_counts_match_perf_script(capture, tmp_path):
     # attach captures: the target's events before its start snapshot are dropped (it shows them)
     for snap in meta.get("snapshot", {}).values():
         kinds.update(snap["events_before_dropped"])
+    # and an attach capture's events after its last status read (the trace's end)
+    kinds.update((meta.get("trace_end") or {}).get("events_after_dropped", {}))
     assert kinds["fault"] == ref["fault"]
     for name in ("mmap", "munmap", "madvise", "mremap", "brk", "mprotect"):
         # one event per sys_enter (paired, lost-exit or unfinished), none for orphan exits

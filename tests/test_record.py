@@ -96,11 +96,13 @@ def test_perf_argv_threads(tmp_path):
     assert "--threads" not in perf_argv("perf", [], tmp_path / "perf.data", opts)
 
 
-def test_perf_argv_attach_is_timed_by_sleep(tmp_path):
+def test_perf_argv_attach_is_switched_by_the_control_fifo(tmp_path):
+    """-p (and the command stopped at its exec): perf attaches with its events off and no
+    command of its own; the recording is timed by `enable`/`disable` on the control fifo."""
     opts = RecordOptions(out_dir=tmp_path, pid=123, duration_s=1.5)
-    argv = perf_argv("perf", [], tmp_path / "perf.data", opts)
+    argv = perf_argv("perf", [], tmp_path / "perf.data", opts, 123, ("-D", "-1", "--control", "fifo:c,a"))
     assert argv[argv.index("-p") + 1] == "123"
-    assert argv[-1] == "1.5" and argv[-2].endswith("sleep")
+    assert argv[-4:] == ["-D", "-1", "--control", "fifo:c,a"] and "--" not in argv
 
 
 def test_machine_readers_on_fixture_files(tmp_path):
@@ -329,17 +331,19 @@ def test_record_refusals_are_one_line(case, tmp_path, workload_bin):
     assert case == "non_empty" or not out.exists()
 
 
-def _perf_child(recorder_pid: int, name: str, timeout: float = 20) -> int:
-    """Wait until the recorder's perf has exec'd the workload; return its pid."""
+def _recorded_child(recorder_pid: int, name: str, timeout: float = 20) -> int:
+    """Wait until the recorder has exec'd the workload (its child, stopped at exec, then run);
+    return its pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for perf in children(recorder_pid):
-            for c in children(perf):
-                try:
-                    if Path(f"/proc/{c}/comm").read_text().strip() == name:
-                        return c
-                except OSError:
-                    pass
+        for c in children(recorder_pid):
+            try:
+                stat = Path(f"/proc/{c}/stat").read_text()
+                running = stat[stat.rindex(")") + 2] != "t"      # no longer stopped at its exec
+                if Path(f"/proc/{c}/comm").read_text().strip() == name and running:
+                    return c
+            except OSError:
+                pass
         time.sleep(0.05)
     raise AssertionError(f"{name} never started under the recorder")
 
@@ -352,7 +356,7 @@ def test_sigint_leaves_a_valid_capture(tmp_path, workload_bin):
     rec = subprocess.Popen(argv, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        workload = _perf_child(rec.pid, "seed_loop")
+        workload = _recorded_child(rec.pid, "seed_loop")
         time.sleep(0.5)
         rec.send_signal(signal.SIGINT)
         stdout, stderr = rec.communicate(timeout=60)
@@ -397,3 +401,57 @@ def test_attach_to_a_sleeping_process(tmp_path):
     truth = read_table(out / "truth.parquet", TRUTH).to_pandas()
     assert set(truth.pid) == {target.pid} and len(truth) > 500
     assert "time.sleep(30)" in (out / "command.txt").read_text()
+
+
+@pytest.mark.live
+def test_launch_stops_the_command_at_its_exec(tmp_path, workload_bin):
+    """The command's start state is read while it is stopped right after its execve: nothing
+    changes under it, and it is the kernel's (VmSize of a fresh exec is hundreds of kB that no
+    tracepoint shows)."""
+    out = tmp_path / "cap"
+    r = run_cli("record", "-o", str(out), "--", str(workload_bin / "seed_loop"), "1", "20", "1")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "record.json").read_text())
+    assert info["launch"] == "exec_stop" and info["command_exit_status"] == 0
+    snap = info["snapshot"]
+    assert snap["pid"] == info["root_pid"] and snap["comm"] == "seed_loop"
+    assert snap["changed_during_snapshot"] == {} and snap["status"]["vmsize_bytes"] > 100 << 10
+    assert info["snapshot"]["perf_recording_seen_ns"] <= snap["t_ns"]
+    events = read_table(out / "snapshot.parquet", EVENTS).to_pandas()
+    vmas = events[events.kind == "snapshot_vma"]
+    assert vmas.len.sum() == snap["status"]["vmsize_bytes"]
+    assert (vmas.fd == 0).sum() >= 8        # the binary's and the loader's segments
+
+
+@pytest.mark.live
+def test_launch_falls_back_to_perf_where_ptrace_is_refused(tmp_path, workload_bin, monkeypatch, capfd):
+    from ptreplay.pipeline.capture import ptrace, record as rec
+
+    def refused(command):
+        raise ptrace.PtraceRefused("Operation not permitted")
+    monkeypatch.setattr(ptrace, "spawn_stopped", refused)
+    out = rec.record(RecordOptions(out_dir=tmp_path / "cap",
+                                   command=[str(workload_bin / "seed_loop"), "1", "20", "1"]))
+    captured = capfd.readouterr()
+    assert "ptrace refused (Operation not permitted)" in captured.err
+    info = json.loads((out / "record.json").read_text())
+    assert info["launch"] == "perf" and info["snapshot"] is None and not (out / "snapshot.parquet").exists()
+    truth = read_table(out / "truth.parquet", TRUTH).to_pandas()
+    assert truth[truth.pid == info["root_pid"]].vmpte_bytes.iloc[-1] == final_vmpte_kb(captured.out) * 1024
+
+
+@pytest.mark.live
+def test_perf_failing_before_enable_leaves_no_stopped_command(tmp_path, workload_bin):
+    """A perf that dies before it switched its events on: one-line error, and the command
+    that waited stopped at its exec is killed, not left behind."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "perf").write_text("#!/bin/sh\ncase \"$1\" in record) exit 3;; esac\nexec /usr/bin/perf \"$@\"\n")
+    (fake / "perf").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    marker = f"ptreplay-orphan-{os.getpid()}"
+    r = run_cli("record", "-o", str(tmp_path / "cap"), "--", "/bin/sh", "-c", f": {marker}; sleep 30", env=env)
+    assert_one_line_error(r, "perf record exited with status 3 before it enabled its events")
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert left == [], left
+    assert not (tmp_path / "cap").exists()

@@ -95,8 +95,12 @@ def test_fault_around_file_read():
     s, _ = run(ev([file_map, fault(B + 9 * KB4, write=False)]))
     # VMA starts mid-block: window starts at the VMA start (8) and spans 16 pages
     assert s["none"]["final_rss_bytes"] == 16 * KB4
-    s, _ = run(ev([file_map, fault(B + 9 * KB4, write=True)]))
+    rw_map = mmap(B + 8 * KB4, 64 * KB4, flags=0x02, prot=3, fd=3)
+    s, _ = run(ev([rw_map, fault(B + 9 * KB4, write=True)]))
     assert s["none"]["final_rss_bytes"] == KB4  # private write: one COW page
+    s, _ = run(ev([file_map, fault(B + 9 * KB4, write=True)]))
+    # a write to a read-only mapping: access_error, SIGSEGV before handle_mm_fault: nothing mapped
+    assert s["none"]["final_rss_bytes"] == 0 and s["none"]["final_vmpte_bytes"] == 0
 
 
 def test_thp_fault_and_split():

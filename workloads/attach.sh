@@ -6,6 +6,8 @@
 #   workloads/attach.sh redis  OUT [SECONDS]   redis-server (Debian's, jemalloc) under
 #                                              redis-benchmark sets, FLUSHALL, MEMORY PURGE
 #   workloads/attach.sh python OUT [SECONDS]   workloads/py_churn.py, attached after ~1 s
+#   workloads/attach.sh node   OUT [SECONDS]   workloads/node_churn.js 0, attached once warm
+#   workloads/attach.sh jvm    OUT [SECONDS]   workloads/JavaChurn.java (javac into workloads/bin), same
 set -eu
 what=$1 out=$2 secs=${3:-6}
 PTREPLAY=${PTREPLAY:-ptreplay}
@@ -28,10 +30,23 @@ python)
     server=$!
     sleep 1
     load= ;;
+node)
+    node --expose-gc "$(dirname "$0")/node_churn.js" 0 >/dev/null &
+    server=$!
+    sleep 1.5
+    load= ;;
+jvm)
+    bin=$(dirname "$0")/bin
+    mkdir -p "$bin"
+    javac -d "$bin" "$(dirname "$0")/JavaChurn.java"
+    java -Xms8m -Xmx256m -XX:+UseG1GC -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=20 -cp "$bin" JavaChurn 0 >/dev/null &
+    server=$!
+    sleep 2
+    load= ;;
 *)
-    echo "usage: $0 redis|python OUT [SECONDS]" >&2; exit 2 ;;
+    echo "usage: $0 redis|python|node|jvm OUT [SECONDS]" >&2; exit 2 ;;
 esac
-"$PTREPLAY" record -o "$out" -p "$server" --duration "$secs"
+"$PTREPLAY" record ${RECORD_OPTS:-} -o "$out" -p "$server" --duration "$secs"
 [ -z "$load" ] || wait "$load"
 kill "$server"
 wait "$server" 2>/dev/null || true

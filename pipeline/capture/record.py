@@ -48,10 +48,11 @@ import pyarrow as pa
 from ptreplay.schemas.errors import RecordError
 from ptreplay.pipeline.capture.machine import machine_info
 from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_status
+from ptreplay.pipeline.capture.start_state import read_status_dict
 from ptreplay.schemas.parquet_io import (foreign_files, mark_of, output_dir, remove_output,
                                          write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
-from ptreplay.pipeline.capture import start_state
+from ptreplay.pipeline.capture import ptrace, start_state
 from ptreplay.pipeline.capture.start_state import StartState
 from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 
@@ -102,6 +103,7 @@ class RecordOptions:
     mmap_pages: str = "16M"
     callgraph: bool = False
     threads: bool = False      # perf record --threads: perf.data is a directory, one data file per CPU
+    freeze: bool = False       # -p: stop the target's threads while its start state is read
     all_processes: bool = False   # -a: every process on the host (capture/host.py)
     comm: tuple = ()              # -a --comm: only processes with one of these names
     min_vmpte_bytes: int = 0      # -a --min-vmpte: only processes whose VmPTE reaches this
@@ -368,8 +370,13 @@ def callgraph_term(tracepoint: str) -> str:
     return "/call-graph=no/"
 
 
-def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOptions) -> list[str]:
-    """perf record command line: CLOCK_MONOTONIC, zstd, large buffers, inherit (default)."""
+def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOptions,
+              target: int | None = None, control_argv: tuple = ()) -> list[str]:
+    """perf record command line: CLOCK_MONOTONIC, zstd, large buffers, inherit (default).
+
+    `target`: the pid perf attaches to (-p, or the command stopped at its exec), with its events
+    off until `enable` on the control fifo (`control_argv`); otherwise perf launches the command.
+    """
     argv = [perf, "record", "-k", "CLOCK_MONOTONIC", "-z", "-m", str(opts.mmap_pages)]
     for t in tracepoints:
         argv += ["-e", t + callgraph_term(t) if opts.callgraph else t]
@@ -382,10 +389,8 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
         # -a: every CPU, so every process.  The recorder stops perf --duration after the host's
         # snapshot ends (capture/host.py); the `sleep` (excluded) is only a safety net.
         argv += ["-a", "--", shutil.which("sleep") or "sleep", f"{opts.duration_s + HOST_SNAPSHOT_ALLOWANCE_S:g}"]
-    elif opts.pid is not None:
-        # With -p, a command only times the recording: perf starts it once the
-        # events are enabled and stops when it exits; it is not traced itself.
-        argv += ["-p", str(opts.pid), "--", shutil.which("sleep") or "sleep", f"{opts.duration_s:g}"]
+    elif target is not None:
+        argv += ["-p", str(target), *control_argv]
     else:
         argv += ["--", *opts.command]
     return argv
@@ -440,66 +445,83 @@ def perf_is_recording(perf_pid: int) -> int | None:
 
 @dataclass
 class _Outcome:
-    """How a perf run ended, and the -p start snapshot taken while it ran."""
+    """How a perf run ended, and the start snapshot (-p, or the command at its exec)."""
 
     perf_rc: int = 0
     end_ns: int = 0
     interrupted: bool = False     # SIGINT/SIGTERM asked us to stop
-    forwarded: bool = False       # we sent perf SIGINT (interrupt, -p target gone, safety deadline)
-    start: StartState | None = None   # -p: the target's start state
-    started: bool = False             # -p: the snapshot was attempted
-    recording_ns: int | None = None   # -p: when perf was first seen recording
-    stopped_ns: int | None = None     # -p: when perf was first seen stopping (the target lives on)
+    forwarded: bool = False       # we sent perf SIGINT (interrupt, target gone, duration over)
+    start: StartState | None = None   # the start state: -p target, or the command stopped at exec
+    started: bool = False             # the snapshot was attempted
+    recording_ns: int | None = None   # when perf acknowledged `enable`: the trace starts
+    stopped_ns: int | None = None     # -p: when we sent perf `disable` (or saw the target gone)
+    command_rc: int | None = None     # the command's exit status, when we launched it ourselves
+    frozen: dict | None = None        # -p --freeze: threads stopped during the snapshot, for how long
 
 
 def _supervise(proc: subprocess.Popen, opts: RecordOptions, stop: threading.Event, sampler: Sampler,
-               perf_file: Path, start_ns: int) -> _Outcome:
-    """Wait for perf while showing progress; forward a stop request to it as SIGINT.
+               perf_file: Path, start_ns: int, o: _Outcome, command: subprocess.Popen | None,
+               control) -> None:
+    """Wait for perf while showing progress; stop it (SIGINT) when the recording is over.
 
-    With -p, the start state is read as soon as perf is recording (its timing
-    `sleep` has exec'd), so the snapshot and the trace overlap rather than
-    leave a gap: events before the snapshot time are already in it (ingest
-    drops them), events during it are applied after it (each is idempotent on a
-    state that already shows it).  Times and changes go to record.json.
+    Over means: -p, the duration since perf enabled its events has passed (perf
+    gets `disable` first, so the trace ends at a known instant; the server lives
+    on) or the target is gone; a launched `command` exited; or SIGINT/SIGTERM
+    asked us to stop (the command gets SIGTERM).
     """
-    o = _Outcome()
     attach = opts.pid is not None
-    # perf's `sleep` ends a -p recording; this deadline is only a safety net.
-    deadline = start_ns + int((opts.duration_s + 60) * 1e9) if attach else None
-    forwarded_at = timer = None
+    until = o.recording_ns + int(opts.duration_s * 1e9) if attach else None
+    forwarded_at = None
     try:
         with status_line() as show:
             while proc.poll() is None:
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                if attach and not o.started and (timer := perf_is_recording(proc.pid)) is not None:
-                    o.recording_ns = now
-                    show(f"reading the start state of pid {opts.pid} (smaps, pagemap)")
-                    _snapshot(o, opts.pid, sampler)
-                elif attach and o.started and o.stopped_ns is None and timer is not None and not alive(timer):
-                    o.stopped_ns = now        # perf's timing `sleep` ended: perf stops tracing now
-                target_gone = attach and not alive(opts.pid)
-                if forwarded_at is None and (stop.is_set() or target_gone or (deadline and now >= deadline)):
-                    o.interrupted = stop.is_set()
-                    proc.send_signal(signal.SIGINT)
-                    forwarded_at = now
-                    o.stopped_ns = o.stopped_ns or now
-                elif forwarded_at is not None and now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
+                if forwarded_at is None:
+                    if attach and now >= until:
+                        o.stopped_ns = _end_attach(proc, control, opts.pid, sampler)
+                    elif attach and not alive(opts.pid):
+                        o.stopped_ns = now
+                    command_done = command is not None and command.poll() is not None
+                    if stop.is_set() or o.stopped_ns is not None or command_done:
+                        o.interrupted = stop.is_set()
+                        if command is not None and not command_done:
+                            command.send_signal(signal.SIGTERM)
+                        proc.send_signal(signal.SIGINT)
+                        forwarded_at = now
+                        o.stopped_ns = o.stopped_ns or now
+                elif now - forwarded_at > PERF_STOP_TIMEOUT_S * 1e9:
                     proc.kill()
                 size = perf_file_size(perf_file)
                 show(f"recording {(now - start_ns) / 1e9:6.1f} s   perf.data {size / 1e6:7.1f} MB   "
                      f"truth samples {len(sampler.rows):,}")
-                time.sleep(0.005 if attach else 0.05)
+                time.sleep(0.005 if attach or command is not None else 0.05)
     finally:
         o.perf_rc = proc.wait()
         o.end_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        if command is not None:
+            if command.poll() is None:      # perf ended on its own: the command is no longer traced
+                command.send_signal(signal.SIGTERM)
+            o.command_rc = command.wait()
         sampler.stop()
         sampler.join()
     o.forwarded = forwarded_at is not None
-    if attach and not o.started:          # perf ended before we saw it start
-        _snapshot(o, opts.pid, sampler)
     if attach:
         sampler.clip(o.stopped_ns or o.end_ns)
-    return o
+
+
+def _end_attach(proc: subprocess.Popen, control, pid: int, sampler: Sampler) -> int:
+    """-p duration over: read the target's status a last time, then switch perf's events off.
+
+    That read is the truth's last row and its time the trace's end (record.json
+    `trace_end_ns`; ingest drops the events after it): the kernel's last numbers and
+    the model's final state then describe the same instant while the server goes on.
+    """
+    st = read_status_dict(pid)
+    t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    if st is not None:
+        sampler.add_row(t, pid, tuple(st[c] for c in start_state.STATUS_COLUMNS))
+    control.disable(proc)
+    return t
 
 
 def perf_file_size(perf_file: Path) -> int:
@@ -512,23 +534,76 @@ def perf_file_size(perf_file: Path) -> int:
         return 0
 
 
-def _snapshot(o: _Outcome, pid: int, sampler: Sampler) -> None:
+def _snapshot(o: _Outcome, pid: int, sampler: Sampler, freeze: bool = False) -> None:
     """The target's start state now (capture/start_state.py); its first /proc/PID/status read
-    also becomes a truth row, the kernel's numbers at the instant the replay starts from."""
+    also becomes a truth row, the kernel's numbers at the instant the replay starts from.
+    `freeze`: every thread of the target is stopped while it is read (capture/ptrace.py)."""
     o.started = True
-    o.start = start_state.take(pid)
+    if freeze:
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        try:
+            with ptrace.frozen(pid) as threads:
+                o.start = start_state.take(pid)
+            o.frozen = {"threads": threads, "duration_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC) - t0}
+        except ptrace.PtraceRefused as e:
+            note(f"--freeze: ptrace refused ({e}); the start state is read while pid {pid} runs")
+            o.start = start_state.take(pid)
+    else:
+        o.start = start_state.take(pid)
     if o.start is not None:
         st = o.start.status
         sampler.add_row(o.start.t_ns, pid, tuple(st[c] for c in start_state.STATUS_COLUMNS))
 
 
+def _launch_stopped(command: list[str]) -> subprocess.Popen | None:
+    """The command stopped after its exec (capture/ptrace.py), or None where ptrace is refused."""
+    try:
+        return ptrace.spawn_stopped(command)
+    except ptrace.PtraceRefused as e:
+        note(f"ptrace refused ({e}): perf launches the command, and what its exec maps is not in the trace")
+        return None
+
+
+def _start_perf(argv: list[str], opts: RecordOptions, launched: subprocess.Popen | None, control,
+                o: _Outcome, sampler: Sampler) -> subprocess.Popen:
+    """Start perf; where it attaches (-p, or the command stopped at its exec), switch its events
+    on, read the start state (the -p target frozen with --freeze; the command still waiting at
+    its exec), then let a launched command run.  On any failure the stopped command is killed."""
+    try:
+        try:
+            proc = subprocess.Popen(argv)
+        except OSError as e:
+            raise RecordError(f"cannot start {argv[0]}: {e.strerror}") from None
+        if control is not None:
+            try:
+                o.recording_ns = control.enable(proc)
+                if launched is not None:
+                    _snapshot(o, launched.pid, sampler)
+                    ptrace.detach(launched.pid)
+                else:
+                    _snapshot(o, opts.pid, sampler, opts.freeze)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        return proc
+    except BaseException:
+        if launched is not None:
+            launched.kill()
+            launched.wait()
+        raise
+
+
 def record(opts: RecordOptions) -> Path:
     """Record `opts.command` (or attach to `opts.pid`) into `opts.out_dir`; return the directory.
 
-    perf writes the events; a sampler thread writes the truth.  SIGINT/SIGTERM
-    are forwarded to perf as SIGINT (perf finalizes perf.data and SIGTERMs its
-    workload), and the truth and metadata files are written all the same.  A
-    failing command keeps its capture and prints a warning.
+    perf writes the events; a sampler thread writes the truth.  The command is
+    started stopped at its exec, so its start state is read before it runs; a
+    -p target's is read as soon as perf records (capture/ptrace.py, start_state.py).
+    SIGINT/SIGTERM stop the recording: the command gets SIGTERM, perf SIGINT (it
+    finalizes perf.data), and the truth and metadata files are written all the
+    same.  A failing command keeps its capture and prints a warning.  A recording
+    that fails leaves no directory it created.
     """
     if not opts.command and opts.pid is None:
         raise RecordError("nothing to record: give a command or -p PID")
@@ -539,25 +614,55 @@ def record(opts: RecordOptions) -> Path:
         check_pid(opts.pid)
     else:
         check_command(opts.command)
+    created = not Path(opts.out_dir).exists()
     out = prepare_out_dir(opts.out_dir, opts.force)
+    try:
+        return _record_into(out, opts, perf, tracepoints)
+    except BaseException:
+        if created:
+            _remove_new_dir(out)
+        raise
+
+
+def _remove_new_dir(out: Path) -> None:
+    """A recording that failed before it finished leaves no directory it made itself
+    (only our own outputs are removed; anything else keeps the directory)."""
+    for name in OUTPUT_NAMES:
+        if (out / name).exists() or (out / name).is_symlink():
+            remove_output(out / name)
+    try:
+        out.rmdir()
+    except OSError:
+        pass
+
+
+def _record_into(out: Path, opts: RecordOptions, perf: str, tracepoints: list[str]) -> Path:
+    """record() once the checks passed and `out` is ready."""
     command = list(opts.command) if opts.command else pid_cmdline(opts.pid)
     perf_file = out / "perf.data"
-    argv = perf_argv(perf, tracepoints, perf_file, opts)
     machine = machine_info(perf)
 
     stop = threading.Event()
     start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    o = _Outcome()
     with stop_on_signals(stop):
+        launched = _launch_stopped(command) if opts.pid is None else None
+        target = opts.pid if opts.pid is not None else launched.pid if launched else None
+        control = ptrace.PerfControl() if target is not None else None
         try:
-            proc = subprocess.Popen(argv)
-        except OSError as e:
-            raise RecordError(f"cannot start {perf}: {e.strerror}") from None
-        sampler = Sampler(proc.pid if opts.pid is None else opts.pid, include_top=opts.pid is not None,
-                          interval_ns=max(1, int(opts.interval_ms * 1e6)))
-        sampler.start()
-        o = _supervise(proc, opts, stop, sampler, perf_file, start_ns)
+            argv = perf_argv(perf, tracepoints, perf_file, opts, target, tuple(control.argv()) if control else ())
+            sampler = Sampler(target if target is not None else 0, include_top=target is not None,
+                              interval_ns=max(1, int(opts.interval_ms * 1e6)))
+            proc = _start_perf(argv, opts, launched, control, o, sampler)
+            if target is None:
+                sampler.top = proc.pid          # perf launches the command: its child is the top
+            sampler.start()
+            _supervise(proc, opts, stop, sampler, perf_file, start_ns, o, launched, control)
+        finally:
+            if control is not None:
+                control.close()
         if o.interrupted and opts.pid is None:
-            for pid in sampler.pids():       # perf stops its child; stop any grandchildren too
+            for pid in sampler.pids():       # the command got SIGTERM; stop any grandchildren too
                 if alive(pid):
                     os.kill(pid, signal.SIGTERM)
 
@@ -572,23 +677,36 @@ def record(opts: RecordOptions) -> Path:
     write_outputs(out, capture, sampler, o.start)
     info = {
         "perf_argv": argv, "perf_exit_status": o.perf_rc, "interrupted": o.interrupted,
-        "root_pid": opts.pid if opts.pid is not None else sampler.first_pid,
+        "launch": "attach" if opts.pid is not None else "exec_stop" if launched else "perf",
+        "command_exit_status": o.command_rc,
+        "root_pid": target if target is not None else sampler.first_pid,
         "pids": sampler.pids(), "truth_rows": len(sampler.rows),
         "sampler_interval_ms": opts.interval_ms, "sampler_rate_hz": round(sampler.rate_hz(), 1),
         "sampler_max_gap_ms": round(sampler.max_gap_ns / 1e6, 3),
-        "snapshot": None if o.start is None else {**o.start.meta(), "perf_recording_seen_ns": o.recording_ns},
+        "perf_enabled_ns": o.recording_ns,
+        "snapshot": None if o.start is None else {**o.start.meta(), "perf_recording_seen_ns": o.recording_ns,
+                                                  "frozen": o.frozen},
         "perf_stop_seen_ns": o.stopped_ns,
+        "trace_end_ns": o.stopped_ns if opts.pid is not None else None,
         "tracepoints": tracepoints,
     }
     (out / "record.json").write_text(json.dumps(info, indent=2) + "\n")
-    if o.interrupted:
-        warn(f"interrupted: capture kept, covering {(o.end_ns - start_ns) / 1e9:.1f} s")
-    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc == -signal.SIGINT):
-        what = "command" if opts.pid is None else "perf"
-        warn(f"{what} exited with status {o.perf_rc}: capture kept in {out}")
+    _warn_outcome(o, opts, start_ns, out)
     if not sampler.rows:
         warn("no /proc samples were taken (the process exited too fast?): truth.parquet is empty")
     return out
+
+
+def _warn_outcome(o: _Outcome, opts: RecordOptions, start_ns: int, out: Path) -> None:
+    """One warning for an interrupted recording or a failing command (or perf)."""
+    if o.interrupted:
+        warn(f"interrupted: capture kept, covering {(o.end_ns - start_ns) / 1e9:.1f} s")
+    elif o.command_rc is not None:
+        if o.command_rc != 0:
+            warn(f"command exited with status {o.command_rc}: capture kept in {out}")
+    elif o.perf_rc != 0 and not (o.forwarded and o.perf_rc == -signal.SIGINT):
+        what = "command" if opts.pid is None else "perf"
+        warn(f"{what} exited with status {o.perf_rc}: capture kept in {out}")
 
 
 def write_outputs(out: Path, capture: dict, sampler: Sampler, start: StartState | list | None) -> None:

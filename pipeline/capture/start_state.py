@@ -30,7 +30,7 @@ from ptreplay.schemas import (SNAP_ANON, SNAP_CLASSES, SNAP_FILE, SNAP_HUGE_ZERO
                               SNAP_ZERO, TRUTH, events_from_rows)
 
 USER_TOP = 1 << 63                  # [vsyscall] lives above: not part of the mm (VmSize skips it)
-MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
+MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x01, 0x02, 0x20, 0x100
 MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15
 STATUS_COLUMNS = tuple(TRUTH.schema.names[2:])   # after t_ns, pid: parse_status's order
 
@@ -176,6 +176,7 @@ def to_events(state: StartState) -> pa.Table:
     rows = []
     for v in state.vmas:
         flags = (MAP_SHARED if v.shared else MAP_PRIVATE) | (MAP_ANONYMOUS if v.anonymous else 0)
+        flags |= MAP_GROWSDOWN if "gd" in v.vm_flags else 0       # [stack]: faults below it grow it
         advice = MADV_HUGEPAGE if "hg" in v.vm_flags else MADV_NOHUGEPAGE if "nh" in v.vm_flags else -1
         rows.append(dict(kind="snapshot_vma", addr=v.start, len=v.end - v.start, prot=v.prot, flags=flags,
                          fd=-1 if v.anonymous else 0, pgoff=v.offset, advice=advice))

@@ -11,6 +11,8 @@ does the directory's truth.parquet (the kernel's own /proc numbers, key
 """
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 from typing import Iterator
@@ -106,6 +108,8 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
             meta["snapshot"] = start.report()
         if gate is not None:
             meta["host_recording"] = gate.report()     # ("host" is the machine's name)
+        if start.t_end is not None:
+            meta["trace_end"] = start.end_report()
         meta["start_ns"] = int(first or 0)
         meta["end_ns"] = int(last or 0)
         if norm.stats.fault_rows == 0:
@@ -127,9 +131,11 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
 
 
 class StartStates:
-    """The start snapshot of a `record -p` directory (snapshot.parquet, capture/start_state.py):
+    """The start snapshot of a record directory (snapshot.parquet, capture/start_state.py):
     its rows lead the events of their process, and that process's traced events before the
-    snapshot time are dropped (the snapshot already shows them), counted per pid."""
+    snapshot time are dropped (the snapshot already shows them), counted per pid.  An attach
+    capture also has an end (record.json `trace_end_ns`, the target's last status read):
+    events after it are dropped and counted, so the model ends where the truth does."""
 
     def __init__(self, path: Path):
         file = path / "snapshot.parquet"
@@ -137,6 +143,8 @@ class StartStates:
         self.t0: dict[int, int] = {}
         self.dropped: dict[int, dict[str, int]] = {}
         self._pids = self._t0s = None
+        self.t_end = _trace_end(path)
+        self.after_end: dict[str, int] = {}
         if self.table is not None and self.table.num_rows:
             pids = to_numpy(self.table.column("pid"))
             ts = to_numpy(self.table.column("t_ns"))
@@ -153,6 +161,7 @@ class StartStates:
         self._pids = None
 
     def drop_before(self, ev: pa.Table) -> pa.Table:
+        ev = self._drop_after_end(ev)
         if not self.t0 or not ev.num_rows:
             return ev
         pid, t = to_numpy(ev.column("pid")), to_numpy(ev.column("t_ns"))
@@ -169,6 +178,16 @@ class StartStates:
             per_kind[kind] = per_kind.get(kind, 0) + 1
         return ev.filter(pa.array(~early))
 
+    def _drop_after_end(self, ev: pa.Table) -> pa.Table:
+        if self.t_end is None or not ev.num_rows:
+            return ev
+        late = to_numpy(ev.column("t_ns")) > self.t_end
+        if not late.any():
+            return ev
+        for kind in ev.filter(pa.array(late)).column("kind").to_pylist():
+            self.after_end[kind] = self.after_end.get(kind, 0) + 1
+        return ev.filter(pa.array(~late))
+
     def batch(self) -> pa.Table:
         """The snapshot rows as normalize emits events (BATCH_SCHEMA: kind as int8 codes)."""
         codes = [EVENT_KINDS.index(k) for k in self.table.column("kind").to_pylist()]
@@ -180,6 +199,24 @@ class StartStates:
         """Per pid: the snapshot time and the traced events dropped before it, by kind."""
         return {str(p): {"t_ns": t0, "events_before_dropped": dict(sorted(self.dropped.get(p, {}).items()))}
                 for p, t0 in self.t0.items()}
+
+    def end_report(self) -> dict | None:
+        """The attach capture's end and the traced events dropped after it, by kind."""
+        if self.t_end is None:
+            return None
+        return {"t_ns": self.t_end, "events_after_dropped": dict(sorted(self.after_end.items()))}
+
+
+def _trace_end(path: Path) -> int | None:
+    """record.json's `trace_end_ns` of an attach capture (None for anything else)."""
+    info = path / "record.json"
+    if not (path.is_dir() and info.exists()):
+        return None
+    try:
+        end = json.loads(info.read_text()).get("trace_end_ns")
+    except (OSError, ValueError):
+        return None
+    return int(end) if isinstance(end, int) else None
 
 
 def record_truth(path: Path) -> pa.Table | None:
