@@ -1,7 +1,7 @@
 """Ingestion: captures (any supported format) -> one time-ordered `events` Parquet file.
 
     capture file(s) --formats.detect--> reader.read --raw batches--> Normalizer
-        --events batches--> merge by time --> StreamWriter (atomic) -> EVENTS.parquet
+        --events batches--> merge by time --> EventsWriter (atomic) -> events.parquet (events/2)
 
 A `ptreplay record` directory is accepted as an input: its perf.data is read
 and its capture.parquet sidecar supplies the machine metadata.  The capture
@@ -22,7 +22,8 @@ from ptreplay.pipeline.events.arrow_np import to_numpy
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats import detect, open_binary
 from ptreplay.pipeline.events.normalize import BATCH_SCHEMA, Normalizer
-from ptreplay.schemas.parquet_io import StreamWriter, check_writable, read_table
+from ptreplay.schemas.parquet_io import EventsWriter, check_writable, read_table
+from ptreplay.schemas.events_layout import EventParts
 from ptreplay.pipeline.progress import progress, warn
 from ptreplay.schemas import CAPTURE, EVENT_KINDS, EVENTS, TRUTH
 
@@ -64,11 +65,14 @@ def trace_id_of(path: Path | str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "trace"
 
 
-def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Table], dict]:
+def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
+                ) -> tuple[Iterator[pa.Table | EventParts], dict]:
     """Decode and normalize one capture; returns (events batches, capture metadata).
 
     The metadata dict is completed when the iterator is exhausted (lost-event
-    counts and normalization statistics are known only then).
+    counts and normalization statistics are known only then).  `parts`: batches in
+    the events/2 layout (`EventParts`), except for a capture with a start snapshot
+    (merged with it as events tables).
     """
     file, meta = resolve_input(path)
     reader = detect(file)
@@ -80,19 +84,21 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     norm = Normalizer(paging_levels=levels)
 
     start = StartStates(Path(path))
+    parts = parts and start.table is None
+    push, finish = (norm.push_parts, norm.finish_parts) if parts else (norm.push, norm.finish)
 
-    def batches() -> Iterator[pa.Table]:
+    def batches() -> Iterator[pa.Table | EventParts]:
         first = last = None
         for raw in capture.batches:
-            ev = start.drop_before(norm.push(raw))
+            ev = start.drop_before(push(raw))
             if ev.num_rows:
-                t = to_numpy(ev.column("t_ns"))
-                first = int(t[0]) if first is None else first
-                last = int(t[-1])
+                lo, hi = _span(ev)
+                first = lo if first is None else first
+                last = hi
                 yield ev
-        tail = start.drop_before(norm.finish())
+        tail = start.drop_before(finish())
         if tail.num_rows:
-            last = max(last or 0, int(to_numpy(tail.column("t_ns")).max()))
+            last = max(last or 0, _span(tail)[1])
             yield tail
         _merge_reader_meta(meta, capture.meta, file)
         meta["normalize"] = norm.stats.as_dict()
@@ -116,6 +122,15 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
             meta["start_ns"] = min(meta["start_ns"] or first_t, first_t)
 
     return with_snapshot(), meta
+
+
+def _span(ev: pa.Table | EventParts) -> tuple[int, int]:
+    """The first and the largest t_ns of a batch sorted by time (events table or parts)."""
+    if isinstance(ev, pa.Table):
+        t = to_numpy(ev.column("t_ns"))
+        return int(t[0]), int(t.max())
+    ts = [to_numpy(x.column("t_ns")) for x in (ev.faults, ev.others) if x.num_rows]
+    return min(int(t[0]) for t in ts), max(int(t.max()) for t in ts)
 
 
 class StartStates:
@@ -180,14 +195,14 @@ def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled:
     output = Path(output)
     check_writable(output, force)
     streams, metas = [], []
-    for p in inputs:
-        it, meta = read_events(Path(p), allow_sampled)
+    for p in inputs:     # one input goes to the writer in the events/2 layout as it comes
+        it, meta = read_events(Path(p), allow_sampled, parts=len(inputs) == 1)
         streams.append(it)
         metas.append(meta)
     truths = [t for t in (record_truth(Path(p)) for p in inputs) if t is not None]
     truth = (None if not truths else truths[0] if len(truths) == 1
              else pa.concat_tables(truths).sort_by([("t_ns", "ascending")]))
-    with StreamWriter(output, EVENTS, capture=None, force=force) as w, \
+    with EventsWriter(output, force=force) as w, \
             progress(f"ingest {output.name}", unit="events") as advance:
         for batch in merge_sorted(streams):
             w.write(batch)
