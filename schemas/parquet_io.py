@@ -458,15 +458,21 @@ def events_batches(path: Path, batch_rows: int = 1 << 18, pf: pq.ParquetFile | N
     path = Path(path)
     pf = pf or open_artifact(path, EVENTS)
     conform(pf.schema_arrow.empty_table(), EVENT_FAULTS, str(path))
-    raw = (pf.metadata.metadata or {}).get(OTHERS_KEY)
-    if raw is None:
-        raise SchemaError(f"{path}: an {EVENT_FAULTS.tag} file without its {OTHERS_KEY.decode()} metadata")
-    others = decode_table(raw, EVENT_OTHERS, f"{path}: {OTHERS_KEY.decode()}")
+    others = events_other(path, pf)
     batches = pf.iter_batches(batch_size=batch_rows) if pf.metadata.num_rows else iter(())
     try:
         yield from events_layout.join(None, others, 0, batch_rows, fault_batches=batches)
     except ValueError as e:
         raise SchemaError(f"{path}: {e}") from None
+
+
+def events_other(path: Path, pf: pq.ParquetFile | None = None) -> pa.Table:
+    """The other rows (EVENT_OTHERS) an events/2 file keeps in its key-value metadata."""
+    pf = pf or open_artifact(Path(path), EVENTS)
+    raw = (pf.metadata.metadata or {}).get(OTHERS_KEY)
+    if raw is None:
+        raise SchemaError(f"{path}: an {EVENT_FAULTS.tag} file without its {OTHERS_KEY.decode()} metadata")
+    return decode_table(raw, EVENT_OTHERS, f"{path}: {OTHERS_KEY.decode()}")
 
 
 class EventsWriter:
@@ -521,7 +527,7 @@ def read_capture(path: Path) -> dict:
 
 def encode_table(table: pa.Table, artifact: Artifact, source: str) -> str:
     """`table`, conformed to `artifact`, as text for key-value metadata: base64 of a zstd Arrow IPC stream."""
-    table = conform(table, artifact, source)
+    table = conform(table, artifact, source).combine_chunks()    # one batch: zstd per buffer per batch
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
         w.write_table(table)
