@@ -9,7 +9,8 @@ files), so the same script digests an older checkout (pass its command, e.g.
 `python -m pipeline` run from there).  Each Parquet table is digested column by
 column (SHA-256 of its Arrow IPC bytes, schema metadata left out: it holds paths
 and timings); an events/2 file is digested as the events table it stores (as
-`ptreplay.schemas.parquet_io.read_table` returns it), so it compares with events/1.  `--compare` prints each table that differs and exits 1 if any does.
+`ptreplay.schemas.parquet_io.read_table` returns it), so it compares with events/1
+(events columns stored dictionary-encoded are digested as their values).  `--compare` prints each table that differs and exits 1 if any does.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def digest_table(path: Path) -> dict:
         from ptreplay.schemas import EVENTS
         from ptreplay.schemas.parquet_io import read_table
         t = read_table(path, EVENTS)
+    if path.name == "events.parquet":     # the events table's values: kind as strings in either layout
+        t = pa.table({n: c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
+                      for n, c in zip(t.column_names, t.columns)})
     t = t.replace_schema_metadata(None)
     out = {"rows": t.num_rows}
     for name in t.column_names:

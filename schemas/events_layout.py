@@ -28,7 +28,17 @@ FAULT_COLUMNS = tuple(EVENT_FAULTS.schema.names)
 _FAULT = EVENT_KINDS.index("fault")
 # the EVENTS columns a stored fault row does not have, with their value (kind is `fault`)
 _CONSTANT = {f.name: EVENT_DEFAULTS[f.name] for f in EVENTS.schema if f.name not in FAULT_COLUMNS and f.name != "kind"}
-_KINDS = pa.array(list(EVENT_KINDS), pa.string())
+
+
+def _strings(texts: list[str]) -> pa.Array:
+    """A string array built from buffers: `pa.array` imports pandas (0.3 s) on first use."""
+    data = [t.encode() for t in texts]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+_KINDS = _strings(list(EVENT_KINDS))
 # Arrow types of the batches `join` makes: kind and comm dictionary-encoded, as replay reads events/1
 KIND_TYPE = pa.dictionary(pa.int8(), pa.string())
 COMM_TYPE = pa.dictionary(pa.int32(), pa.string())
@@ -62,11 +72,17 @@ def split(table: pa.Table) -> EventParts:
             col = table.column(name)
             narrow &= (col.is_null() if value is None else
                        pc.fill_null(pc.equal(col, pa.scalar(value, col.type)), False)).to_numpy(zero_copy_only=False)
-    keep = pa.array(narrow)
-    faults = table.filter(keep).select(list(FAULT_COLUMNS))
-    rest = np.flatnonzero(~narrow)
-    others = table.take(pa.array(rest)).add_column(0, "row", pa.array(rest, pa.int64()))
+    faults = table.filter(_arrow(narrow, pa.bool_())).select(list(FAULT_COLUMNS))
+    rest = np.flatnonzero(~narrow).astype(np.int64)
+    others = table.take(_arrow(rest, pa.int64())).add_column(0, "row", _arrow(rest, pa.int64()))
     return EventParts(conform(faults, EVENT_FAULTS, "<events table>"), conform(others, EVENT_OTHERS, "<events table>"))
+
+
+def shift_rows(others: pa.Table, by: int) -> pa.Table:
+    """`others` (EVENT_OTHERS) with `by` added to their rows (`pa.scalar` would import pandas)."""
+    col = others.column("row").combine_chunks()
+    rows = np.frombuffer(col.buffers()[1], np.int64, count=len(col), offset=col.offset * 8) + by
+    return others.set_column(0, others.schema.field("row"), _arrow(rows, pa.int64()))
 
 
 _CONSTANTS: dict[str, pa.Array] = {}

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ptreplay.schemas.errors import OutputExistsError, PipelineError, SchemaError
@@ -494,8 +493,8 @@ class EventsWriter:
         """One run of events: an `events_layout.EventParts`, or an events table (split here)."""
         parts = batch if isinstance(batch, events_layout.EventParts) else events_layout.split(batch)
         if parts.others.num_rows:
-            row = pc.add(parts.others.column("row"), pa.scalar(self.rows, pa.int64()))
-            self._others.append(conform(parts.others.set_column(0, "row", row), EVENT_OTHERS, str(self.path)))
+            others = events_layout.shift_rows(parts.others, self.rows)
+            self._others.append(conform(others, EVENT_OTHERS, str(self.path)))
         if parts.faults.num_rows:
             self._faults.write(parts.faults)
         self.rows += parts.num_rows

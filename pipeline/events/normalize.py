@@ -135,14 +135,15 @@ class Normalizer:
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
             out = self._merge(cols, code, fault_kind, others)
             self._clamp_to_last(out)
-            return events_layout.split(_to_table(move_exec_before_loader_faults(out)))
+            return _parts_of_merged(move_exec_before_loader_faults(out))
         faults, at = self._split(cols, code, fault_kind, others)
         self._clamp_to_last({"t_ns": np.concatenate([faults["t_ns"], others["t_ns"]])}, (faults, others))
         return _parts(faults, others, at)
 
     def finish_parts(self) -> EventParts:
         """finish() in the events/2 layout."""
-        return events_layout.split(self.finish())
+        out = self._finish()
+        return _empty_parts() if out is None else _parts_of_merged(out)
 
     def _prepare(self, raw: pa.Table | RawColumns) -> tuple:
         """The raw batch as columns, its event codes, which codes are faults, and its other
@@ -185,6 +186,10 @@ class Normalizer:
 
     def finish(self) -> pa.Table:
         """Close the stream: open syscalls become unfinished, exit_group-only groups exit."""
+        out = self._finish()
+        return _empty() if out is None else _to_table(out)
+
+    def _finish(self) -> dict | None:
         rows = []
         for p in sorted(self._pending.values(), key=lambda p: (p.t_ns, p.seq)):
             rows.append(self._syscall_row(p, ret=0, t_exit=None, unfinished=True))
@@ -195,10 +200,10 @@ class Normalizer:
                 rows.append(_row(t, seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
                 self._exited.add(tgid)
         if not rows:
-            return _empty()
+            return None
         out = self._merge(_NO_RAW, np.empty(0, np.int32), np.zeros(1, np.int8), _rows_dict(rows))
         self._clamp_to_last(out)
-        return _to_table(out)
+        return out
 
     # ------------------------------------------------------------- tgid tracking
     def _learn_tgids(self, c, names, code, rest) -> None:
@@ -647,6 +652,17 @@ def _empty() -> pa.Table:
 def _empty_parts() -> EventParts:
     return _parts({k: np.empty(0, _DTYPES[k]) for k in events_layout.FAULT_COLUMNS},
                   _rows_dict([]), np.empty(0, np.int64))
+
+
+def _parts_of_merged(out: dict) -> EventParts:
+    """EventParts of one merged batch (`_merge`: its fault rows hold the defaults elsewhere)."""
+    fault = out["kind"] == KIND["fault"]
+    fi, oi = np.flatnonzero(fault), np.flatnonzero(~fault)
+    faults = {k: out[k][fi] for k in events_layout.FAULT_COLUMNS}
+    others = {k: out[k][oi] if k in out else np.full(len(oi), _DEFAULTS[k], dt) for k, dt in _DTYPES.items()}
+    others["comm_rows"] = np.searchsorted(oi, out["comm_rows"])     # comm rows are never faults
+    others["comm_texts"] = out["comm_texts"]
+    return _parts(faults, others, oi.astype(np.int64))
 
 
 def _parts(faults: dict, others: dict, at: np.ndarray) -> EventParts:
