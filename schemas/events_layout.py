@@ -136,6 +136,9 @@ def join(faults, others: pa.Table, start: int = 0, batch_rows: int = 1 << 18,
     for b in fault_batches:
         if not b.num_rows:
             continue
+        nulls = [f"{n} has {b.column(n).null_count} nulls" for n in FAULT_COLUMNS if b.column(n).null_count]
+        if nulls:
+            raise ValueError(f"not a valid {EVENT_FAULTS.tag} table: " + "; ".join(nulls) + ", expected none")
         f1 = f0 + b.num_rows
         k1 = int(np.searchsorted(before, f1 - 1, side="right"))
         yield _batch(b, ocols, k0, k1, start + f0 + k0)

@@ -184,3 +184,14 @@ def test_schema_command_shows_both_layouts():
     assert EVENT_OTHERS.schema.names[1:] == EVENTS.schema.names
     assert set(EVENT_DEFAULTS) == set(EVENTS.schema.names) - {"t_ns", "pid", "tid", "kind"}
     assert isinstance(split(EVENTS.schema.empty_table()), EventParts)
+
+
+def test_nulls_in_the_fault_table_are_refused(tmp_path, seed):
+    v2, _ = seed
+    meta = pq.read_metadata(v2).metadata
+    faults = pq.read_table(v2).slice(0, 100)
+    ip = pa.array([None] + faults.column("ip").to_pylist()[1:], pa.uint64())
+    bad = tmp_path / "nulls.parquet"
+    pq.write_table(faults.set_column(faults.schema.get_field_index("ip"), "ip", ip).replace_schema_metadata(meta), bad)
+    with pytest.raises(SchemaError, match="ip has 1 nulls"):
+        read_table(bad, EVENTS)
