@@ -454,14 +454,14 @@ def empty(artifact: Artifact) -> pa.Table:
 def describe(artifact: Artifact) -> str:
     """Human-readable field list (name, type, doc): used by `ptreplay schema`.  For events, the
     table every reader returns, then how an events/2 file stores it."""
-    lines = [f"{artifact.tag}"]
+    lines = [f"{artifact.tag}" + (": the table every reader returns" if artifact is EVENTS else "")]
     lines += _fields(artifact.schema)
-    if artifact.name == "events":
+    if artifact is EVENTS:
         lines.append(f"\nstored as {EVENT_FAULTS.tag} (what ingest writes; {artifact.tag} files are read as they are):")
         lines.append("  Parquet table: the fault rows (kind fault, every other column at its neutral value)")
         lines += _fields(EVENT_FAULTS.schema)
         lines.append(f"  key-value metadata {OTHERS_KEY.decode()}: every other row (base64 of a zstd Arrow IPC "
-                     "stream), all the columns above plus")
+                     f"stream), all the {artifact.tag} columns plus")
         lines += _fields(pa.schema([EVENT_OTHERS.schema.field("row")]))
     return "\n".join(lines)
 
