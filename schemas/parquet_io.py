@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ptreplay.schemas.errors import OutputExistsError, PipelineError, SchemaError
@@ -472,6 +473,22 @@ def events_other(path: Path, pf: pq.ParquetFile | None = None) -> pa.Table:
     if raw is None:
         raise SchemaError(f"{path}: an {EVENT_FAULTS.tag} file without its {OTHERS_KEY.decode()} metadata")
     return decode_table(raw, EVENT_OTHERS, f"{path}: {OTHERS_KEY.decode()}")
+
+
+def events2_time_range(pf: pq.ParquetFile, path: Path) -> tuple[int | None, int | None]:
+    """(first, last) t_ns of an events/2 file: the fault table's row-group statistics (its t_ns
+    column when they are missing) and the other rows' times; (None, None) when it has no rows."""
+    md = pf.metadata
+    j = pf.schema_arrow.get_field_index("t_ns")
+    stats = [md.row_group(i).column(j).statistics for i in range(md.num_row_groups)] if j >= 0 else []
+    if stats and all(st is not None and st.has_min_max for st in stats):
+        times = [int(st.min) for st in stats] + [int(st.max) for st in stats]
+    else:
+        times = [int(t) for t in pc.min_max(pf.read(columns=["t_ns"]).column("t_ns")).as_py().values() if t is not None]
+    others = events_other(path, pf).column("t_ns")
+    if len(others):
+        times += [int(pc.min(others).as_py()), int(pc.max(others).as_py())]
+    return (min(times), max(times)) if times else (None, None)
 
 
 class EventsWriter:

@@ -195,3 +195,15 @@ def test_nulls_in_the_fault_table_are_refused(tmp_path, seed):
     pq.write_table(faults.set_column(faults.schema.get_field_index("ip"), "ip", ip).replace_schema_metadata(meta), bad)
     with pytest.raises(SchemaError, match="ip has 1 nulls"):
         read_table(bad, EVENTS)
+
+
+def test_time_range_counts_the_other_rows(tmp_path):
+    """replay's time range (snapshot spacing) of an events/2 file spans its other rows too."""
+    from ptreplay.replay.engine import _time_range
+    rows = [dict(kind="mmap", t_ns=10, pid=1, len=8192, addr=1 << 30, ret=1 << 30),
+            dict(kind="fault", t_ns=20, pid=1, addr=1 << 30, error_code=6, user_mode=True),
+            dict(kind="munmap", t_ns=90, pid=1, addr=1 << 30, len=8192)]
+    p = tmp_path / "e.parquet"
+    with EventsWriter(p) as w:
+        w.write(events_from_rows(rows))
+    assert _time_range(p) == (10, 90) == _time_range(_v1(read_table(p, EVENTS), tmp_path / "v1.parquet", {}))
