@@ -25,7 +25,9 @@ artifact made from it; ``ptreplay.replay`` the replay engine's options and
 counts in its outputs; ``ptreplay.truth`` in an events file ingested from a
 `ptreplay record` directory: that directory's ``truth`` table (base64 of a
 zstd Arrow IPC stream), so the kernel's own numbers travel with the events
-and `ptreplay replay` writes them out as ``truth.parquet`` beside its outputs.
+and `ptreplay replay` writes them out as ``truth.parquet`` beside its outputs;
+``ptreplay.events_other`` in an events/2 file: its non-fault rows (EVENT_OTHERS,
+the same encoding; see EVENT_FAULTS and schemas.events_layout).
 
 Figures carry the mark too: a PNG has a tEXt chunk ``ptreplay.schema`` =
 ``plot/1``, an HTML page ``HTML_MARK`` in its head.  `--force` replaces only
