@@ -13,11 +13,11 @@ fresh process so peak RSS is its own, best of --repeat runs each (perf script to
 prints the ratio `perf script` / `ptreplay ingest`.  Outputs go to a temporary directory.
 Prints a Markdown table for benchmarks/README.md.
 
-Then the floors: what no ingest of this capture into events/1 can go below on this
+Then the floors: what no ingest of this capture into its events layout can go below on this
 machine, each in a fresh process, best of --repeat: starting Python and importing
 pyarrow.parquet; encoding the finished events table (the last ingest's output, already in
-memory in the writer's types and row groups) through `pyarrow.parquet.ParquetWriter` with
-the events writer options (one writer per file: pyarrow does not expose parallel column
+memory in the writer's types and row groups: for events/2 the fault table) through
+`pyarrow.parquet.ParquetWriter` with its writer options (one writer per file: pyarrow does not expose parallel column
 encoding); and decompressing the data section's single zstd stream.  The first two are
 serial (the writer cannot start before the first rows exist), so their sum bounds the
 ratio any implementation could reach here.
@@ -78,18 +78,22 @@ WRITER_FLOOR = r"""
 import json, sys, time
 import pyarrow as pa, pyarrow.parquet as pq
 from ptreplay.schemas.parquet_io import ROW_GROUP_ROWS, _for_writer, _writer_schema, writer_options
-from ptreplay.schemas import EVENTS
+from ptreplay.schemas import EVENTS, EVENT_FAULTS
 events, out = sys.argv[1], sys.argv[2]
-table = pq.read_table(events, read_dictionary=["kind"])
-table = table.set_column(table.schema.get_field_index("kind"), "kind",
-                         table["kind"].cast(pa.dictionary(pa.int8(), pa.string())))
-groups = [_for_writer(table.slice(i, ROW_GROUP_ROWS).combine_chunks(), EVENTS, events)
+tag = pq.read_metadata(events).metadata[b"ptreplay.schema"]
+if tag == b"events/2":           # the fault table: the only part of an events/2 file the writer encodes
+    art, table = EVENT_FAULTS, pq.read_table(events)
+else:
+    art, table = EVENTS, pq.read_table(events, read_dictionary=["kind"])
+    table = table.set_column(table.schema.get_field_index("kind"), "kind",
+                             table["kind"].cast(pa.dictionary(pa.int8(), pa.string())))
+groups = [_for_writer(table.slice(i, ROW_GROUP_ROWS).combine_chunks(), art, events)
           for i in range(0, table.num_rows, ROW_GROUP_ROWS)]
 c0, t0 = time.process_time(), time.perf_counter()
-with pq.ParquetWriter(out, _writer_schema(EVENTS, None), **writer_options(EVENTS)) as w:
+with pq.ParquetWriter(out, _writer_schema(art, None), **writer_options(art)) as w:
     for g in groups:
         w.write_table(g, row_group_size=g.num_rows)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "tag": tag.decode()}))
 """
 ZSTD_FLOOR = r"""
 import json, struct, sys, time, zstandard
@@ -170,13 +174,13 @@ def floors(capture: Path, events: Path, tmp: Path, repeat: int, script_s: float)
     print("| floor | wall s | CPU s |")
     print("|---|---:|---:|")
     print(f"| python + import pyarrow.parquet | {imp['seconds']:.2f} | |")
-    print(f"| ParquetWriter alone on the finished events table (events writer options) | "
+    print(f"| ParquetWriter alone on the finished {wr['tag']} table (its writer options) | "
           f"{wr['seconds']:.2f} | {wr['cpu']:.2f} |")
     if z:
         print(f"| zstd: the data section's single stream ({z['compressed_mb']:.1f} MB -> "
               f"{z['decompressed_mb']:.0f} MB) | {z['seconds']:.2f} | {z['cpu']:.2f} |")
     bound = imp["seconds"] + wr["seconds"]
-    print(f"\nno ingest writing events/1 through pyarrow can take less than {bound:.2f} s here "
+    print(f"\nno ingest writing {wr['tag']} through pyarrow can take less than {bound:.2f} s here "
           f"(start-up + writer, serial): at most {script_s / bound:.1f}x vs perf script's {script_s:.2f} s")
 
 
@@ -215,8 +219,12 @@ def main() -> None:
         imports = f" ({r['imports']:.2f})" if "imports" in r else ""
         print(f"| {name} | {r['seconds']:.2f}{imports} | {rows / r['seconds'] / 1e6:.2f} M | "
               f"{script['seconds'] / r['seconds']:.1f}x | {r['peak_rss_mb']:.0f} |")
+    ratios = sorted(s["seconds"] / i["seconds"] for s, i in runs)
+    out_mb = (tmp / "events.parquet").stat().st_size / 1e6
     print(f"\nptreplay ingest vs perf script (best of {a.repeat} each): "
-          f"{script['seconds']:.2f} s / {ingest['seconds']:.2f} s = {script['seconds'] / ingest['seconds']:.1f}x")
+          f"{script['seconds']:.2f} s / {ingest['seconds']:.2f} s = {script['seconds'] / ingest['seconds']:.1f}x; "
+          f"pair by pair (each perf script run / the ingest right after it): min {ratios[0]:.1f}x, "
+          f"median {ratios[len(ratios) // 2]:.1f}x, max {ratios[-1]:.1f}x; events file {out_mb:.1f} MB")
     floors(a.capture, tmp / "events.parquet", tmp, a.repeat, script["seconds"])
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -8,7 +8,9 @@ every capture in data/ (record directories, the text captures, the perf.data
 files), so the same script digests an older checkout (pass its command, e.g.
 `python -m pipeline` run from there).  Each Parquet table is digested column by
 column (SHA-256 of its Arrow IPC bytes, schema metadata left out: it holds paths
-and timings).  `--compare` prints each table that differs and exits 1 if any does.
+and timings); an events/2 file is digested as the events table it stores (as
+`ptreplay.schemas.parquet_io.read_table` returns it), so it compares with events/1
+(events columns stored dictionary-encoded are digested as their values).  `--compare` prints each table that differs and exits 1 if any does.
 """
 from __future__ import annotations
 
@@ -37,6 +39,14 @@ def captures() -> list[Path]:
 
 def digest_table(path: Path) -> dict:
     t = pq.read_table(path)
+    if (pq.read_metadata(path).metadata or {}).get(b"ptreplay.schema") == b"events/2":
+        # the events table it stores (digested like an events/1 file's): this checkout's reader
+        from ptreplay.schemas import EVENTS
+        from ptreplay.schemas.parquet_io import read_table
+        t = read_table(path, EVENTS)
+    if path.name == "events.parquet":     # the events table's values: kind as strings in either layout
+        t = pa.table({n: c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
+                      for n, c in zip(t.column_names, t.columns)})
     t = t.replace_schema_metadata(None)
     out = {"rows": t.num_rows}
     for name in t.column_names:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ptreplay.schemas.errors import PipelineError, SchemaError, UsageError
-from ptreplay.schemas import ARTIFACTS, CAPTURE
+from ptreplay.schemas import ARTIFACTS, CAPTURE, EVENT_DEFAULTS, EVENT_FAULTS, EVENTS
+from ptreplay.schemas.parquet_io import events_other, is_events2, open_artifact
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "sql"
 
@@ -43,9 +44,10 @@ def connect(path: str | Path, database: str = ":memory:"):
         raise PipelineError(f"{path}: no such file or directory")
     con = duckdb.connect(database)
     try:   # binding a view reads its files' schemas: a file that is not one of ours fails here
+        events2 = _register_events2(con, path)
         for name in ("events", "truth", "timeseries", "summary", "effects", "occupancy", "attribution", "census",
                      "census_vmas"):
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name)}")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {_base_select(path, name, events2)}")
         con.execute(f"CREATE OR REPLACE VIEW metadata AS {_metadata_select(path)}")
         con.execute(f"CREATE OR REPLACE VIEW _fleet_records AS {_fleet_select(path)}")
     except duckdb.Error as e:
@@ -62,7 +64,39 @@ def files_of(path: Path, name: str) -> list[str]:
     return sorted(str(p) for p in path.rglob(f"{name}.parquet") if not p.name.startswith("."))
 
 
-def _base_select(path: Path, name: str) -> str:
+def _register_events2(con, path: Path) -> list[str]:
+    """The events files in the events/2 layout below `path`; their other rows (key-value
+    metadata) registered as the Arrow table `_events_other` (with each row's `filename`)."""
+    files = [f for f in files_of(path, "events") if is_events2(open_artifact(Path(f), EVENTS))]
+    if files:
+        parts = [events_other(Path(f)) for f in files]
+        parts = [t.append_column("filename", pa.array([f] * t.num_rows, pa.string())) for t, f in zip(parts, files)]
+        con.register("_events_other", pa.concat_tables(parts))
+    return files
+
+
+def _events_source(files: list[str], events2: list[str]) -> str:
+    """The rows of every events file, in events/1 and events/2 layouts alike, with `filename`."""
+    v1 = [f for f in files if f not in events2]
+    selects = []
+    if events2:
+        narrow = EVENT_FAULTS.schema.names
+        cols = ", ".join(f'"{f.name}"' if f.name in narrow else "'fault' AS kind" if f.name == "kind" else
+                         f'CAST({_sql_value(EVENT_DEFAULTS[f.name])} AS {_DUCK_TYPES[f.type]}) AS "{f.name}"'
+                         for f in EVENTS.schema)
+        selects.append(f"SELECT {cols}, filename FROM read_parquet({_sql_list(events2)}, filename = true)")
+        plain = ", ".join(f'"{n}"' for n in EVENTS.schema.names)
+        selects.append(f"SELECT {plain}, filename FROM _events_other")
+    if v1:
+        selects.append(f"SELECT * FROM read_parquet({_sql_list(v1)}, union_by_name = true, filename = true)")
+    return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+
+
+def _sql_value(v) -> str:
+    return "NULL" if v is None else ("true" if v else "false") if isinstance(v, bool) else str(int(v))
+
+
+def _base_select(path: Path, name: str, events2: list[str] = ()) -> str:
     schema = ARTIFACTS[name].schema
     files = files_of(path, name)
     cols = ", ".join(f'"{f.name}"' for f in schema)
@@ -71,6 +105,8 @@ def _base_select(path: Path, name: str) -> str:
         extra = ", CAST(NULL AS VARCHAR) AS trace_id" if name in _PATH_TRACE_ID else ""
         return f"SELECT {typed}{extra} WHERE false"
     source = f"read_parquet({_sql_list(files)}, union_by_name = true, filename = true)"
+    if name == "events":
+        source = _events_source(files, list(events2))
     if name in _PATH_TRACE_ID:
         cols = ", ".join(f'd."{f.name}"' for f in schema)
         return (f"SELECT {cols}, coalesce(nullif(m.trace_id, ''), {_trace_id_from_filename('d.filename')}) "

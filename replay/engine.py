@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 
 from ptreplay.schemas.errors import LimitError, SchemaError, UsageError
 from ptreplay.schemas.units import format_ns, parse_size
-from ptreplay.schemas.parquet_io import check_writable, open_artifact, output_dir, read_truth, write_table
+from ptreplay.schemas.parquet_io import (check_writable, events2_time_range, events_batches, is_events2,
+                                        open_artifact, output_dir, read_truth, write_table)
 from ptreplay.replay import kernels as K
 from ptreplay.replay import layout as L
 from ptreplay.replay.policies import Policy, parse_policies
@@ -327,6 +328,9 @@ def _batches(events, batch_rows: int):
         return
     path = Path(events)
     pf = open_artifact(path, EVENTS)
+    if is_events2(pf):           # faults and the other rows joined, both parts conformed
+        yield from events_batches(path, batch_rows, pf=pf)
+        return
     try:
         conform(pf.schema_arrow.empty_table(), EVENTS, str(path))
     except SchemaError:  # wrong columns or types: conform each batch, for its exact message
@@ -580,7 +584,10 @@ def _time_range(events) -> tuple[int | None, int | None]:
         if isinstance(events, pa.Table):
             col = events.column("t_ns")
         else:
-            md = pq.ParquetFile(events).metadata
+            pf = pq.ParquetFile(events)
+            if is_events2(pf):                  # faults' statistics and the other rows' times
+                return events2_time_range(pf, Path(events))
+            md = pf.metadata
             j = md.schema.to_arrow_schema().get_field_index("t_ns")
             stats = [md.row_group(i).column(j).statistics for i in range(md.num_row_groups)] if j >= 0 else []
             if stats and all(st is not None and st.has_min_max for st in stats):

@@ -1,7 +1,7 @@
 """What data exists: one versioned Arrow schema per Parquet artifact.
 
 Every artifact carries its schema name and version in the Parquet key-value
-metadata (``ptreplay.schema`` = ``"events/1"``).  :func:`conform` is called on
+metadata (``ptreplay.schema`` = ``"events/2"``).  :func:`conform` is called on
 every write and every read; it names missing, extra and mistyped columns.
 
 Artifacts (data flow order):
@@ -25,7 +25,9 @@ artifact made from it; ``ptreplay.replay`` the replay engine's options and
 counts in its outputs; ``ptreplay.truth`` in an events file ingested from a
 `ptreplay record` directory: that directory's ``truth`` table (base64 of a
 zstd Arrow IPC stream), so the kernel's own numbers travel with the events
-and `ptreplay replay` writes them out as ``truth.parquet`` beside its outputs.
+and `ptreplay replay` writes them out as ``truth.parquet`` beside its outputs;
+``ptreplay.events_other`` in an events/2 file: its non-fault rows (EVENT_OTHERS,
+the same encoding; see EVENT_FAULTS and schemas.events_layout).
 
 Figures carry the mark too: a PNG has a tEXt chunk ``ptreplay.schema`` =
 ``plot/1``, an HTML page ``HTML_MARK`` in its head.  `--force` replaces only
@@ -113,6 +115,29 @@ EVENTS = Artifact("events", 1, pa.schema([
     _f("unfinished", pa.bool_(), "sys_enter seen but no sys_exit before the capture ended (applied with its arguments when safe; see docs)"),
     _f("comm", pa.string(), "command name for fork/exec/exit events (null otherwise)", nullable=True),
 ]))
+
+# events/2: how an events file is stored (readers return the EVENTS table above, events/1 files
+# are read as they are).  Faults are nearly every row of a capture and set only a few columns:
+# they are the Parquet table of the file, in a narrow layout (EVENT_FAULTS, their kind is
+# `fault` and every other column its EVENT_DEFAULTS value); the other rows (syscalls,
+# lifecycle, snapshot) keep every EVENTS column plus their place in the whole stream, in the
+# file's key-value metadata (OTHERS_KEY: base64 of a zstd Arrow IPC stream of EVENT_OTHERS).
+# The stream is the fault rows in file order with each other row at its `row`.
+EVENTS_LAYOUT_VERSION = 2
+EVENT_FAULTS = Artifact("events", EVENTS_LAYOUT_VERSION, pa.schema([
+    _f("t_ns", pa.int64(), "fault time in ns on the capture's own clock (as events/1 t_ns)"),
+    _f("pid", pa.int32(), "thread-group id (process id)"),
+    _f("tid", pa.int32(), "thread id"),
+    _f("cpu", pa.int32(), "CPU the fault fired on; -1 when the format has no CPU column"),
+    _f("addr", pa.uint64(), "bytes (virtual address): the faulting address"),
+    _f("ip", pa.uint64(), "bytes (address): instruction pointer of the fault; 0 when unknown"),
+    _f("error_code", pa.int32(), "x86 page-fault error code (bit 0 present, 1 write, 2 user, 4 instruction fetch)"),
+    _f("user_mode", pa.bool_(), "True for page_fault_user, False for page_fault_kernel (kernel touching a user address)"),
+]))
+OTHERS_KEY = b"ptreplay.events_other"   # events/2: the non-fault rows (EVENT_OTHERS, base64 Arrow IPC)
+EVENT_OTHERS = Artifact("events", EVENTS_LAYOUT_VERSION, pa.schema(
+    [_f("row", pa.int64(), "0-based row of this event in the whole stream (faults and others, time order)")]
+    + list(EVENTS.schema)))
 
 # Neutral values of the EVENTS columns a row does not set (tid: the row's pid).
 EVENT_DEFAULTS = dict(cpu=-1, addr=0, len=0, prot=-1, flags=-1, fd=-1, pgoff=0, advice=-1, error_code=-1, ip=0,
@@ -430,8 +455,19 @@ def empty(artifact: Artifact) -> pa.Table:
 
 
 def describe(artifact: Artifact) -> str:
-    """Human-readable field list (name, type, doc): used by `ptreplay schema`."""
-    lines = [f"{artifact.tag}"]
-    for f in artifact.schema:
-        lines.append(f"  {f.name:<24} {str(f.type):<8} {f.metadata[b'doc'].decode()}")
+    """Human-readable field list (name, type, doc): used by `ptreplay schema`.  For events, the
+    table every reader returns, then how an events/2 file stores it."""
+    lines = [f"{artifact.tag}" + (": the table every reader returns" if artifact is EVENTS else "")]
+    lines += _fields(artifact.schema)
+    if artifact is EVENTS:
+        lines.append(f"\nstored as {EVENT_FAULTS.tag} (what ingest writes; {artifact.tag} files are read as they are):")
+        lines.append("  Parquet table: the fault rows (kind fault, every other column at its neutral value)")
+        lines += _fields(EVENT_FAULTS.schema)
+        lines.append(f"  key-value metadata {OTHERS_KEY.decode()}: every other row (base64 of a zstd Arrow IPC "
+                     f"stream), all the {artifact.tag} columns plus")
+        lines += _fields(pa.schema([EVENT_OTHERS.schema.field("row")]))
     return "\n".join(lines)
+
+
+def _fields(schema: pa.Schema) -> list[str]:
+    return [f"  {f.name:<24} {str(f.type):<8} {f.metadata[b'doc'].decode()}" for f in schema]

@@ -22,6 +22,8 @@ from conftest import DATA, REPO, run_cli
 from ptreplay.schemas.errors import PipelineError
 from ptreplay.pipeline.formats.perf.stacks import read_stacks
 from ptreplay.pipeline.attribution.symbols import Symbolizer, site
+from ptreplay.schemas import EVENTS
+from ptreplay.schemas.parquet_io import read_table
 
 CAPTURE = DATA / "purge-sites"
 BINARY = CAPTURE / "purge_sites"
@@ -46,7 +48,7 @@ def replayed(events):
 @pytest.fixture(scope="module")
 def madvise_stacks(events):
     """The sys_exit_madvise sample of every madvise event (found by the event's thread and time)."""
-    ev = pq.read_table(events, columns=["kind", "tid", "t_ns"]).to_pylist()
+    ev = read_table(events, EVENTS, columns=["kind", "tid", "t_ns"]).to_pylist()
     keys = {(r["tid"], r["t_ns"]) for r in ev if r["kind"] == "madvise"}
     stacks, mmaps, _ = read_stacks(CAPTURE / "perf.data", keys)
     assert set(stacks) == keys

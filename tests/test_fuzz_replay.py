@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import in_child
 from ptreplay.pipeline.events.ingest import ingest
 from ptreplay.replay.engine import ReplayOptions, replay
 from ptreplay.schemas import EVENT_KINDS, EVENTS, conform
+from ptreplay.schemas.parquet_io import read_table
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CASES = int(os.environ.get("PTREPLAY_FUZZ_REPLAY_CASES", "500"))
@@ -47,7 +47,7 @@ def bases(tmp_path_factory):
     out = []
     for name in BASES:
         path = ingest([DATA / name], tmp / f"{name}.parquet")
-        table = pq.read_table(path)
+        table = read_table(path, EVENTS)
         out.append(table.slice(0, min(len(table), 12_000)).combine_chunks())
     replay(out[0].slice(0, 1000), ReplayOptions(policies="all"))  # compile once, before forking
     return out

@@ -218,7 +218,7 @@ def test_a_directory_of_ptreplays_outputs_only_is_replaced_by_a_file_with_force(
     assert foreign_files(out) == []
     r = ptreplay("ingest", SEED, "-o", out, "--force")
     assert r.returncode == 0, r.stderr
-    assert out.is_file() and mark_of(out) == "events/1"
+    assert out.is_file() and mark_of(out) == "events/2"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]    # nothing moved aside is left
 
 

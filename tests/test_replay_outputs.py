@@ -26,6 +26,8 @@ from ptreplay.replay import synth
 from ptreplay.replay.engine import ReplayOptions, replay, replay_to_dir, snapshot_every
 from ptreplay.replay.policies import parse_policy
 from ptreplay.schemas import ARTIFACTS, EFFECTS, OCCUPANCY, describe
+from ptreplay.schemas import EVENTS
+from ptreplay.schemas.parquet_io import read_table
 from test_replay import B, GB, KB4, MB, ev, fault, madv, mmap, seed_rows, touch_range
 from test_replay_fast_path import interleaved_rows
 from test_replay_properties import ALL as ALL_FAST_TIMERS
@@ -279,7 +281,7 @@ def ingested(tmp_path_factory):
 
 
 def dontneed_rows(events_path: Path) -> set[int]:
-    ev_table = pq.read_table(events_path, columns=["kind", "advice", "failed"])
+    ev_table = read_table(events_path, EVENTS, columns=["kind", "advice", "failed"])
     mask = pc.and_(pc.and_(pc.equal(ev_table["kind"], "madvise"), pc.equal(ev_table["advice"], 4)),
                    pc.invert(ev_table["failed"]))
     return set(np.flatnonzero(mask.to_numpy(zero_copy_only=False)).tolist())

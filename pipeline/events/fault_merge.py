@@ -62,3 +62,44 @@ def merge_faults(t_ns, seq, pid, tid, cpu, addr, ip, error_code, code, fault_kin
         j += 1
         k += 1
     return j, dropped
+
+
+@njit(nogil=True)
+def split_faults(t_ns, seq, pid, tid, cpu, addr, ip, error_code, code, fault_kind, user_limit,
+                 s_t_ns, s_seq, o_t_ns, o_pid, o_tid, o_cpu, o_addr, o_ip, o_error_code, o_user_mode, at):
+    """`merge_faults` for the events/2 layout: the fault rows, in order, packed into the o_*
+    columns (the EVENT_FAULTS columns: no kind, no seq), and in at[k] the row other row k
+    takes in the whole stream (the slot merge_faults would leave it).
+    Returns (fault rows written, faults on kernel addresses dropped).
+    """
+    n = len(t_ns)
+    ns = len(s_t_ns)
+    j = 0
+    k = 0
+    dropped = 0
+    for i in range(n):
+        f = fault_kind[code[i]]
+        if f == NOT_FAULT:
+            continue
+        if addr[i] >= user_limit:
+            dropped += 1
+            continue
+        t = t_ns[i]
+        s = seq[i]
+        while k < ns and (s_t_ns[k] < t or (s_t_ns[k] == t and s_seq[k] <= s)):
+            at[k] = j + k
+            k += 1
+        o_t_ns[j] = t
+        o_pid[j] = pid[i]
+        o_tid[j] = tid[i]
+        o_cpu[j] = cpu[i]
+        o_addr[j] = addr[i]
+        o_ip[j] = ip[i]
+        o_error_code[j] = np.int32(np.int64(error_code[i] & np.uint64(0xFFFFFFFF)) - (
+            np.int64(1) << 32 if error_code[i] & np.uint64(0x80000000) else 0))
+        o_user_mode[j] = f == USER_FAULT
+        j += 1
+    while k < ns:
+        at[k] = j + k
+        k += 1
+    return j, dropped

@@ -1,7 +1,7 @@
 """Ingestion: captures (any supported format) -> one time-ordered `events` Parquet file.
 
     capture file(s) --formats.detect--> reader.read --raw batches--> Normalizer
-        --events batches--> merge by time --> StreamWriter (atomic) -> EVENTS.parquet
+        --events batches--> merge by time --> EventsWriter (atomic) -> events.parquet (events/2)
 
 A `ptreplay record` directory is accepted as an input: its perf.data is read
 and its capture.parquet sidecar supplies the machine metadata.  The capture
@@ -25,7 +25,8 @@ from ptreplay.pipeline.events.host_gate import HostGate, host_info
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats import detect, open_binary
 from ptreplay.pipeline.events.normalize import BATCH_SCHEMA, Normalizer
-from ptreplay.schemas.parquet_io import StreamWriter, check_writable, read_table
+from ptreplay.schemas.parquet_io import EventsWriter, check_writable, read_table
+from ptreplay.schemas.events_layout import EventParts
 from ptreplay.pipeline.progress import progress, warn
 from ptreplay.schemas import CAPTURE, EVENT_KINDS, EVENTS, TRUTH
 
@@ -67,11 +68,14 @@ def trace_id_of(path: Path | str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "trace"
 
 
-def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Table], dict]:
+def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
+                ) -> tuple[Iterator[pa.Table | EventParts], dict]:
     """Decode and normalize one capture; returns (events batches, capture metadata).
 
     The metadata dict is completed when the iterator is exhausted (lost-event
-    counts and normalization statistics are known only then).
+    counts and normalization statistics are known only then).  `parts`: batches in
+    the events/2 layout (`EventParts`), except for a capture with a start snapshot
+    (merged with it as events tables).
     """
     file, meta = resolve_input(path)
     reader = detect(file)
@@ -88,19 +92,21 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     if gate is not None:           # the gate may leave out snapshotted processes: the filters
         start.keep_only(gate.snapshot_pids)
     admit = (lambda ev: ev) if gate is None else gate.filter
+    parts = parts and gate is None
+    push, finish = (norm.push_parts, norm.finish_parts) if parts else (norm.push, norm.finish)
 
-    def batches() -> Iterator[pa.Table]:
+    def batches() -> Iterator[pa.Table | EventParts]:
         first = last = None
         for raw in capture.batches:
-            ev = admit(start.drop_before(norm.push(raw)))
+            ev = admit(start.drop(push(raw)))
             if ev.num_rows:
-                t = to_numpy(ev.column("t_ns"))
-                first = int(t[0]) if first is None else first
-                last = int(t[-1])
+                lo, hi = _span(ev)
+                first = lo if first is None else first
+                last = hi
                 yield ev
-        tail = admit(start.drop_before(norm.finish()))
+        tail = admit(start.drop(finish()))
         if tail.num_rows:
-            last = max(last or 0, int(to_numpy(tail.column("t_ns")).max()))
+            last = max(last or 0, _span(tail)[1])
             yield tail
         _merge_reader_meta(meta, capture.meta, file)
         meta["normalize"] = norm.stats.as_dict()
@@ -122,12 +128,40 @@ def read_events(path: Path, allow_sampled: bool = False) -> tuple[Iterator[pa.Ta
     snapshot = start.batch()
     first_t = int(to_numpy(snapshot.column("t_ns")).min()) if snapshot.num_rows else None
 
-    def with_snapshot() -> Iterator[pa.Table]:
-        yield from merge_sorted([iter([snapshot]), batches()])
+    t_snap = int(to_numpy(snapshot.column("t_ns")).max()) if snapshot.num_rows else None
+
+    def with_snapshot() -> Iterator[pa.Table | EventParts]:
+        # the snapshot rows go in time order among the events up to the last snapshot time
+        # (as tables); from there on the events flow as they come (events/2 parts included)
+        head, merged = [], t_snap is None
+        for ev in batches():
+            if merged:
+                yield ev
+                continue
+            head.append(ev if isinstance(ev, pa.Table) else _wide(ev))
+            if _span(ev)[1] >= t_snap:
+                yield from merge_sorted([iter([snapshot]), iter(head)])
+                head, merged = [], True
+        if not merged:
+            yield from merge_sorted([iter([snapshot]), iter(head)])
         if first_t is not None:
             meta["start_ns"] = min(meta["start_ns"] or first_t, first_t)
 
     return with_snapshot(), meta
+
+
+def _wide(ev: EventParts) -> pa.Table:
+    """events/2 parts as the events table normalize would have made (BATCH_SCHEMA)."""
+    return ev.to_table().cast(BATCH_SCHEMA)
+
+
+def _span(ev: pa.Table | EventParts) -> tuple[int, int]:
+    """The first and the largest t_ns of a batch sorted by time (events table or parts)."""
+    if isinstance(ev, pa.Table):
+        t = to_numpy(ev.column("t_ns"))
+        return int(t[0]), int(t.max())
+    ts = [to_numpy(x.column("t_ns")) for x in (ev.faults, ev.others) if x.num_rows]
+    return min(int(t[0]) for t in ts), max(int(t.max()) for t in ts)
 
 
 class StartStates:
@@ -160,16 +194,38 @@ class StartStates:
         self.t0 = {p: t for p, t in self.t0.items() if p in pids}
         self._pids = None
 
+    def drop(self, ev: pa.Table | EventParts) -> pa.Table | EventParts:
+        """drop_before for an events table, or for events/2 parts: those pass unchanged unless
+        one of their rows is to go (then they become one events table, which the writer splits)."""
+        if isinstance(ev, pa.Table):
+            return self.drop_before(ev)
+        if not self._drops_any(ev.faults) and not self._drops_any(ev.others):
+            return ev
+        return self.drop_before(_wide(ev))
+
+    def _drops_any(self, t: pa.Table) -> bool:
+        if not t.num_rows or (not self.t0 and self.t_end is None):
+            return False
+        ts = to_numpy(t.column("t_ns"))
+        if self.t_end is not None and int(ts.max()) > self.t_end:
+            return True
+        if not self.t0:
+            return False
+        return bool(self._early(to_numpy(t.column("pid")), ts).any())
+
+    def _early(self, pid: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Rows of a snapshotted process before its snapshot time (one lookup for every pid)."""
+        if self._pids is None:
+            self._pids = np.array(sorted(self.t0), np.int64)
+            self._t0s = np.array([self.t0[p] for p in self._pids.tolist()], np.int64)
+        at = np.minimum(np.searchsorted(self._pids, pid), len(self._pids) - 1)
+        return (self._pids[at] == pid) & (t < self._t0s[at])
+
     def drop_before(self, ev: pa.Table) -> pa.Table:
         ev = self._drop_after_end(ev)
         if not self.t0 or not ev.num_rows:
             return ev
-        pid, t = to_numpy(ev.column("pid")), to_numpy(ev.column("t_ns"))
-        if self._pids is None:
-            self._pids = np.array(sorted(self.t0), np.int64)
-            self._t0s = np.array([self.t0[p] for p in self._pids.tolist()], np.int64)
-        at = np.minimum(np.searchsorted(self._pids, pid), len(self._pids) - 1)   # one lookup for every pid
-        early = (self._pids[at] == pid) & (t < self._t0s[at])
+        early = self._early(to_numpy(ev.column("pid")), to_numpy(ev.column("t_ns")))
         if not early.any():
             return ev
         gone = ev.filter(pa.array(early))
@@ -240,11 +296,11 @@ def ingest(inputs: list[Path], output: Path, force: bool = False, allow_sampled:
     output = Path(output)
     check_writable(output, force)
     streams, metas = [], []
-    for p in inputs:
-        it, meta = read_events(Path(p), allow_sampled)
+    for p in inputs:     # one input goes to the writer in the events/2 layout as it comes
+        it, meta = read_events(Path(p), allow_sampled, parts=len(inputs) == 1)
         streams.append(it)
         metas.append(meta)
-    with StreamWriter(output, EVENTS, capture=None, force=force) as w, \
+    with EventsWriter(output, force=force) as w, \
             progress(f"ingest {output.name}", unit="events") as advance:
         for batch in merge_sorted(streams):
             w.write(batch)

@@ -46,7 +46,8 @@ import pyarrow.compute as pc
 
 from ptreplay.pipeline.events import arrow_np
 from ptreplay.pipeline.formats import RawColumns
-from ptreplay.schemas import EVENT_KINDS, EVENTS
+from ptreplay.schemas import EVENT_FAULTS, EVENT_KINDS, EVENT_OTHERS, EVENTS, events_layout
+from ptreplay.schemas.events_layout import EventParts
 
 USER_LIMIT_4LEVEL = 1 << 47
 USER_LIMIT_5LEVEL = 1 << 56
@@ -117,6 +118,36 @@ class Normalizer:
         the perf.data reader: no strings to build and re-encode)."""
         if len(raw) == 0:
             return _empty()
+        cols, code, fault_kind, others = self._prepare(raw)
+        out = self._merge(cols, code, fault_kind, others)
+        self._clamp_to_last(out)
+        if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
+            out = move_exec_before_loader_faults(out)
+        return _to_table(out)
+
+    def push_parts(self, raw: pa.Table | RawColumns) -> EventParts:
+        """push() in the events/2 layout (the same rows): the fault rows packed into the
+        EVENT_FAULTS columns, the others with their row in the batch.  A batch with an exec
+        (rare: its row moves before loader faults) is merged as push() does and then split."""
+        if len(raw) == 0:
+            return _empty_parts()
+        cols, code, fault_kind, others = self._prepare(raw)
+        if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
+            out = self._merge(cols, code, fault_kind, others)
+            self._clamp_to_last(out)
+            return _parts_of_merged(move_exec_before_loader_faults(out))
+        faults, at = self._split(cols, code, fault_kind, others)
+        self._clamp_to_last({"t_ns": np.concatenate([faults["t_ns"], others["t_ns"]])}, (faults, others))
+        return _parts(faults, others, at)
+
+    def finish_parts(self) -> EventParts:
+        """finish() in the events/2 layout."""
+        out = self._finish()
+        return _empty_parts() if out is None else _parts_of_merged(out)
+
+    def _prepare(self, raw: pa.Table | RawColumns) -> tuple:
+        """The raw batch as columns, its event codes, which codes are faults, and its other
+        rows (syscalls paired, lifecycle events) as sorted columns (`_rows_dict`)."""
         if isinstance(raw, RawColumns):
             cols, names, code, text_of = dict(raw.columns), list(raw.events), raw.event, raw.comm_text
         else:
@@ -135,28 +166,30 @@ class Normalizer:
         self._learn_tgids(cols, names, code, rest)
         rows, paired = self._syscalls(cols, names, code, rest)
         others = _rows_dict(rows + self._lifecycle(cols, names, code, rest, text_of), paired)
-        out = self._merge(cols, code, fault_kind, others)
-        self._clamp_to_last(out)
-        if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
-            out = move_exec_before_loader_faults(out)
-        return _to_table(out)
+        return cols, code, fault_kind, others
 
-    def _clamp_to_last(self, out: dict) -> None:
+    def _clamp_to_last(self, out: dict, parts: tuple = ()) -> None:
         """Keep the output in time order across batches: a row older than what was
         already emitted (disordered input, or a call left open until the end) is
-        stamped with the last emitted time and counted (`time_clamped_rows`)."""
+        stamped with the last emitted time and counted (`time_clamped_rows`).
+        `parts`: the dicts whose t_ns together are out's (events/2: faults, others)."""
         t = out["t_ns"]
         if not len(t):
             return
         early = t < self._last_t
         if early.any():
             self.stats.time_clamped_rows += int(early.sum())
-            t = out["t_ns"] = t.copy()         # may be a view of the reader's column
-            t[early] = self._last_t
-        self._last_t = int(t.max())
+            for part in parts or (out,):
+                part["t_ns"] = part["t_ns"].copy()          # may be a view of the reader's column
+                part["t_ns"][part["t_ns"] < self._last_t] = self._last_t
+        self._last_t = max(self._last_t, int(t.max()))
 
     def finish(self) -> pa.Table:
         """Close the stream: open syscalls become unfinished, exit_group-only groups exit."""
+        out = self._finish()
+        return _empty() if out is None else _to_table(out)
+
+    def _finish(self) -> dict | None:
         rows = []
         for p in sorted(self._pending.values(), key=lambda p: (p.t_ns, p.seq)):
             rows.append(self._syscall_row(p, ret=0, t_exit=None, unfinished=True))
@@ -167,10 +200,10 @@ class Normalizer:
                 rows.append(_row(t, seq, tgid, tid, cpu, "exit", comm=self._comm.get(tgid)))
                 self._exited.add(tgid)
         if not rows:
-            return _empty()
+            return None
         out = self._merge(_NO_RAW, np.empty(0, np.int32), np.zeros(1, np.int8), _rows_dict(rows))
         self._clamp_to_last(out)
-        return _to_table(out)
+        return out
 
     # ------------------------------------------------------------- tgid tracking
     def _learn_tgids(self, c, names, code, rest) -> None:
@@ -239,6 +272,25 @@ class Normalizer:
         out["comm_rows"] = at[small["comm_rows"]]
         out["comm_texts"] = small["comm_texts"]
         return out
+
+    def _split(self, c, code, fault_kind, small: dict) -> tuple[dict, np.ndarray]:
+        """`_merge` for the events/2 layout: the fault rows packed (EVENT_FAULTS columns) and
+        the row each of the other rows (`small`) takes in the batch."""
+        from ptreplay.pipeline.events import fault_merge as K
+        t = c["t_ns"]
+        if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
+            order = np.lexsort((c["seq"], t))
+            c = {k: c[k][order] for k in ("t_ns", "seq", "pid", "tid", "cpu", "a0", "a1", "a2")}
+            code = code[order]
+        out = {k: np.empty(len(t), _DTYPES[k]) for k in events_layout.FAULT_COLUMNS}
+        at = np.empty(len(small["t_ns"]), np.int64)
+        n, dropped = K.split_faults(
+            c["t_ns"], c["seq"], c["pid"], c["tid"], c["cpu"], c["a0"], c["a1"], c["a2"], code, fault_kind,
+            np.uint64(self.user_limit), small["t_ns"], small["seq"], *(out[k] for k in events_layout.FAULT_COLUMNS),
+            at)
+        self.stats.kernel_address_faults_dropped += dropped
+        self.stats.fault_rows += n
+        return {k: v[:n] for k, v in out.items()}, at
 
     # ------------------------------------------------------------------ syscalls
     def _syscalls(self, c, names, code, rest) -> tuple[list[dict], dict | None]:
@@ -595,6 +647,31 @@ def _constant(f: pa.Field, n: int) -> pa.Array:
 
 def _empty() -> pa.Table:
     return _to_table({**_fault_columns(0), "comm_rows": np.empty(0, np.int64), "comm_texts": []})
+
+
+def _empty_parts() -> EventParts:
+    return _parts({k: np.empty(0, _DTYPES[k]) for k in events_layout.FAULT_COLUMNS},
+                  _rows_dict([]), np.empty(0, np.int64))
+
+
+def _parts_of_merged(out: dict) -> EventParts:
+    """EventParts of one merged batch (`_merge`: its fault rows hold the defaults elsewhere)."""
+    fault = out["kind"] == KIND["fault"]
+    fi, oi = np.flatnonzero(fault), np.flatnonzero(~fault)
+    faults = {k: out[k][fi] for k in events_layout.FAULT_COLUMNS}
+    others = {k: out[k][oi] if k in out else np.full(len(oi), _DEFAULTS[k], dt) for k, dt in _DTYPES.items()}
+    others["comm_rows"] = np.searchsorted(oi, out["comm_rows"])     # comm rows are never faults
+    others["comm_texts"] = out["comm_texts"]
+    return _parts(faults, others, oi.astype(np.int64))
+
+
+def _parts(faults: dict, others: dict, at: np.ndarray) -> EventParts:
+    """EventParts of packed fault columns and the other rows (`_rows_dict`) at rows `at`."""
+    table = pa.Table.from_arrays([arrow_np.to_arrow(faults[f.name], f.type) for f in EVENT_FAULTS.schema],
+                                 schema=EVENT_FAULTS.schema)
+    rest = _to_table(others)
+    rest = rest.add_column(0, EVENT_OTHERS.schema.field("row"), arrow_np.to_arrow(at, pa.int64()))
+    return EventParts(table, rest)
 
 
 def _to_table(out: dict) -> pa.Table:
