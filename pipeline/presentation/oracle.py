@@ -1,0 +1,138 @@
+"""The replay against the kernel at every operation boundary of workloads/oracle.c programs.
+
+The model's state at a boundary is the timeseries row at or before the boundary's truth time
+(as tests/test_kernel_truth.py reads it); the program leaves GAP_NS without events before
+each read, so with a tick shorter than that the row falls after the operation's last event.
+
+- **VmPTE**: model == kernel, absolute.
+- **VmSize, RssAnon, RssFile+RssShmem**: model - kernel equals its value at the process's
+  first row (the program's start, or a fork child's first row).  The constant is what no
+  tracepoint shows (execve's mappings and GUP-populated pages, docs/MODEL.md D18).
+- An RSS mismatch is charged to the operation that changed model - kernel; its reason names
+  what the tracepoints cannot see there (REASONS).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ptreplay.pipeline.capture.oracle import GAP_NS, OracleLog
+
+# (model column, truth column) per compared counter; rss_file is RssFile + RssShmem (D19)
+COUNTERS = {"vmpte": ("vmpte_bytes", "vmpte_bytes"), "vmsize": ("virt_bytes", "vmsize_bytes"),
+            "rss_anon": ("rss_anon_bytes", "rss_anon_bytes"), "rss_file": ("rss_file_bytes", None)}
+# memory kind of the operation that introduced an RSS mismatch -> the invisible effect
+REASONS = {"file_private": "file fault-around / large folios (D8)",
+           "file_shared": "file fault-around / large folios (D8)",
+           "shared_anon": "shmem fault-around (D9)"}
+
+
+@dataclass
+class Tally:
+    programs: int = 0
+    boundaries: int = 0
+    unaligned: int = 0                               # no tick in the quiet gap (tick too long)
+    exact: Counter = field(default_factory=Counter)  # counter -> boundaries exact
+    rss_reasons: Counter = field(default_factory=Counter)
+    mismatches: dict = field(default_factory=lambda: defaultdict(Counter))  # counter -> op kind -> n
+    examples: list = field(default_factory=list)     # first mismatches (pid, op, kind, counter, model-kernel)
+
+    def pct(self, name: str) -> float:
+        return 100.0 * self.exact[name] / self.boundaries if self.boundaries else 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"programs {self.programs:,}  boundaries {self.boundaries:,}  unaligned {self.unaligned}"]
+        for name in COUNTERS:
+            out.append(f"  {name:9s} exact {self.exact[name]:,}/{self.boundaries:,} ({self.pct(name):.2f}%)")
+        for reason, n in self.rss_reasons.most_common():
+            out.append(f"  rss not exact, {reason}: {n:,} boundaries")
+        for name, by_kind in self.mismatches.items():
+            if by_kind:
+                out.append(f"  {name} mismatches by op: " + ", ".join(f"{k} {n}" for k, n in by_kind.most_common()))
+        return out
+
+
+def _truth_value(truth: pa.Table, col: str | None, rows: np.ndarray) -> np.ndarray:
+    if col is None:
+        return (truth.column("rss_file_bytes").to_numpy() + truth.column("rss_shmem_bytes").to_numpy())[rows]
+    return truth.column(col).to_numpy()[rows]
+
+
+def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", tally: Tally | None = None,
+            examples: int = 20) -> Tally:
+    """Tally every boundary of `log` against `policy`'s rows of `timeseries`."""
+    tally = tally or Tally()
+    ts = timeseries.filter(pc.equal(timeseries.column("policy"), policy))
+    truth = log.truth
+    pids = truth.column("pid").to_numpy()
+    t_truth = truth.column("t_ns").to_numpy()
+    ts_pid = ts.column("pid").to_numpy()
+    for pid in np.unique(pids):
+        rows = np.nonzero(pids == pid)[0]
+        sel = np.nonzero(ts_pid == pid)[0]
+        t_model = ts.column("t_ns").to_numpy()[sel]
+        at = np.searchsorted(t_model, t_truth[rows], side="right") - 1
+        ok = (at >= 0) & (t_truth[rows] - t_model[np.maximum(at, 0)] < GAP_NS)
+        tally.boundaries += len(rows)
+        tally.programs += log.op_kind[rows[0]] == "start"
+        tally.unaligned += int((~ok).sum())
+        for name, (m_col, t_col) in COUNTERS.items():
+            model = ts.column(m_col).to_numpy()[sel][np.maximum(at, 0)]
+            diff = model - _truth_value(truth, t_col, rows)
+            base = 0 if name == "vmpte" else diff[0]
+            good = ok & (diff == base)
+            tally.exact[name] += int(good.sum())
+            for j in np.nonzero(~good)[0]:
+                r = rows[j]
+                tally.mismatches[name][log.op_kind[r]] += 1
+                if name.startswith("rss"):
+                    cause = _introduced_at(diff, j, base)
+                    mem = log.mem[rows[cause]]
+                    reason = REASONS.get(mem, f"{log.op_kind[rows[cause]]} on {mem}")
+                    tally.rss_reasons[f"{name}: {reason}"] += 1
+                if len(tally.examples) < examples:
+                    tally.examples.append((int(pid), log.op_index[r], log.op_kind[r], log.mem[r], name,
+                                           int(diff[j] - base)))
+    return tally
+
+
+def _introduced_at(diff: np.ndarray, j: int, base: int) -> int:
+    """Index of the boundary whose operation last changed model - kernel, up to j."""
+    k = j
+    while k > 0 and diff[k - 1] == diff[k]:
+        k -= 1
+    return k
+
+
+TICK_NS = 100_000   # timeseries step: shorter than GAP_NS, so one tick falls in every quiet gap
+
+
+def driver_command(oracle_bin: str, seeds: range, nops: int, log: str) -> list[str]:
+    """One shell running the programs one after another (separate processes, one log)."""
+    loop = f'for s in $(seq {seeds.start} {seeds.stop - 1}); do "$0" "$s" {nops} "$1" || exit 1; done'
+    return ["/bin/sh", "-c", loop, oracle_bin, log]
+
+
+def run_programs(oracle_bin: str, seeds: range, nops: int, work, policy: str = "pt_reclaim",
+                 tally: Tally | None = None) -> Tally:
+    """`ptreplay record` the programs `seeds` (each `oracle SEED NOPS LOG`), ingest, replay
+    under `policy` with a TICK_NS timeseries, and tally every boundary."""
+    from pathlib import Path
+
+    from ptreplay.pipeline.capture.oracle import read_log
+    from ptreplay.pipeline.capture.record import RecordOptions, record
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay
+
+    work = Path(work)
+    log = work / "oracle.log"
+    log.unlink(missing_ok=True)
+    rec = record(RecordOptions(out_dir=work / "capture", command=driver_command(oracle_bin, seeds, nops, str(log)),
+                               interval_ms=50.0, force=True))
+    events = ingest([rec], work / "events.parquet", force=True)
+    result = replay(events, ReplayOptions(policies=policy, interval_ns=TICK_NS, occupancy_snapshots=0))
+    return compare(read_log(log), result.timeseries, policy, tally)
