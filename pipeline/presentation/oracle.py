@@ -28,7 +28,8 @@ COUNTERS = {"vmpte": ("vmpte_bytes", "vmpte_bytes"), "vmsize": ("virt_bytes", "v
 # memory kind of the operation that introduced an RSS mismatch -> the invisible effect
 REASONS = {"file_private": "file fault-around / large folios (D8)",
            "file_shared": "file fault-around / large folios (D8)",
-           "shared_anon": "shmem fault-around (D9)"}
+           "shared_anon": "shmem fault-around (D9)",
+           "fork": "a fork child's MADV_REMOVE unmapped the parent's shared pages (D16)"}
 
 
 @dataclass
@@ -90,9 +91,9 @@ def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", ta
                 r = rows[j]
                 tally.mismatches[name][log.op_kind[r]] += 1
                 if name.startswith("rss"):
-                    cause = _introduced_at(diff, j, base)
-                    mem = log.mem[rows[cause]]
-                    reason = REASONS.get(mem, f"{log.op_kind[rows[cause]]} on {mem}")
+                    cause = _introduced_at(diff, j)
+                    kind, mem = log.op_kind[rows[cause]], log.mem[rows[cause]]
+                    reason = REASONS.get(kind if kind == "fork" else mem, f"{kind} on {mem}")
                     tally.rss_reasons[f"{name}: {reason}"] += 1
                 if len(tally.examples) < examples:
                     tally.examples.append((int(pid), log.op_index[r], log.op_kind[r], log.mem[r], name,
@@ -100,7 +101,7 @@ def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", ta
     return tally
 
 
-def _introduced_at(diff: np.ndarray, j: int, base: int) -> int:
+def _introduced_at(diff: np.ndarray, j: int) -> int:
     """Index of the boundary whose operation last changed model - kernel, up to j."""
     k = j
     while k > 0 and diff[k - 1] == diff[k]:
@@ -117,10 +118,11 @@ def driver_command(oracle_bin: str, seeds: range, nops: int, log: str) -> list[s
     return ["/bin/sh", "-c", loop, oracle_bin, log]
 
 
-def run_programs(oracle_bin: str, seeds: range, nops: int, work, policy: str = "pt_reclaim",
-                 tally: Tally | None = None) -> Tally:
+def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_reclaim",),
+                 tallies: dict | None = None) -> dict:
     """`ptreplay record` the programs `seeds` (each `oracle SEED NOPS LOG`), ingest, replay
-    under `policy` with a TICK_NS timeseries, and tally every boundary."""
+    with a TICK_NS timeseries, and tally every boundary: {policy: Tally} (`none` is always
+    replayed, so it may be asked for too)."""
     from pathlib import Path
 
     from ptreplay.pipeline.capture.oracle import read_log
@@ -134,5 +136,9 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policy: str = "
     rec = record(RecordOptions(out_dir=work / "capture", command=driver_command(oracle_bin, seeds, nops, str(log)),
                                interval_ms=50.0, force=True))
     events = ingest([rec], work / "events.parquet", force=True)
-    result = replay(events, ReplayOptions(policies=policy, interval_ns=TICK_NS, occupancy_snapshots=0))
-    return compare(read_log(log), result.timeseries, policy, tally)
+    result = replay(events, ReplayOptions(policies=",".join(policies), interval_ns=TICK_NS, occupancy_snapshots=0))
+    oracle_log = read_log(log)
+    tallies = tallies if tallies is not None else {}
+    for policy in policies:
+        tallies[policy] = compare(oracle_log, result.timeseries, policy, tallies.get(policy))
+    return tallies
