@@ -528,12 +528,17 @@ class Reference:
             old_len = new_len
         v = self.find_vma(pr, old)
         f = v[2] if v else ANON_F | WRITE
+        whole = v is not None and v[0] == old and v[1] == old + old_len
         new_end = min(new + new_len, self.top)
         self.munmap(pr, pid, new, new_end, t)
         self.move_tables(pr, pid, old, new, min(old_len, new_end - new), t)
         self.insert_vma(pr, new, new_end, f & ~IMPLICIT)
         if not e["flags"] & 4:
             self.munmap(pr, pid, old, old + old_len, t)
+        elif whole and (v := self.find_vma(pr, old)) is not None:
+            # MREMAP_DONTUNMAP of a whole VMA: dontunmap_complete unlinks its anon_vma
+            self.vma_ids += 1
+            v[2] = (v[2] & ((1 << ORIGIN) - 1) & ~ANON_VMA) | self.vma_ids << ORIGIN
 
     def brk(self, pr, pid, e, t):
         req, ret = e["addr"], e["ret"]
@@ -554,6 +559,7 @@ class Reference:
         pr.brk = ret
 
     def fork(self, pr, child, t):
+        child.brk = pr.brk  # dup_mm copies mm->brk
         for s, e, f in list(pr.vmas):
             if f & DONTFORK:
                 continue
