@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     for policy in ("pt_reclaim", "none"):
         print(f"policy {policy}")
         print("\n".join(tallies[policy].lines()))
-    print("first pt_reclaim mismatches (pid, op, kind, memory, counter, model - kernel bytes):")
+    print("first pt_reclaim mismatches (seed, pid, op, kind, memory, counter, model - kernel bytes):")
     for e in tallies["pt_reclaim"].examples:
         print(f"  {e}")
     for lo, hi, why in failed:

@@ -10,7 +10,7 @@ from ptreplay.replay.layout import (E_NONE, G_BRK_UNKNOWN, G_VMA_ID, LV_PMD, LV_
                                     ORIGIN_SHIFT, PAGE, PMD_SIZE, POL_ALL_LEVELS, POL_PT_RECLAIM, POP_READ,
                                     POP_VMA, POP_WRITE, PR_POLICY, PR_TOP, PS_BRK, PS_NVMA, PS_VIRT, SL_HUGE,
                                     SL_IDX, SL_KEY, SL_PROC, SL_USED, VF_ANON, VF_ANON_VMA, VF_DONTFORK, VF_EXEC,
-                                    VF_HEAP, VF_HUGE, VF_IMPLICIT, VF_LOCKED, VF_NOHUGE, VF_NORESERVE, VF_READ,
+                                    VF_HEAP, VF_HUGE, VF_IMPLICIT, VF_LOCKED, VF_MOVED, VF_NOHUGE, VF_NORESERVE, VF_READ,
                                     VF_LOW, VF_SHARED, VF_WIPEONFORK, VF_WRITE, ht_del, ht_get, ht_put, page_up, tkey)
 from ptreplay.replay.vma import (vma_delete_at, vma_find, vma_first_after, vma_insert, vma_merge_around,
                                  vma_set_flags, vma_split)
@@ -220,7 +220,8 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     unmaps the target (MREMAP_FIXED), moves the page tables, adds the new VMA,
     then unmaps the old range unless MREMAP_DONTUNMAP (move_vma).  MREMAP_DONTUNMAP of a
     whole VMA drops the old VMA's anon_vma (dontunmap_complete -> unlink_anon_vmas), so
-    fork no longer copies its (empty) tables.
+    fork no longer copies its (empty) tables.  The moved VMA keeps its vm_pgoff (copy_vma):
+    VF_MOVED and a fresh id keep it from merging with unmoved neighbours (vma_mergeable).
 
     See docs/MODEL.md#mremap."""
     old = old & ~(PAGE - 1)
@@ -249,7 +250,8 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     new_end = min(new + new_len, top)
     do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new, new_end, t)
     move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, min(old_len, new_end - new), t)
-    vma_insert(vm, ps, p, new, new_end, vflags & ~VF_IMPLICIT)
+    g[G_VMA_ID] += 1   # copy_vma keeps vm_pgoff: the moved VMA merges only with its own pieces
+    vma_insert(vm, ps, p, new, new_end, (vflags & VF_LOW & ~VF_IMPLICIT) | VF_MOVED | (g[G_VMA_ID] << ORIGIN_SHIFT))
     if (flags & 4) == 0:
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old + old_len, t)
     elif whole:

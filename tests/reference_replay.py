@@ -23,6 +23,7 @@ NONE, ZERO, ANON, FILE = 0, 1, 2, 3
 ANON_F, SHARED, WRITE, HUGE, NOHUGE = 1, 2, 4, 8, 16
 DONTFORK, WIPEONFORK, ANON_VMA, LOCKED, IMPLICIT, HEAP = 32, 64, 128, 256, 512, 1024
 READ, EXEC, NORESERVE = 2048, 4096, 8192
+MOVED = 16384  # moved by mremap: vm_pgoff no longer contiguous with unmoved neighbours
 ORIGIN = 20  # flags bits 20+: the id of the mmap a VMA came from (stands for its anon_vma)
 
 
@@ -435,6 +436,8 @@ class Reference:
             return False
         if not a[2] & ANON_F or a[2] & (SHARED | IMPLICIT | HEAP):
             return False
+        if a[2] & MOVED and a[2] >> ORIGIN != b[2] >> ORIGIN:
+            return False
         return not (a[2] & ANON_VMA and b[2] & ANON_VMA) or a[2] >> ORIGIN == b[2] >> ORIGIN
 
     def merge(self, pr, lo, hi):
@@ -532,7 +535,8 @@ class Reference:
         new_end = min(new + new_len, self.top)
         self.munmap(pr, pid, new, new_end, t)
         self.move_tables(pr, pid, old, new, min(old_len, new_end - new), t)
-        self.insert_vma(pr, new, new_end, f & ~IMPLICIT)
+        self.vma_ids += 1
+        self.insert_vma(pr, new, new_end, (f & ((1 << ORIGIN) - 1) & ~IMPLICIT) | MOVED | self.vma_ids << ORIGIN)
         if not e["flags"] & 4:
             self.munmap(pr, pid, old, old + old_len, t)
         elif whole and (v := self.find_vma(pr, old)) is not None:

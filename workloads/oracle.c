@@ -16,6 +16,9 @@
  * MEM is the kind of memory the operation acted on (anon, file_private, file_shared,
  * shared_anon, heap; "-" when none).
  *
+ * The program re-executes itself without address-space randomization (personality
+ * ADDR_NO_RANDOMIZE), so a SEED replays the same addresses, hence the same program.
+ *
  * Before the first row every page of every readable VMA the program starts with (ELF, ld.so,
  * libc, stack pre-grown, [vdso]) is touched by faults the trace sees, so later operations
  * fault only in mappings they made; [vvar*] pages are left alone.
@@ -24,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/personality.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -234,6 +238,31 @@ static void subrange(int i, char **lo, char **hi)
     *hi = *lo + PAGE * (1 + rnd(pages - off));
 }
 
+/* Region starting exactly at addr (a neighbouring mapping), or -1. */
+static int region_at(char *addr)
+{
+    for (int i = 0; i < nreg; i++)
+        if (reg[i].a == addr) return i;
+    return -1;
+}
+
+/* Widen [*lo, *hi) of region i over the junction with the region right after it, if any:
+ * often to the aligned 2 MiB around the junction (a zap that covers a whole table only
+ * together with the neighbouring VMA, or only when the kernel merged the two). */
+static void across_next(int i, char **lo, char **hi)
+{
+    char *junction = reg[i].a + reg[i].len;
+    int j = region_at(junction);
+    if (j < 0) return;
+    char *blk = (char *)((uintptr_t)junction & ~(uintptr_t)(2 * MiB - 1));
+    if (rnd(2) && blk >= reg[i].a && blk + 2 * MiB <= reg[j].a + reg[j].len && blk < junction) {
+        *lo = blk;
+        *hi = blk + 2 * MiB;
+        return;
+    }
+    *hi = junction + PAGE * (1 + rnd(reg[j].len / PAGE));
+}
+
 static size_t rand_len(void)
 {
     switch (rnd(5)) {
@@ -313,6 +342,8 @@ static int op_madvise(int op)
     if (i < 0) return 0;
     char *lo, *hi;
     subrange(i, &lo, &hi);
+    if (op == OP_DONTNEED && rnd(2))
+        across_next(i, &lo, &hi);
     if (madvise(lo, hi - lo, advice)) return 0;
     if (op == OP_HUGEPAGE) {   /* the VMA is split at lo and hi: keep regions inside VMAs */
         struct region r = reg[i];
@@ -499,6 +530,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: oracle SEED NOPS [LOG]\n");
         return 2;
     }
+    int persona = personality(0xffffffff);   /* no ASLR: the same SEED makes the same program */
+    if (persona != -1 && !(persona & ADDR_NO_RANDOMIZE) && personality(persona | ADDR_NO_RANDOMIZE) != -1)
+        execv("/proc/self/exe", argv);
     rng = strtoull(argv[1], NULL, 0) * 0x9e3779b97f4a7c15ULL + 1;
     int nops = atoi(argv[2]);
     log_fd = argc > 3 ? open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644) : 1;

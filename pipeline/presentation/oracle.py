@@ -40,7 +40,8 @@ class Tally:
     exact: Counter = field(default_factory=Counter)  # counter -> boundaries exact
     rss_reasons: Counter = field(default_factory=Counter)
     mismatches: dict = field(default_factory=lambda: defaultdict(Counter))  # counter -> op kind -> n
-    examples: list = field(default_factory=list)     # first mismatches (pid, op, kind, counter, model-kernel)
+    seeds_missed: dict = field(default_factory=lambda: defaultdict(set))  # counter -> seeds with a mismatch
+    examples: list = field(default_factory=list)     # first mismatches per counter (seed, pid, op, kind, mem, counter, model-kernel)
 
     def pct(self, name: str) -> float:
         return 100.0 * self.exact[name] / self.boundaries if self.boundaries else 0.0
@@ -54,6 +55,8 @@ class Tally:
         for name, by_kind in self.mismatches.items():
             if by_kind:
                 out.append(f"  {name} mismatches by op: " + ", ".join(f"{k} {n}" for k, n in by_kind.most_common()))
+                seeds = sorted(self.seeds_missed[name])
+                out.append(f"  {name} mismatches in {len(seeds)} programs, seeds {seeds[:12]}{' ...' if len(seeds) > 12 else ''}")
         return out
 
 
@@ -64,16 +67,19 @@ def _truth_value(truth: pa.Table, col: str | None, rows: np.ndarray) -> np.ndarr
 
 
 def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", tally: Tally | None = None,
-            examples: int = 20) -> Tally:
-    """Tally every boundary of `log` against `policy`'s rows of `timeseries`."""
+            examples: int = 8, first_seed: int = 1) -> Tally:
+    """Tally every boundary of `log` against `policy`'s rows of `timeseries`.  The programs ran
+    one after another from `first_seed`: a process belongs to the last start before its first row."""
     tally = tally or Tally()
     ts = timeseries.filter(pc.equal(timeseries.column("policy"), policy))
     truth = log.truth
     pids = truth.column("pid").to_numpy()
     t_truth = truth.column("t_ns").to_numpy()
     ts_pid = ts.column("pid").to_numpy()
+    starts = t_truth[[i for i, k in enumerate(log.op_kind) if k == "start"]]
     for pid in np.unique(pids):
         rows = np.nonzero(pids == pid)[0]
+        seed = first_seed + int(np.searchsorted(starts, t_truth[rows[0]], side="right")) - 1
         sel = np.nonzero(ts_pid == pid)[0]
         t_model = ts.column("t_ns").to_numpy()[sel]
         at = np.searchsorted(t_model, t_truth[rows], side="right") - 1
@@ -90,13 +96,14 @@ def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", ta
             for j in np.nonzero(~good)[0]:
                 r = rows[j]
                 tally.mismatches[name][log.op_kind[r]] += 1
+                tally.seeds_missed[name].add(seed)
                 if name.startswith("rss"):
                     cause = _introduced_at(diff, j)
                     kind, mem = log.op_kind[rows[cause]], log.mem[rows[cause]]
                     reason = REASONS.get(kind if kind == "fork" else mem, f"{kind} on {mem}")
                     tally.rss_reasons[f"{name}: {reason}"] += 1
-                if len(tally.examples) < examples:
-                    tally.examples.append((int(pid), log.op_index[r], log.op_kind[r], log.mem[r], name,
+                if sum(e[5] == name for e in tally.examples) < examples:
+                    tally.examples.append((seed, int(pid), log.op_index[r], log.op_kind[r], log.mem[r], name,
                                            int(diff[j] - base)))
     return tally
 
@@ -140,5 +147,5 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     oracle_log = read_log(log)
     tallies = tallies if tallies is not None else {}
     for policy in policies:
-        tallies[policy] = compare(oracle_log, result.timeseries, policy, tallies.get(policy))
+        tallies[policy] = compare(oracle_log, result.timeseries, policy, tallies.get(policy), first_seed=seeds.start)
     return tallies
