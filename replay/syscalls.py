@@ -220,8 +220,10 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     unmaps the target (MREMAP_FIXED), moves the page tables, adds the new VMA,
     then unmaps the old range unless MREMAP_DONTUNMAP (move_vma).  MREMAP_DONTUNMAP of a
     whole VMA drops the old VMA's anon_vma (dontunmap_complete -> unlink_anon_vmas), so
-    fork no longer copies its (empty) tables.  The moved VMA keeps its vm_pgoff (copy_vma):
-    VF_MOVED and a fresh id keep it from merging with unmoved neighbours (vma_mergeable).
+    fork no longer copies its (empty) tables.  copy_vma merges the new VMA with its
+    neighbours (vma_merge_new_range); one with an anon_vma keeps its vm_pgoff, so VF_MOVED and
+    a fresh id keep it from merging with unmoved ones (vma_mergeable); an anonymous VMA never
+    faulted takes the new address as pgoff and merges like a fresh mmap.
 
     See docs/MODEL.md#mremap."""
     old = old & ~(PAGE - 1)
@@ -250,8 +252,12 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     new_end = min(new + new_len, top)
     do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new, new_end, t)
     move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, min(old_len, new_end - new), t)
-    g[G_VMA_ID] += 1   # copy_vma keeps vm_pgoff: the moved VMA merges only with its own pieces
-    vma_insert(vm, ps, p, new, new_end, (vflags & VF_LOW & ~VF_IMPLICIT) | VF_MOVED | (g[G_VMA_ID] << ORIGIN_SHIFT))
+    nflags = vflags & ~VF_IMPLICIT
+    if (vflags & VF_ANON_VMA) != 0:   # copy_vma keeps vm_pgoff: merges only with its own pieces
+        g[G_VMA_ID] += 1
+        nflags = (nflags & VF_LOW) | VF_MOVED | (g[G_VMA_ID] << ORIGIN_SHIFT)
+    vma_insert(vm, ps, p, new, new_end, nflags)
+    vma_merge_around(vm, ps, p, new, new_end)
     if (flags & 4) == 0:
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old + old_len, t)
     elif whole:

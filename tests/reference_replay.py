@@ -535,8 +535,12 @@ class Reference:
         new_end = min(new + new_len, self.top)
         self.munmap(pr, pid, new, new_end, t)
         self.move_tables(pr, pid, old, new, min(old_len, new_end - new), t)
-        self.vma_ids += 1
-        self.insert_vma(pr, new, new_end, (f & ((1 << ORIGIN) - 1) & ~IMPLICIT) | MOVED | self.vma_ids << ORIGIN)
+        nf = f & ~IMPLICIT
+        if f & ANON_VMA:  # copy_vma keeps vm_pgoff of a faulted VMA; a never-faulted one takes the new address
+            self.vma_ids += 1
+            nf = (nf & ((1 << ORIGIN) - 1)) | MOVED | self.vma_ids << ORIGIN
+        self.insert_vma(pr, new, new_end, nf)
+        self.merge(pr, new, new_end)
         if not e["flags"] & 4:
             self.munmap(pr, pid, old, old + old_len, t)
         elif whole and (v := self.find_vma(pr, old)) is not None:
