@@ -254,6 +254,7 @@ static void across_next(int i, char **lo, char **hi)
     char *junction = reg[i].a + reg[i].len;
     int j = region_at(junction);
     if (j < 0) return;
+    if (reg[j].kind != K_ANON && reg[j].kind != K_HEAP) last_mem = reg[j].kind;  /* file pages zapped too */
     char *blk = (char *)((uintptr_t)junction & ~(uintptr_t)(2 * MiB - 1));
     if (rnd(2) && blk >= reg[i].a && blk + 2 * MiB <= reg[j].a + reg[j].len && blk < junction) {
         *lo = blk;
