@@ -34,12 +34,14 @@ REASONS = {"file_private": "file fault-around / large folios (D8)",
 
 @dataclass
 class Tally:
+    """Boundaries compared, exact per counter, and where the others went wrong: the RSS
+    reasons and the mismatches grouped by the kind of the operation that introduced them."""
     programs: int = 0
     boundaries: int = 0
     unaligned: int = 0                               # no tick in the quiet gap (tick too long)
     exact: Counter = field(default_factory=Counter)  # counter -> boundaries exact
     rss_reasons: Counter = field(default_factory=Counter)
-    mismatches: dict = field(default_factory=lambda: defaultdict(Counter))  # counter -> op kind -> n
+    mismatches: dict = field(default_factory=lambda: defaultdict(Counter))  # counter -> introducing op -> n
     seeds_missed: dict = field(default_factory=lambda: defaultdict(set))  # counter -> seeds with a mismatch
     examples: list = field(default_factory=list)     # first mismatches per counter (seed, pid, op, kind, mem, counter, model-kernel)
 
@@ -54,7 +56,7 @@ class Tally:
             out.append(f"  rss not exact, {reason}: {n:,} boundaries")
         for name, by_kind in self.mismatches.items():
             if by_kind:
-                out.append(f"  {name} mismatches by op: " + ", ".join(f"{k} {n}" for k, n in by_kind.most_common()))
+                out.append(f"  {name} mismatches by the op that introduced them: " + ", ".join(f"{k} {n}" for k, n in by_kind.most_common()))
                 seeds = sorted(self.seeds_missed[name])
                 out.append(f"  {name} mismatches in {len(seeds)} programs, seeds {seeds[:12]}{' ...' if len(seeds) > 12 else ''}")
         return out
@@ -95,11 +97,11 @@ def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", ta
             tally.exact[name] += int(good.sum())
             for j in np.nonzero(~good)[0]:
                 r = rows[j]
-                tally.mismatches[name][log.op_kind[r]] += 1
+                cause = _introduced_at(diff, j)
+                kind, mem = log.op_kind[rows[cause]], log.mem[rows[cause]]
+                tally.mismatches[name][kind] += 1
                 tally.seeds_missed[name].add(seed)
                 if name.startswith("rss"):
-                    cause = _introduced_at(diff, j)
-                    kind, mem = log.op_kind[rows[cause]], log.mem[rows[cause]]
                     reason = REASONS.get(kind if kind == "fork" else mem, f"{kind} on {mem}")
                     tally.rss_reasons[f"{name}: {reason}"] += 1
                 if sum(e[5] == name for e in tally.examples) < examples:
