@@ -90,6 +90,7 @@ N_OC = 7
 VF_ANON, VF_SHARED, VF_WRITE, VF_HUGE, VF_NOHUGE = 1, 2, 4, 8, 16
 VF_DONTFORK, VF_WIPEONFORK, VF_ANON_VMA, VF_LOCKED, VF_IMPLICIT, VF_HEAP = 32, 64, 128, 256, 512, 1024
 VF_READ, VF_EXEC, VF_NORESERVE = 2048, 4096, 8192
+VF_MOVED = 16384             # moved by mremap: its vm_pgoff is no longer its address >> 12 (vma.vma_mergeable)
 VF_GROWSDOWN = 32768         # a stack (MAP_GROWSDOWN, smaps gd): a fault in the hole below grows it
 VF_PROT_KNOWN = 65536        # VF_READ/WRITE/EXEC are known (an mmap or mprotect gave them), so faults.access_error applies
 VF_PROT = VF_READ | VF_WRITE | VF_EXEC

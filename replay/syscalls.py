@@ -10,8 +10,8 @@ from ptreplay.replay.layout import (VF_GROWSDOWN, VF_PROT_KNOWN, E_NONE, G_BRK_U
                                     ORIGIN_SHIFT, PAGE, PMD_SIZE, POL_ALL_LEVELS, POL_PT_RECLAIM, POP_READ,
                                     POP_VMA, POP_WRITE, PR_POLICY, PR_TOP, PS_BRK, PS_NVMA, PS_VIRT, SL_HUGE,
                                     SL_IDX, SL_KEY, SL_PROC, SL_USED, VF_ANON, VF_ANON_VMA, VF_DONTFORK, VF_EXEC,
-                                    VF_HEAP, VF_HUGE, VF_IMPLICIT, VF_LOCKED, VF_NOHUGE, VF_NORESERVE, VF_READ,
-                                    VF_SHARED, VF_WIPEONFORK, VF_WRITE, ht_del, ht_get, ht_put, page_up, tkey)
+                                    VF_HEAP, VF_HUGE, VF_IMPLICIT, VF_LOCKED, VF_MOVED, VF_NOHUGE, VF_NORESERVE, VF_READ,
+                                    VF_LOW, VF_SHARED, VF_WIPEONFORK, VF_WRITE, ht_del, ht_get, ht_put, page_up, tkey)
 from ptreplay.replay.vma import (vma_delete_at, vma_find, vma_first_after, vma_insert, vma_merge_around,
                                  vma_set_flags, vma_split)
 from ptreplay.replay.pagetables import (free_pgd_range, prune_parents, pte_clear, pte_set, refcount_like,
@@ -220,7 +220,12 @@ def rekey_pte_table(ps, hk, hv, sl, pg, fs, g, prm, s, new_idx, t):
 def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_len, flags, new, t):
     """mremap: shrink unmaps the tail; grow in place extends the VMA; a move
     unmaps the target (MREMAP_FIXED), moves the page tables, adds the new VMA,
-    then unmaps the old range unless MREMAP_DONTUNMAP (move_vma).
+    then unmaps the old range unless MREMAP_DONTUNMAP (move_vma).  MREMAP_DONTUNMAP of a
+    whole VMA drops the old VMA's anon_vma (dontunmap_complete -> unlink_anon_vmas), so
+    fork no longer copies its (empty) tables.  copy_vma merges the new VMA with its
+    neighbours (vma_merge_new_range); one with an anon_vma keeps its vm_pgoff, so VF_MOVED and
+    a fresh id keep it from merging with unmoved ones (vma_mergeable); an anonymous VMA never
+    faulted takes the new address as pgoff and merges like a fresh mmap.
 
     See docs/MODEL.md#mremap."""
     old = old & ~(PAGE - 1)
@@ -245,12 +250,23 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
         old_len = new_len
     vi = vma_find(vm, ps, p, old)
     vflags = vm[p, vi, 2] if vi >= 0 else VF_ANON | VF_WRITE
+    whole = vi >= 0 and vm[p, vi, 0] == old and vm[p, vi, 1] == old + old_len
     new_end = min(new + new_len, top)
     do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new, new_end, t)
     move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, min(old_len, new_end - new), t)
-    vma_insert(vm, ps, p, new, new_end, vflags & ~VF_IMPLICIT)
+    nflags = vflags & ~VF_IMPLICIT
+    if (vflags & VF_ANON_VMA) != 0:   # copy_vma keeps vm_pgoff: merges only with its own pieces
+        g[G_VMA_ID] += 1
+        nflags = (nflags & VF_LOW) | VF_MOVED | (g[G_VMA_ID] << ORIGIN_SHIFT)
+    vma_insert(vm, ps, p, new, new_end, nflags)
+    vma_merge_around(vm, ps, p, new, new_end)
     if (flags & 4) == 0:
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old + old_len, t)
+    elif whole:
+        vi = vma_find(vm, ps, p, old)
+        if vi >= 0:
+            g[G_VMA_ID] += 1
+            vm[p, vi, 2] = (vm[p, vi, 2] & VF_LOW & ~VF_ANON_VMA) | (g[G_VMA_ID] << ORIGIN_SHIFT)
 
 
 @njit
@@ -287,7 +303,11 @@ def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
     VMAs with an anon_vma (vma_needs_copy), one child table for every parent
     table in the VMA's range (copy_pmd_range allocates even for empty ones).
 
+    The child inherits the break (dup_mm copies the whole mm_struct, mm->brk included), so
+    its brk calls move the heap like the parent's.
+
     See docs/MODEL.md#fork."""
+    ps[c, PS_BRK] = ps[p, PS_BRK]
     n = ps[p, PS_NVMA]
     for i in range(n):
         f = vm[p, i, 2]

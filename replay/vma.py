@@ -7,7 +7,7 @@ VMA gets.  No page tables here.
 from ptreplay.replay.jit import njit
 from ptreplay.replay.layout import (VF_PROT_KNOWN, G_IMPLICIT, G_OUTSIDE, ORIGIN_SHIFT, PAGE, PS_NVMA, PS_VIRT, VF_ANON,
                                     VF_ANON_VMA, VF_EXEC, VF_HEAP, VF_IMPLICIT, VF_LOW, VF_PROT, VF_READ,
-                                    VF_SHARED, VF_WRITE, page_up)
+                                    VF_MOVED, VF_SHARED, VF_WRITE, page_up)
 
 
 @njit(inline="always")
@@ -105,12 +105,17 @@ def vma_mergeable(f1, f2):
     """Two adjacent VMAs may merge (is_mergeable_vma + is_mergeable_anon_vma):
     private anonymous, same flags, and not two different anon_vmas.  A VMA's
     anon_vma is stood for by the id of the mmap it came from (splits keep it).
-    File, shared, heap and implicit VMAs are never merged by the model.
+    File, shared, heap and implicit VMAs are never merged by the model.  An anonymous VMA's
+    vm_pgoff is its mmap address >> 12 and mremap keeps it (copy_vma), so a moved VMA
+    (VF_MOVED, a fresh id per move) merges only with pieces of the same move, never with an
+    unmoved neighbour (can_vma_merge_before/after: contiguous vm_pgoff).
 
     See docs/MODEL.md#vma-split-merge."""
     if ((f1 ^ f2) & VF_LOW & ~VF_ANON_VMA) != 0:
         return False
     if (f1 & VF_ANON) == 0 or (f1 & (VF_SHARED | VF_IMPLICIT | VF_HEAP)) != 0:
+        return False
+    if (f1 & VF_MOVED) != 0 and (f1 >> ORIGIN_SHIFT) != (f2 >> ORIGIN_SHIFT):
         return False
     both = (f1 & VF_ANON_VMA) != 0 and (f2 & VF_ANON_VMA) != 0
     return not both or (f1 >> ORIGIN_SHIFT) == (f2 >> ORIGIN_SHIFT)

@@ -23,6 +23,7 @@ NONE, ZERO, ANON, FILE = 0, 1, 2, 3
 ANON_F, SHARED, WRITE, HUGE, NOHUGE = 1, 2, 4, 8, 16
 DONTFORK, WIPEONFORK, ANON_VMA, LOCKED, IMPLICIT, HEAP = 32, 64, 128, 256, 512, 1024
 READ, EXEC, NORESERVE = 2048, 4096, 8192
+MOVED = 16384  # moved by mremap: vm_pgoff no longer contiguous with unmoved neighbours
 GROWSDOWN, PROT_KNOWN = 32768, 65536
 ORIGIN = 20  # flags bits 20+: the id of the mmap a VMA came from (stands for its anon_vma)
 
@@ -451,6 +452,8 @@ class Reference:
             return False
         if not a[2] & ANON_F or a[2] & (SHARED | IMPLICIT | HEAP):
             return False
+        if a[2] & MOVED and a[2] >> ORIGIN != b[2] >> ORIGIN:
+            return False
         return not (a[2] & ANON_VMA and b[2] & ANON_VMA) or a[2] >> ORIGIN == b[2] >> ORIGIN
 
     def merge(self, pr, lo, hi):
@@ -544,12 +547,22 @@ class Reference:
             old_len = new_len
         v = self.find_vma(pr, old)
         f = v[2] if v else ANON_F | WRITE
+        whole = v is not None and v[0] == old and v[1] == old + old_len
         new_end = min(new + new_len, self.top)
         self.munmap(pr, pid, new, new_end, t)
         self.move_tables(pr, pid, old, new, min(old_len, new_end - new), t)
-        self.insert_vma(pr, new, new_end, f & ~IMPLICIT)
+        nf = f & ~IMPLICIT
+        if f & ANON_VMA:  # copy_vma keeps vm_pgoff of a faulted VMA; a never-faulted one takes the new address
+            self.vma_ids += 1
+            nf = (nf & ((1 << ORIGIN) - 1)) | MOVED | self.vma_ids << ORIGIN
+        self.insert_vma(pr, new, new_end, nf)
+        self.merge(pr, new, new_end)
         if not e["flags"] & 4:
             self.munmap(pr, pid, old, old + old_len, t)
+        elif whole and (v := self.find_vma(pr, old)) is not None:
+            # MREMAP_DONTUNMAP of a whole VMA: dontunmap_complete unlinks its anon_vma
+            self.vma_ids += 1
+            v[2] = (v[2] & ((1 << ORIGIN) - 1) & ~ANON_VMA) | self.vma_ids << ORIGIN
 
     def brk(self, pr, pid, e, t):
         req, ret = e["addr"], e["ret"]
@@ -570,6 +583,7 @@ class Reference:
         pr.brk = ret
 
     def fork(self, pr, child, t):
+        child.brk = pr.brk  # dup_mm copies mm->brk
         for s, e, f in list(pr.vmas):
             if f & DONTFORK:
                 continue

@@ -1,0 +1,37 @@
+"""The kernel as oracle: seeded random address-space programs (workloads/oracle.c) recorded
+with `ptreplay record`, replayed under `pt_reclaim` (this kernel's policy) and compared with
+the kernel's own /proc/self/status at every operation boundary (pipeline/presentation/oracle.py).
+
+VmPTE must equal the kernel's at every boundary; VmSize and RssAnon must keep the offset of
+the process's first row (execve's mappings, which no tracepoint shows); RssFile+RssShmem too,
+except where a named effect the tracepoints cannot see changed it (fault-around on file and
+shmem pages, a fork child's MADV_REMOVE).  Policy `none` replayed on the same capture must
+miss VmPTE somewhere: the comparison can tell a wrong rule.
+"""
+import time
+
+import pytest
+
+from ptreplay.pipeline.presentation.oracle import REASONS, run_programs
+
+PROGRAMS = 60
+OPS = 60
+
+
+@pytest.mark.live
+def test_replay_matches_the_kernel_at_every_operation_boundary(workload_bin, tmp_path):
+    t0 = time.monotonic()
+    tallies = run_programs(str(workload_bin / "oracle"), range(1, PROGRAMS + 1), OPS, tmp_path,
+                           policies=("none", "pt_reclaim"))
+    got, none = tallies["pt_reclaim"], tallies["none"]
+    report = "\n".join(got.lines() + [str(e) for e in got.examples])
+    assert got.programs == PROGRAMS, report
+    assert got.boundaries >= PROGRAMS * (OPS + 1), report
+    assert got.unaligned == 0, report
+    for name in ("vmpte", "vmsize", "rss_anon"):
+        assert got.exact[name] == got.boundaries, report
+    named = {f"rss_file: {r}" for r in REASONS.values()}
+    assert set(got.rss_reasons) <= named, report
+    assert sum(got.rss_reasons.values()) == got.boundaries - got.exact["rss_file"], report
+    assert none.exact["vmpte"] < none.boundaries, "\n".join(none.lines())
+    print(f"\n{report}\n{time.monotonic() - t0:.1f} s")
