@@ -43,11 +43,12 @@ from ptreplay.replay.layout import (EF_PER_EVENT, E_ANON, E_NONE, E_ZERO, G_AFTE
                                     NEED_EFFECTS, NEED_HASH, NEED_NONE, NEED_OCC, NEED_QUEUE, NEED_ROWS,
                                     NEED_SLOTS, NEED_VMAS, PAGE, PMD_SIZE, POL_DELAYED, PR_FAST, PR_POLICY,
                                     PR_SNAP_END, PR_TOP, PS_ALIVE, PS_ANON, PS_ATOMICS, PS_BRK, PS_EMPTY, PS_END,
-                                    PS_EVENTS, PS_GEN, PS_LAST, PS_NVMA, PS_PEND_END, PS_PEND_START, PS_PMD,
+                                    PS_EVENTS, PS_GEN, PS_LAST, PS_LIVE_AT, PS_LIVE_POS, PS_NVMA, PS_PEND_END,
+                                    PS_PEND_START, PS_PMD,
                                     PS_PTE, PS_PUD, PS_START, PS_STARTED, SL_HUGE, SL_KEY, SL_LEVEL, SL_SINCE,
                                     SL_USED, VF_ANON, VF_ANON_VMA, VF_SHARED, ht_get, page_up, tkey)
 from ptreplay.replay.measure import (ef_capacity, emit_row, empty_end, flush_pending, ideal_tables_all,
-                                     occupancy_snapshot, snapshot_final, snapshot_final_with, touch, update_peaks)
+                                     occupancy_snapshot, pend_add, snapshot_final, snapshot_final_with, touch, update_peaks)
 from ptreplay.replay.vma import do_mprotect, vma_find
 from ptreplay.replay.pagetables import pte_walk_alloc, refcount_like, teardown
 from ptreplay.replay.clock import advance, init_clock, quiet_until, regions_bound, rows_needed, snapshots_due
@@ -69,9 +70,30 @@ def start_proc(ps, pf, g, p, t):
     ps[p, PS_END] = t
     ps[p, PS_LAST] = t
     ps[p, PS_BRK] = -1
+    pend_add(ps, g, p)
     ps[p, PS_PEND_START] = 1
     g[G_NPEND] += 1
+    ps[g[G_NLIVE], PS_LIVE_AT] = p  # on the live list (clock.advance's ticks, fire_scan)
+    ps[p, PS_LIVE_POS] = g[G_NLIVE]
     g[G_NLIVE] += 1
+
+
+@njit
+def end_proc(ps, g, p, t):
+    """Exit: p leaves the live list (the last one takes its place) and gets its end row.
+
+    See docs/MODEL.md#exit."""
+    ps[p, PS_ALIVE] = 0
+    ps[p, PS_END] = t
+    pend_add(ps, g, p)
+    ps[p, PS_PEND_END] = 1
+    g[G_NPEND] += 1
+    last = g[G_NLIVE] - 1
+    q = ps[last, PS_LIVE_AT]
+    i = ps[p, PS_LIVE_POS]
+    ps[i, PS_LIVE_AT] = q
+    ps[q, PS_LIVE_POS] = i
+    g[G_NLIVE] = last
 
 
 # ----------------------------------------------------------------------------- generic path
@@ -184,11 +206,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         snapshot_final(ps, sl, g, p)
         update_peaks(ps, p)
         teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t)
-        ps[p, PS_ALIVE] = 0
-        ps[p, PS_END] = t
-        ps[p, PS_PEND_END] = 1
-        g[G_NPEND] += 1
-        g[G_NLIVE] -= 1
+        end_proc(ps, g, p, t)
         return
     elif k == K_MPROTECT:
         do_mprotect(vm, ps, p, addr, ln, prot)

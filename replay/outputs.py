@@ -1,0 +1,151 @@
+"""The replay's output tables, built from the policies' final kernel states (replay.engine's
+PolicyState: ps/pf, the drained ts/oc rows, the ef rows) and the pid mapping (engine._Procs):
+timeseries, summary, effects, occupancy (schemas TIMESERIES, SUMMARY, EFFECTS, OCCUPANCY), and
+the replay metadata.  Arrow here; no kernel runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ptreplay.replay import layout as L
+from ptreplay.schemas import EFFECTS, OCCUPANCY, SUMMARY, TIMESERIES
+
+KIND_NAMES = sorted(L.KIND_CODES, key=L.KIND_CODES.get)
+INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP population other than "
+                  "MAP_POPULATE/MAP_LOCKED/MADV_POPULATE_* (O_DIRECT, process_vm_*, mlock), khugepaged and "
+                  "MADV_COLLAPSE, reclaim and swap-out, NUMA hinting, userfaultfd ioctls, truncate or "
+                  "MADV_REMOVE from other processes, page-cache contents (fault-around assumes cached pages), "
+                  "VMA merging, the 1 GiB whole-PMD-table move of mremap.")
+
+
+def _keys(trace_id: str, st, pids: np.ndarray, proc: np.ndarray) -> dict:
+    """trace_id, policy and pid columns of output rows (`proc`: the kernels' process indices)."""
+    n = len(proc)
+    return {"trace_id": pa.array([trace_id] * n, pa.string()),
+            "policy": pa.array([st.policy.spec] * n, pa.string()),
+            "pid": pids[proc] if n else np.zeros(0, np.int32)}
+
+
+def timeseries_table(states, procs, trace_id: str) -> pa.Table:
+    parts = []
+    pids = np.asarray(procs.pids, np.int32)
+    for st in states:
+        rows = np.concatenate(st.rows) if st.rows else np.zeros((0, L.N_TS), np.int64)
+        cols = {
+            **_keys(trace_id, st, pids, rows[:, L.TS_PROC]),
+            "t_ns": rows[:, L.TS_T],
+            "virt_bytes": rows[:, L.TS_VIRT], "rss_bytes": rows[:, L.TS_RSS],
+            "rss_anon_bytes": rows[:, L.TS_ANON], "rss_file_bytes": rows[:, L.TS_FILE],
+            "vmpte_bytes": rows[:, L.TS_VMPTE], "pte_tables": rows[:, L.TS_PTE], "pmd_tables": rows[:, L.TS_PMD],
+            "pud_tables": rows[:, L.TS_PUD], "empty_pte_tables": rows[:, L.TS_EMPTY],
+        }
+        parts.append(pa.table(cols, schema=TIMESERIES.schema))
+    table = pa.concat_tables(parts) if parts else TIMESERIES.schema.empty_table()
+    if table.num_rows:
+        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending")])
+    return table
+
+
+def effects_table(states, procs, trace_id: str) -> pa.Table:
+    """EFFECTS rows of every policy: the kernels' ef rows whose counts are not all 0
+    (e.g. an mremap moving entries within one table empties and refills it)."""
+    parts = []
+    pids = np.asarray(procs.pids, np.int32)
+    kinds = pa.array(KIND_NAMES, pa.string())
+    for st in states:
+        e = st.effects()
+        e = e[(e[:, [L.EF_ALLOC, L.EF_UPPER, L.EF_EMPTIED, L.EF_FREED]] != 0).any(axis=1)]
+        parts.append(pa.table({
+            **_keys(trace_id, st, pids, e[:, L.EF_PROC]),
+            "event_row": e[:, L.EF_ROW], "t_ns": e[:, L.EF_T],
+            "kind": kinds.take(pa.array(e[:, L.EF_KIND])),
+            "pte_tables_allocated": e[:, L.EF_ALLOC].astype(np.int32),
+            "upper_tables_allocated": e[:, L.EF_UPPER].astype(np.int32),
+            "pte_tables_emptied": e[:, L.EF_EMPTIED].astype(np.int32),
+            "pte_tables_freed": e[:, L.EF_FREED].astype(np.int32),
+            "empty_table_ns": e[:, L.EF_EMPTY_NS],
+        }, schema=EFFECTS.schema))
+    return pa.concat_tables(parts) if parts else EFFECTS.schema.empty_table()
+
+
+def occupancy_table(states, procs, trace_id: str) -> pa.Table:
+    """OCCUPANCY rows of every policy, sorted by pid, policy, t_ns, region."""
+    parts = []
+    pids = np.asarray(procs.pids, np.int32)
+    for st in states:
+        o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, L.N_OC), np.int64)
+        parts.append(pa.table({
+            **_keys(trace_id, st, pids, o[:, L.OC_PROC]),
+            "t_ns": o[:, L.OC_T], "region_start": o[:, L.OC_REGION].astype(np.uint64),
+            "pte_tables": o[:, L.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, L.OC_EMPTY].astype(np.int32),
+            "live_entries": o[:, L.OC_LIVE], "full_pte_tables": o[:, L.OC_FULL].astype(np.int32),
+        }, schema=OCCUPANCY.schema))
+    table = pa.concat_tables(parts) if parts else OCCUPANCY.schema.empty_table()
+    if table.num_rows:
+        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending"),
+                               ("region_start", "ascending")])
+    return table
+
+
+def summary_table(states, none_state, procs, trace_id: str, lost: int) -> pa.Table:
+    recs = []
+    for st in states:
+        ps = st.ps
+        for p, pid in enumerate(procs.pids):
+            if ps[p, L.PS_STARTED] == 0:
+                continue
+            start, end = int(ps[p, L.PS_START]), int(ps[p, L.PS_END])
+            fin = int(ps[p, L.PS_FIN_VMPTE])
+            mean = float(st.pf[p]) / (end - start) if end > start else float(fin)
+            base = int(none_state.ps[p, L.PS_FIN_VMPTE])
+            saved = base - fin
+            recs.append({
+                "trace_id": trace_id, "pid": pid, "comm": procs.comm.get(pid) or "", "policy": st.policy.spec,
+                "start_ns": start, "end_ns": end,
+                "final_virt_bytes": int(ps[p, L.PS_FIN_VIRT]), "final_rss_bytes": int(ps[p, L.PS_FIN_RSS]),
+                "final_vmpte_bytes": fin, "peak_virt_bytes": int(ps[p, L.PS_PEAK_VIRT]),
+                "peak_rss_bytes": int(ps[p, L.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, L.PS_PEAK_VMPTE]),
+                "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, L.PS_FIN_IDEAL]),
+                "empty_pte_tables_final": int(ps[p, L.PS_FIN_EMPTY]),
+                "inherited_empty_tables": int(ps[p, L.PS_INHERITED]),
+                "pte_tables_allocated": int(ps[p, L.PS_ALLOC]), "pte_tables_freed": int(ps[p, L.PS_FREED]),
+                "refaults": int(ps[p, L.PS_REFAULTS]), "scan_entries": int(ps[p, L.PS_SCAN]),
+                "extra_atomics": int(ps[p, L.PS_ATOMICS]), "vmpte_saved_bytes": saved,
+                "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, L.PS_EVENTS]),
+                "lost_events": lost,
+            })
+    if not recs:
+        return SUMMARY.schema.empty_table()
+    return pa.Table.from_pylist(recs, schema=SUMMARY.schema)
+
+
+def metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture) -> dict:
+    g = states[0].g
+    return {
+        "trace_id": trace_id,
+        "options": {"policies": [p.spec for p in wanted], "thp": thp, "interval_ns": interval, "la57": la57,
+                    "occupancy_snapshots": int(opts.occupancy_snapshots), "timeseries": opts.timeseries},
+        "policies_run": [p.policy.spec for p in states],
+        "events_in": counts.events_in, "start_ns": counts.first_t, "end_ns": counts.last_t,
+        "counts": {
+            "failed_skipped": counts.failed_skipped,
+            "unfinished_skipped_mmap_mremap_brk": counts.unfinished_skipped,
+            "unfinished_applied": counts.unfinished_applied,
+            "faults_outside_known_vmas": int(g[L.G_OUTSIDE]),
+            "implicit_vmas_created": int(g[L.G_IMPLICIT]),
+            "populate_modelled": int(g[L.G_POPULATE]),
+            "events_after_exit_ignored": int(g[L.G_AFTER_EXIT]),
+            "brk_with_unknown_start": int(g[L.G_BRK_UNKNOWN]),
+            "faults_beyond_user_top": int(g[L.G_BEYOND_TOP]),
+            "syscalls_beyond_user_top_dropped": counts.beyond_top_dropped,
+            "values_above_2_62_clamped": counts.values_clamped,
+            "forks_after_child_events": counts.forks_after_child_events,
+            "madvise_not_modelled": dict(sorted(counts.madvise_not_modelled.items())),
+            "snapshot_tables_short": int(g[L.G_SNAP_SHORT]),
+        },
+        "kernel_seconds": {st.policy.spec: round(st.kernel_s, 6) for st in states},
+        "convert_seconds": round(convert_s, 6),
+        "synthetic": bool(capture.get("synthetic", False)),
+        "note": INVISIBLE_NOTE,
+    }
