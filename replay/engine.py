@@ -324,6 +324,8 @@ def _batches(events, batch_rows: int):
     """Record batches of the events (a Path to Parquet or an Arrow table), conformed."""
     if isinstance(events, pa.Table):
         table = conform(events, EVENTS, "<events table>")
+        if table.num_rows and table.column(0).num_chunks * batch_rows > 4 * table.num_rows:
+            table = table.combine_chunks()  # many small chunks (a concatenation): each batch costs ~1 ms
         yield from table.to_batches(max_chunksize=batch_rows)
         return
     path = Path(events)

@@ -203,7 +203,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         ps[p, PS_GEN] += 1
         ps[p, PS_BRK] = -1
     elif k == K_EXIT:
-        snapshot_final(ps, sl, g, p)
+        snapshot_final(ps, vm, hk, hv, sl, g, p)
         update_peaks(ps, p)
         teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t)
         end_proc(ps, g, p, t)

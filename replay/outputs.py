@@ -22,9 +22,22 @@ INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP popula
 def _keys(trace_id: str, st, pids: np.ndarray, proc: np.ndarray) -> dict:
     """trace_id, policy and pid columns of output rows (`proc`: the kernels' process indices)."""
     n = len(proc)
-    return {"trace_id": pa.array([trace_id] * n, pa.string()),
-            "policy": pa.array([st.policy.spec] * n, pa.string()),
+    return {"trace_id": pa.repeat(pa.scalar(trace_id, pa.string()), n),
+            "policy": pa.repeat(pa.scalar(st.policy.spec, pa.string()), n),
             "pid": pids[proc] if n else np.zeros(0, np.int32)}
+
+
+def _sorted(table: pa.Table, states, sizes, keys) -> pa.Table:
+    """`table` (the policies' parts concatenated, `sizes` rows each) sorted by pid, policy, then
+    `keys` (int columns), all ascending, ties kept in order: Table.sort_by's order, with numpy's
+    stable lexsort on integers (the policy as its rank among the specs) instead of string keys."""
+    if table.num_rows == 0:
+        return table
+    specs = sorted(st.policy.spec for st in states)
+    rank = np.repeat(np.array([specs.index(st.policy.spec) for st in states], np.int64), sizes)
+    cols = [table.column(k).to_numpy() for k in reversed(keys)]
+    order = np.lexsort(cols + [rank, table.column("pid").to_numpy()])
+    return table.take(pa.array(order))
 
 
 def timeseries_table(states, procs, trace_id: str) -> pa.Table:
@@ -42,9 +55,7 @@ def timeseries_table(states, procs, trace_id: str) -> pa.Table:
         }
         parts.append(pa.table(cols, schema=TIMESERIES.schema))
     table = pa.concat_tables(parts) if parts else TIMESERIES.schema.empty_table()
-    if table.num_rows:
-        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending")])
-    return table
+    return _sorted(table, states, [p.num_rows for p in parts], ["t_ns"])
 
 
 def effects_table(states, procs, trace_id: str) -> pa.Table:
@@ -82,42 +93,46 @@ def occupancy_table(states, procs, trace_id: str) -> pa.Table:
             "live_entries": o[:, L.OC_LIVE], "full_pte_tables": o[:, L.OC_FULL].astype(np.int32),
         }, schema=OCCUPANCY.schema))
     table = pa.concat_tables(parts) if parts else OCCUPANCY.schema.empty_table()
-    if table.num_rows:
-        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending"),
-                               ("region_start", "ascending")])
-    return table
+    return _sorted(table, states, [p.num_rows for p in parts], ["t_ns", "region_start"])
 
 
 def summary_table(states, none_state, procs, trace_id: str, lost: int) -> pa.Table:
-    recs = []
+    """SUMMARY rows: per policy (in `states` order), every process that started, in index order."""
+    n = len(procs.pids)
+    pids = np.asarray(procs.pids, np.int32)
+    comms = np.array([procs.comm.get(pid) or "" for pid in procs.pids], dtype=object)
+    base_all = none_state.ps[:n, L.PS_FIN_VMPTE]
+    parts = []
     for st in states:
-        ps = st.ps
-        for p, pid in enumerate(procs.pids):
-            if ps[p, L.PS_STARTED] == 0:
-                continue
-            start, end = int(ps[p, L.PS_START]), int(ps[p, L.PS_END])
-            fin = int(ps[p, L.PS_FIN_VMPTE])
-            mean = float(st.pf[p]) / (end - start) if end > start else float(fin)
-            base = int(none_state.ps[p, L.PS_FIN_VMPTE])
-            saved = base - fin
-            recs.append({
-                "trace_id": trace_id, "pid": pid, "comm": procs.comm.get(pid) or "", "policy": st.policy.spec,
-                "start_ns": start, "end_ns": end,
-                "final_virt_bytes": int(ps[p, L.PS_FIN_VIRT]), "final_rss_bytes": int(ps[p, L.PS_FIN_RSS]),
-                "final_vmpte_bytes": fin, "peak_virt_bytes": int(ps[p, L.PS_PEAK_VIRT]),
-                "peak_rss_bytes": int(ps[p, L.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, L.PS_PEAK_VMPTE]),
-                "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, L.PS_FIN_IDEAL]),
-                "empty_pte_tables_final": int(ps[p, L.PS_FIN_EMPTY]),
-                "inherited_empty_tables": int(ps[p, L.PS_INHERITED]),
-                "pte_tables_allocated": int(ps[p, L.PS_ALLOC]), "pte_tables_freed": int(ps[p, L.PS_FREED]),
-                "refaults": int(ps[p, L.PS_REFAULTS]), "scan_entries": int(ps[p, L.PS_SCAN]),
-                "extra_atomics": int(ps[p, L.PS_ATOMICS]), "vmpte_saved_bytes": saved,
-                "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, L.PS_EVENTS]),
-                "lost_events": lost,
-            })
-    if not recs:
+        ps = st.ps[:n]
+        idx = np.flatnonzero(ps[:, L.PS_STARTED] != 0)
+        q = ps[idx]
+
+        def c(field):
+            return q[:, field]
+
+        start, end, fin, base = c(L.PS_START), c(L.PS_END), c(L.PS_FIN_VMPTE), base_all[idx]
+        span = end - start
+        mean = np.where(span > 0, st.pf[idx] / np.where(span > 0, span, 1).astype(np.float64), fin.astype(np.float64))
+        saved = base - fin
+        pct = np.zeros(len(idx), np.float64)
+        np.divide(100.0 * saved.astype(np.float64), base.astype(np.float64), out=pct, where=base != 0)
+        parts.append(pa.table({
+            **_keys(trace_id, st, pids, idx), "comm": pa.array(comms[idx], pa.string()),
+            "start_ns": start, "end_ns": end,
+            "final_virt_bytes": c(L.PS_FIN_VIRT), "final_rss_bytes": c(L.PS_FIN_RSS), "final_vmpte_bytes": fin,
+            "peak_virt_bytes": c(L.PS_PEAK_VIRT), "peak_rss_bytes": c(L.PS_PEAK_RSS),
+            "peak_vmpte_bytes": c(L.PS_PEAK_VMPTE), "mean_vmpte_bytes": mean,
+            "ideal_pte_bytes": c(L.PS_FIN_IDEAL), "empty_pte_tables_final": c(L.PS_FIN_EMPTY),
+            "inherited_empty_tables": c(L.PS_INHERITED),
+            "pte_tables_allocated": c(L.PS_ALLOC), "pte_tables_freed": c(L.PS_FREED),
+            "refaults": c(L.PS_REFAULTS), "scan_entries": c(L.PS_SCAN), "extra_atomics": c(L.PS_ATOMICS),
+            "vmpte_saved_bytes": saved, "vmpte_saved_pct": pct, "events": c(L.PS_EVENTS),
+            "lost_events": np.full(len(idx), lost, np.int64),
+        }).select(SUMMARY.schema.names).cast(SUMMARY.schema))
+    if not parts or not sum(p.num_rows for p in parts):
         return SUMMARY.schema.empty_table()
-    return pa.Table.from_pylist(recs, schema=SUMMARY.schema)
+    return pa.concat_tables(parts)
 
 
 def metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture) -> dict:
