@@ -147,8 +147,8 @@ class PolicyState:
         if code == L.NEED_ROWS:
             self.drain_rows()
             self.check_budget("timeseries", sum(len(r) for r in self.rows) + amount, TS_ROW_BYTES)
-            if amount > self.ts.shape[0]:
-                self.ts = np.zeros((_pow2(amount), L.N_TS), np.int64)
+            if 4 * amount > self.ts.shape[0]:  # room for a few ticks of every live process per drain
+                self.ts = np.zeros((_pow2(4 * amount), L.N_TS), np.int64)
         elif code == L.NEED_SLOTS:
             cap = _pow2(self.sl.shape[0] + amount)
             self.check_budget("page-table slot", cap, 8 * L.N_SL + 512 + 8)
@@ -178,8 +178,8 @@ class PolicyState:
         elif code == L.NEED_OCC:
             self.drain_occupancy()
             self.check_budget("occupancy", sum(len(r) for r in self.oc_rows) + amount, OC_ROW_BYTES)
-            if amount > self.oc.shape[0]:
-                self.oc = np.zeros((_pow2(amount), L.N_OC), np.int64)
+            if 4 * amount > self.oc.shape[0]:  # a few snapshots per drain
+                self.oc = np.zeros((_pow2(4 * amount), L.N_OC), np.int64)
 
     def drain_rows(self) -> None:
         n = int(self.g[L.G_NROWS])

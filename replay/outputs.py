@@ -27,35 +27,63 @@ def _keys(trace_id: str, st, pids: np.ndarray, proc: np.ndarray) -> dict:
             "pid": pids[proc] if n else np.zeros(0, np.int32)}
 
 
-def _sorted(table: pa.Table, states, sizes, keys) -> pa.Table:
-    """`table` (the policies' parts concatenated, `sizes` rows each) sorted by pid, policy, then
-    `keys` (int columns), all ascending, ties kept in order: Table.sort_by's order, with numpy's
-    stable lexsort on integers (the policy as its rank among the specs) instead of string keys."""
-    if table.num_rows == 0:
-        return table
-    specs = sorted(st.policy.spec for st in states)
-    rank = np.repeat(np.array([specs.index(st.policy.spec) for st in states], np.int64), sizes)
-    cols = [table.column(k).to_numpy() for k in reversed(keys)]
-    order = np.lexsort(cols + [rank, table.column("pid").to_numpy()])
-    return table.take(pa.array(order))
+def _sorted_rows(states, rows_of, width: int, proc_col: int, key_cols, pids: np.ndarray, presorted=False):
+    """Every policy's kernel rows (`rows_of(st)`: int64 [row, width]) in one array sorted by pid,
+    policy spec, then `key_cols`, ties in kernel order (numpy's stable sorts: Table.sort_by's
+    order, without sorting or taking string columns); also each row's index in `states`.
+    `presorted`: each policy's rows of one process already come in `key_cols` order (occupancy
+    snapshots: by time, then region), so one stable sort on (pid, policy) suffices."""
+    parts = [rows_of(st) for st in states]
+    rows = np.concatenate(parts) if parts else np.zeros((0, width), np.int64)
+    which = np.repeat(np.arange(len(states), dtype=np.int32), [len(r) for r in parts])
+    if len(rows):
+        specs = sorted(st.policy.spec for st in states)
+        rank = np.array([specs.index(st.policy.spec) for st in states], np.int64)[which]
+        keys = [pids[rows[:, proc_col]], rank] + [rows[:, c] for c in key_cols]
+        order = None
+        if presorted:
+            pid_rank = np.empty(len(pids), np.int64)
+            pid_rank[np.argsort(pids, kind="stable")] = np.arange(len(pids))
+            order = np.argsort(pid_rank[rows[:, proc_col]] * len(states) + rank, kind="stable")
+            if not _ascending([k[order] for k in keys]):  # not in kernel order after all: sort fully
+                order = None
+        if order is None:
+            order = np.lexsort(keys[::-1])
+        rows, which = rows[order], which[order]
+    return rows, which
+
+
+def _ascending(cols) -> bool:
+    """The rows of `cols` (most significant first) are in ascending order, ties allowed."""
+    less = np.zeros(max(len(cols[0]) - 1, 0), bool)
+    equal = np.ones_like(less)
+    for c in cols:
+        less |= equal & (c[:-1] < c[1:])
+        equal &= c[:-1] == c[1:]
+    return bool((less | equal).all())
+
+
+def _sorted_keys(trace_id: str, states, pids: np.ndarray, proc: np.ndarray, which: np.ndarray) -> dict:
+    """_keys for rows of several policies (`which`: each row's index in `states`)."""
+    specs = pa.array([st.policy.spec for st in states], pa.string())
+    return {"trace_id": pa.repeat(pa.scalar(trace_id, pa.string()), len(proc)),
+            "policy": pa.DictionaryArray.from_arrays(pa.array(which), specs).cast(pa.string()),
+            "pid": pids[proc] if len(proc) else np.zeros(0, np.int32)}
 
 
 def timeseries_table(states, procs, trace_id: str) -> pa.Table:
-    parts = []
+    """TIMESERIES rows of every policy, sorted by pid, policy, t_ns."""
     pids = np.asarray(procs.pids, np.int32)
-    for st in states:
-        rows = np.concatenate(st.rows) if st.rows else np.zeros((0, L.N_TS), np.int64)
-        cols = {
-            **_keys(trace_id, st, pids, rows[:, L.TS_PROC]),
-            "t_ns": rows[:, L.TS_T],
-            "virt_bytes": rows[:, L.TS_VIRT], "rss_bytes": rows[:, L.TS_RSS],
-            "rss_anon_bytes": rows[:, L.TS_ANON], "rss_file_bytes": rows[:, L.TS_FILE],
-            "vmpte_bytes": rows[:, L.TS_VMPTE], "pte_tables": rows[:, L.TS_PTE], "pmd_tables": rows[:, L.TS_PMD],
-            "pud_tables": rows[:, L.TS_PUD], "empty_pte_tables": rows[:, L.TS_EMPTY],
-        }
-        parts.append(pa.table(cols, schema=TIMESERIES.schema))
-    table = pa.concat_tables(parts) if parts else TIMESERIES.schema.empty_table()
-    return _sorted(table, states, [p.num_rows for p in parts], ["t_ns"])
+    rows, which = _sorted_rows(states, lambda st: np.concatenate(st.rows) if st.rows else
+                               np.zeros((0, L.N_TS), np.int64), L.N_TS, L.TS_PROC, [L.TS_T], pids)
+    return pa.table({
+        **_sorted_keys(trace_id, states, pids, rows[:, L.TS_PROC], which),
+        "t_ns": rows[:, L.TS_T],
+        "virt_bytes": rows[:, L.TS_VIRT], "rss_bytes": rows[:, L.TS_RSS],
+        "rss_anon_bytes": rows[:, L.TS_ANON], "rss_file_bytes": rows[:, L.TS_FILE],
+        "vmpte_bytes": rows[:, L.TS_VMPTE], "pte_tables": rows[:, L.TS_PTE], "pmd_tables": rows[:, L.TS_PMD],
+        "pud_tables": rows[:, L.TS_PUD], "empty_pte_tables": rows[:, L.TS_EMPTY],
+    }, schema=TIMESERIES.schema)
 
 
 def effects_table(states, procs, trace_id: str) -> pa.Table:
@@ -82,18 +110,16 @@ def effects_table(states, procs, trace_id: str) -> pa.Table:
 
 def occupancy_table(states, procs, trace_id: str) -> pa.Table:
     """OCCUPANCY rows of every policy, sorted by pid, policy, t_ns, region."""
-    parts = []
     pids = np.asarray(procs.pids, np.int32)
-    for st in states:
-        o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, L.N_OC), np.int64)
-        parts.append(pa.table({
-            **_keys(trace_id, st, pids, o[:, L.OC_PROC]),
-            "t_ns": o[:, L.OC_T], "region_start": o[:, L.OC_REGION].astype(np.uint64),
-            "pte_tables": o[:, L.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, L.OC_EMPTY].astype(np.int32),
-            "live_entries": o[:, L.OC_LIVE], "full_pte_tables": o[:, L.OC_FULL].astype(np.int32),
-        }, schema=OCCUPANCY.schema))
-    table = pa.concat_tables(parts) if parts else OCCUPANCY.schema.empty_table()
-    return _sorted(table, states, [p.num_rows for p in parts], ["t_ns", "region_start"])
+    o, which = _sorted_rows(states, lambda st: np.concatenate(st.oc_rows) if st.oc_rows else
+                            np.zeros((0, L.N_OC), np.int64), L.N_OC, L.OC_PROC, [L.OC_T, L.OC_REGION], pids,
+                            presorted=True)
+    return pa.table({
+        **_sorted_keys(trace_id, states, pids, o[:, L.OC_PROC], which),
+        "t_ns": o[:, L.OC_T], "region_start": o[:, L.OC_REGION].astype(np.uint64),
+        "pte_tables": o[:, L.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, L.OC_EMPTY].astype(np.int32),
+        "live_entries": o[:, L.OC_LIVE], "full_pte_tables": o[:, L.OC_FULL].astype(np.int32),
+    }, schema=OCCUPANCY.schema)
 
 
 def summary_table(states, none_state, procs, trace_id: str, lost: int) -> pa.Table:
@@ -117,9 +143,10 @@ def summary_table(states, none_state, procs, trace_id: str, lost: int) -> pa.Tab
         saved = base - fin
         pct = np.zeros(len(idx), np.float64)
         np.divide(100.0 * saved.astype(np.float64), base.astype(np.float64), out=pct, where=base != 0)
+        keys = _keys(trace_id, st, pids, idx)
         parts.append(pa.table({
-            **_keys(trace_id, st, pids, idx), "comm": pa.array(comms[idx], pa.string()),
-            "start_ns": start, "end_ns": end,
+            "trace_id": keys["trace_id"], "pid": keys["pid"], "comm": pa.array(comms[idx], pa.string()),
+            "policy": keys["policy"], "start_ns": start, "end_ns": end,
             "final_virt_bytes": c(L.PS_FIN_VIRT), "final_rss_bytes": c(L.PS_FIN_RSS), "final_vmpte_bytes": fin,
             "peak_virt_bytes": c(L.PS_PEAK_VIRT), "peak_rss_bytes": c(L.PS_PEAK_RSS),
             "peak_vmpte_bytes": c(L.PS_PEAK_VMPTE), "mean_vmpte_bytes": mean,
@@ -129,7 +156,7 @@ def summary_table(states, none_state, procs, trace_id: str, lost: int) -> pa.Tab
             "refaults": c(L.PS_REFAULTS), "scan_entries": c(L.PS_SCAN), "extra_atomics": c(L.PS_ATOMICS),
             "vmpte_saved_bytes": saved, "vmpte_saved_pct": pct, "events": c(L.PS_EVENTS),
             "lost_events": np.full(len(idx), lost, np.int64),
-        }).select(SUMMARY.schema.names).cast(SUMMARY.schema))
+        }, schema=SUMMARY.schema))
     if not parts or not sum(p.num_rows for p in parts):
         return SUMMARY.schema.empty_table()
     return pa.concat_tables(parts)
