@@ -38,17 +38,17 @@ def _sorted_rows(states, rows_of, width: int, proc_col: int, key_cols, pids: np.
     which = np.repeat(np.arange(len(states), dtype=np.int32), [len(r) for r in parts])
     if len(rows):
         specs = sorted(st.policy.spec for st in states)
-        rank = np.array([specs.index(st.policy.spec) for st in states], np.int64)[which]
-        keys = [pids[rows[:, proc_col]], rank] + [rows[:, c] for c in key_cols]
-        order = None
+        rank_of = np.array([specs.index(st.policy.spec) for st in states], np.int64)
         if presorted:
             pid_rank = np.empty(len(pids), np.int64)
             pid_rank[np.argsort(pids, kind="stable")] = np.arange(len(pids))
-            order = np.argsort(pid_rank[rows[:, proc_col]] * len(states) + rank, kind="stable")
-            if not _ascending([k[order] for k in keys]):  # not in kernel order after all: sort fully
-                order = None
-        if order is None:
-            order = np.lexsort(keys[::-1])
+            order = np.argsort(pid_rank[rows[:, proc_col]] * len(states) + rank_of[which], kind="stable")
+            rows, which = rows[order], which[order]
+            if _ascending([pids[rows[:, proc_col]], rank_of[which]] + [rows[:, c] for c in key_cols]):
+                return rows, which
+            # not in kernel order after all: the full sort below (ties keep their order: stable)
+        keys = [pids[rows[:, proc_col]], rank_of[which]] + [rows[:, c] for c in key_cols]
+        order = np.lexsort(keys[::-1])
         rows, which = rows[order], which[order]
     return rows, which
 
