@@ -49,7 +49,7 @@ from ptreplay.replay.layout import (EF_PER_EVENT, E_ANON, E_NONE, E_ZERO, G_AFTE
                                     SL_USED, VF_ANON, VF_ANON_VMA, VF_SHARED, ht_get, page_up, tkey)
 from ptreplay.replay.measure import (ef_capacity, emit_row, empty_end, flush_pending, ideal_tables_all,
                                      occupancy_snapshot, pend_add, snapshot_final, snapshot_final_with, touch, update_peaks)
-from ptreplay.replay.vma import do_mprotect, vma_find
+from ptreplay.replay.vma import do_mprotect, implicit_vma, vma_find
 from ptreplay.replay.pagetables import pte_walk_alloc, refcount_like, teardown
 from ptreplay.replay.clock import advance, init_clock, quiet_until, regions_bound, rows_needed, snapshots_due
 from ptreplay.replay.faults import do_fault, thp_allowed
@@ -226,8 +226,8 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
 
 @njit(inline="always")
 def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm):
-    """The hot path: consecutive faults in private anonymous VMAs (no THP),
-    with no clock work due.  Returns the index of the first event it did not
+    """The hot path: consecutive faults in private anonymous VMAs (no THP), or
+    outside every known VMA (the implicit VMA do_fault makes), with no clock work due.  Returns the index of the first event it did not
     handle (i when the generic path must take it).
 
     Same effect as apply_event -> do_fault for each of them
@@ -262,8 +262,10 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
         if s >= 0 and sl[s, SL_HUGE] != 0:
             break
         vi = vma_find(vm, ps, p, addr)
-        if vi < 0:
-            break
+        if vi < 0:  # outside every known VMA: do_fault's implicit VMA (anonymous, private), if it has room
+            if ps[p, PS_NVMA] + 4 > vm.shape[1]:
+                break
+            vi = implicit_vma(vm, ps, g, p, addr)
         vflags = vm[p, vi, 2]
         if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0:
             break
