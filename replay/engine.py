@@ -610,7 +610,10 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
                                                else "<table>")
     wanted, run, thp, interval, la57 = _resolve(opts, capture)
     top = 1 << (56 if la57 else 47)
-    snap_every, snap_end = snapshot_every(*_time_range(events), interval, int(opts.occupancy_snapshots))
+    first_t, last_t = _time_range(events)
+    if first_t is not None and (first_t < 0 or last_t >= MAX_T_NS):  # refused by _to_columns, which names the row
+        first_t = last_t = None  # (snapshot_every's search over such a range took 10 s)
+    snap_every, snap_end = snapshot_every(first_t, last_t, interval, int(opts.occupancy_snapshots))
     source = "<events table>" if isinstance(events, pa.Table) else str(events)
     limit = memory_limit()
     plan = None
