@@ -10,6 +10,17 @@ For each scale S, in fresh processes (wall time and peak RSS from os.wait4's rus
 This process imports nothing heavy, so the children's ru_maxrss is their own (an exec'd child's
 maxrss starts at its parent's high-water mark).  Results: a markdown table on stdout and
 benchmarks/_work/scale.json.  Event files are deleted afterwards unless --keep.
+
+`python benchmarks/bench_scale.py --many [--repeat 3] [--policy all] [--cases NAME,...]`: replay speed
+with many processes (issues #12, #15), SYNTHETIC `ptreplay synth many-procs` streams (replay/synth.py
+`many_procs_batches`), each case against its one-process baseline of the same events (`--one_pid 1`:
+one process runs the same programs one after another, exec between two).  Each stream is written
+once to benchmarks/_work/many-NAME.events.parquet; then, in one fresh process per case, the pair is
+replayed alternately (baseline, many, baseline, ...) after one warm-up replay of each (kernel load,
+first-use compiles), `--repeat` times: wall seconds of `replay()` from the Parquet file, kernel
+seconds (metadata, summed over policies), timeseries rows.  The ratio many/one of the per-event
+times is computed pair by pair (the machine's speed drifts less within a pair); min, median and max
+are printed.  `--pythonpath DIR` replays with another checkout (e.g. the code before a change).
 """
 from __future__ import annotations
 
@@ -43,12 +54,80 @@ def timed(cmd: list[str]) -> dict:
             "cpu_s": round(ru.ru_utime + ru.ru_stime, 2), "stdout": out.decode().strip()}
 
 
+# name -> many-procs options (one_pid=1 added for the baseline); about the same events in each row
+MANY = {
+    "3000": dict(procs=3000, iters=4, outside=16),                 # 6.21 M events, all alive at once
+    "5000": dict(procs=5000, iters=2, outside=214),                # 6.22 M events
+    "3000-groups": dict(procs=3000, iters=4, outside=16, live=100),  # 100 alive at a time
+    "outside-5000": dict(procs=5000, iters=0, outside=260),        # 1.31 M faults, all outside any VMA
+}
+PAIR = r"""
+import json, sys, time
+from ptreplay.replay.engine import ReplayOptions, replay
+one, many, policy, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def run(path):
+    t0 = time.perf_counter()
+    r = replay(path, ReplayOptions(policies=policy))
+    return dict(wall_s=time.perf_counter() - t0, kernel_s=sum(r.metadata["kernel_seconds"].values()),
+                events=r.metadata["events_in"], ts_rows=r.timeseries.num_rows, pids=r.summary.num_rows)
+run(one), run(many)
+print(json.dumps([(run(one), run(many)) for _ in range(repeat)]))
+"""
+
+
+def many_main(a) -> None:
+    """The many-process cases (see the module docstring)."""
+    import statistics
+    sys.path.insert(0, str(REPO.parent))
+    from ptreplay.replay.synth import write_stream
+    WORK.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if a.pythonpath:
+        env["PYTHONPATH"] = a.pythonpath
+    names = [n for n in (a.cases or ",".join(MANY)).split(",") if n]
+    results = []
+    for name in names:
+        paths = {}
+        for tag, extra in (("one", {"one_pid": 1}), ("many", {})):
+            paths[tag] = WORK / f"many-{name}-{tag}.events.parquet"
+            if not paths[tag].exists():
+                write_stream("many-procs", paths[tag], force=True, **MANY[name], **extra)
+        out = subprocess.run([sys.executable, "-c", PAIR, str(paths["one"]), str(paths["many"]), a.policy,
+                              str(a.repeat)], cwd="/", env=env, check=True, capture_output=True, text=True)
+        pairs = json.loads(out.stdout)
+        rec = {"case": name, "options": MANY[name], "policy": a.policy, "pairs": pairs}
+        for key in ("wall_s", "kernel_s"):
+            ratios = sorted(m[key] / m["events"] / (o[key] / o["events"]) for o, m in pairs)
+            rec[f"{key}_ratio"] = (ratios[0], statistics.median(ratios), ratios[-1])
+        results.append(rec)
+        o, m = pairs[-1]
+        print(f"| {name} | {m['pids']} | {m['events']:,} | "
+              f"{min(p[0]['wall_s'] for p in pairs):.2f} / {min(p[1]['wall_s'] for p in pairs):.2f} | "
+              f"{min(p[0]['kernel_s'] for p in pairs):.3f} / {min(p[1]['kernel_s'] for p in pairs):.3f} | "
+              "{:.2f} ({:.2f}-{:.2f}) | ".format(*[rec["wall_s_ratio"][i] for i in (1, 0, 2)]) +
+              "{:.2f} ({:.2f}-{:.2f}) | ".format(*[rec["kernel_s_ratio"][i] for i in (1, 0, 2)]) +
+              f"{o['ts_rows']:,} / {m['ts_rows']:,} |", flush=True)
+        if not a.keep:
+            for path in paths.values():
+                path.unlink(missing_ok=True)
+    (WORK / "scale-many.json").write_text(json.dumps(results, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--many", action="store_true", help="the many-process cases instead of the scales")
+    ap.add_argument("--cases", default="", help="--many: names among " + ", ".join(MANY))
+    ap.add_argument("--repeat", type=int, default=3, help="--many: measured pairs per case")
+    ap.add_argument("--pythonpath", default="", help="--many: PYTHONPATH of the replaying process")
     ap.add_argument("--scales", default="0.001,0.003,0.01")
     ap.add_argument("--keep", action="store_true", help="keep the event files and replay outputs")
     ap.add_argument("--policy", default="all")
     a = ap.parse_args()
+    if a.many:
+        print("| case | pids | events | wall s, one pid / many (best) | kernel s (best) | per-event wall ratio "
+              "many/one, median (min-max) | kernel ratio | timeseries rows one / many |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        return many_main(a)
     WORK.mkdir(parents=True, exist_ok=True)
     results = []
     for s in [x.strip() for x in a.scales.split(",") if x.strip()]:

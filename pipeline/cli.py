@@ -105,7 +105,7 @@ def _cmd_ingest(a) -> int:
 
 def _cmd_replay(a) -> int:
     from ptreplay.replay.engine import ReplayOptions, replay_to_dir
-    opts = ReplayOptions(policies=a.policy, thp=a.thp, interval_ns=a.interval, la57=a.la57)
+    opts = ReplayOptions(policies=a.policy, thp=a.thp, interval_ns=a.interval, la57=a.la57, timeseries=a.timeseries)
     out = replay_to_dir(Path(a.events), Path(a.output), opts, force=a.force)
     print(out)
     return 0
@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--policy", default="all", help="comma-separated: none,pt_reclaim,refcount,scan[:INTERVAL],delayed[:HOLD],all_levels (default all)")
     rp.add_argument("--thp", choices=["never", "madvise", "always"], default=None, help="THP mode (default: the capture's)")
     rp.add_argument("--interval", type=_duration_ns("--interval"), default=10_000_000, help="timeseries step (default 10ms)")
+    rp.add_argument("--timeseries", choices=["changes", "ticks"], default="changes",
+                    help="timeseries rows: at each step only for processes whose values changed (default), "
+                    "or for every live process")
     rp.add_argument("--la57", action="store_true", help="5-level paging (default: the capture's)")
     rp.add_argument("--force", action="store_true", help="replace existing outputs (only ones ptreplay wrote; "
                     "other files in the directory are left alone)")

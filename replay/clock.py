@@ -1,6 +1,7 @@
 """The clock: an event at t moves it there (advance), firing on the way the timers (policy
 scan's periodic scan, policy delayed's queued frees) and the timeseries ticks (a row per live
-process, an occupancy snapshot every PR_SNAP_EVERY-th tick).  Also what advance(t) will emit
+process that changed since its latest row, or per live process with PR_TS_TICKS; an occupancy
+snapshot every PR_SNAP_EVERY-th tick).  Also what advance(t) will emit
 (rows_needed, snapshots_due, regions_bound: for capacity_needed) and until when it would only
 set G_NOW (quiet_until).
 """
@@ -9,9 +10,9 @@ import numpy as np
 from ptreplay.replay.jit import njit
 from ptreplay.replay.layout import (G_CUR_ROW, G_DIRTY, G_INIT, G_LIVE_SLOTS, G_NEXT_SCAN, G_NEXT_TICK, G_NLIVE,
                                     G_NOW, G_NPEND, G_QHEAD, G_QTAIL, G_SHW, POL_DELAYED, POL_SCAN, PR_HOLD, PR_POLICY, PR_SCAN,
-                                    PR_SNAP_EVERY, PR_TICK, PS_ALIVE, PS_PMD, PS_PTE, PS_SCAN, PS_START, SL_KEY,
-                                    SL_LEVEL, SL_PROC, SL_SERIAL, SL_SINCE, SL_USED)
-from ptreplay.replay.measure import emit_row, flush_pending, occupancy_snapshot, touch
+                                    PR_SNAP_EVERY, PR_TICK, PR_TS_TICKS, PS_LIVE_AT, PS_PMD, PS_PTE, PS_SCAN,
+                                    PS_START, SL_KEY, SL_LEVEL, SL_PROC, SL_SERIAL, SL_SINCE, SL_USED)
+from ptreplay.replay.measure import emit_row, flush_pending, occupancy_snapshot, row_changed, touch
 from ptreplay.replay.pagetables import drop_pte_table
 
 
@@ -25,9 +26,9 @@ def fire_scan(ps, pf, hk, hv, sl, pg, fs, g, prm, x):
 
     See docs/MODEL.md#policy-scan."""
     if g[G_DIRTY] == 0:
-        for p in range(ps.shape[0]):
-            if ps[p, PS_ALIVE] == 1:
-                ps[p, PS_SCAN] += 512 * ps[p, PS_PTE]
+        for i in range(g[G_NLIVE]):
+            p = ps[i, PS_LIVE_AT]
+            ps[p, PS_SCAN] += 512 * ps[p, PS_PTE]
         return
     g[G_DIRTY] = 0
     for s in range(g[G_SHW]):
@@ -56,8 +57,9 @@ def fire_delayed(ps, pf, hk, hv, sl, pg, fs, g, dq, prm, x):
 @njit
 def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, oc, prm, t):
     """Move the clock to t (> now): timers at X <= t fire before events at X;
-    timeseries ticks at T < t are emitted after every event at T (with an
-    occupancy snapshot at every PR_SNAP_EVERY-th tick).  Timer frees are no
+    timeseries ticks at T < t are emitted after every event at T (a row for each
+    live process whose values changed since its latest row, or for each with
+    PR_TS_TICKS; an occupancy snapshot at every PR_SNAP_EVERY-th tick).  Timer frees are no
     event's: G_CUR_ROW is -1 until the next event is applied.
 
     See docs/MODEL.md#policy-delayed."""
@@ -81,8 +83,10 @@ def advance(ps, pf, hk, hv, sl, pg, fs, g, dq, ts, oc, prm, t):
             else:
                 fire_delayed(ps, pf, hk, hv, sl, pg, fs, g, dq, prm, xt)
         elif xk < t:
-            for p in range(ps.shape[0]):
-                if ps[p, PS_ALIVE] == 1 and ps[p, PS_START] < xk:
+            every = prm[PR_TS_TICKS] != 0
+            for i in range(g[G_NLIVE]):  # the live list: O(live processes), not O(processes seen)
+                p = ps[i, PS_LIVE_AT]
+                if ps[p, PS_START] < xk and (every or row_changed(ps, p)):
                     emit_row(ps, ts, g, p, xk)
             if prm[PR_SNAP_EVERY] > 0 and (xk // prm[PR_TICK]) % prm[PR_SNAP_EVERY] == 0:
                 occupancy_snapshot(sl, g, oc, xk)

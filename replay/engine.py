@@ -33,28 +33,27 @@ from ptreplay.schemas.parquet_io import (check_writable, events2_time_range, eve
                                         open_artifact, output_dir, read_truth, write_table)
 from ptreplay.replay import kernels as K
 from ptreplay.replay import layout as L
+from ptreplay.replay.outputs import KIND_NAMES, effects_table, metadata, occupancy_table, summary_table, timeseries_table
 from ptreplay.replay.policies import Policy, parse_policies
 from ptreplay.replay.reorder import ForkPlan, RowsSeen, apply_plan
 from ptreplay.schemas import CAPTURE_KEY, EFFECTS, REPLAY_KEY, EVENTS, OCCUPANCY, SUMMARY, TIMESERIES, TRUTH, conform
 
-KIND_NAMES = sorted(L.KIND_CODES, key=L.KIND_CODES.get)
 _RESULT_NEEDED = ("mmap", "mremap", "brk")  # unfinished: result unknown -> skipped
-INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP population other than "
-                  "MAP_POPULATE/MAP_LOCKED/MADV_POPULATE_* (O_DIRECT, process_vm_*, mlock), khugepaged and "
-                  "MADV_COLLAPSE, reclaim and swap-out, NUMA hinting, userfaultfd ioctls, truncate or "
-                  "MADV_REMOVE from other processes, page-cache contents (fault-around assumes cached pages), "
-                  "VMA merging, the 1 GiB whole-PMD-table move of mremap.")
 MAX_PROCS = 1 << 20
 MAX_T_NS = 1 << 62  # the kernels' clock arithmetic (t + interval, timer sentinels) stays in int64 below it
 LOG = logging.getLogger("ptreplay.replay")   # warnings; the command line prints them as one line each
 THP_CODES = {"never": L.THP_NEVER, "madvise": L.THP_MADVISE, "always": L.THP_ALWAYS}
+TIMESERIES_ROWS = {"changes": 0, "ticks": 1}  # ReplayOptions.timeseries -> prm[PR_TS_TICKS]
 
 
 @dataclass
 class ReplayOptions:
     """What to replay: policies (specs or 'all'), THP mode (None = the capture's),
     timeseries step, 5-level paging (None/False = the capture's), number of
-    occupancy snapshots (every k-th timeseries tick plus the trace end; 0: none)."""
+    occupancy snapshots (every k-th timeseries tick plus the trace end; 0: none), and which
+    timeseries rows: "changes" (a process's start and end rows, a tick row when its values
+    changed since its latest row, a row at the trace end) or "ticks" (also a row at every tick
+    for every live process, changed or not)."""
 
     policies: object = "all"
     thp: str | None = None
@@ -64,6 +63,7 @@ class ReplayOptions:
     fast_path: bool = True  # False: every event takes the generic kernel path (benchmark baseline, tests)
     threads: int | None = None  # policies replayed in parallel; None = one per CPU (at most one per policy)
     occupancy_snapshots: int = 120  # at most this many occupancy snapshot times per trace
+    timeseries: str = "changes"  # or "ticks"; see TIMESERIES_ROWS
 
 
 @dataclass
@@ -82,7 +82,7 @@ class PolicyState:
 
     def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16,
                  fast_path: bool = True, snap_every: int = 0, snap_end: bool = False, source: str = "<events>",
-                 limit: int | None = None, shares: int = 1):
+                 limit: int | None = None, shares: int = 1, ts_ticks: bool = False):
         self.policy = policy
         self.source = source
         self.limit = memory_limit() if limit is None else limit  # bytes for all policies' replays
@@ -97,6 +97,7 @@ class PolicyState:
         self.prm[L.PR_FAST] = int(fast_path)
         self.prm[L.PR_SNAP_EVERY] = snap_every
         self.prm[L.PR_SNAP_END] = int(snap_end)
+        self.prm[L.PR_TS_TICKS] = int(ts_ticks)
         self.ps = np.zeros((nproc, L.N_PS), np.int64)
         self.pf = np.zeros(nproc, np.float64)
         self.vm = np.zeros((nproc, 16, 3), np.int64)
@@ -147,8 +148,8 @@ class PolicyState:
         if code == L.NEED_ROWS:
             self.drain_rows()
             self.check_budget("timeseries", sum(len(r) for r in self.rows) + amount, TS_ROW_BYTES)
-            if amount > self.ts.shape[0]:
-                self.ts = np.zeros((_pow2(amount), L.N_TS), np.int64)
+            if 4 * amount > self.ts.shape[0]:  # room for a few ticks of every live process per drain
+                self.ts = np.zeros((_pow2(4 * amount), L.N_TS), np.int64)
         elif code == L.NEED_SLOTS:
             cap = _pow2(self.sl.shape[0] + amount)
             self.check_budget("page-table slot", cap, 8 * L.N_SL + 512 + 8)
@@ -178,8 +179,8 @@ class PolicyState:
         elif code == L.NEED_OCC:
             self.drain_occupancy()
             self.check_budget("occupancy", sum(len(r) for r in self.oc_rows) + amount, OC_ROW_BYTES)
-            if amount > self.oc.shape[0]:
-                self.oc = np.zeros((_pow2(amount), L.N_OC), np.int64)
+            if 4 * amount > self.oc.shape[0]:  # a few snapshots per drain
+                self.oc = np.zeros((_pow2(4 * amount), L.N_OC), np.int64)
 
     def drain_rows(self) -> None:
         n = int(self.g[L.G_NROWS])
@@ -324,6 +325,8 @@ def _batches(events, batch_rows: int):
     """Record batches of the events (a Path to Parquet or an Arrow table), conformed."""
     if isinstance(events, pa.Table):
         table = conform(events, EVENTS, "<events table>")
+        if table.num_rows and table.column(0).num_chunks * batch_rows > 4 * table.num_rows:
+            table = table.combine_chunks()  # many small chunks (a concatenation): each batch costs ~1 ms
         yield from table.to_batches(max_chunksize=batch_rows)
         return
     path = Path(events)
@@ -543,6 +546,8 @@ def _resolve(opts: ReplayOptions, capture: dict) -> tuple[list[Policy], list[Pol
     if opts.interval_ns is None or opts.interval_ns <= 0:
         raise UsageError(f"interval must be positive, got {opts.interval_ns}")
     la57 = bool(opts.la57) or capture.get("paging_levels") == 5
+    if opts.timeseries not in TIMESERIES_ROWS:
+        raise UsageError(f"timeseries rows '{opts.timeseries}' is not one of {', '.join(TIMESERIES_ROWS)}")
     snaps = opts.occupancy_snapshots
     if isinstance(snaps, bool) or not isinstance(snaps, (int, np.integer)) or snaps < 0:
         raise UsageError(f"occupancy snapshots must be a whole number >= 0, got {snaps!r}")
@@ -612,13 +617,17 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
                                                else "<table>")
     wanted, run, thp, interval, la57 = _resolve(opts, capture)
     top = 1 << (56 if la57 else 47)
-    snap_every, snap_end = snapshot_every(*_time_range(events), interval, int(opts.occupancy_snapshots))
+    first_t, last_t = _time_range(events)
+    if first_t is not None and (first_t < 0 or last_t >= MAX_T_NS):  # refused by _to_columns, which names the row
+        first_t = last_t = None  # (snapshot_every's search over such a range took 10 s)
+    snap_every, snap_end = snapshot_every(first_t, last_t, interval, int(opts.occupancy_snapshots))
     source = "<events table>" if isinstance(events, pa.Table) else str(events)
     limit = memory_limit()
     plan = None
     while True:
         states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
-                              snap_end=snap_end, source=source, limit=limit, shares=len(run)) for p in run]
+                              snap_end=snap_end, source=source, limit=limit, shares=len(run),
+                              ts_ticks=bool(TIMESERIES_ROWS[opts.timeseries])) for p in run]
         try:
             procs, counts, convert_s = _replay_pass(events, opts, states, source, top, plan)
             break
@@ -629,18 +638,18 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
         st.finish(t_end)
     none_state = next(st for st in states if st.policy.name == "none")
     out_states = [st for st in states if st.policy in wanted]
-    ts = _timeseries(out_states, procs, trace_id)
+    ts = timeseries_table(out_states, procs, trace_id)
     # perf reports one loss twice (a LOST record and LOST_SAMPLES records of the same count)
     lost = max(int(capture.get("lost_events") or 0), int(capture.get("lost_samples") or 0))
     if lost:
         LOG.warning(f"{trace_id}: the capture lost {lost} events; every result of this replay undercounts "
                     f"(summary.lost_events)")
     _warn_guesses(trace_id, counts)
-    summary = _summary(out_states, none_state, procs, trace_id, lost)
-    meta = _metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
+    summary = summary_table(out_states, none_state, procs, trace_id, lost)
+    meta = metadata(opts, wanted, thp, interval, la57, counts, states, convert_s, trace_id, capture)
     meta["occupancy_snapshot_every_ticks"] = snap_every
-    return ReplayResult(ts, summary, meta, _effects(out_states, procs, trace_id),
-                        _occupancy(out_states, procs, trace_id))
+    return ReplayResult(ts, summary, meta, effects_table(out_states, procs, trace_id),
+                        occupancy_table(out_states, procs, trace_id))
 
 
 class _ChildRanFirst(Exception):
@@ -711,139 +720,6 @@ def _read_capture(events) -> dict:
         return read_capture(Path(events))
     except (OSError, pa.ArrowInvalid) as e:
         raise SchemaError(f"{events}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-
-
-def _keys(trace_id: str, st: PolicyState, pids: np.ndarray, proc: np.ndarray) -> dict:
-    """trace_id, policy and pid columns of output rows (`proc`: the kernels' process indices)."""
-    n = len(proc)
-    return {"trace_id": pa.array([trace_id] * n, pa.string()),
-            "policy": pa.array([st.policy.spec] * n, pa.string()),
-            "pid": pids[proc] if n else np.zeros(0, np.int32)}
-
-
-def _timeseries(states, procs: _Procs, trace_id: str) -> pa.Table:
-    parts = []
-    pids = np.asarray(procs.pids, np.int32)
-    for st in states:
-        rows = np.concatenate(st.rows) if st.rows else np.zeros((0, L.N_TS), np.int64)
-        cols = {
-            **_keys(trace_id, st, pids, rows[:, L.TS_PROC]),
-            "t_ns": rows[:, L.TS_T],
-            "virt_bytes": rows[:, L.TS_VIRT], "rss_bytes": rows[:, L.TS_RSS],
-            "rss_anon_bytes": rows[:, L.TS_ANON], "rss_file_bytes": rows[:, L.TS_FILE],
-            "vmpte_bytes": rows[:, L.TS_VMPTE], "pte_tables": rows[:, L.TS_PTE], "pmd_tables": rows[:, L.TS_PMD],
-            "pud_tables": rows[:, L.TS_PUD], "empty_pte_tables": rows[:, L.TS_EMPTY],
-        }
-        parts.append(pa.table(cols, schema=TIMESERIES.schema))
-    table = pa.concat_tables(parts) if parts else TIMESERIES.schema.empty_table()
-    if table.num_rows:
-        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending")])
-    return table
-
-
-def _effects(states, procs: _Procs, trace_id: str) -> pa.Table:
-    """EFFECTS rows of every policy: the kernels' ef rows whose counts are not all 0
-    (e.g. an mremap moving entries within one table empties and refills it)."""
-    parts = []
-    pids = np.asarray(procs.pids, np.int32)
-    kinds = pa.array(KIND_NAMES, pa.string())
-    for st in states:
-        e = st.effects()
-        e = e[(e[:, [L.EF_ALLOC, L.EF_UPPER, L.EF_EMPTIED, L.EF_FREED]] != 0).any(axis=1)]
-        parts.append(pa.table({
-            **_keys(trace_id, st, pids, e[:, L.EF_PROC]),
-            "event_row": e[:, L.EF_ROW], "t_ns": e[:, L.EF_T],
-            "kind": kinds.take(pa.array(e[:, L.EF_KIND])),
-            "pte_tables_allocated": e[:, L.EF_ALLOC].astype(np.int32),
-            "upper_tables_allocated": e[:, L.EF_UPPER].astype(np.int32),
-            "pte_tables_emptied": e[:, L.EF_EMPTIED].astype(np.int32),
-            "pte_tables_freed": e[:, L.EF_FREED].astype(np.int32),
-            "empty_table_ns": e[:, L.EF_EMPTY_NS],
-        }, schema=EFFECTS.schema))
-    return pa.concat_tables(parts) if parts else EFFECTS.schema.empty_table()
-
-
-def _occupancy(states, procs: _Procs, trace_id: str) -> pa.Table:
-    """OCCUPANCY rows of every policy, sorted by pid, policy, t_ns, region."""
-    parts = []
-    pids = np.asarray(procs.pids, np.int32)
-    for st in states:
-        o = np.concatenate(st.oc_rows) if st.oc_rows else np.zeros((0, L.N_OC), np.int64)
-        parts.append(pa.table({
-            **_keys(trace_id, st, pids, o[:, L.OC_PROC]),
-            "t_ns": o[:, L.OC_T], "region_start": o[:, L.OC_REGION].astype(np.uint64),
-            "pte_tables": o[:, L.OC_PTE].astype(np.int32), "empty_pte_tables": o[:, L.OC_EMPTY].astype(np.int32),
-            "live_entries": o[:, L.OC_LIVE], "full_pte_tables": o[:, L.OC_FULL].astype(np.int32),
-        }, schema=OCCUPANCY.schema))
-    table = pa.concat_tables(parts) if parts else OCCUPANCY.schema.empty_table()
-    if table.num_rows:
-        table = table.sort_by([("pid", "ascending"), ("policy", "ascending"), ("t_ns", "ascending"),
-                               ("region_start", "ascending")])
-    return table
-
-
-def _summary(states, none_state: PolicyState, procs: _Procs, trace_id: str, lost: int) -> pa.Table:
-    recs = []
-    for st in states:
-        ps = st.ps
-        for p, pid in enumerate(procs.pids):
-            if ps[p, L.PS_STARTED] == 0:
-                continue
-            start, end = int(ps[p, L.PS_START]), int(ps[p, L.PS_END])
-            fin = int(ps[p, L.PS_FIN_VMPTE])
-            mean = float(st.pf[p]) / (end - start) if end > start else float(fin)
-            base = int(none_state.ps[p, L.PS_FIN_VMPTE])
-            saved = base - fin
-            recs.append({
-                "trace_id": trace_id, "pid": pid, "comm": procs.comm.get(pid) or "", "policy": st.policy.spec,
-                "start_ns": start, "end_ns": end,
-                "final_virt_bytes": int(ps[p, L.PS_FIN_VIRT]), "final_rss_bytes": int(ps[p, L.PS_FIN_RSS]),
-                "final_vmpte_bytes": fin, "peak_virt_bytes": int(ps[p, L.PS_PEAK_VIRT]),
-                "peak_rss_bytes": int(ps[p, L.PS_PEAK_RSS]), "peak_vmpte_bytes": int(ps[p, L.PS_PEAK_VMPTE]),
-                "mean_vmpte_bytes": mean, "ideal_pte_bytes": int(ps[p, L.PS_FIN_IDEAL]),
-                "empty_pte_tables_final": int(ps[p, L.PS_FIN_EMPTY]),
-                "inherited_empty_tables": int(ps[p, L.PS_INHERITED]),
-                "pte_tables_allocated": int(ps[p, L.PS_ALLOC]), "pte_tables_freed": int(ps[p, L.PS_FREED]),
-                "refaults": int(ps[p, L.PS_REFAULTS]), "scan_entries": int(ps[p, L.PS_SCAN]),
-                "extra_atomics": int(ps[p, L.PS_ATOMICS]), "vmpte_saved_bytes": saved,
-                "vmpte_saved_pct": 100.0 * saved / base if base else 0.0, "events": int(ps[p, L.PS_EVENTS]),
-                "lost_events": lost,
-            })
-    if not recs:
-        return SUMMARY.schema.empty_table()
-    return pa.Table.from_pylist(recs, schema=SUMMARY.schema)
-
-
-def _metadata(opts, wanted, thp, interval, la57, counts: _Counts, states, convert_s, trace_id, capture) -> dict:
-    g = states[0].g
-    return {
-        "trace_id": trace_id,
-        "options": {"policies": [p.spec for p in wanted], "thp": thp, "interval_ns": interval, "la57": la57,
-                    "occupancy_snapshots": int(opts.occupancy_snapshots)},
-        "policies_run": [p.policy.spec for p in states],
-        "events_in": counts.events_in, "start_ns": counts.first_t, "end_ns": counts.last_t,
-        "counts": {
-            "failed_skipped": counts.failed_skipped,
-            "unfinished_skipped_mmap_mremap_brk": counts.unfinished_skipped,
-            "unfinished_applied": counts.unfinished_applied,
-            "faults_outside_known_vmas": int(g[L.G_OUTSIDE]),
-            "faults_refused": int(g[L.G_SEGV]),
-            "implicit_vmas_created": int(g[L.G_IMPLICIT]),
-            "populate_modelled": int(g[L.G_POPULATE]),
-            "events_after_exit_ignored": int(g[L.G_AFTER_EXIT]),
-            "brk_with_unknown_start": int(g[L.G_BRK_UNKNOWN]),
-            "faults_beyond_user_top": int(g[L.G_BEYOND_TOP]),
-            "syscalls_beyond_user_top_dropped": counts.beyond_top_dropped,
-            "values_above_2_62_clamped": counts.values_clamped,
-            "forks_after_child_events": counts.forks_after_child_events,
-            "madvise_not_modelled": dict(sorted(counts.madvise_not_modelled.items())),
-            "snapshot_tables_short": int(g[L.G_SNAP_SHORT]),
-        },
-        "kernel_seconds": {st.policy.spec: round(st.kernel_s, 6) for st in states},
-        "convert_seconds": round(convert_s, 6),
-        "synthetic": bool(capture.get("synthetic", False)),
-        "note": INVISIBLE_NOTE,
-    }
 
 
 # ----------------------------------------------------------------------------- output

@@ -43,12 +43,13 @@ from ptreplay.replay.layout import (EF_PER_EVENT, PS_KNOWN, VF_PROT_KNOWN, VF_RE
                                     NEED_EFFECTS, NEED_HASH, NEED_NONE, NEED_OCC, NEED_QUEUE, NEED_ROWS,
                                     NEED_SLOTS, NEED_VMAS, PAGE, PMD_SIZE, POL_DELAYED, PR_FAST, PR_POLICY,
                                     PR_SNAP_END, PR_TOP, PS_ALIVE, PS_ANON, PS_ATOMICS, PS_BRK, PS_EMPTY, PS_END,
-                                    PS_EVENTS, PS_GEN, PS_LAST, PS_NVMA, PS_PEND_END, PS_PEND_START, PS_PMD,
+                                    PS_EVENTS, PS_GEN, PS_LAST, PS_LIVE_AT, PS_LIVE_POS, PS_NVMA, PS_PEND_END,
+                                    PS_PEND_START, PS_PMD,
                                     PS_PTE, PS_PUD, PS_START, PS_STARTED, SL_HUGE, SL_KEY, SL_LEVEL, SL_SINCE,
                                     SL_USED, VF_ANON, VF_ANON_VMA, VF_SHARED, ht_get, page_up, tkey)
 from ptreplay.replay.measure import (ef_capacity, emit_row, empty_end, flush_pending, ideal_tables_all,
-                                     occupancy_snapshot, snapshot_final, snapshot_final_with, touch, update_peaks)
-from ptreplay.replay.vma import do_mprotect, vma_find
+                                     occupancy_snapshot, pend_add, snapshot_final, snapshot_final_with, touch, update_peaks)
+from ptreplay.replay.vma import do_mprotect, implicit_vma, vma_find
 from ptreplay.replay.pagetables import pte_walk_alloc, refcount_like, teardown
 from ptreplay.replay.clock import advance, init_clock, quiet_until, regions_bound, rows_needed, snapshots_due
 from ptreplay.replay.faults import do_fault, thp_allowed
@@ -70,9 +71,30 @@ def start_proc(ps, pf, g, p, t):
     ps[p, PS_LAST] = t
     ps[p, PS_BRK] = -1
     ps[p, PS_KNOWN] = 0
+    pend_add(ps, g, p)
     ps[p, PS_PEND_START] = 1
     g[G_NPEND] += 1
+    ps[g[G_NLIVE], PS_LIVE_AT] = p  # on the live list (clock.advance's ticks, fire_scan)
+    ps[p, PS_LIVE_POS] = g[G_NLIVE]
     g[G_NLIVE] += 1
+
+
+@njit
+def end_proc(ps, g, p, t):
+    """Exit: p leaves the live list (the last one takes its place) and gets its end row.
+
+    See docs/MODEL.md#exit."""
+    ps[p, PS_ALIVE] = 0
+    ps[p, PS_END] = t
+    pend_add(ps, g, p)
+    ps[p, PS_PEND_END] = 1
+    g[G_NPEND] += 1
+    last = g[G_NLIVE] - 1
+    q = ps[last, PS_LIVE_AT]
+    i = ps[p, PS_LIVE_POS]
+    ps[i, PS_LIVE_AT] = q
+    ps[q, PS_LIVE_POS] = i
+    g[G_NLIVE] = last
 
 
 # ----------------------------------------------------------------------------- generic path
@@ -184,14 +206,10 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         ps[p, PS_BRK] = -1
         ps[p, PS_KNOWN] = 0     # execve's own mappings are in no event (a snapshot may follow)
     elif k == K_EXIT:
-        snapshot_final(ps, sl, g, p)
+        snapshot_final(ps, vm, hk, hv, sl, g, p)
         update_peaks(ps, p)
         teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t)
-        ps[p, PS_ALIVE] = 0
-        ps[p, PS_END] = t
-        ps[p, PS_PEND_END] = 1
-        g[G_NPEND] += 1
-        g[G_NLIVE] -= 1
+        end_proc(ps, g, p, t)
         return
     elif k == K_MPROTECT:
         do_mprotect(vm, ps, p, addr, ln, prot)
@@ -211,8 +229,8 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
 
 @njit(inline="always")
 def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm):
-    """The hot path: consecutive faults in private anonymous VMAs (no THP),
-    with no clock work due.  Returns the index of the first event it did not
+    """The hot path: consecutive faults in private anonymous VMAs (no THP), or
+    outside every known VMA (the implicit VMA do_fault makes), with no clock work due.  Returns the index of the first event it did not
     handle (i when the generic path must take it).
 
     Same effect as apply_event -> do_fault for each of them
@@ -247,8 +265,10 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
         if s >= 0 and sl[s, SL_HUGE] != 0:
             break
         vi = vma_find(vm, ps, p, addr)
-        if vi < 0:
-            break
+        if vi < 0:  # outside every known VMA: do_fault's implicit VMA (anonymous, private), if it has room
+            if ps[p, PS_KNOWN] != 0 or ps[p, PS_NVMA] + 4 > vm.shape[1]:
+                break   # a known mm: stack growth or SIGSEGV (faults.hole_fault), the generic path
+            vi = implicit_vma(vm, ps, g, p, addr)
         vflags = vm[p, vi, 2]
         if (vflags & VF_ANON) == 0 or (vflags & VF_SHARED) != 0:
             break

@@ -40,18 +40,25 @@ KIND_CODES = {"fault": 0, "mmap": 1, "munmap": 2, "mremap": 3, "brk": 4, "mprote
 POL_NONE, POL_PT_RECLAIM, POL_REFCOUNT, POL_SCAN, POL_DELAYED, POL_ALL_LEVELS = 0, 1, 2, 3, 4, 5
 
 # prm: policy parameters.
-PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST, PR_SNAP_EVERY, PR_SNAP_END = range(9)
-N_PRM = 9                   # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
+PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST, PR_SNAP_EVERY, PR_SNAP_END, PR_TS_TICKS = range(10)
+N_PRM = 10                  # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
 #                             PR_SNAP_EVERY: occupancy snapshot at ticks T with (T / tick) % it == 0 (0: none)
 #                             PR_SNAP_END: 1 = occupancy snapshot at the trace end (finish)
+#                             PR_TS_TICKS: 1 = a tick row for every live process; 0 = only if it changed
 THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 
 # ps: per-process fields.
 (PS_STARTED, PS_ALIVE, PS_START, PS_END, PS_LAST, PS_NVMA, PS_GEN, PS_BRK, PS_VIRT, PS_ANON,
  PS_FILE, PS_PTE, PS_PMD, PS_PUD, PS_EMPTY, PS_PEAK_VIRT, PS_PEAK_RSS, PS_PEAK_VMPTE,
  PS_FIN_VIRT, PS_FIN_RSS, PS_FIN_VMPTE, PS_FIN_IDEAL, PS_FIN_EMPTY, PS_ALLOC, PS_FREED,
- PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END, PS_INHERITED, PS_KNOWN) = range(33)
-N_PS = 33                   # PS_INHERITED: inherited empty tables the start snapshot added (replay.snapshot)
+ PS_REFAULTS, PS_SCAN, PS_ATOMICS, PS_EVENTS, PS_PEND_START, PS_PEND_END, PS_INHERITED,
+ PS_LIVE_AT, PS_LIVE_POS, PS_PEND_AT, PS_ROW_VIRT, PS_ROW_ANON, PS_ROW_FILE, PS_ROW_PTE, PS_ROW_PMD,
+ PS_ROW_PUD, PS_ROW_EMPTY, PS_KNOWN) = range(43)
+N_PS = 43                   # PS_INHERITED: inherited empty tables the start snapshot added (replay.snapshot)
+#                             PS_LIVE_AT/PS_PEND_AT: columns used as lists, not per-process fields: row i
+#                             holds the i-th live process (i < G_NLIVE; PS_LIVE_POS is p's place there)
+#                             and the i-th process with a start/end row due (i < G_NPENDP)
+#                             PS_ROW_*: the values of p's latest timeseries row (emit_row)
 #                             PS_KNOWN: 1 = every VMA of the mm is known (it started from a snapshot, or
 #                             forked from such a process): a fault in a hole is SIGSEGV or stack growth
 
@@ -64,10 +71,11 @@ N_SL = 10                   # SL_EROW/SL_ESINCE: PTE table empty since SL_ESINCE
 (G_HCOUNT, G_SHW, G_FSTOP, G_NOW, G_NEXT_TICK, G_NEXT_SCAN, G_DIRTY, G_QHEAD, G_QTAIL, G_NROWS,
  G_INIT, G_NLIVE, G_NPEND, G_OUTSIDE, G_POPULATE, G_SERIAL, G_LIVE_SLOTS, G_AFTER_EXIT,
  G_IMPLICIT, G_BRK_UNKNOWN, G_BEYOND_TOP, G_VMA_ID, G_CUR_ROW, G_CUR_T, G_CUR_KIND, G_NEF, G_NOC,
- G_OVERFLOW, G_SNAP_SHORT, G_SEGV) = range(30)
-N_G = 30                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
+ G_OVERFLOW, G_SNAP_SHORT, G_NPENDP, G_SEGV) = range(31)
+N_G = 31                    # G_CUR_*: the event being applied (input row, time, kind; row -1 inside timers)
 #                             G_NEF/G_NOC: ef/oc rows used; G_OVERFLOW: rows that found no room (a bug)
 #                             G_SNAP_SHORT: tables a start snapshot's pages needed beyond the kernel's VmPTE
+#                             G_NLIVE/G_NPENDP: lengths of the PS_LIVE_AT/PS_PEND_AT lists; G_NPEND: rows due
 #                             G_SEGV: faults the kernel answers with SIGSEGV/EFAULT (faults.bad_area)
 
 # ts: timeseries row fields.
@@ -94,6 +102,8 @@ VF_MOVED = 16384             # moved by mremap: its vm_pgoff is no longer its ad
 VF_GROWSDOWN = 32768         # a stack (MAP_GROWSDOWN, smaps gd): a fault in the hole below grows it
 VF_PROT_KNOWN = 65536        # VF_READ/WRITE/EXEC are known (an mmap or mprotect gave them), so faults.access_error applies
 VF_PROT = VF_READ | VF_WRITE | VF_EXEC
+INHERIT_TOP_IDX = (1 << 35) - 1   # inherited empty tables (replay.snapshot) take PTE-table indices down from here
+INHERIT_FLOOR_IDX = 1 << 34      # ... and never below this (no address reaches them); occupancy leaves them out
 ORIGIN_SHIFT = 20           # flags bits 20+: id of the mmap a VMA came from (stands for its anon_vma)
 VF_LOW = (1 << ORIGIN_SHIFT) - 1
 

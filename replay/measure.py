@@ -12,14 +12,16 @@ per table event, never per fault.
 import numpy as np
 
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (EF_EMPTIED, EF_EMPTY_NS, EF_KIND, EF_PROC, EF_ROW, EF_T, G_CUR_KIND, G_CUR_ROW,
-                                    G_CUR_T, G_LIVE_SLOTS, G_NEF, G_NOC, G_NPEND, G_NROWS, G_OVERFLOW, G_SHW, N_EF,
+from ptreplay.replay.layout import (INHERIT_FLOOR_IDX, EF_EMPTIED, EF_EMPTY_NS, EF_KIND, EF_PROC, EF_ROW, EF_T, G_CUR_KIND, G_CUR_ROW,
+                                    G_CUR_T, G_LIVE_SLOTS, G_NEF, G_NOC, G_NPEND, G_NPENDP, G_NROWS, G_OVERFLOW, G_SHW, N_EF,
                                     N_G, OC_EMPTY, OC_FULL, OC_LIVE, OC_PROC, OC_PTE, OC_REGION, OC_T, PAGE,
                                     PS_ANON, PS_EMPTY, PS_END, PS_FILE, PS_FIN_EMPTY, PS_FIN_IDEAL, PS_FIN_RSS,
-                                    PS_FIN_VIRT, PS_FIN_VMPTE, PS_LAST, PS_PEAK_RSS, PS_PEAK_VIRT, PS_PEAK_VMPTE,
-                                    PS_PEND_END, PS_PEND_START, PS_PMD, PS_PTE, PS_PUD, PS_START, PS_VIRT, SL_EROW,
+                                    PS_FIN_VIRT, PS_FIN_VMPTE, PS_LAST, PS_NVMA, PS_PEAK_RSS, PS_PEAK_VIRT, PS_PEAK_VMPTE,
+                                    PS_PEND_AT, PS_PEND_END, PS_PEND_START, PS_PMD, PS_PTE, PS_PUD, PS_ROW_ANON,
+                                    PS_ROW_EMPTY, PS_ROW_FILE, PS_ROW_PMD, PS_ROW_PTE, PS_ROW_PUD, PS_ROW_VIRT,
+                                    PS_START, PS_VIRT, SL_EROW,
                                     SL_ESINCE, SL_IDX, SL_KEY, SL_LEVEL, SL_PROC, SL_USED, TS_ANON, TS_EMPTY,
-                                    TS_FILE, TS_PMD, TS_PROC, TS_PTE, TS_PUD, TS_RSS, TS_T, TS_VIRT, TS_VMPTE)
+                                    TS_FILE, TS_PMD, TS_PROC, TS_PTE, TS_PUD, TS_RSS, TS_T, TS_VIRT, TS_VMPTE, ht_get, tkey)
 
 
 # ----------------------------------------------------------------------------- per-process statistics
@@ -96,9 +98,59 @@ def ideal_tables_all(ps, sl, g):
 
 
 @njit
-def snapshot_final(ps, sl, g, p):
+def snapshot_final(ps, vm, hk, hv, sl, g, p):
     """See docs/MODEL.md#exit."""
-    snapshot_final_with(ps, p, ideal_tables(sl, g, p))
+    ideal = ideal_tables_by_vma(ps, vm, hk, hv, sl, g, p)
+    if ideal < 0:
+        ideal = ideal_tables(sl, g, p)
+    snapshot_final_with(ps, p, ideal)
+
+
+@njit
+def ideal_tables_by_vma(ps, vm, hk, hv, sl, g, p):
+    """ideal_tables(sl, g, p) from p's own PTE tables, looked up in the hash over the 2 MiB
+    regions its VMAs span (present entries lie in VMAs), instead of a walk of the whole pool:
+    an exit costs O(p's regions), not O(every process's tables).  -1 (use ideal_tables) when
+    the spans hold more regions than the pool has slots, or when the lookups did not find all
+    of p's PS_PTE tables (an empty table left outside every VMA: the result would be the same,
+    the walk is the proof).
+
+    See docs/MODEL.md#model-metrics."""
+    budget = g[G_SHW]
+    n_vma = ps[p, PS_NVMA]
+    last = np.int64(-1)
+    regions = 0
+    for i in range(n_vma):
+        lo = max(vm[p, i, 0] >> 21, last + 1)
+        hi = (vm[p, i, 1] - 1) >> 21
+        if hi >= lo:
+            regions += hi - lo + 1
+            last = hi
+        if regions > budget:
+            return -1
+    found = 0
+    n = 0
+    prev = np.int64(-1)
+    last = np.int64(-1)
+    for i in range(n_vma):
+        lo = max(vm[p, i, 0] >> 21, last + 1)
+        hi = (vm[p, i, 1] - 1) >> 21
+        for idx in range(lo, hi + 1):
+            s = ht_get(hk, hv, tkey(0, p, idx))
+            if s < 0:
+                continue
+            found += 1
+            if sl[s, SL_USED] > 0:
+                n += 1
+                if prev < 0 or (prev >> 9) != (idx >> 9):
+                    n += 1
+                if prev < 0 or (prev >> 18) != (idx >> 18):
+                    n += 1
+                prev = idx
+        last = max(last, hi)
+    if found != ps[p, PS_PTE]:
+        return -1
+    return n
 
 
 @njit
@@ -117,7 +169,9 @@ def snapshot_final_with(ps, p, ideal):
 
 @njit
 def emit_row(ps, ts, g, p, t):
-    """See docs/MODEL.md#vmpte-accounting."""
+    """p's timeseries row at t; its values are kept as p's latest row (PS_ROW_*, row_changed).
+
+    See docs/MODEL.md#timeseries-rows."""
     r = g[G_NROWS]
     ts[r, TS_PROC] = p
     ts[r, TS_T] = t
@@ -130,15 +184,44 @@ def emit_row(ps, ts, g, p, t):
     ts[r, TS_PMD] = ps[p, PS_PMD]
     ts[r, TS_PUD] = ps[p, PS_PUD]
     ts[r, TS_EMPTY] = ps[p, PS_EMPTY]
+    ps[p, PS_ROW_VIRT] = ps[p, PS_VIRT]
+    ps[p, PS_ROW_ANON] = ps[p, PS_ANON]
+    ps[p, PS_ROW_FILE] = ps[p, PS_FILE]
+    ps[p, PS_ROW_PTE] = ps[p, PS_PTE]
+    ps[p, PS_ROW_PMD] = ps[p, PS_PMD]
+    ps[p, PS_ROW_PUD] = ps[p, PS_PUD]
+    ps[p, PS_ROW_EMPTY] = ps[p, PS_EMPTY]
     g[G_NROWS] = r + 1
+
+
+@njit(inline="always")
+def row_changed(ps, p):
+    """p's values differ from its latest timeseries row (every field of a row derives from these).
+
+    See docs/MODEL.md#timeseries-rows."""
+    return (ps[p, PS_VIRT] != ps[p, PS_ROW_VIRT] or ps[p, PS_ANON] != ps[p, PS_ROW_ANON]
+            or ps[p, PS_FILE] != ps[p, PS_ROW_FILE] or ps[p, PS_PTE] != ps[p, PS_ROW_PTE]
+            or ps[p, PS_PMD] != ps[p, PS_ROW_PMD] or ps[p, PS_PUD] != ps[p, PS_ROW_PUD]
+            or ps[p, PS_EMPTY] != ps[p, PS_ROW_EMPTY])
+
+
+@njit
+def pend_add(ps, g, p):
+    """p gets a start or end row at the next flush_pending: on the pending list, once (call it
+    before setting PS_PEND_START/PS_PEND_END)."""
+    if ps[p, PS_PEND_START] == 0 and ps[p, PS_PEND_END] == 0:
+        ps[g[G_NPENDP], PS_PEND_AT] = p
+        g[G_NPENDP] += 1
 
 
 @njit
 def flush_pending(ps, ts, g):
-    """Start and end rows of processes that began or ended at the previous instant."""
+    """Start and end rows of processes that began or ended at the previous instant
+    (the pending list: O(processes due), not O(processes))."""
     if g[G_NPEND] == 0:
         return
-    for p in range(ps.shape[0]):
+    for i in range(g[G_NPENDP]):
+        p = ps[i, PS_PEND_AT]
         if ps[p, PS_PEND_START] == 1:
             emit_row(ps, ts, g, p, ps[p, PS_START])
             ps[p, PS_PEND_START] = 0
@@ -146,6 +229,7 @@ def flush_pending(ps, ts, g):
             emit_row(ps, ts, g, p, ps[p, PS_END])
             ps[p, PS_PEND_END] = 0
     g[G_NPEND] = 0
+    g[G_NPENDP] = 0
 
 
 # ----------------------------------------------------------------------------- effects
@@ -240,8 +324,8 @@ def occupancy_snapshot(sl, g, oc, t):
     acc = np.empty((cap, 4), np.int64)
     m = -1
     for s in range(g[G_SHW]):
-        if sl[s, SL_KEY] == -1 or sl[s, SL_LEVEL] != 0:
-            continue
+        if sl[s, SL_KEY] == -1 or sl[s, SL_LEVEL] != 0 or sl[s, SL_IDX] >= INHERIT_FLOOR_IDX:
+            continue    # (inherited empty tables have no address: no region to show them in)
         k = (sl[s, SL_PROC] << 27) | (sl[s, SL_IDX] >> 9)  # la57: a region index has at most 26 bits
         if m < 0 or key[m] != k:
             m += 1

@@ -439,8 +439,53 @@ def teardown(ps, vm, hk, hv, sl, pg, fs, g, prm, p, t):
     """exit_mmap: zap everything, free every table (no refault markers).
 
     See docs/MODEL.md#exit."""
-    for s in range(g[G_SHW]):
+    for s in own_tables(ps, vm, hk, hv, sl, g, p):
         if sl[s, SL_KEY] != -1 and sl[s, SL_PROC] == p:
             tbl_free(ps, hk, hv, sl, pg, fs, g, prm, s, t, False)
     ps[p, PS_NVMA] = 0
     ps[p, PS_VIRT] = 0
+
+
+@njit
+def own_tables(ps, vm, hk, hv, sl, g, p):
+    """Slots of all of p's tables: looked up in the hash over the regions its VMAs span (PTE,
+    then PMD, then PUD tables) when that is cheaper than a walk of the pool and finds all
+    PS_PTE + PS_PMD + PS_PUD of them (an empty table may outlive its VMA); else the pool walk
+    (slot order).  An exit then costs O(p's regions), not O(every process's tables); the order
+    of the frees changes no count.
+
+    See docs/MODEL.md#exit."""
+    want = ps[p, PS_PTE] + ps[p, PS_PMD] + ps[p, PS_PUD]
+    out = np.empty(want, np.int64)
+    m = 0
+    budget = g[G_SHW] // 4 + 64  # a hash probe costs a few slot visits of the walk
+    for level in range(3):
+        shift = 21 + 9 * level
+        last = np.int64(-1)
+        for i in range(ps[p, PS_NVMA]):
+            lo = max(vm[p, i, 0] >> shift, last + 1)
+            hi = (vm[p, i, 1] - 1) >> shift
+            if hi < lo:
+                continue
+            budget -= hi - lo + 1
+            if budget < 0:
+                m = -1
+                break
+            for idx in range(lo, hi + 1):
+                s = ht_get(hk, hv, tkey(level, p, idx))
+                if s >= 0:
+                    if m < want:
+                        out[m] = s
+                    m += 1
+            last = hi
+        if m < 0:
+            break
+    if m == want:
+        return out
+    out = np.empty(g[G_LIVE_SLOTS], np.int64)
+    m = 0
+    for s in range(g[G_SHW]):
+        if sl[s, SL_KEY] != -1 and sl[s, SL_PROC] == p:
+            out[m] = s
+            m += 1
+    return out[:m]

@@ -16,7 +16,7 @@ so every policy treats them as it treats any empty table: `none` and `pt_reclaim
 See docs/MODEL.md#snapshot.
 """
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (E_ANON, E_FILE, E_ZERO, LV_PTE, ORIGIN_SHIFT, PAGE, PMD_SIZE, PR_TOP, PS_BRK, PS_INHERITED, PS_KNOWN, PS_PMD, PS_PTE, PS_PUD,
+from ptreplay.replay.layout import (INHERIT_TOP_IDX, E_ANON, E_FILE, E_ZERO, LV_PTE, ORIGIN_SHIFT, PAGE, PMD_SIZE, PR_TOP, PS_BRK, PS_INHERITED, PS_KNOWN, PS_PMD, PS_PTE, PS_PUD,
                                     SL_HUGE, VF_ANON_VMA, VF_HUGE, VF_NOHUGE, G_VMA_ID, ht_get, tkey)
 from ptreplay.replay.vma import vma_find, vma_insert
 from ptreplay.replay.pagetables import (pte_set, pte_walk_alloc, refcount_like, release_empty, tbl_alloc,
@@ -24,7 +24,6 @@ from ptreplay.replay.pagetables import (pte_set, pte_walk_alloc, refcount_like, 
 from ptreplay.replay.syscalls import do_munmap, mmap_vma_flags
 from ptreplay.schemas import SNAP_ANON, SNAP_FILE, SNAP_HUGE_ZERO, SNAP_THP
 
-INHERIT_TOP_IDX = (1 << 35) - 1   # highest PTE-table index a table key holds (2 MiB units below 2^56)
 
 
 @njit

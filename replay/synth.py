@@ -163,7 +163,7 @@ MAX_VIRT = 120 << 40  # 4-level user space is 128 TiB
 MADV_DONTNEED = 4
 MAP_ANON_NORESERVE = 0x02 | 0x20 | 0x4000  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
 _KIND_NAMES = ("fault", "mmap", "munmap", "mremap", "brk", "mprotect", "madvise", "fork", "clone", "exec", "exit")
-_K_FAULT, _K_MMAP, _K_MADVISE, _K_CLONE, _K_EXIT = 0, 1, 6, 8, 10
+_K_FAULT, _K_MMAP, _K_MADVISE, _K_FORK, _K_CLONE, _K_EXEC, _K_EXIT = 0, 1, 6, 7, 8, 9, 10
 
 
 @lru_cache(maxsize=1)
@@ -517,8 +517,70 @@ def balloon_batches(clock: _Clock, gib: float = 1.0, rounds: int = 4, pid: int =
 
 # kind -> (generator, help, [(option, type, default, help)]); options and help live in the
 # import-light replay.synth_kinds (the CLI builds its parser from it without numpy/pyarrow)
+
+def many_procs_batches(clock: _Clock, procs: int = 3000, iters: int = 4, outside: int = 16, live: int = 0,
+                       burst: int = 256, one_pid: int = 0, pid: int = 100, seed: int = 0,
+                       block_events: int = 1 << 20):
+    """Many processes.  A launcher (`pid`, no memory of its own) forks `procs` children (pids
+    pid + 1, ...); each maps 8 MiB anonymous, `iters` times write-faults the 512 pages of one of
+    its four 2 MiB chunks and DONTNEEDs the chunk, write-faults `outside` pages outside every
+    mapping (like exec'd code or a pre-trace stack: implicit VMAs; every other page of a window,
+    in random order, so most stay separate VMAs), then exits.  `live` children run at once (0: all),
+    a group after another; a group's children take turns in bursts of `burst` events (a time
+    slice), so a child's rows stay in runs like a scheduled process's.  A child's rows do not
+    depend on the others: replayed alone (its rows and its fork row) it gives the same summary.
+    `one_pid` 1: the same programs run one after another by one process (pid + 1, forked once),
+    an exec between two (the baseline of the same events in one process)."""
+    rng = np.random.default_rng([seed, 6])
+    per_group = 1 if one_pid else procs if live <= 0 else min(live, procs)
+    base, window = TOP - (1 << 30), 0x7FFD00000000  # the children's mapping; the unmapped "stack" window
+    n_map = 1 if iters > 0 else 0
+    length = n_map + iters * 513 + outside + 1
+    kind = np.full(length, _K_FAULT, np.int8)
+    kind[:n_map] = _K_MMAP
+    m_rows = n_map + 513 * np.arange(iters) + 512
+    kind[m_rows] = _K_MADVISE
+    kind[-1] = _K_EXIT
+    for g0 in range(1, procs + 1, per_group):
+        pids = np.arange(pid + g0, pid + min(g0 + per_group, procs + 1), dtype=_I64)
+        g = len(pids)
+        if one_pid and g0 > 1:
+            pids[:] = pid + 1
+        else:
+            yield _table(clock, np.full(g, _K_FORK, np.int8), None, pid=pid, child=pids.astype(_I32))
+        addr = np.zeros((g, length), _U64)
+        addr[:, :n_map] = base
+        chunk = (np.arange(iters)[None, :] + rng.integers(0, 4, g)[:, None]) % 4
+        starts = (base + chunk * REGION).astype(_U64)
+        frows = (n_map + 513 * np.arange(iters)[:, None] + np.arange(512)[None, :]).ravel()
+        addr[:, frows] = np.repeat(starts, 512, axis=1) + np.tile(np.arange(512, dtype=_U64) * np.uint64(PAGE), iters)
+        addr[:, m_rows] = starts
+        if outside:
+            pages = np.argsort(rng.random((g, 4 * outside)), axis=1)[:, :outside]
+            addr[:, length - 1 - outside: length - 1] = (window + 2 * PAGE * pages).astype(_U64)
+        nb = -(-length // burst)
+        pad = nb * burst - length
+        order = np.arange(g * length, dtype=_I64).reshape(g, length)
+        order = np.pad(order, ((0, 0), (0, pad)), constant_values=-1).reshape(g, nb, burst).transpose(1, 0, 2).ravel()
+        order = order[order >= 0]
+        rows_p = pids[order // length]
+        rows_k = kind[order % length]
+        if one_pid and g0 < procs:
+            rows_k = np.where(rows_k == _K_EXIT, _K_EXEC, rows_k).astype(np.int8)
+        rows_a = addr.ravel()[order]
+        for j in range(0, len(order), block_events):
+            sl = slice(j, j + block_events)
+            k, a, p = rows_k[sl], rows_a[sl], rows_p[sl]
+            mm, md = k == _K_MMAP, k == _K_MADVISE
+            ex = np.flatnonzero(k == _K_EXIT)
+            yield _table(clock, k, a, np.where(mm, 8 << 20, np.where(md, REGION, 0)).astype(_U64),
+                         advice=np.where(md, MADV_DONTNEED, -1), ecode=np.where(k == _K_FAULT, 0x6, -1),
+                         pid=p, prot=np.where(mm, 3, -1), flags=np.where(mm, MAP_ANON_NORESERVE, -1),
+                         ret=np.where(mm, a.astype(_I64), 0), comm={int(r): "worker" for r in ex})
+
 _GENERATORS = {"seed-loop": seed_loop_batches, "production": production_batches, "jemalloc": jemalloc_batches,
-               "tcmalloc": tcmalloc_batches, "swapout": swapout_batches, "balloon": balloon_batches}
+               "tcmalloc": tcmalloc_batches, "swapout": swapout_batches, "balloon": balloon_batches,
+               "many-procs": many_procs_batches}
 KINDS = {k: (_GENERATORS[k], h, spec) for k, (h, spec) in KIND_OPTIONS.items()}
 _NO_SEED = {"seed-loop"}
 

@@ -28,4 +28,10 @@ KIND_OPTIONS = {
         ("refault", float, 0.5, "share of a step's faults in the region just zapped")]),
     "balloon": ("balloon inflation: DONTNEED in 2 MiB steps, then refault", [
         ("gib", float, 1.0, "GiB of balloon"), ("rounds", int, 4, "inflate + deflate rounds")]),
+    "many-procs": ("N processes forked by a launcher, each a small seed-like loop plus faults outside its mappings", [
+        ("procs", int, 3000, "child processes"), ("iters", int, 4, "2 MiB chunks each child faults and releases"),
+        ("outside", int, 16, "pages each child faults outside every mapping (implicit VMAs)"),
+        ("live", int, 0, "children alive at once (0: all)"),
+        ("burst", int, 256, "events a child runs before the next one's turn"),
+        ("one_pid", int, 0, "1: one process runs the children's programs one after another, exec between")]),
 }

@@ -10,7 +10,7 @@ Artifacts (data flow order):
 ``capture``      one row of capture metadata (host, kernel, THP, PT_RECLAIM ...)
 ``truth``        the kernel's own /proc/PID/status numbers sampled while recording
 ``events``       one row per page fault and per syscall, normalized from any reader
-``timeseries``   replay output: VIRT/RES/VmPTE per process and policy over time
+``timeseries``   replay output: VIRT/RES/VmPTE per process and policy over time (a step function)
 ``summary``      replay output: one row per (trace, process, policy)
 ``effects``      replay output: PTE tables each event allocated, emptied, freed
 ``occupancy``    replay output: live PTE tables and entries per 1 GiB region, sampled
@@ -206,7 +206,9 @@ TIMESERIES = Artifact("timeseries", 1, pa.schema(
         _f("trace_id", pa.string(), "capture identifier"),
         _f("pid", pa.int32(), "process id"),
         _f("policy", pa.string(), "reclaim policy spec, e.g. none, pt_reclaim, scan:1s"),
-        _f("t_ns", pa.int64(), "ns on the capture clock: state after the last event at or before t_ns"),
+        _f("t_ns", pa.int64(), "ns on the capture clock: state after the last event at or before t_ns; a "
+           "process's values hold until its next row (rows: its start, each --interval step at which its "
+           "values changed, or every step with --timeseries ticks, its exit or the trace end)"),
     ]
     + [_f(n, pa.int64(), d) for n, d in _COUNTS]
 ))

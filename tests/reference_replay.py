@@ -90,7 +90,9 @@ class Reference:
     """Replay event dicts (EVENTS columns) under one policy name."""
 
     def __init__(self, policy="none", thp="madvise", interval_ns=10_000_000, scan_ns=1_000_000_000,
-                 hold_ns=100_000_000, top=1 << 47, snap_ticks=(), snap_end=False):
+                 hold_ns=100_000_000, top=1 << 47, snap_ticks=(), snap_end=False, ts_ticks=False):
+        self.ts_ticks = ts_ticks  # True: a tick row for every live process; False: only if changed
+        self.last_row: dict = {}  # pid -> values of its latest row (without t_ns)
         self.policy, self.thp, self.interval, self.scan_ns, self.hold, self.top = \
             policy, thp, interval_ns, scan_ns, hold_ns, top
         self.snap_ticks, self.snap_end = set(snap_ticks), snap_end
@@ -616,6 +618,12 @@ class Reference:
 
     def emit(self, pid, pr, t):
         self.rows.append(dict(pid=pid, **pr.row(t)))
+        self.last_row[pid] = {k: v for k, v in self.rows[-1].items() if k != "t_ns"}
+
+    def changed(self, pid, pr):
+        """The process's values differ from its latest row's."""
+        return {k: v for k, v in pr.row(0).items() if k != "t_ns"} != {k: v for k, v in self.last_row[pid].items()
+                                                                          if k != "pid"}
 
     def flush_pending(self):
         for pid, pr in self.procs.items():
@@ -668,7 +676,7 @@ class Reference:
                         self.free_pte(pr, idx, xt)
             elif self.next_tick < t:
                 for pid, pr in self.procs.items():
-                    if pr.alive and pr.start < self.next_tick:
+                    if pr.alive and pr.start < self.next_tick and (self.ts_ticks or self.changed(pid, pr)):
                         self.emit(pid, pr, self.next_tick)
                 if self.next_tick in self.snap_ticks:
                     self.occupancy_snapshot(self.next_tick)

@@ -50,11 +50,11 @@ def touch_range(addr, length, write=True):
 def run(table, policies="none", thp="never", **kw):
     """Engine summary rows by policy (for pid 100) after checking against the reference."""
     res = replay(table, ReplayOptions(policies=policies, thp=thp, **kw), capture=synth.capture_meta("t"))
-    check_reference(table, res, thp, kw.get("interval_ns", 10_000_000))
+    check_reference(table, res, thp, kw.get("interval_ns", 10_000_000), kw.get("timeseries", "changes") == "ticks")
     return {r["policy"]: r for r in res.summary.to_pylist() if r["pid"] == 100}, res
 
 
-def check_reference(table, res, thp, interval_ns=10_000_000):
+def check_reference(table, res, thp, interval_ns=10_000_000, ts_ticks=False):
     by_policy = {}
     for r in res.summary.to_pylist():
         by_policy.setdefault(r["policy"], {})[r["pid"]] = r
@@ -66,7 +66,7 @@ def check_reference(table, res, thp, interval_ns=10_000_000):
             kw["scan_ns"] = parse_policy(spec).arg_ns
         if name == "delayed":
             kw["hold_ns"] = parse_policy(spec).arg_ns
-        ref_ts, ref_sum = run_reference(table, name, thp=thp, interval_ns=interval_ns, **kw)
+        ref_ts, ref_sum = run_reference(table, name, thp=thp, interval_ns=interval_ns, ts_ticks=ts_ticks, **kw)
         got_ts = [{k: v for k, v in r.items() if k not in ("trace_id", "policy")} for r in ts if r["policy"] == spec]
         assert got_ts == ref_ts, f"timeseries differ for {spec}"
         assert set(by_policy[spec]) == set(ref_sum)
@@ -257,11 +257,19 @@ def test_one_event_and_equal_timestamps():
 
 
 def test_timeseries_ticks():
+    """timeseries="ticks": a row at every tick for every live process; "changes" (the default):
+    a tick row only when the process's values changed since its latest row (same step function)."""
     rows = [mmap(B, 4 * MB, t_ns=5_000_000), fault(B, t_ns=25_000_000), dict(kind="exit", t_ns=41_000_000)]
-    _, res = run(ev(rows), policies="none")
+    _, res = run(ev(rows), policies="none", timeseries="ticks")
     ts = res.timeseries.to_pylist()
     assert [r["t_ns"] for r in ts] == [5_000_000, 10_000_000, 20_000_000, 30_000_000, 40_000_000, 41_000_000]
     assert [r["vmpte_bytes"] for r in ts] == [0, 0, 0, 3 * KB4, 3 * KB4, 0]
+    _, res = run(ev(rows), policies="none")
+    ts = res.timeseries.to_pylist()
+    assert [r["t_ns"] for r in ts] == [5_000_000, 30_000_000, 41_000_000]
+    assert [r["vmpte_bytes"] for r in ts] == [0, 3 * KB4, 0]
+    with pytest.raises(UsageError, match="timeseries rows"):
+        replay(ev(rows), ReplayOptions(timeseries="every"))
 
 
 def test_unsorted_and_bad_kind_raise_schema_error():

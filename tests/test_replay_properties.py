@@ -23,8 +23,21 @@ def test_engine_matches_reference_and_invariants(seed, n, thp):
         assert r["pte_tables_freed"] <= r["pte_tables_allocated"]
         assert r["final_vmpte_bytes"] >= r["ideal_pte_bytes"]
         assert r["peak_vmpte_bytes"] >= r["final_vmpte_bytes"]
-    steps = defaultdict(dict)
+    rows = defaultdict(list)  # (pid, policy) -> [(t_ns, vmpte)]: a step function (rows where values change)
     for r in res.timeseries.to_pylist():
-        steps[(r["pid"], r["t_ns"])][r["policy"]] = r["vmpte_bytes"]
-    for v in steps.values():
-        assert v["none"] >= v["refcount"] >= v["all_levels"]
+        rows[(r["pid"], r["policy"])].append((r["t_ns"], r["vmpte_bytes"]))
+    for pid in {p for p, _ in rows}:
+        times = sorted({t for (p, _), steps in rows.items() if p == pid for t, _ in steps})
+        for t in times:
+            v = {pol: at(rows[(pid, pol)], t) for pol in ("none", "refcount", "all_levels")}
+            assert v["none"] >= v["refcount"] >= v["all_levels"], (pid, t, v)
+
+
+def at(steps, t):
+    """The value of a step function [(t_ns, value)] at t (its latest step at or before t)."""
+    v = 0
+    for ts, x in steps:
+        if ts > t:
+            break
+        v = x
+    return v

@@ -24,6 +24,7 @@ SMALL = {
     "tcmalloc": dict(spans=400, live=20, heap_gib=1),
     "swapout": dict(threads=3, regions=8, steps=30, faults_per_step=16),
     "balloon": dict(gib=1 / 32, rounds=2),
+    "many-procs": dict(procs=5, iters=2, outside=3, burst=100),
 }
 MiB, GiB, TiB = 1 << 20, 1 << 30, 1 << 40
 
