@@ -274,6 +274,8 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
             break
         if (vflags & VF_PROT_KNOWN) != 0 and (vflags & (VF_READ | VF_WRITE)) != (VF_READ | VF_WRITE):
             break       # a fault access_error may refuse: the generic path
+        if ec_a[j] >= 0 and (ec_a[j] & 3) == 1:
+            break       # a read protection fault (access_error): the generic path counts it
         if s < 0:
             # first fault in this 2 MiB: apply_event's touch, then do_fault's pte_walk_alloc
             if thp_allowed(prm, vm[p, vi, 0], vm[p, vi, 1], vflags, addr) or not room_for_walk(sl, g, hk):
@@ -296,7 +298,7 @@ def fast_fault_run(i, n, t_a, kind_a, proc_a, addr_a, ec_a, row_a, ps, pf, vm, h
                 break
             e = ec_a[j]
             if e >= 0 and (e & 3) == 1:
-                break       # a read protection fault: access_error, the generic path counts it
+                break       # a read protection fault (not the segment's first): the next segment's
             x = base + ((a >> 12) & 511)
             old = pg[x]
             if e >= 0 and (e & 2) != 0:
