@@ -145,7 +145,8 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     rec = record(RecordOptions(out_dir=work / "capture", command=driver_command(oracle_bin, seeds, nops, str(log)),
                                interval_ms=50.0, force=True))
     events = ingest([rec], work / "events.parquet", force=True)
-    result = replay(events, ReplayOptions(policies=",".join(policies), interval_ns=TICK_NS, occupancy_snapshots=0))
+    result = replay(events, ReplayOptions(policies=",".join(policies), interval_ns=TICK_NS, occupancy_snapshots=0,
+                                          timeseries="ticks"))  # a row in every quiet gap, changed or not
     oracle_log = read_log(log)
     tallies = tallies if tallies is not None else {}
     for policy in policies:
