@@ -35,7 +35,10 @@ capture mixed-vma        workloads/bin/mixed_vma /tmp
 # with call chains (attribution); the binary is kept next to it: its build id is in the capture
 RECORD_OPTS=--call-graph \
 capture purge-sites      workloads/bin/purge_sites
-if [ -d data/purge-sites ]; then cp workloads/bin/purge_sites data/purge-sites/purge_sites; fi
+# (only when it was just recorded: the binary's build id must be the one in its MMAP2 records)
+if [ -z "$only" ] || echo " $only " | grep -q " purge-sites "; then
+    cp workloads/bin/purge_sites data/purge-sites/purge_sites
+fi
 # runtimes, launched: node (V8 heap, Buffers) and a JVM (serial GC)
 capture node-launch      node --expose-gc workloads/node_churn.js 20
 if [ -z "$only" ] || echo " $only " | grep -q " jvm-launch "; then

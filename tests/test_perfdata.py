@@ -59,7 +59,9 @@ def perf_script(path) -> list[dict]:
 
 
 def _kv(trace: str) -> dict:
-    return dict(re.findall(r"(\w+)=(\S+)", trace))
+    """key=value pairs of a tracepoint's text; a value runs to the next key (a JVM's thread
+    names hold spaces: comm=VM Thread pid=...)."""
+    return dict(re.findall(r"(\w+)=(.*?)(?=\s+\w+=|$)", trace))
 
 
 def compare_row(ref: dict, row: dict) -> list[str]:

@@ -189,7 +189,13 @@ class SampleLayout:
 
 
 class SampleIdLayout:
-    """Where the id sits in samples and what the sample_id_all trailer holds (perf_event.h)."""
+    """Where the id sits in samples and what the sample_id_all trailer holds (perf_event.h).
+
+    Each attr has its own trailer (its sample_type's TID, TIME, ID, STREAM_ID, CPU,
+    IDENTIFIER): perf's tracking event of a `-p` recording has no CPU where the
+    tracepoints have one.  With IDENTIFIER (the trailer's last u64) a record names its
+    attr; without it every attr's trailer is taken to be the first attr's.
+    """
 
     def __init__(self, attrs: list):
         a = attrs[0]
@@ -197,15 +203,34 @@ class SampleIdLayout:
         self.sample_id_all = a.flag("sample_id_all")
         offsets = fixed_offsets(a)
         self.sample_id_pos = offsets.get("IDENTIFIER", offsets.get("ID"))
-        fields = [name for name, _ in L.SAMPLE_ID_ORDER if a.has(name)] if self.sample_id_all else []
-        self.size = 8 * len(fields)
-        self.fields = fields
+        self.fields, self.size = self._layout(a)
+        self._by_id = {}
+        if self.fields and self.fields[-1] == "IDENTIFIER":
+            self._by_id = {i: self._layout(x) for x in attrs for i in x.ids}
+
+    def _layout(self, a) -> tuple[list, int]:
+        fields = [name for name, _ in L.SAMPLE_ID_ORDER if a.has(name)] if a.flag("sample_id_all") else []
+        return fields, 8 * len(fields)
 
     def trailer(self, buf, off: int, size: int) -> dict:
         """Decode the sample_id trailer at the end of a non-sample record."""
         out = {"_size": 0}
-        if not self.size or size < 8 + self.size:
+        fields, tsize = self.fields, self.size
+        if self._by_id and size >= 16:
+            fields, tsize = self._by_id.get(struct.unpack_from("<Q", buf, off + size - 8)[0], (fields, tsize))
+        if not tsize or size < 8 + tsize:
             return out
+        p = off + size - tsize
+        out["_size"] = tsize
+        for name in fields:
+            if name == "TID":
+                out["pid"], out["tid"] = struct.unpack_from("<ii", buf, p)
+            elif name == "TIME":
+                out["time"] = struct.unpack_from("<q", buf, p)[0]
+            elif name == "CPU":
+                out["cpu"] = struct.unpack_from("<i", buf, p)[0]
+            p += 8
+        return out
         p = off + size - self.size
         out["_size"] = self.size
         for name in self.fields:
