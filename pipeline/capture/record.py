@@ -48,7 +48,6 @@ import pyarrow as pa
 from ptreplay.schemas.errors import RecordError
 from ptreplay.pipeline.capture.machine import machine_info
 from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_status
-from ptreplay.pipeline.capture.start_state import read_status_dict
 from ptreplay.schemas.parquet_io import (foreign_files, mark_of, output_dir, remove_output,
                                          write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
@@ -516,10 +515,10 @@ def _end_attach(proc: subprocess.Popen, control, pid: int, sampler: Sampler) -> 
     `trace_end_ns`; ingest drops the events after it): the kernel's last numbers and
     the model's final state then describe the same instant while the server goes on.
     """
-    st = read_status_dict(pid)
+    st = read_status(pid)          # (name, sizes in TRUTH order), as the sampler reads it
     t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    if st is not None:
-        sampler.add_row(t, pid, tuple(st[c] for c in start_state.STATUS_COLUMNS))
+    if st is not None and st[1] is not None:
+        sampler.add_row(t, pid, st[1])
     control.disable(proc)
     return t
 

@@ -231,14 +231,3 @@ class SampleIdLayout:
                 out["cpu"] = struct.unpack_from("<i", buf, p)[0]
             p += 8
         return out
-        p = off + size - self.size
-        out["_size"] = self.size
-        for name in self.fields:
-            if name == "TID":
-                out["pid"], out["tid"] = struct.unpack_from("<ii", buf, p)
-            elif name == "TIME":
-                out["time"] = struct.unpack_from("<q", buf, p)[0]
-            elif name == "CPU":
-                out["cpu"] = struct.unpack_from("<i", buf, p)[0]
-            p += 8
-        return out
