@@ -82,7 +82,7 @@ class PolicyState:
 
     def __init__(self, policy: Policy, thp_code: int, interval_ns: int, top: int, nproc: int = 16,
                  fast_path: bool = True, snap_every: int = 0, snap_end: bool = False, source: str = "<events>",
-                 limit: int | None = None, shares: int = 1, ts_ticks: bool = False):
+                 limit: int | None = None, shares: int = 1, ts_ticks: bool = False, thp_ends: bool = False):
         self.policy = policy
         self.source = source
         self.limit = memory_limit() if limit is None else limit  # bytes for all policies' replays
@@ -98,6 +98,7 @@ class PolicyState:
         self.prm[L.PR_SNAP_EVERY] = snap_every
         self.prm[L.PR_SNAP_END] = int(snap_end)
         self.prm[L.PR_TS_TICKS] = int(ts_ticks)
+        self.prm[L.PR_THP_ENDS] = int(thp_ends)
         self.ps = np.zeros((nproc, L.N_PS), np.int64)
         self.pf = np.zeros(nproc, np.float64)
         self.vm = np.zeros((nproc, 16, 3), np.int64)
@@ -437,7 +438,7 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         child_idx[forks] = procs.map(child[forks])
     cols = {"t": col("t_ns", np.int64), "kind": _frozen(kind), "proc": _frozen(proc), "addr": addr_col("addr"),
             "len": addr_col("len"), "prot": col("prot", np.int32), "flags": col("flags", np.int64),
-            "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": col("error_code", np.int32),
+            "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": _ecodes(col, kind),
             "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
             "child": _frozen(child_idx), "row": _frozen(row)}
     if plan is not None:
@@ -445,6 +446,17 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         counts.forks_after_child_events += dropped
     procs.seen.note(len(procs.pids), cols["proc"], cols["row"], cols["kind"], cols["child"])
     return cols
+
+
+def _ecodes(col, kind: np.ndarray) -> np.ndarray:
+    """error_code, with EC_ENDED on the faults whose end the trace has (dur_ns > 0)."""
+    ec = col("error_code", np.int32)
+    ended = (kind == L.K_FAULT) & (col("dur_ns", np.int64) > 0)
+    if not ended.any():
+        return ec
+    ec = ec.copy()
+    ec[ended] |= L.EC_ENDED
+    return _frozen(ec)
 
 
 def _fork_plan(events, batch_rows: int, source: str, top: int) -> ForkPlan:
@@ -627,7 +639,8 @@ def replay(events, opts: ReplayOptions | None = None, capture: dict | None = Non
     while True:
         states = [PolicyState(p, THP_CODES[thp], interval, top, fast_path=opts.fast_path, snap_every=snap_every,
                               snap_end=snap_end, source=source, limit=limit, shares=len(run),
-                              ts_ticks=bool(TIMESERIES_ROWS[opts.timeseries])) for p in run]
+                              ts_ticks=bool(TIMESERIES_ROWS[opts.timeseries]),
+                              thp_ends=bool(capture.get("fault_ends"))) for p in run]
         try:
             procs, counts, convert_s = _replay_pass(events, opts, states, source, top, plan)
             break

@@ -3,8 +3,8 @@ GUP population (populate_vma_page_range), which faults every page of a range.  R
 faults take the batched kernels.fast_fault_run instead, with the same effect.
 """
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (E_ANON, E_FILE, E_NONE, E_ZERO, FAULT_AROUND_PAGES, G_POPULATE, G_SEGV, LV_PTE,
-                                    PAGE, PMD_SIZE, PR_THP, PS_KNOWN, PS_NVMA, PS_VIRT, SL_HUGE, THP_MADVISE,
+from ptreplay.replay.layout import (E_ANON, E_FILE, E_NONE, E_ZERO, EC_ENDED, FAULT_AROUND_PAGES, G_POPULATE, G_SEGV, LV_PTE,
+                                    PAGE, PMD_SIZE, PR_THP, PR_THP_ENDS, PS_KNOWN, PS_NVMA, PS_VIRT, SL_HUGE, THP_MADVISE,
                                     THP_NEVER, VF_ANON, VF_ANON_VMA, VF_GROWSDOWN, VF_HUGE, VF_NOHUGE, VF_PROT,
                                     VF_PROT_KNOWN,
                                     VF_SHARED, VF_WRITE, ht_get, tkey)
@@ -71,6 +71,16 @@ def thp_allowed(prm, vstart, vend, vflags, addr):
 
 
 @njit
+def thp_fell_back(prm, write, ecode):
+    """A THP write fault the kernel gave no huge page (allocation or memcg charge failed:
+    VM_FAULT_FALLBACK, then a 4 KiB page): the trace marks THP faults' ends (PR_THP_ENDS) and
+    this one has none (EC_ENDED).  Read faults map the huge zero page, which has no end mark.
+
+    See docs/MODEL.md#thp-fault."""
+    return write and prm[PR_THP_ENDS] != 0 and (ecode & EC_ENDED) == 0
+
+
+@njit
 def fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend):
     """do_fault_around: map up to 16 page-cache pages around a file read fault.
 
@@ -123,7 +133,7 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode, t):
     shared = (vflags & VF_SHARED) != 0
     idx = addr >> 21
     s = ht_get(hk, hv, tkey(0, p, idx))
-    if s < 0 and thp_allowed(prm, vstart, vend, vflags, addr):
+    if s < 0 and thp_allowed(prm, vstart, vend, vflags, addr) and not thp_fell_back(prm, write, ecode):
         upper_walk_alloc(ps, hk, hv, sl, pg, fs, g, p, addr, t)
         s = tbl_alloc(ps, hk, hv, sl, pg, fs, g, p, LV_PTE, idx, t)
         e = E_ANON if write else E_ZERO
@@ -146,8 +156,13 @@ def do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode, t):
         else:
             fault_around(ps, sl, pg, g, prm, s, addr, vstart, vend)
             return
+    elif write and old == E_ZERO and sl[s, SL_HUGE] == 1 and not thp_fell_back(prm, write, ecode):
+        for k in range(512):  # do_huge_zero_wp_pmd: a huge page in place, the deposit kept
+            pte_set(ps, sl, pg, g, prm, s, k, E_ANON)
+        vm[p, vi, 2] = vflags | VF_ANON_VMA
+        return
     elif write and (old == E_ZERO or (old == E_FILE and not shared)):
-        sl[s, SL_HUGE] = 0  # a write on the huge zero page splits it (?)
+        sl[s, SL_HUGE] = 0  # no huge page for a write on the huge zero page: split (one 4 KiB page)
         e = E_ANON
     else:
         return
@@ -183,5 +198,6 @@ def populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, mode, t):
             write = mode == 2
         end = min(hi, vm[p, vi, 1])
         while a < end:
-            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, a, 2 if write else -1, t)
+            # GUP's huge pages end inside the syscall, unmarked: taken as allocated
+            do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, a, (2 | EC_ENDED) if write else -1, t)
             a += PAGE

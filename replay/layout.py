@@ -40,11 +40,17 @@ KIND_CODES = {"fault": 0, "mmap": 1, "munmap": 2, "mremap": 3, "brk": 4, "mprote
 POL_NONE, POL_PT_RECLAIM, POL_REFCOUNT, POL_SCAN, POL_DELAYED, POL_ALL_LEVELS = 0, 1, 2, 3, 4, 5
 
 # prm: policy parameters.
-PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST, PR_SNAP_EVERY, PR_SNAP_END, PR_TS_TICKS = range(10)
-N_PRM = 10                  # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
+PR_POLICY, PR_TICK, PR_SCAN, PR_HOLD, PR_THP, PR_TOP, PR_FAST, PR_SNAP_EVERY, PR_SNAP_END, PR_TS_TICKS, \
+    PR_THP_ENDS = range(11)
+N_PRM = 11                  # PR_FAST: 1 = batched fast path for faults, 0 = generic path only
 #                             PR_SNAP_EVERY: occupancy snapshot at ticks T with (T / tick) % it == 0 (0: none)
 #                             PR_SNAP_END: 1 = occupancy snapshot at the trace end (finish)
 #                             PR_TS_TICKS: 1 = a tick row for every live process; 0 = only if it changed
+#                             PR_THP_ENDS: 1 = the trace marks THP faults' ends (EC_ENDED): a THP
+#                               write fault without one fell back to 4 KiB pages
+# Error-code bit the replayer sets on a fault whose end the trace has (events dur_ns > 0: the
+# kernel mapped a huge page there; pipeline/events/fault_ends.py).  x86 defines bits 0-15 and 31.
+EC_ENDED = 1 << 20
 THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
 
 # ps: per-process fields.

@@ -90,7 +90,9 @@ class Reference:
     """Replay event dicts (EVENTS columns) under one policy name."""
 
     def __init__(self, policy="none", thp="madvise", interval_ns=10_000_000, scan_ns=1_000_000_000,
-                 hold_ns=100_000_000, top=1 << 47, snap_ticks=(), snap_end=False, ts_ticks=False):
+                 hold_ns=100_000_000, top=1 << 47, snap_ticks=(), snap_end=False, ts_ticks=False,
+                 thp_ends=False):
+        self.thp_ends = thp_ends  # True: the trace marks THP faults' ends (dur_ns > 0); a write without one fell back
         self.ts_ticks = ts_ticks  # True: a tick row for every live process; False: only if changed
         self.last_row: dict = {}  # pid -> values of its latest row (without t_ns)
         self.policy, self.thp, self.interval, self.scan_ns, self.hold, self.top = \
@@ -259,7 +261,7 @@ class Reference:
             return not f & WRITE
         return bool(ecode & 1) or not f & (READ | WRITE | EXEC)
 
-    def fault(self, pr, addr, ecode, t):
+    def fault(self, pr, addr, ecode, t, ended=True):
         v = self.find_vma(pr, addr) or self.implicit(pr, addr)
         if self.access_error(v[2], ecode):
             self.counts_refused += 1
@@ -267,7 +269,8 @@ class Reference:
         write = ecode >= 0 and bool(ecode & 2)
         idx = addr >> 21
         anon, shared = bool(v[2] & ANON_F), bool(v[2] & SHARED)
-        if idx not in pr.pte and self.thp_ok(v, addr):
+        fell_back = write and self.thp_ends and not ended   # VM_FAULT_FALLBACK: a 4 KiB page
+        if idx not in pr.pte and self.thp_ok(v, addr) and not fell_back:
             tb = self.alloc_pte(pr, idx, t)
             for i in range(512):
                 self.set_entry(pr, idx, i, ANON if write else ZERO)
@@ -294,6 +297,10 @@ class Reference:
                 for j in range(lo, hi):
                     if tb.entries.get(j, NONE) == NONE:
                         self.set_entry(pr, idx, j, FILE)
+        elif write and old == ZERO and tb.huge and not fell_back:
+            for j in range(512):   # do_huge_zero_wp_pmd: a huge page where the huge zero page was
+                self.set_entry(pr, idx, j, ANON)
+            v[2] |= ANON_VMA
         elif write and (old == ZERO or (old == FILE and not shared)):
             tb.huge = False
             self.set_entry(pr, idx, i, ANON)
@@ -726,7 +733,7 @@ class Reference:
         pr.stats["events"] += 1
         if kind == "fault":
             if e["addr"] < self.top:
-                self.fault(pr, e["addr"], e["error_code"], t)
+                self.fault(pr, e["addr"], e["error_code"], t, ended=e["dur_ns"] > 0)
         elif kind == "mmap":
             self.mmap(pr, pid, e, t)
         elif kind == "munmap":

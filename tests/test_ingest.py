@@ -1,6 +1,8 @@
 """Ingest end to end on the bundled real captures, checked against `perf script` on the same files."""
 import collections
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +83,37 @@ def test_madvise_rows_carry_perf_script_arguments(capture, tmp_path):
             ref.append((int(f["start"], 16), int(f["len_in"], 16), int(f["behavior"], 16)))
     assert sorted((r["addr"], r["len"], r["advice"]) for r in mad) == sorted(ref)
     assert mad and all(r["ret"] == 0 and not r["failed"] for r in mad)
+
+
+ENDED = [c for c in CAPTURES if (json.loads((c / "record.json").read_text()).get("fault_ends") or {}).get("item")
+         is not None and json.loads((c / "capture.json").read_text()).get("thp_mode") == "always"]
+
+
+@pytest.mark.parametrize("capture", ENDED, ids=[c.name for c in ENDED])
+def test_thp_fault_ends_are_perf_scripts(capture, tmp_path):
+    """Each memcg THP_FAULT_ALLOC record (`perf script`) ends its thread's previous record, a
+    page fault: that fault's row carries the end as t_ns and end - entry as dur_ns; no other
+    fault has a duration."""
+    require(HAVE_PERF, "perf not installed")
+    item = json.loads((capture / "record.json").read_text())["fault_ends"]["item"]
+    out = subprocess.run(["perf", "script", "-i", str(capture / "perf.data"), "-F", "tid,time,event,trace", "--ns"],
+                         capture_output=True, text=True, check=True).stdout
+    last, want = {}, []
+    for line in out.splitlines():
+        tid, t, name, *rest = line.split(None, 3)
+        t_ns = int(t.rstrip(":").replace(".", ""))
+        if name.endswith("count_memcg_events:"):
+            assert f"item={item} " in rest[0]
+            entry = last.get(tid)
+            assert entry is not None and entry[0] == "fault", line
+            want.append((t_ns, entry[2], t_ns - entry[1]))
+        addr = re.search(r"address=(0x[0-9a-f]+)", rest[0]) if rest else None
+        last[tid] = ("fault" if "page_fault" in name else name, t_ns, int(addr.group(1), 16) if addr else 0)
+    events = read_table(ingest([capture], tmp_path / "e.parquet"), EVENTS)
+    ended = events.filter(pc.and_(pc.equal(events.column("kind"), "fault"), pc.greater(events.column("dur_ns"), 0)))
+    got = sorted(zip(*(ended.column(c).to_pylist() for c in ("t_ns", "addr", "dur_ns"))))
+    assert len(want) > 100 and got == sorted(want)
+    assert read_capture(tmp_path / "e.parquet")["normalize"]["fault_ends"] == len(want)
 
 
 def test_bad_inputs_one_line_exit_1_no_output(tmp_path):

@@ -47,14 +47,19 @@ def touch_range(addr, length, write=True):
     return [fault(a, write) for a in range(addr, addr + length, KB4)]
 
 
-def run(table, policies="none", thp="never", **kw):
-    """Engine summary rows by policy (for pid 100) after checking against the reference."""
-    res = replay(table, ReplayOptions(policies=policies, thp=thp, **kw), capture=synth.capture_meta("t"))
-    check_reference(table, res, thp, kw.get("interval_ns", 10_000_000), kw.get("timeseries", "changes") == "ticks")
+def run(table, policies="none", thp="never", thp_ends=False, **kw):
+    """Engine summary rows by policy (for pid 100) after checking against the reference.
+    `thp_ends`: the capture's trace marks THP faults' ends (record.json fault_ends)."""
+    capture = synth.capture_meta("t")
+    if thp_ends:
+        capture["fault_ends"] = {"tracepoint": "memcg:count_memcg_events", "counter": "thp_fault_alloc", "item": 81}
+    res = replay(table, ReplayOptions(policies=policies, thp=thp, **kw), capture=capture)
+    check_reference(table, res, thp, kw.get("interval_ns", 10_000_000), kw.get("timeseries", "changes") == "ticks",
+                    thp_ends)
     return {r["policy"]: r for r in res.summary.to_pylist() if r["pid"] == 100}, res
 
 
-def check_reference(table, res, thp, interval_ns=10_000_000, ts_ticks=False):
+def check_reference(table, res, thp, interval_ns=10_000_000, ts_ticks=False, thp_ends=False):
     by_policy = {}
     for r in res.summary.to_pylist():
         by_policy.setdefault(r["policy"], {})[r["pid"]] = r
@@ -66,7 +71,8 @@ def check_reference(table, res, thp, interval_ns=10_000_000, ts_ticks=False):
             kw["scan_ns"] = parse_policy(spec).arg_ns
         if name == "delayed":
             kw["hold_ns"] = parse_policy(spec).arg_ns
-        ref_ts, ref_sum = run_reference(table, name, thp=thp, interval_ns=interval_ns, ts_ticks=ts_ticks, **kw)
+        ref_ts, ref_sum = run_reference(table, name, thp=thp, interval_ns=interval_ns, ts_ticks=ts_ticks,
+                                        thp_ends=thp_ends, **kw)
         got_ts = [{k: v for k, v in r.items() if k not in ("trace_id", "policy")} for r in ts if r["policy"] == spec]
         assert got_ts == ref_ts, f"timeseries differ for {spec}"
         assert set(by_policy[spec]) == set(ref_sum)
@@ -114,6 +120,37 @@ def test_thp_fault_and_split():
     s, _ = run(ev(rows + [madv(B, MB)]), policies=ALL, thp="always")
     assert s["none"]["final_rss_bytes"] == MB and s["none"]["pte_tables_freed"] == 0
     s, _ = run(ev(rows + [madv(B, 2 * MB)]), policies=ALL, thp="always")
+    assert all(r["pte_tables_freed"] == 1 for r in s.values())
+
+
+def test_thp_fault_with_a_traced_end_maps_a_huge_page_and_without_one_falls_back():
+    """Where the trace marks THP faults' ends (memcg THP_FAULT_ALLOC, pipeline/events/fault_ends.py,
+    dur_ns > 0), a THP write fault without an end got no huge page (VM_FAULT_FALLBACK: one 4 KiB
+    page in a PTE table).  A write on the huge zero page maps a huge page in place
+    (do_huge_zero_wp_pmd) unless it fell back (split: one page).  Kernel, probes on this machine
+    (docs/MODEL.md#thp-fault): write fault on a fresh MADV_HUGEPAGE 2 MiB: RssAnon +2048 kB, VmPTE
+    +4 kB (the deposit); read then write: RssAnon +2048 kB, VmPTE unchanged; a 4 KiB fault: +4 kB
+    RssAnon and a +4 kB PTE table."""
+    head = [mmap(B, 4 * MB), madv(B, 4 * MB, 14)]
+    ended = fault(B + 5 * KB4, dur_ns=48_000)
+    s, _ = run(ev(head + [ended]), thp="madvise", thp_ends=True)
+    assert (s["none"]["final_rss_bytes"], s["none"]["final_vmpte_bytes"]) == (2 * MB, 3 * KB4)
+    s, _ = run(ev(head + [fault(B + 5 * KB4)]), thp="madvise", thp_ends=True)
+    assert (s["none"]["final_rss_bytes"], s["none"]["final_vmpte_bytes"]) == (KB4, 3 * KB4)
+    # a capture without ends (older recordings, text formats): every THP fault got its huge page
+    s, _ = run(ev(head + [fault(B + 5 * KB4)]), thp="madvise")
+    assert s["none"]["final_rss_bytes"] == 2 * MB
+    # the huge zero page, then a write
+    zero_then = head + [fault(B + 5 * KB4, write=False)]
+    s, _ = run(ev(zero_then + [fault(B + 9 * KB4, dur_ns=50_000)]), thp="madvise", thp_ends=True)
+    assert (s["none"]["final_rss_bytes"], s["none"]["final_vmpte_bytes"]) == (2 * MB, 3 * KB4)
+    s, _ = run(ev(zero_then + [fault(B + 9 * KB4)]), thp="madvise")
+    assert s["none"]["final_rss_bytes"] == 2 * MB
+    s, _ = run(ev(zero_then + [fault(B + 9 * KB4)]), thp="madvise", thp_ends=True)
+    assert (s["none"]["final_rss_bytes"], s["none"]["final_vmpte_bytes"]) == (KB4, 3 * KB4)
+    # then a whole-2 MiB zap frees the deposit (huge page) or the split table (pt_reclaim)
+    s, _ = run(ev(zero_then + [fault(B + 9 * KB4, dur_ns=50_000), madv(B, 2 * MB)]), policies=ALL,
+               thp="madvise", thp_ends=True)
     assert all(r["pte_tables_freed"] == 1 for r in s.values())
 
 

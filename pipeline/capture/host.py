@@ -46,7 +46,7 @@ import pyarrow as pa
 from ptreplay.pipeline.capture import record as rec
 from ptreplay.pipeline.capture import start_state
 from ptreplay.pipeline.capture.machine import machine_info
-from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_status
+from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_file_timed, read_status
 from ptreplay.pipeline.capture.start_state import StartState
 from ptreplay.pipeline.progress import note, progress, warn
 from ptreplay.schemas import CAPTURE, TRUTH
@@ -191,8 +191,7 @@ class HostSampler(threading.Thread):
             _, pid = heapq.heappop(heap)
             if pid in self.exclude:
                 continue
-            data = read_file(f"{self.proc}/{pid}/status")
-            t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            data, t = read_file_timed(f"{self.proc}/{pid}/status")
             self.reads += 1
             if data is None:              # gone: forget it (a reused pid is found again by _discover)
                 self._interval.pop(pid, None)
@@ -448,7 +447,7 @@ def record_host(opts) -> Path:
         "perf_argv": argv, "perf_exit_status": o.perf_rc, "interrupted": o.interrupted, "root_pid": None,
         "pids": sampler.pids(), "truth_rows": len(sampler.rows), "sampler_interval_ms": opts.interval_ms,
         "perf_recording_seen_ns": o.recording_ns, "perf_stop_seen_ns": o.stopped_ns, "tracepoints": tracepoints,
-        "snapshot": None,
+        "fault_ends": rec.fault_ends_info(tracepoints), "snapshot": None,
         "host": {"filters": filters.as_dict(), "excluded": {str(p): w for p, w in sorted(o.excluded.items())},
                  "snapshot": snap.meta(), "sampler": sampler.meta()},
     }

@@ -62,6 +62,20 @@ def pt_reclaim(release: str | None = None, proc_config: Path = Path("/proc/confi
     return "unknown"
 
 
+def vm_event_item(name: str, vmstat: Path = Path("/proc/vmstat")) -> int | None:
+    """The `enum vm_event_item` value of a /proc/vmstat event counter, as the memcg tracepoint
+    `count_memcg_events` gives it (`item`): /proc/vmstat lists the events in enum order after
+    the zone, node and writeback items, starting with pgpgin (vmstat_text, mm/vmstat.c), so it
+    is the counter's line minus pgpgin's.  None when either is absent."""
+    try:
+        names = [line.split(" ", 1)[0] for line in vmstat.read_text().splitlines()]
+    except OSError:
+        return None
+    if name not in names or "pgpgin" not in names:
+        return None
+    return names.index(name) - names.index("pgpgin")
+
+
 def perf_version(perf: str | None = None) -> str:
     """``perf --version`` output, e.g. 'perf version 6.1.187' (empty if perf is missing)."""
     perf = perf or shutil.which("perf")

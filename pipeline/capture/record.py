@@ -46,8 +46,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ptreplay.schemas.errors import RecordError
-from ptreplay.pipeline.capture.machine import machine_info
-from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_status
+from ptreplay.pipeline.capture.machine import machine_info, vm_event_item
+from ptreplay.pipeline.capture.procfs import PROC, parse_status, read_file, read_file_timed, read_status
 from ptreplay.schemas.parquet_io import (foreign_files, mark_of, output_dir, remove_output,
                                          write_table)
 from ptreplay.pipeline.progress import interactive, note, warn
@@ -74,6 +74,16 @@ OPTIONAL_TRACEPOINTS = (
     "task:task_newtask",   # clone_flags: tells a CLONE_VM child (vfork, threads) from a fork
     "mmap:exit_mmap",
 )
+
+# The end of a fault that installs a huge page.  page_fault_user fires at a fault's entry; a THP
+# fault then zeroes 2 MiB (tens of us to ms) and only map_anon_folio_pmd (mm/huge_memory.c) makes
+# it visible: it sets the PMD, adds 512 to RssAnon and counts THP_FAULT_ALLOC to the mm's memcg
+# (count_memcg_event_mm), where this tracepoint fires.  Recorded with a filter on that counter's
+# item (machine.vm_event_item), so nothing else of it is traced; ingest stamps the fault with its
+# end (pipeline/events/fault_ends.py).  Without it (no memcg, no such counter) THP faults take
+# effect at their entry, as before.
+FAULT_END_TRACEPOINT = "memcg:count_memcg_events"
+FAULT_END_COUNTER = "thp_fault_alloc"
 
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 PARANOID_PATH = Path("/proc/sys/kernel/perf_event_paranoid")
@@ -171,7 +181,20 @@ def check_tracepoints(tracefs: Path, required=REQUIRED_TRACEPOINTS, optional=OPT
     missing = [t for t in required if not present(t)]
     if missing:
         raise RecordError(f"required tracepoint(s) unavailable in {tracefs}/events: {', '.join(missing)}")
-    return list(required) + [t for t in optional if present(t)]
+    ends = [FAULT_END_TRACEPOINT] if present(FAULT_END_TRACEPOINT) and fault_end_item() is not None else []
+    return list(required) + [t for t in optional if present(t)] + ends
+
+
+def fault_end_item() -> int | None:
+    """The `item` of THP_FAULT_ALLOC in FAULT_END_TRACEPOINT on this kernel (None: not counted)."""
+    return vm_event_item(FAULT_END_COUNTER)
+
+
+def fault_ends_info(tracepoints: list[str]) -> dict | None:
+    """record.json `fault_ends`: what marks a fault's end in this recording (None: nothing)."""
+    if FAULT_END_TRACEPOINT not in tracepoints:
+        return None
+    return {"tracepoint": FAULT_END_TRACEPOINT, "counter": FAULT_END_COUNTER, "item": fault_end_item()}
 
 
 def check_pid(pid: int, proc: Path = PROC) -> None:
@@ -295,8 +318,7 @@ class Sampler(threading.Thread):
     def tick(self) -> None:
         now = 0
         for pid in self._discover():
-            data = read_file(f"{self.proc}/{pid}/status")
-            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            data, now = read_file_timed(f"{self.proc}/{pid}/status")
             if data is None:
                 self._done.add(pid)
                 continue
@@ -379,6 +401,8 @@ def perf_argv(perf: str, tracepoints: list[str], out_file: Path, opts: RecordOpt
     argv = [perf, "record", "-k", "CLOCK_MONOTONIC", "-z", "-m", str(opts.mmap_pages)]
     for t in tracepoints:
         argv += ["-e", t + callgraph_term(t) if opts.callgraph else t]
+        if t == FAULT_END_TRACEPOINT:
+            argv += ["--filter", f"item == {fault_end_item()}"]
     if opts.callgraph:
         argv += ["--buildid-mmap"]       # MMAP2 records carry build ids: symbols are checked
     if opts.threads:
@@ -688,6 +712,7 @@ def _record_into(out: Path, opts: RecordOptions, perf: str, tracepoints: list[st
         "perf_stop_seen_ns": o.stopped_ns,
         "trace_end_ns": o.stopped_ns if opts.pid is not None else None,
         "tracepoints": tracepoints,
+        "fault_ends": fault_ends_info(tracepoints),
     }
     (out / "record.json").write_text(json.dumps(info, indent=2) + "\n")
     _warn_outcome(o, opts, start_ns, out)

@@ -84,7 +84,10 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
     meta = {**_capture_defaults(), **meta}
     meta["source_format"] = reader.NAME
     levels = int(meta.get("paging_levels") or 4)
-    norm = Normalizer(paging_levels=levels)
+    ends = fault_ends(Path(path))
+    norm = Normalizer(paging_levels=levels, fault_end_item=ends["item"] if ends else None)
+    if ends:                       # the replay's THP faults without an end fell back to 4 KiB
+        meta["fault_ends"] = dict(ends)
 
     start = StartStates(Path(path))
     host = host_info(Path(path))
@@ -263,16 +266,28 @@ class StartStates:
         return {"t_ns": self.t_end, "events_after_dropped": dict(sorted(self.after_end.items()))}
 
 
-def _trace_end(path: Path) -> int | None:
-    """record.json's `trace_end_ns` of an attach capture (None for anything else)."""
+def _record_info(path: Path) -> dict:
+    """record.json of a `ptreplay record` directory ({} for any other input)."""
     info = path / "record.json"
     if not (path.is_dir() and info.exists()):
-        return None
+        return {}
     try:
-        end = json.loads(info.read_text()).get("trace_end_ns")
+        got = json.loads(info.read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def _trace_end(path: Path) -> int | None:
+    """record.json's `trace_end_ns` of an attach capture (None for anything else)."""
+    end = _record_info(path).get("trace_end_ns")
     return int(end) if isinstance(end, int) else None
+
+
+def fault_ends(path: Path) -> dict | None:
+    """record.json's `fault_ends` (what marks a THP fault's end in the trace), or None."""
+    ends = _record_info(Path(path)).get("fault_ends")
+    return ends if isinstance(ends, dict) and isinstance(ends.get("item"), int) else None
 
 
 def record_truth(path: Path) -> pa.Table | None:

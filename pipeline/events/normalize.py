@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ptreplay.pipeline.events import arrow_np
+from ptreplay.pipeline.events import arrow_np, fault_ends
 from ptreplay.pipeline.formats import RawColumns
 from ptreplay.schemas import EVENT_FAULTS, EVENT_KINDS, EVENT_OTHERS, EVENTS, events_layout
 from ptreplay.schemas.events_layout import EventParts
@@ -71,6 +71,8 @@ class Stats:
     process_madvise_other_mm: int = 0
     time_clamped_rows: int = 0
     fault_rows: int = 0
+    fault_ends: int = 0              # faults stamped with the end the kernel reported (fault_ends.py)
+    fault_ends_unmatched: int = 0    # end records whose thread was in no fault of the batch
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -96,6 +98,7 @@ class Normalizer:
     thread -> group map, live threads per group).
     """
     paging_levels: int = 4
+    fault_end_item: int | None = None    # record.json fault_ends.item: which end records count
     stats: Stats = field(default_factory=Stats)
     _tgid: dict = field(default_factory=dict)        # tid -> tgid
     _threads: dict = field(default_factory=dict)     # tgid -> set of live tids
@@ -164,9 +167,33 @@ class Normalizer:
         fault_kind = _fault_kinds(names)
         rest = np.flatnonzero(fault_kind[code] == 0)     # the few rows that are not faults
         self._learn_tgids(cols, names, code, rest)
+        code, rest, ended = self._fault_ends(cols, names, code, fault_kind, rest)
         rows, paired = self._syscalls(cols, names, code, rest)
-        others = _rows_dict(rows + self._lifecycle(cols, names, code, rest, text_of), paired)
+        others = _rows_dict(rows + self._lifecycle(cols, names, code, rest, text_of) + ended, paired)
         return cols, code, fault_kind, others
+
+    def _fault_ends(self, c, names, code, fault_kind, rest) -> tuple:
+        """Faults the kernel said ended (pipeline/events/fault_ends.py): each becomes an other row
+        at its end time with its dur_ns (its event code is the end record's from here on, so the
+        fault merge passes it by); the end records leave the other rows."""
+        from ptreplay.pipeline.events import fault_merge     # loaded already (_fault_kinds)
+        e = fault_ends.match(c["tid"], c["a0"], code, names, fault_kind != 0, self.fault_end_item)
+        if not len(e.records):
+            return code, rest, []
+        rest = np.setdiff1d(rest, e.records, assume_unique=True)
+        self.stats.fault_ends += len(e.ends)
+        self.stats.fault_ends_unmatched += e.unmatched
+        rows = []
+        for end, f in zip(e.ends.tolist(), e.faults.tolist()):
+            t = int(c["t_ns"][end])
+            rows.append(_row(t, int(c["seq"][end]), int(c["pid"][f]), int(c["tid"][f]), int(c["cpu"][f]), "fault",
+                             addr=int(c["a0"][f]), ip=int(c["a1"][f]), error_code=_low32(int(c["a2"][f])),
+                             user_mode=bool(fault_kind[code[f]] == fault_merge.USER_FAULT),
+                             dur_ns=t - int(c["t_ns"][f])))
+        if rows:
+            code = code.copy()
+            code[e.faults] = code[e.ends]
+        return code, rest, rows
 
     def _clamp_to_last(self, out: dict, parts: tuple = ()) -> None:
         """Keep the output in time order across batches: a row older than what was
@@ -560,6 +587,12 @@ def _s64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
+def _low32(v: int) -> int:
+    """The low 32 bits of v as a signed int (as merge_faults stores error_code)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
 def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
     r = dict(_DEFAULTS)
     r.update(t_ns=t, seq=float(seq), pid=pid, tid=tid, cpu=cpu, kind=KIND[kind], comm=comm)
@@ -655,8 +688,11 @@ def _empty_parts() -> EventParts:
 
 
 def _parts_of_merged(out: dict) -> EventParts:
-    """EventParts of one merged batch (`_merge`: its fault rows hold the defaults elsewhere)."""
+    """EventParts of one merged batch (`_merge`: its fault rows hold the defaults elsewhere, but
+    for the dur_ns of a fault with an end, which keeps it among the others)."""
     fault = out["kind"] == KIND["fault"]
+    if "dur_ns" in out:
+        fault &= out["dur_ns"] == 0
     fi, oi = np.flatnonzero(fault), np.flatnonzero(~fault)
     faults = {k: out[k][fi] for k in events_layout.FAULT_COLUMNS}
     others = {k: out[k][oi] if k in out else np.full(len(oi), _DEFAULTS[k], dt) for k, dt in _DTYPES.items()}

@@ -28,6 +28,7 @@ sched_process_fork          a0=child tid, comm=child comm
 sched_process_exec          a0=pid, a1=old_pid, comm=filename
 sched_process_exit          comm=comm
 exit_mmap                   (none)
+count_memcg_events          a0=item (enum vm_event_item), a1=val (memcg; THP fault ends)
 perf_fork / perf_exit       a0=pid a1=tid a2=ppid a3=ptid (perf FORK/EXIT records)
 perf_comm                   a0=pid a1=tid a2=1 if exec, comm=new comm
 ==========================  ===============================================

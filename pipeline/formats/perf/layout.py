@@ -113,5 +113,6 @@ EVENT_FIELDS = {
     "sched_process_exec": {"a0": "pid", "a1": "old_pid", "comm": "filename"},
     "sched_process_exit": {"comm": "comm"},
     "exit_mmap": {},
+    "count_memcg_events": {"a0": "item", "a1": "val"},
 }
 FAULT_EVENTS = ("exceptions:page_fault_user", "exceptions:page_fault_kernel")
