@@ -32,15 +32,19 @@ capture jemalloc-churn   env LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:0,m
                          workloads/bin/alloc_churn 60 48 1
 capture threads-zap      workloads/bin/threads_zap 16 3 40000 1500
 capture mixed-vma        workloads/bin/mixed_vma /tmp
-# THP `always` (the host's mode, switched for this recording and restored): every 2 MiB is one
+# THP `always` (the host's mode, switched for the recording and restored): every 2 MiB is one
 # huge-page fault whose end (memcg THP_FAULT_ALLOC) is traced
-if [ -z "$only" ] || echo " $only " | grep -q " seed-2m-thp-always "; then
+thp_always() {   # thp_always NAME CMD [ARGS...]
+    if [ -n "$only" ] && ! echo " $only " | grep -q " $1 "; then return; fi
     thp=/sys/kernel/mm/transparent_hugepage/enabled
     was=$(sed 's/.*\[\(.*\)\].*/\1/' $thp)
     echo always > $thp
-    capture seed-2m-thp-always workloads/bin/seed_loop 4 1500 1 || { echo "$was" > $thp; exit 1; }
+    capture "$@" || { echo "$was" > $thp; exit 1; }
     echo "$was" > $thp
-fi
+}
+thp_always seed-2m-thp-always workloads/bin/seed_loop 4 1500 1
+thp_always jemalloc-thp-always env LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0 \
+                         workloads/bin/alloc_churn 60 48 1
 # with call chains (attribution); the binary is kept next to it: its build id is in the capture
 RECORD_OPTS=--call-graph \
 capture purge-sites      workloads/bin/purge_sites

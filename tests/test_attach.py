@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -18,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO
-from ptreplay.pipeline.capture import start_state
+from conftest import REPO, require
+from ptreplay.pipeline.capture import census, start_state
 from ptreplay.pipeline.events.ingest import ingest
 from ptreplay.replay.engine import ReplayOptions, replay
 from ptreplay.schemas import SNAP_ANON, SNAP_FILE, SNAP_THP
@@ -54,6 +57,7 @@ def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
         _, err = rec.communicate(timeout=60)
         assert rec.returncode == 0, err
         assert target.poll() is None, "recording must not stop the target"
+        after = census.take([target.pid])     # it waits on stdin: its state is the trace's end
     finally:
         target.kill()
         target.wait()
@@ -82,6 +86,50 @@ def test_attach_replays_from_the_kernels_state(tmp_path, workload_bin):
     assert summary["pt_reclaim"]["final_vmpte_bytes"] == final_kb * 1024  # the kernel's, printed
     assert summary["none"]["final_vmpte_bytes"] >= summary["pt_reclaim"]["final_vmpte_bytes"]
     assert summary["pt_reclaim"]["comm"] == "attach_target"
+    # a census at the end of the capture: the kernel's VmPTE is the model's, and the tables the
+    # present pages need (pagemap) are the replay's ideal
+    row = after.processes.to_pylist()[0]
+    assert row["state"] == "ok" and row["vmpte_bytes"] == final_kb * 1024, row
+    assert row["needed_bytes"] == summary["pt_reclaim"]["ideal_pte_bytes"], (row, summary["pt_reclaim"])
+
+
+@pytest.mark.live
+def test_census_at_the_end_of_a_redis_capture_is_the_replays_ideal(tmp_path):
+    """A running redis-server (Debian's, jemalloc) attached under redis-benchmark sets, FLUSHALL
+    and MEMORY PURGE, then idle: a census right after the capture sees the kernel's VmPTE of the
+    trace's last status read, and the tables its present and swapped pages need (pagemap) are the
+    replay's ideal; pt_reclaim ends within max(1%, 8 kB) of the kernel."""
+    tools = [shutil.which(t) for t in ("redis-server", "redis-benchmark", "redis-cli")]
+    require(all(tools), "redis-server, redis-benchmark and redis-cli are needed (apt-get install redis-server)")
+    port = str(6390 + os.getpid() % 9)
+    server = subprocess.Popen([tools[0], "--port", port, "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    out = tmp_path / "cap"
+    try:
+        time.sleep(0.5)
+        bench = [tools[1], "-p", port, "-q", "-t", "set"]
+        subprocess.run(bench + ["-n", "100000", "-d", "1024", "-r", "50000"], capture_output=True, check=True)
+        subprocess.run([tools[2], "-p", port, "flushall"], capture_output=True, check=True)
+        load = subprocess.Popen(["sh", "-c", f"sleep 0.5; {shlex.join(bench)} -n 60000 -d 2048 -r 30000 >/dev/null; "
+                                 f"{tools[2]} -p {port} flushall >/dev/null; sleep 0.3; "
+                                 f"{tools[2]} -p {port} memory purge >/dev/null"])
+        rec = subprocess.run([sys.executable, "-m", "ptreplay", "record", "-o", str(out), "-p", str(server.pid),
+                              "--duration", "6"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert rec.returncode == 0, rec.stderr
+        assert load.wait(timeout=60) == 0
+        after = census.take([server.pid])
+    finally:
+        server.kill()
+        server.wait()
+    events = ingest([out], tmp_path / "events.parquet")
+    result = replay(events, ReplayOptions(policies="pt_reclaim", interval_ns=10_000_000))
+    final = next(r for r in result.summary.to_pylist() if r["policy"] == "pt_reclaim" and r["pid"] == server.pid)
+    truth = pq.read_table(out / "truth.parquet").to_pylist()
+    last = [r for r in truth if r["pid"] == server.pid][-1]
+    row = after.processes.to_pylist()[0]
+    assert row["state"] == "ok" and row["vmpte_bytes"] == last["vmpte_bytes"], (row, last)
+    assert row["needed_bytes"] == final["ideal_pte_bytes"], (row, final)
+    assert abs(final["final_vmpte_bytes"] - last["vmpte_bytes"]) <= max(0.01 * last["vmpte_bytes"], 8192), final
 
 
 def test_start_state_of_this_process_matches_its_status():

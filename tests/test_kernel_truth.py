@@ -89,18 +89,21 @@ def test_launch_starts_at_the_exec_and_virt_stays_on_the_kernel(capture, tmp_pat
 
 
 THP_ALWAYS = [c for c in CAPTURES if json.loads((c / "capture.json").read_text()).get("thp_mode") == "always"]
+FINE_NS = 1000
 
 
-@pytest.mark.parametrize("capture", THP_ALWAYS, ids=[c.name for c in THP_ALWAYS])
-def test_thp_always_faults_take_effect_at_their_end(capture, tmp_path):
-    """THP `always`: every 2 MiB of the loop is one huge-page fault that zeroes 2 MiB (~48 us of
-    each ~64 us iteration) before the kernel maps it; the trace has each one's end (memcg
-    THP_FAULT_ALLOC), so with 1 us model rows VmPTE and VIRT stay within 2% of their peak at
-    the truth samples, and RSS too where the samples taken inside a madvise are judged on
-    either side of it (accuracy.py: in-call).  Every huge-page fault got its end."""
-    info = json.loads((capture / "record.json").read_text())
-    assert info["fault_ends"]["counter"] == "thp_fault_alloc"
-    for e in errors(capture, tmp_path, "pt_reclaim", interval_ns=1000):
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c.name for c in CAPTURES])
+def test_every_measure_stays_on_the_kernel_with_fine_rows(capture, tmp_path):
+    """With 1 us model rows (no staleness worth a fault), VmPTE and VIRT stay within 2% of their
+    peak at the truth samples, and RSS too where the samples taken inside one of the process's
+    syscalls are judged on either side of it (accuracy.py, in-call: a MADV_DONTNEED drops RSS at
+    its zap, microseconds before its exit, and the trace cannot say when).  THP `always`: every
+    2 MiB of the loops is one huge-page fault that zeroes 2 MiB (~48 us) before the kernel maps it;
+    the trace has each one's end (memcg THP_FAULT_ALLOC, record.json fault_ends), and the replay
+    applies it there."""
+    if capture in THP_ALWAYS:
+        assert json.loads((capture / "record.json").read_text())["fault_ends"]["counter"] == "thp_fault_alloc"
+    for e in errors(capture, tmp_path, "pt_reclaim", interval_ns=FINE_NS):
         assert abs(e["model_final"] - e["kernel_final"]) <= max(0.01 * e["kernel_final"], 8192), e
         assert e["vmpte_mae"] <= 0.02 * e["vmpte_peak"] and e["virt_mae"] <= 0.02 * e["virt_peak"], e
         assert e["rss_mae_in_call"] <= 0.02 * e["rss_peak"], e
