@@ -20,7 +20,9 @@ import pytest
 
 import pyarrow.compute as pc
 
-from conftest import run_cli
+from conftest import require, run_cli
+from ptreplay.pipeline.events.ingest import ingest
+from ptreplay.replay.engine import ReplayOptions, replay
 from ptreplay.pipeline import cli
 from ptreplay.pipeline.capture import machine
 from ptreplay.schemas.errors import RecordError
@@ -455,3 +457,52 @@ def test_perf_failing_before_enable_leaves_no_stopped_command(tmp_path, workload
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
     assert left == [], left
     assert not (tmp_path / "cap").exists()
+
+
+def _memory_cgroup(name: str) -> tuple[Path, str, str, str] | None:
+    """A new memory cgroup (its dir, task file, limit file, the value lifting the limit): v1 under
+    /sys/fs/cgroup/memory, v2 where the memory controller is enabled; None when neither."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    if (v1 / "tasks").exists():
+        return v1 / name, "tasks", "memory.limit_in_bytes", "-1"
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        if "memory" in ((root / "cgroup.subtree_control").read_text().split()
+                        if (root / "cgroup.subtree_control").exists() else []):
+            return root / name, "cgroup.procs", "memory.max", "max"
+    return None
+
+
+@pytest.mark.live
+def test_a_thp_fallback_is_a_fault_without_an_end(tmp_path, workload_bin):
+    """A huge page the kernel cannot have (its memcg charge fails under a 1 MiB limit:
+    THP_FAULT_FALLBACK_CHARGE) leaves a THP write fault with no THP_FAULT_ALLOC end in the trace,
+    and the replay maps one 4 KiB page there; once the limit is lifted the next such fault ends
+    with its huge page.  The model's RssAnon passes through the values the program printed after
+    each write, and its final VmPTE is the kernel's."""
+    cg = _memory_cgroup(f"ptreplay-fallback-{os.getpid()}")
+    require(cg is not None, "no memory cgroup to limit (v1 memory or v2 with +memory)")
+    require(machine.thp_mode() in ("madvise", "always"), "THP is `never` here")
+    cgdir, tasks, limit, lift = cg
+    cgdir.mkdir()
+    before = int(dict(line.split() for line in open("/proc/vmstat"))["thp_fault_fallback_charge"])
+    try:
+        (cgdir / limit).write_text("1048576")
+        out = tmp_path / "cap"
+        r = run_cli("record", "-o", str(out), "--", str(workload_bin / "thp_fallback"), str(cgdir / tasks),
+                    str(cgdir / limit), lift)
+        assert r.returncode == 0, r.stderr
+    finally:
+        cgdir.rmdir()
+    after = int(dict(line.split() for line in open("/proc/vmstat"))["thp_fault_fallback_charge"])
+    assert after > before                                   # the kernel fell back
+    printed = dict(re.findall(r"^(\w+) RssAnon:\s+(\d+) kB", r.stdout, re.M))
+    final_kb = int(re.search(r"final VmPTE:\s+(\d+) kB", r.stdout).group(1))
+    events = ingest([out], tmp_path / "events.parquet")
+    faults = read_table(events, EVENTS).to_pandas().query("kind == 'fault' and addr % 2097152 == 0")
+    assert list(faults.dur_ns > 0) == [False, True]         # A: no end; B: its huge page's end
+    result = replay(events, ReplayOptions(policies="pt_reclaim", interval_ns=1000))
+    anon = [r["rss_anon_bytes"] // 1024 for r in result.timeseries.to_pylist()]
+    assert int(printed["A"]) in anon and int(printed["B"]) in anon
+    assert anon.index(int(printed["B"])) > anon.index(int(printed["A"]))
+    assert int(printed["B"]) - int(printed["A"]) >= 2048
+    assert result.summary.to_pylist()[0]["final_vmpte_bytes"] == final_kb * 1024
