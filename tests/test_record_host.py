@@ -95,12 +95,7 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
     events = ingest([out], tmp_path / "events.parquet")
     meta = read_capture(events)
     opts = ReplayOptions(policies="none,pt_reclaim", interval_ns=10_000_000)
-    try:
-        replay_to_dir(events, tmp_path / "replay", opts)
-    except RuntimeError as e:      # replay/engine.py's own consistency check, not this feature (see its message)
-        if "capacity checks" not in str(e):
-            raise
-        _replay_without_occupancy(events, tmp_path / "replay", opts, e)
+    replay_to_dir(events, tmp_path / "replay", opts)   # occupancy too: inherited tables have no region
     summary = read_table(tmp_path / "replay" / "summary.parquet", SUMMARY).to_pylist()
     replayed = {r["pid"] for r in summary}
 
@@ -163,21 +158,6 @@ def _wait_recording(recorder: int, timeout: float = 30) -> None:
     raise AssertionError("perf never started recording")
 
 
-def _replay_without_occupancy(events: Path, out: Path, opts, error: Exception) -> None:
-    """Known replay engine bug (replay/ belongs to another engineer): inherited empty tables
-    (replay/snapshot.py snap_tables) are PTE tables without a PMD table, so each snapshotted process
-    holding some adds a 1 GiB occupancy region that clock.regions_bound and engine.finish do not
-    reserve (they count PS_PMD only); with several such processes, as on any host recording, the
-    occupancy rows overflow: "N effects/occupancy rows found no room ... (a bug in the capacity
-    checks)".  Said loudly; then replayed without occupancy snapshots, the one output that
-    overflows, so the rest of the test still checks this feature."""
-    import dataclasses
-    import warnings
-    from ptreplay.replay.engine import replay_to_dir
-    warnings.warn(f"replay engine bug on {events}: {error}; replayed without occupancy snapshots")
-    replay_to_dir(events, out, dataclasses.replace(opts, occupancy_snapshots=0), force=True)
-
-
 def pq_rows(path: Path) -> int:
     import pyarrow.parquet as pq
     return pq.ParquetFile(path).metadata.num_rows
@@ -215,7 +195,7 @@ def test_record_all_filters_by_name_and_vmpte(tmp_path, workload_bin):
     events = ingest([out], tmp_path / "events.parquet")
     gate = read_capture(events)["host_recording"]
     assert small.pid in gate["dropped_pids"]["filtered"] and big.pid in gate["replayed_pids"], (small.pid, big.pid, gate)
-    result = replay(events, ReplayOptions(policies="none", occupancy_snapshots=0))   # (engine bug: see above)
+    result = replay(events, ReplayOptions(policies="none"))
     assert {r["pid"] for r in result.summary.to_pylist()} == {big.pid}
 
 
