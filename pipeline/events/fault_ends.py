@@ -13,14 +13,18 @@ knows which THP-eligible faults got one: a write fault the model would give a hu
 has no end fell back to a 4 KiB page (docs/MODEL.md#thp-fault).
 
 A record whose thread's previous record is no fault (a huge page populated inside a syscall:
-MAP_POPULATE, MADV_POPULATE_WRITE, ...) or is in an earlier batch ends nothing the replay can
-move; both are counted (Stats).  The records themselves become no event row.
+MAP_POPULATE, MADV_POPULATE_WRITE, ...) ends nothing the replay can move; it is counted (Stats).
+The records themselves become no event row.  So that a fault and its end are never in two batches,
+the normalizer holds a batch's open tail (`open_tail`: from the earliest fault that is its thread's
+last record, within HOLD_NS of the batch's end) back for the next batch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from ptreplay.pipeline.formats import RawColumns
 
 END_EVENT = "count_memcg_events"
 
@@ -58,3 +62,45 @@ def match(tid: np.ndarray, a0: np.ndarray, code: np.ndarray, names: list, is_fau
     prev = np.where(pos > 0, order[np.maximum(pos - 1, 0)], 0)
     ok = (pos > 0) & (tid[prev] == tid[ends]) & is_fault[code[prev]]
     return Ends(ends[ok], prev[ok], int((~ok).sum()), records)
+
+
+# A huge-page fault's end comes within this of its entry (~48 us here; direct compaction: ms).
+HOLD_NS = 20_000_000
+
+
+def open_tail(tid: np.ndarray, t: np.ndarray, is_fault_row: np.ndarray) -> int:
+    """Where to cut a batch so that no fault is parted from an end in the next batch: the earliest
+    fault that is its thread's last record and lies within HOLD_NS of the batch's last time
+    (len(t): nothing to hold).  The rows from there on go with the next batch."""
+    n = len(t)
+    if not n:
+        return 0
+    order = np.lexsort((np.arange(n), tid))
+    last = order[np.append(tid[order][1:] != tid[order][:-1], True)]     # each thread's last row
+    open_ = last[is_fault_row[last] & (t[last] >= t[-1] - HOLD_NS)]
+    return int(open_.min()) if len(open_) else n
+
+
+def join(head: RawColumns, tail: RawColumns) -> RawColumns:
+    """head's rows then tail's, the event and comm codes of both in one name list."""
+    events, comms = list(tail.events), list(tail.comms)
+    ev_map = np.array([_index(events, n) for n in head.events] or [0], np.int64)
+    comm_map = np.array([_index(comms, c) for c in head.comms] + [-1], np.int64)   # [-1]: comm -1 stays -1
+    cols = {k: np.concatenate([head.columns[k], tail.columns[k]]) for k in tail.columns}
+    return RawColumns(cols, np.concatenate([ev_map[head.event], tail.event]).astype(tail.event.dtype), events,
+                      np.concatenate([comm_map[head.comm], tail.comm]).astype(tail.comm.dtype), comms)
+
+
+def cut(raw: RawColumns, at: int) -> tuple[RawColumns, RawColumns]:
+    """raw's rows before `at` and (copied: the reader may reuse its buffers) from `at` on."""
+    def part(sl, copy):
+        cols = {k: (v[sl].copy() if copy else v[sl]) for k, v in raw.columns.items()}
+        return RawColumns(cols, raw.event[sl].copy() if copy else raw.event[sl], list(raw.events),
+                          raw.comm[sl].copy() if copy else raw.comm[sl], list(raw.comms))
+    return part(slice(0, at), False), part(slice(at, None), True)
+
+
+def _index(names: list, name) -> int:
+    if name not in names:
+        names.append(name)
+    return names.index(name)
