@@ -225,7 +225,8 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     fork no longer copies its (empty) tables.  copy_vma merges the new VMA with its
     neighbours (vma_merge_new_range); one with an anon_vma keeps its vm_pgoff, so VF_MOVED and
     a fresh id keep it from merging with unmoved ones (vma_mergeable); an anonymous VMA never
-    faulted takes the new address as pgoff and merges like a fresh mmap.
+    faulted takes the new address as pgoff and merges like a fresh mmap, whatever moves it had
+    before (its VF_MOVED is dropped: copy_vma, mm/vma.c).
 
     See docs/MODEL.md#mremap."""
     old = old & ~(PAGE - 1)
@@ -258,6 +259,8 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     if (vflags & VF_ANON_VMA) != 0:   # copy_vma keeps vm_pgoff: merges only with its own pieces
         g[G_VMA_ID] += 1
         nflags = (nflags & VF_LOW) | VF_MOVED | (g[G_VMA_ID] << ORIGIN_SHIFT)
+    elif (vflags & VF_ANON) != 0:     # never faulted: copy_vma sets vm_pgoff = new >> 12, even after moves
+        nflags &= ~VF_MOVED
     vma_insert(vm, ps, p, new, new_end, nflags)
     vma_merge_around(vm, ps, p, new, new_end)
     if (flags & 4) == 0:

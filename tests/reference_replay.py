@@ -557,6 +557,8 @@ class Reference:
         if f & ANON_VMA:  # copy_vma keeps vm_pgoff of a faulted VMA; a never-faulted one takes the new address
             self.vma_ids += 1
             nf = (nf & ((1 << ORIGIN) - 1)) | MOVED | self.vma_ids << ORIGIN
+        elif f & ANON_F:
+            nf &= ~MOVED
         self.insert_vma(pr, new, new_end, nf)
         self.merge(pr, new, new_end)
         if not e["flags"] & 4:
