@@ -88,16 +88,27 @@ def vma_split(vm, ps, p, addr):
 
 @njit
 def vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits):
-    """madvise_update_vma: split at the range ends, then change the VMAs' flags.
+    """madvise_update_vma / mprotect_fixup: each VMA in [lo, hi) whose flags change is split
+    at the range ends and takes the new flags; one whose flags stay is left whole (both return
+    early when the new flags equal the old: mm/madvise.c, mm/mprotect.c).  Then the changed
+    VMAs merge with their neighbours (vma_modify_flags -> vma_merge_existing_range).
 
-    See docs/MODEL.md#madvise-flags."""
-    vma_split(vm, ps, p, lo)
-    vma_split(vm, ps, p, hi)
+    See docs/MODEL.md#madvise-flags, docs/MODEL.md#mprotect."""
+    changed = False
     i = vma_first_after(vm, ps, p, lo)
     while i < ps[p, PS_NVMA] and vm[p, i, 0] < hi:
-        vm[p, i, 2] = (vm[p, i, 2] | set_bits) & ~clear_bits
+        new_flags = (vm[p, i, 2] | set_bits) & ~clear_bits
+        if new_flags != vm[p, i, 2]:
+            a = max(lo, vm[p, i, 0])
+            b = min(hi, vm[p, i, 1])
+            vma_split(vm, ps, p, a)
+            vma_split(vm, ps, p, b)
+            i = vma_find(vm, ps, p, a)
+            vm[p, i, 2] = new_flags
+            changed = True
         i += 1
-    vma_merge_around(vm, ps, p, lo, hi)
+    if changed:
+        vma_merge_around(vm, ps, p, lo, hi)
 
 
 @njit

@@ -436,12 +436,16 @@ class Reference:
             self.populate(pr, lo, hi, 0, t)
 
     def set_flags(self, pr, lo, hi, on, off):
-        self.split(pr, lo)
-        self.split(pr, hi)
-        for v in pr.vmas:
-            if lo <= v[0] and v[1] <= hi:
-                v[2] = (v[2] | on) & ~off
-        self.merge(pr, lo, hi)
+        """Only VMAs whose flags change are split and changed (mprotect_fixup, madvise_update_vma)."""
+        changing = [(max(lo, v[0]), min(hi, v[1])) for v in pr.vmas
+                    if v[1] > lo and v[0] < hi and (v[2] | on) & ~off != v[2]]
+        for a, b in changing:
+            self.split(pr, a)
+            self.split(pr, b)
+            v = self.find_vma(pr, a)
+            v[2] = (v[2] | on) & ~off
+        if changing:
+            self.merge(pr, lo, hi)
 
     @staticmethod
     def prot_bits(prot):

@@ -185,6 +185,25 @@ def test_a_never_faulted_vma_moved_again_merges_like_a_fresh_one():
     assert child_vmpte(rows) == 5 * KB4   # oracle seed 975: the model's child was 8 kB low
 
 
+def test_mprotect_to_the_same_protection_splits_nothing():
+    """mprotect_fixup (mm/mprotect.c) returns before any split when the new flags equal the
+    old: a private file mapping mprotected RW in its middle stays one VMA, and one write gives
+    the whole of it an anon_vma, so fork copies the read-faulted table too.  Kernel, probe:
+    parent and child VmPTE +16 kB (PUD, PMD, 2 PTE tables)."""
+    rows = [mmap(B, 4 * MB, flags=0x02, fd=3), dict(kind="mprotect", addr=B + MB, len=2 * MB, prot=3),
+            fault(B, write=False), fault(B + 3 * MB)]
+    assert child_vmpte(rows) == 4 * KB4   # oracle seed 434: the model's child was 4-8 kB low
+
+
+def test_mprotect_of_the_middle_changes_only_the_middle():
+    """mprotect_fixup splits at both range ends: the tail keeps its write permission
+    (a write there maps a page; one in the read-only middle is refused, access_error)."""
+    rows = [mmap(B, 4 * MB), dict(kind="mprotect", addr=B + MB, len=2 * MB, prot=1),
+            fault(B + 3 * MB), fault(B + 2 * MB), fault(B)]
+    s, _ = run(ev(rows))
+    assert s["none"]["final_rss_bytes"] == 2 * KB4
+
+
 def test_dontfork_and_wipeonfork():
     rows = [mmap(B, 2 * MB)] + touch_range(B, 2 * KB4)
     for adv, virt in ((10, 0), (18, 2 * MB)):
