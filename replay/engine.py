@@ -101,7 +101,7 @@ class PolicyState:
         self.prm[L.PR_THP_ENDS] = int(thp_ends)
         self.ps = np.zeros((nproc, L.N_PS), np.int64)
         self.pf = np.zeros(nproc, np.float64)
-        self.vm = np.zeros((nproc, 16, 3), np.int64)
+        self.vm = np.zeros((nproc, 16, L.N_VM), np.int64)
         self.hk = np.full(1 << 12, -1, np.int64)
         self.hv = np.zeros(1 << 12, np.int64)
         self.sl = np.zeros((256, L.N_SL), np.int64)
@@ -167,8 +167,8 @@ class PolicyState:
                 self.g[L.G_HCOUNT] = count
         elif code == L.NEED_VMAS:
             cap = _pow2(amount)
-            self.check_budget("VMA-table", self.vm.shape[0] * cap, 3 * 8)
-            vm = np.zeros((self.vm.shape[0], cap, 3), np.int64)
+            self.check_budget("VMA-table", self.vm.shape[0] * cap, L.N_VM * 8)
+            vm = np.zeros((self.vm.shape[0], cap, L.N_VM), np.int64)
             vm[:, : self.vm.shape[1]] = self.vm
             self.vm = vm
         elif code == L.NEED_QUEUE:
@@ -218,7 +218,7 @@ class PolicyState:
 
     def _run_events(self, i: int, n: int, cols: dict):
         return K.run_events(i, n, cols["t"], cols["kind"], cols["proc"], cols["addr"], cols["len"], cols["prot"],
-                            cols["flags"], cols["fd"], cols["advice"], cols["ecode"], cols["new_addr"],
+                            cols["flags"], cols["fd"], cols["pgoff"], cols["advice"], cols["ecode"], cols["new_addr"],
                             cols["new_len"], cols["ret"], cols["child"], cols["row"], *self.arrays())
 
     def finish(self, t_end: int) -> None:
@@ -438,8 +438,9 @@ def _to_columns(batch: pa.RecordBatch, procs: _Procs, counts: _Counts, source: s
         child_idx[forks] = procs.map(child[forks])
     cols = {"t": col("t_ns", np.int64), "kind": _frozen(kind), "proc": _frozen(proc), "addr": addr_col("addr"),
             "len": addr_col("len"), "prot": col("prot", np.int32), "flags": col("flags", np.int64),
-            "fd": col("fd", np.int32), "advice": col("advice", np.int32), "ecode": _ecodes(col, kind),
-            "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"), "ret": col("ret", np.int64),
+            "fd": col("fd", np.int32), "pgoff": addr_col("pgoff"), "advice": col("advice", np.int32),
+            "ecode": _ecodes(col, kind), "new_addr": addr_col("new_addr"), "new_len": addr_col("new_len"),
+            "ret": col("ret", np.int64),
             "child": _frozen(child_idx), "row": _frozen(row)}
     if plan is not None:
         cols, dropped = apply_plan(cols, plan, procs.map)

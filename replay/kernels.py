@@ -163,7 +163,7 @@ def capacity_needed(ps, vm, sl, fs, g, dq, ts, hk, prm, oc_cap, k, p, c, addr, l
 
 @njit
 def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln, prot, flags, fd,
-                advice, ecode, new_addr, new_len, ret):
+                pgoff, advice, ecode, new_addr, new_len, ret):
     """Apply one event to process p's mm.
 
     See docs/MODEL.md#syscall-results."""
@@ -181,7 +181,7 @@ def apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr, ln
         else:
             do_fault(ps, vm, hk, hv, sl, pg, fs, g, prm, p, addr, ecode, t)
     elif k == K_MMAP:
-        do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ln, prot, flags, fd, t)
+        do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, ln, prot, flags, fd, pgoff, t)
     elif k == K_MUNMAP:
         lo = addr & ~(PAGE - 1)
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, min(page_up(addr + ln), prm[PR_TOP]), t)
@@ -352,7 +352,7 @@ def fast_fault_commit(ps, vm, sl, g, p, vi, vflags, s, added, new_anon, refc, ne
 # ----------------------------------------------------------------------------- driver
 
 @njit(nogil=True)
-def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, adv_a, ec_a,
+def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, pgoff_a, adv_a, ec_a,
                naddr_a, nlen_a, ret_a, child_a, row_a, prm, ps, pf, vm, hk, hv, sl, pg, fs, g, dq, ts, oc):
     """Replay events i..n-1.  Returns (next index, NEED_* code, amount).
     row_a: each event's row in the events input (ef's EF_ROW).
@@ -387,7 +387,7 @@ def run_events(i, n, t_a, kind_a, proc_a, addr_a, len_a, prot_a, flags_a, fd_a, 
         g[G_CUR_T] = t
         g[G_CUR_KIND] = k
         apply_event(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, k, p, c, t, addr_a[i], len_a[i], prot_a[i],
-                    flags_a[i], fd_a[i], adv_a[i], ec_a[i], naddr_a[i], nlen_a[i], ret_a[i])
+                    flags_a[i], fd_a[i], pgoff_a[i], adv_a[i], ec_a[i], naddr_a[i], nlen_a[i], ret_a[i])
         i += 1
     return i, NEED_NONE, 0
 

@@ -5,7 +5,8 @@ The state lives in a handful of arrays that :mod:`replay.engine` allocates and g
 
 ``ps``  int64 [proc, PS_*]     per-process counters (one row per pid)
 ``pf``  float64 [proc]         time integral of VmPTE (bytes x ns)
-``vm``  int64 [proc, vma, 3]   each process's VMAs sorted by start: start, end, VF_* flags
+``vm``  int64 [proc, vma, N_VM] each process's VMAs sorted by start: start, end, VF_* flags,
+                               file key, pgoff base (VM_*)
 ``hk``/``hv`` int64 [pow2]     open-addressing hash: table key -> slot (levels 0-2), or
                                refault marker key -> free time (level 3)
 ``sl``  int64 [slot, SL_*]     page tables (PTE, PMD and PUD) as pool slots
@@ -99,6 +100,15 @@ EF_PER_EVENT = 4            # ef rows one event may add (its process, a fork chi
 # oc: occupancy snapshot rows, one per (process, 1 GiB region with a live PTE table) per snapshot.
 OC_PROC, OC_T, OC_REGION, OC_PTE, OC_EMPTY, OC_LIVE, OC_FULL = range(7)
 N_OC = 7
+
+# vm columns: start, end, VF_* flags, then what VMA merging needs of a file mapping
+# (is_mergeable_vma: the same struct file; can_vma_merge_before/after: contiguous vm_pgoff).
+# VM_FILE: 0 = none (private anonymous, heap, implicit, snapshot VMAs), fd + 1 for a file mmap
+# (the fd stands for its open file), -(mmap id) for a shared anonymous mmap (its own shmem file).
+# VM_PGOFF_BASE: vm_pgoff - start >> 12 in pages, so splits keep it and two neighbours' pgoffs
+# are contiguous iff their bases are equal.
+VM_FILE, VM_PGOFF_BASE = 3, 4
+N_VM = 5
 
 # VMA flags.
 VF_ANON, VF_SHARED, VF_WRITE, VF_HUGE, VF_NOHUGE = 1, 2, 4, 8, 16

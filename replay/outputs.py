@@ -16,7 +16,7 @@ INVISIBLE_NOTE = ("Not visible to the traced events and not modelled: GUP popula
                   "MAP_POPULATE/MAP_LOCKED/MADV_POPULATE_* (O_DIRECT, process_vm_*, mlock), khugepaged and "
                   "MADV_COLLAPSE, reclaim and swap-out, NUMA hinting, userfaultfd ioctls, truncate or "
                   "MADV_REMOVE from other processes, page-cache contents (fault-around assumes cached pages), "
-                  "VMA merging, the 1 GiB whole-PMD-table move of mremap.")
+                  "merging of heap VMAs, the 1 GiB whole-PMD-table move of mremap.")
 
 
 def _keys(trace_id: str, st, pids: np.ndarray, proc: np.ndarray) -> dict:

@@ -16,8 +16,8 @@ import numpy as np
 from ptreplay.replay.layout import K_FORK
 
 # neutral values of a fork row's other kernel columns (synth.events_table's defaults)
-_FORK_ROW = {"addr": 0, "len": 0, "prot": -1, "flags": -1, "fd": -1, "advice": -1, "ecode": -1, "new_addr": 0,
-             "new_len": 0, "ret": 0}
+_FORK_ROW = {"addr": 0, "len": 0, "prot": -1, "flags": -1, "fd": -1, "pgoff": 0, "advice": -1, "ecode": -1,
+             "new_addr": 0, "new_len": 0, "ret": 0}
 
 
 @dataclass

@@ -42,7 +42,7 @@ def snap_vma(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, lo, hi, prot, flags,
     elif advice == 15:
         vflags |= VF_NOHUGE
     g[G_VMA_ID] += 1
-    vma_insert(vm, ps, p, lo, hi, vflags | (g[G_VMA_ID] << ORIGIN_SHIFT))
+    vma_insert(vm, ps, p, lo, hi, vflags | (g[G_VMA_ID] << ORIGIN_SHIFT), 0, 0)  # no file key: never merged
 
 
 @njit

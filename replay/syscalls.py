@@ -11,7 +11,8 @@ from ptreplay.replay.layout import (VF_GROWSDOWN, VF_PROT_KNOWN, E_NONE, G_BRK_U
                                     POP_VMA, POP_WRITE, PR_POLICY, PR_TOP, PS_BRK, PS_NVMA, PS_VIRT, SL_HUGE,
                                     SL_IDX, SL_KEY, SL_PROC, SL_USED, VF_ANON, VF_ANON_VMA, VF_DONTFORK, VF_EXEC,
                                     VF_HEAP, VF_HUGE, VF_IMPLICIT, VF_LOCKED, VF_MOVED, VF_NOHUGE, VF_NORESERVE, VF_READ,
-                                    VF_LOW, VF_SHARED, VF_WIPEONFORK, VF_WRITE, ht_del, ht_get, ht_put, page_up, tkey)
+                                    VF_LOW, VF_SHARED, VF_WIPEONFORK, VF_WRITE, VM_FILE, VM_PGOFF_BASE, ht_del, ht_get,
+                                    ht_put, page_up, tkey)
 from ptreplay.replay.vma import (vma_delete_at, vma_find, vma_first_after, vma_insert, vma_merge_around,
                                  vma_set_flags, vma_split)
 from ptreplay.replay.pagetables import (free_pgd_range, prune_parents, pte_clear, pte_set, refcount_like,
@@ -86,9 +87,25 @@ def mmap_vma_flags(prot, flags, fd):
 
 
 @njit
-def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, flags, fd, t):
+def mmap_file_key(flags, fd, vma_id):
+    """VM_FILE of a new mapping: fd + 1 for a file (the fd stands for its struct file), the
+    mmap's own -id for a shared anonymous one (shmem_zero_setup gives each its own file), 0 for
+    private anonymous memory.
+
+    See docs/MODEL.md#vma-split-merge."""
+    if fd >= 0 and (flags & 0x20) == 0:
+        return np.int64(fd) + 1
+    if (flags & 0x01) != 0:
+        return -vma_id
+    return np.int64(0)
+
+
+@njit
+def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, flags, fd, pgoff, t):
     """mmap at its result address (mmap_region): replace what was there
-    (MAP_FIXED), add the VMA, then populate for MAP_POPULATE / MAP_LOCKED.
+    (MAP_FIXED), add the VMA (merged with its neighbours by vma_merge_new_range: for a file,
+    the same file at contiguous pgoff), then populate for MAP_POPULATE / MAP_LOCKED.
+    pgoff: the file offset in bytes (do_mmap ignores it for shared anonymous memory: 0).
 
     See docs/MODEL.md#mmap."""
     lo = addr & ~(PAGE - 1)
@@ -99,7 +116,9 @@ def do_mmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, addr, length, prot, f
     vflags = mmap_vma_flags(prot, flags, fd)
     g[G_VMA_ID] += 1
     vflags |= g[G_VMA_ID] << ORIGIN_SHIFT
-    vma_insert(vm, ps, p, lo, hi, vflags)
+    file = mmap_file_key(flags, fd, g[G_VMA_ID])
+    pgoff_pages = (pgoff >> 12) if file > 0 else 0
+    vma_insert(vm, ps, p, lo, hi, vflags, file, pgoff_pages - (lo >> 12))
     vma_merge_around(vm, ps, p, lo, hi)
     if (flags & (0x8000 | 0x2000)) != 0 and prot > 0:
         populate(ps, vm, hk, hv, sl, pg, fs, g, prm, p, lo, hi, POP_VMA, t)
@@ -225,7 +244,8 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
     fork no longer copies its (empty) tables.  copy_vma merges the new VMA with its
     neighbours (vma_merge_new_range); one with an anon_vma keeps its vm_pgoff, so VF_MOVED and
     a fresh id keep it from merging with unmoved ones (vma_mergeable); an anonymous VMA never
-    faulted takes the new address as pgoff and merges like a fresh mmap.
+    faulted takes the new address as pgoff and merges like a fresh mmap, whatever moves it had
+    before (its VF_MOVED is dropped: copy_vma, mm/vma.c).
 
     See docs/MODEL.md#mremap."""
     old = old & ~(PAGE - 1)
@@ -238,27 +258,35 @@ def do_mremap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old_len, new_l
         elif new_len > old_len:
             vi = vma_find(vm, ps, p, old + old_len - 1)
             flags_v = vm[p, vi, 2] if vi >= 0 else VF_ANON | VF_WRITE
+            file_v = vm[p, vi, VM_FILE] if vi >= 0 else 0
+            base_v = vm[p, vi, VM_PGOFF_BASE] if vi >= 0 else 0
             do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old + old_len, min(old + new_len, top), t)
             if vi >= 0 and vm[p, vi, 1] == old + old_len:
                 vm[p, vi, 1] = min(old + new_len, top)
                 ps[p, PS_VIRT] += min(old + new_len, top) - (old + old_len)
             else:
-                vma_insert(vm, ps, p, old + old_len, min(old + new_len, top), flags_v)
+                vma_insert(vm, ps, p, old + old_len, min(old + new_len, top), flags_v, file_v, base_v)
         return
     if new_len < old_len:
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old + new_len, old + old_len, t)
         old_len = new_len
     vi = vma_find(vm, ps, p, old)
     vflags = vm[p, vi, 2] if vi >= 0 else VF_ANON | VF_WRITE
+    file = vm[p, vi, VM_FILE] if vi >= 0 else 0
+    base = vm[p, vi, VM_PGOFF_BASE] if vi >= 0 else 0
     whole = vi >= 0 and vm[p, vi, 0] == old and vm[p, vi, 1] == old + old_len
     new_end = min(new + new_len, top)
     do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new, new_end, t)
     move_page_tables(ps, hk, hv, sl, pg, fs, g, dq, prm, p, old, new, min(old_len, new_end - new), t)
     nflags = vflags & ~VF_IMPLICIT
-    if (vflags & VF_ANON_VMA) != 0:   # copy_vma keeps vm_pgoff: merges only with its own pieces
+    if file != 0:                     # a file's pages keep their pgoff: vm_pgoff + (old - vm_start) >> 12
+        base += (old >> 12) - (new >> 12)
+    elif (vflags & VF_ANON_VMA) != 0:  # copy_vma keeps vm_pgoff: merges only with its own pieces
         g[G_VMA_ID] += 1
         nflags = (nflags & VF_LOW) | VF_MOVED | (g[G_VMA_ID] << ORIGIN_SHIFT)
-    vma_insert(vm, ps, p, new, new_end, nflags)
+    elif (vflags & VF_ANON) != 0:     # never faulted: copy_vma sets vm_pgoff = new >> 12, even after moves
+        nflags &= ~VF_MOVED
+    vma_insert(vm, ps, p, new, new_end, nflags, file, base)
     vma_merge_around(vm, ps, p, new, new_end)
     if (flags & 4) == 0:
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, old, old + old_len, t)
@@ -290,7 +318,7 @@ def do_brk(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, req, ret, t):
             vm[p, i, 1] = new_end
             ps[p, PS_VIRT] += new_end - old_end
         else:
-            vma_insert(vm, ps, p, old_end, new_end, VF_ANON | VF_WRITE | VF_HEAP)
+            vma_insert(vm, ps, p, old_end, new_end, VF_ANON | VF_WRITE | VF_HEAP, 0, 0)
     elif new_end < old_end:
         do_munmap(ps, pf, vm, hk, hv, sl, pg, fs, g, dq, prm, p, new_end, old_end, t)
     ps[p, PS_BRK] = ret
@@ -316,7 +344,7 @@ def do_fork(ps, pf, vm, hk, hv, sl, pg, fs, g, prm, p, c, t):
         cf = f & ~VF_LOCKED
         if (f & VF_WIPEONFORK) != 0:
             cf &= ~VF_ANON_VMA
-        vma_insert(vm, ps, c, vm[p, i, 0], vm[p, i, 1], cf)
+        vma_insert(vm, ps, c, vm[p, i, 0], vm[p, i, 1], cf, vm[p, i, VM_FILE], vm[p, i, VM_PGOFF_BASE])
     for i in range(n):
         f = vm[p, i, 2]
         if (f & (VF_DONTFORK | VF_WIPEONFORK)) != 0 or (f & VF_ANON_VMA) == 0:

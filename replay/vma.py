@@ -1,13 +1,14 @@
-"""Each process's VMAs: vm[p, i] = start, end, VF_* flags for i < ps[p, PS_NVMA], sorted by start.
+"""Each process's VMAs: vm[p, i] = start, end, VF_* flags, file key, pgoff base (layout VM_*)
+for i < ps[p, PS_NVMA], sorted by start.
 
 find_vma, insertion and deletion, __split_vma, the merge rules (vma_merge_*), madvise's and
 mprotect's flag changes (mprotect_fixup), and the implicit VMAs a fault outside every known
 VMA gets.  No page tables here.
 """
 from ptreplay.replay.jit import njit
-from ptreplay.replay.layout import (VF_PROT_KNOWN, G_IMPLICIT, G_OUTSIDE, ORIGIN_SHIFT, PAGE, PS_NVMA, PS_VIRT, VF_ANON,
-                                    VF_ANON_VMA, VF_EXEC, VF_HEAP, VF_IMPLICIT, VF_LOW, VF_PROT, VF_READ,
-                                    VF_MOVED, VF_SHARED, VF_WRITE, page_up)
+from ptreplay.replay.layout import (VF_PROT_KNOWN, G_IMPLICIT, G_OUTSIDE, N_VM, ORIGIN_SHIFT, PAGE, PS_NVMA, PS_VIRT,
+                                    VF_ANON, VF_ANON_VMA, VF_EXEC, VF_HEAP, VF_IMPLICIT, VF_LOW, VF_PROT, VF_READ,
+                                    VF_MOVED, VF_SHARED, VF_WRITE, VM_FILE, VM_PGOFF_BASE, page_up)
 
 
 @njit(inline="always")
@@ -38,26 +39,27 @@ def vma_find(vm, ps, p, addr):
 
 
 @njit
-def vma_insert_at(vm, ps, p, i, start, end, flags):
+def vma_insert_at(vm, ps, p, i, start, end, flags, file, pgoff_base):
     """See docs/MODEL.md#vma-split-merge."""
     n = ps[p, PS_NVMA]
     for j in range(n, i, -1):
-        vm[p, j, 0] = vm[p, j - 1, 0]
-        vm[p, j, 1] = vm[p, j - 1, 1]
-        vm[p, j, 2] = vm[p, j - 1, 2]
+        for col in range(N_VM):
+            vm[p, j, col] = vm[p, j - 1, col]
     vm[p, i, 0] = start
     vm[p, i, 1] = end
     vm[p, i, 2] = flags
+    vm[p, i, VM_FILE] = file
+    vm[p, i, VM_PGOFF_BASE] = pgoff_base
     ps[p, PS_NVMA] = n + 1
 
 
 @njit
-def vma_insert(vm, ps, p, start, end, flags):
+def vma_insert(vm, ps, p, start, end, flags, file, pgoff_base):
     """Add a VMA over a range known to be free (mmap_region); VmSize grows.
 
     See docs/MODEL.md#mmap."""
     i = vma_first_after(vm, ps, p, start)
-    vma_insert_at(vm, ps, p, i, start, end, flags)
+    vma_insert_at(vm, ps, p, i, start, end, flags, file, pgoff_base)
     ps[p, PS_VIRT] += end - start
 
 
@@ -66,9 +68,8 @@ def vma_delete_at(vm, ps, p, i):
     """See docs/MODEL.md#vma-split-merge."""
     n = ps[p, PS_NVMA]
     for j in range(i, n - 1):
-        vm[p, j, 0] = vm[p, j + 1, 0]
-        vm[p, j, 1] = vm[p, j + 1, 1]
-        vm[p, j, 2] = vm[p, j + 1, 2]
+        for col in range(N_VM):
+            vm[p, j, col] = vm[p, j + 1, col]
     ps[p, PS_NVMA] = n - 1
 
 
@@ -81,41 +82,59 @@ def vma_split(vm, ps, p, addr):
     if i < 0 or vm[p, i, 0] == addr:
         return
     end = vm[p, i, 1]
-    flags = vm[p, i, 2]
     vm[p, i, 1] = addr
-    vma_insert_at(vm, ps, p, i + 1, addr, end, flags)
+    vma_insert_at(vm, ps, p, i + 1, addr, end, vm[p, i, 2], vm[p, i, VM_FILE], vm[p, i, VM_PGOFF_BASE])
 
 
 @njit
 def vma_set_flags(vm, ps, p, lo, hi, set_bits, clear_bits):
-    """madvise_update_vma: split at the range ends, then change the VMAs' flags.
+    """madvise_update_vma / mprotect_fixup: each VMA in [lo, hi) whose flags change is split
+    at the range ends and takes the new flags; one whose flags stay is left whole (both return
+    early when the new flags equal the old: mm/madvise.c, mm/mprotect.c).  Then the changed
+    VMAs merge with their neighbours (vma_modify_flags -> vma_merge_existing_range).
 
-    See docs/MODEL.md#madvise-flags."""
-    vma_split(vm, ps, p, lo)
-    vma_split(vm, ps, p, hi)
+    See docs/MODEL.md#madvise-flags, docs/MODEL.md#mprotect."""
+    changed = False
     i = vma_first_after(vm, ps, p, lo)
     while i < ps[p, PS_NVMA] and vm[p, i, 0] < hi:
-        vm[p, i, 2] = (vm[p, i, 2] | set_bits) & ~clear_bits
+        new_flags = (vm[p, i, 2] | set_bits) & ~clear_bits
+        if new_flags != vm[p, i, 2]:
+            a = max(lo, vm[p, i, 0])
+            b = min(hi, vm[p, i, 1])
+            vma_split(vm, ps, p, a)
+            vma_split(vm, ps, p, b)
+            i = vma_find(vm, ps, p, a)
+            vm[p, i, 2] = new_flags
+            changed = True
         i += 1
-    vma_merge_around(vm, ps, p, lo, hi)
+    if changed:
+        vma_merge_around(vm, ps, p, lo, hi)
 
 
 @njit
-def vma_mergeable(f1, f2):
-    """Two adjacent VMAs may merge (is_mergeable_vma + is_mergeable_anon_vma):
-    private anonymous, same flags, and not two different anon_vmas.  A VMA's
-    anon_vma is stood for by the id of the mmap it came from (splits keep it).
-    File, shared, heap and implicit VMAs are never merged by the model.  An anonymous VMA's
-    vm_pgoff is its mmap address >> 12 and mremap keeps it (copy_vma), so a moved VMA
-    (VF_MOVED, a fresh id per move) merges only with pieces of the same move, never with an
-    unmoved neighbour (can_vma_merge_before/after: contiguous vm_pgoff).
+def vma_mergeable(vm, p, i, j):
+    """Adjacent VMAs i and j of p may merge (is_mergeable_vma + is_mergeable_anon_vma +
+    can_vma_merge_before/after, mm/vma.c): same flags, same file and contiguous vm_pgoff, not
+    two different anon_vmas.  A VMA's anon_vma is stood for by the id of the mmap it came from
+    (splits keep it).  File and shared anonymous VMAs: the file key and pgoff base (VM_FILE,
+    VM_PGOFF_BASE) decide; one without a file key (a snapshot's) never merges.  Private
+    anonymous VMAs: an anonymous VMA's vm_pgoff is its mmap address >> 12 and mremap keeps it
+    (copy_vma), so a moved VMA (VF_MOVED, a fresh id per move) merges only with pieces of the
+    same move, never with an unmoved neighbour.  Heap and implicit VMAs never merge.
 
     See docs/MODEL.md#vma-split-merge."""
-    if ((f1 ^ f2) & VF_LOW & ~VF_ANON_VMA) != 0:
+    f1 = vm[p, i, 2]
+    f2 = vm[p, j, 2]
+    if ((f1 ^ f2) & VF_LOW & ~VF_ANON_VMA) != 0 or (f1 & (VF_IMPLICIT | VF_HEAP)) != 0:
         return False
-    if (f1 & VF_ANON) == 0 or (f1 & (VF_SHARED | VF_IMPLICIT | VF_HEAP)) != 0:
+    if vm[p, i, VM_FILE] != vm[p, j, VM_FILE]:
         return False
-    if (f1 & VF_MOVED) != 0 and (f1 >> ORIGIN_SHIFT) != (f2 >> ORIGIN_SHIFT):
+    if vm[p, i, VM_FILE] != 0:
+        if vm[p, i, VM_PGOFF_BASE] != vm[p, j, VM_PGOFF_BASE]:
+            return False
+    elif (f1 & VF_ANON) == 0 or (f1 & VF_SHARED) != 0:
+        return False
+    elif (f1 & VF_MOVED) != 0 and (f1 >> ORIGIN_SHIFT) != (f2 >> ORIGIN_SHIFT):
         return False
     both = (f1 & VF_ANON_VMA) != 0 and (f2 & VF_ANON_VMA) != 0
     return not both or (f1 >> ORIGIN_SHIFT) == (f2 >> ORIGIN_SHIFT)
@@ -131,7 +150,7 @@ def vma_merge_around(vm, ps, p, lo, hi):
     while i + 1 < ps[p, PS_NVMA] and vm[p, i, 0] <= hi:
         f1 = vm[p, i, 2]
         f2 = vm[p, i + 1, 2]
-        if vm[p, i, 1] == vm[p, i + 1, 0] and vma_mergeable(f1, f2):
+        if vm[p, i, 1] == vm[p, i + 1, 0] and vma_mergeable(vm, p, i, i + 1):
             vm[p, i, 1] = vm[p, i + 1, 1]
             vm[p, i, 2] = f1 if (f1 & VF_ANON_VMA) != 0 else f2
             vma_delete_at(vm, ps, p, i + 1)
@@ -185,5 +204,5 @@ def implicit_vma(vm, ps, g, p, addr):
         vm[p, i, 0] = page
         return i
     g[G_IMPLICIT] += 1
-    vma_insert_at(vm, ps, p, i, page, page + PAGE, VF_ANON | VF_WRITE | VF_IMPLICIT)
+    vma_insert_at(vm, ps, p, i, page, page + PAGE, VF_ANON | VF_WRITE | VF_IMPLICIT, 0, 0)
     return i

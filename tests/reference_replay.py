@@ -48,7 +48,7 @@ class Proc:
     last: int = 0
     gen: int = 0
     brk: int = -1
-    vmas: list = field(default_factory=list)   # [start, end, flags], sorted
+    vmas: list = field(default_factory=list)   # [start, end, flags, file key, pgoff base], sorted
     pte: dict = field(default_factory=dict)    # 2 MiB index -> Table
     pmd: set = field(default_factory=set)      # 1 GiB indexes
     pud: set = field(default_factory=set)      # 512 GiB indexes
@@ -62,7 +62,7 @@ class Proc:
     pend_end: bool = False
 
     def virt(self):
-        return sum(e - s for s, e, _ in self.vmas)
+        return sum(e - s for s, e, *_ in self.vmas)
 
     def rss_pages(self, kind):
         return sum(1 for t in self.pte.values() for e in t.entries.values() if e == kind)
@@ -216,12 +216,14 @@ class Reference:
     def split(self, pr, addr):
         for k, v in enumerate(pr.vmas):
             if v[0] < addr < v[1]:
-                pr.vmas.insert(k + 1, [addr, v[1], v[2]])
+                pr.vmas.insert(k + 1, [addr, v[1], v[2], v[3], v[4]])
                 v[1] = addr
                 return
 
-    def insert_vma(self, pr, s, e, f):
-        pr.vmas.append([s, e, f])
+    def insert_vma(self, pr, s, e, f, file=0, base=0):
+        """A VMA [s, e) with flags f, file key (0 none, fd + 1, -id of a shared anonymous
+        mmap) and pgoff base (vm_pgoff - s >> 12, pages)."""
+        pr.vmas.append([s, e, f, file, base])
         pr.vmas.sort()
 
     # ---------------------------------------------------------------- faults
@@ -437,18 +439,28 @@ class Reference:
         if e["flags"] & 0x4000:
             f |= NORESERVE
         self.vma_ids += 1
-        self.insert_vma(pr, lo, hi, f | self.vma_ids << ORIGIN)
+        if e["fd"] >= 0 and not e["flags"] & 0x20:
+            file, base = e["fd"] + 1, (e["pgoff"] >> 12) - (lo >> 12)
+        elif e["flags"] & 1:
+            file, base = -self.vma_ids, -(lo >> 12)
+        else:
+            file, base = 0, 0
+        self.insert_vma(pr, lo, hi, f | self.vma_ids << ORIGIN, file, base)
         self.merge(pr, lo, hi)
         if e["flags"] & (0x8000 | 0x2000) and e["prot"] > 0:
             self.populate(pr, lo, hi, 0, t)
 
     def set_flags(self, pr, lo, hi, on, off):
-        self.split(pr, lo)
-        self.split(pr, hi)
-        for v in pr.vmas:
-            if lo <= v[0] and v[1] <= hi:
-                v[2] = (v[2] | on) & ~off
-        self.merge(pr, lo, hi)
+        """Only VMAs whose flags change are split and changed (mprotect_fixup, madvise_update_vma)."""
+        changing = [(max(lo, v[0]), min(hi, v[1])) for v in pr.vmas
+                    if v[1] > lo and v[0] < hi and (v[2] | on) & ~off != v[2]]
+        for a, b in changing:
+            self.split(pr, a)
+            self.split(pr, b)
+            v = self.find_vma(pr, a)
+            v[2] = (v[2] | on) & ~off
+        if changing:
+            self.merge(pr, lo, hi)
 
     @staticmethod
     def prot_bits(prot):
@@ -459,9 +471,14 @@ class Reference:
         low = (1 << ORIGIN) - 1
         if a[1] != b[0] or (a[2] ^ b[2]) & low & ~ANON_VMA:
             return False
-        if not a[2] & ANON_F or a[2] & (SHARED | IMPLICIT | HEAP):
+        if a[2] & (IMPLICIT | HEAP) or a[3] != b[3]:
             return False
-        if a[2] & MOVED and a[2] >> ORIGIN != b[2] >> ORIGIN:
+        if a[3]:  # a file or shared anonymous mapping: contiguous pgoff
+            if a[4] != b[4]:
+                return False
+        elif not a[2] & ANON_F or a[2] & SHARED:
+            return False
+        elif a[2] & MOVED and a[2] >> ORIGIN != b[2] >> ORIGIN:
             return False
         return not (a[2] & ANON_VMA and b[2] & ANON_VMA) or a[2] >> ORIGIN == b[2] >> ORIGIN
 
@@ -543,28 +560,32 @@ class Reference:
                 self.munmap(pr, pid, old + new_len, old + old_len, t)
             elif new_len > old_len:
                 v = self.find_vma(pr, old + old_len - 1)
-                f = v[2] if v else ANON_F | WRITE
+                f, file, base = (v[2], v[3], v[4]) if v else (ANON_F | WRITE, 0, 0)
                 new_end = min(old + new_len, self.top)
                 self.munmap(pr, pid, old + old_len, new_end, t)
                 if v is not None and v[1] == old + old_len:
                     v[1] = new_end
                 else:
-                    self.insert_vma(pr, old + old_len, new_end, f)
+                    self.insert_vma(pr, old + old_len, new_end, f, file, base)
             return
         if new_len < old_len:
             self.munmap(pr, pid, old + new_len, old + old_len, t)
             old_len = new_len
         v = self.find_vma(pr, old)
-        f = v[2] if v else ANON_F | WRITE
+        f, file, base = (v[2], v[3], v[4]) if v else (ANON_F | WRITE, 0, 0)
         whole = v is not None and v[0] == old and v[1] == old + old_len
         new_end = min(new + new_len, self.top)
         self.munmap(pr, pid, new, new_end, t)
         self.move_tables(pr, pid, old, new, min(old_len, new_end - new), t)
         nf = f & ~IMPLICIT
-        if f & ANON_VMA:  # copy_vma keeps vm_pgoff of a faulted VMA; a never-faulted one takes the new address
+        if file:  # copy_vma: the pages keep their file offsets
+            base += (old >> 12) - (new >> 12)
+        elif f & ANON_VMA:  # copy_vma keeps vm_pgoff of a faulted VMA; a never-faulted one takes the new address
             self.vma_ids += 1
             nf = (nf & ((1 << ORIGIN) - 1)) | MOVED | self.vma_ids << ORIGIN
-        self.insert_vma(pr, new, new_end, nf)
+        elif f & ANON_F:
+            nf &= ~MOVED
+        self.insert_vma(pr, new, new_end, nf, file, base)
         self.merge(pr, new, new_end)
         if not e["flags"] & 4:
             self.munmap(pr, pid, old, old + old_len, t)
@@ -593,14 +614,14 @@ class Reference:
 
     def fork(self, pr, child, t):
         child.brk = pr.brk  # dup_mm copies mm->brk
-        for s, e, f in list(pr.vmas):
+        for s, e, f, file, base in list(pr.vmas):
             if f & DONTFORK:
                 continue
             cf = f & ~LOCKED
             if f & WIPEONFORK:
                 cf &= ~ANON_VMA
-            self.insert_vma(child, s, e, cf)
-        for vs, ve, f in list(pr.vmas):
+            self.insert_vma(child, s, e, cf, file, base)
+        for vs, ve, f, _, _ in list(pr.vmas):
             if f & (DONTFORK | WIPEONFORK) or not f & ANON_VMA:
                 continue
             for i in sorted(i for i in pr.pud if (vs >> 39) <= i <= ((ve - 1) >> 39)):

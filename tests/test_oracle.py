@@ -35,3 +35,21 @@ def test_replay_matches_the_kernel_at_every_operation_boundary(workload_bin, tmp
     assert sum(got.rss_reasons.values()) == got.boundaries - got.exact["rss_file"], report
     assert none.exact["vmpte"] < none.boundaries, "\n".join(none.lines())
     print(f"\n{report}\n{time.monotonic() - t0:.1f} s")
+
+
+# Programs each of which once missed: the rule it needed (docs/MODEL.md) and how far off it was.
+ONCE_MISSED = {
+    79: "file VMA merging at mmap (vma_merge_new_range): fork child VmPTE -4 kB",
+    434: "mprotect to the same protection splits nothing (mprotect_fixup): fork children -4/-8 kB",
+    975: "a never-faulted VMA moved again takes the new pgoff (copy_vma): fork child -8 kB",
+}
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("seed", sorted(ONCE_MISSED))
+def test_programs_that_once_missed_are_exact(workload_bin, tmp_path, seed):
+    got = run_programs(str(workload_bin / "oracle"), range(seed, seed + 1), OPS, tmp_path)["pt_reclaim"]
+    report = "\n".join([ONCE_MISSED[seed]] + got.lines() + [str(e) for e in got.examples])
+    assert got.programs == 1 and got.unaligned == 0, report
+    for name in ("vmpte", "vmsize", "rss_anon"):
+        assert got.exact[name] == got.boundaries, report

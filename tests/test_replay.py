@@ -200,6 +200,78 @@ def test_fork_copies_tables_of_written_vmas_only():
     assert child["final_virt_bytes"] == 6 * MB
 
 
+def mremap(addr, length, new_addr, flags=3, new_len=None):
+    """MREMAP_MAYMOVE|MREMAP_FIXED (3) by default; | 4 for MREMAP_DONTUNMAP."""
+    new_len = length if new_len is None else new_len
+    return dict(kind="mremap", addr=addr, len=length, new_len=new_len, flags=flags, new_addr=new_addr, ret=new_addr)
+
+
+def child_vmpte(rows):
+    _, res = run(ev(rows + [dict(kind="fork", child_pid=101)]))
+    return [r for r in res.summary.to_pylist() if r["pid"] == 101][0]["final_vmpte_bytes"]
+
+
+def test_a_never_faulted_vma_moved_again_merges_like_a_fresh_one():
+    """copy_vma (mm/vma.c) gives an anonymous VMA without anon_vma the pgoff of its new address,
+    whatever moves it had before; here the DONTUNMAP source of a moved VMA, moved again, then
+    joined by a fresh mmap: one VMA, whose anon_vma makes fork copy its read-faulted table too.
+    Kernel, probe (this machine, 6.18): parent and child VmPTE +20 kB (PUD, PMD, 3 PTE tables)."""
+    rows = [mmap(B, 2 * MB), fault(B), mremap(B, 2 * MB, B + 16 * MB),
+            mremap(B + 16 * MB, 2 * MB, B + 32 * MB, flags=7), mremap(B + 16 * MB, 2 * MB, B + 64 * MB),
+            fault(B + 64 * MB, write=False), mmap(B + 66 * MB, 2 * MB), fault(B + 66 * MB)]
+    assert child_vmpte(rows) == 5 * KB4   # oracle seed 975: the model's child was 8 kB low
+
+
+def test_mprotect_to_the_same_protection_splits_nothing():
+    """mprotect_fixup (mm/mprotect.c) returns before any split when the new flags equal the
+    old: a private file mapping mprotected RW in its middle stays one VMA, and one write gives
+    the whole of it an anon_vma, so fork copies the read-faulted table too.  Kernel, probe:
+    parent and child VmPTE +16 kB (PUD, PMD, 2 PTE tables)."""
+    rows = [mmap(B, 4 * MB, flags=0x02, fd=3), dict(kind="mprotect", addr=B + MB, len=2 * MB, prot=3),
+            fault(B, write=False), fault(B + 3 * MB)]
+    assert child_vmpte(rows) == 4 * KB4   # oracle seed 434: the model's child was 4-8 kB low
+
+
+def test_mprotect_of_the_middle_changes_only_the_middle():
+    """mprotect_fixup splits at both range ends: the tail keeps its write permission
+    (a write there maps a page; one in the read-only middle is refused, access_error)."""
+    rows = [mmap(B, 4 * MB), dict(kind="mprotect", addr=B + MB, len=2 * MB, prot=1),
+            fault(B + 3 * MB), fault(B + 2 * MB), fault(B)]
+    s, _ = run(ev(rows))
+    assert s["none"]["final_rss_bytes"] == 2 * KB4
+@pytest.mark.parametrize("pgoff, copied", [(0, 4), (MB, 3)])
+def test_mmap_merges_a_file_mapping_with_its_contiguous_remnant(pgoff, copied):
+    """vma_merge_new_range (mm/vma.c): a private mapping of the same file (fd) right below a
+    remnant of an earlier one, at the contiguous pgoff, joins it (can_vma_merge_before), taking
+    its anon_vma: fork copies the new part's read-faulted table too.  Not contiguous (pgoff
+    1 MiB): two VMAs, one table copied.  Kernel, probe: child +16 kB (PUD, PMD, 2 PTE tables),
+    +12 kB with pgoff 1 MiB."""
+    rows = [mmap(B, 4 * MB, flags=0x02, fd=3), fault(B + 3 * MB), dict(kind="munmap", addr=B, len=2 * MB),
+            mmap(B, 2 * MB, flags=0x02, fd=3, pgoff=pgoff), fault(B, write=False)]
+    assert child_vmpte(rows) == copied * KB4   # oracle seed 79: the model's child was 4 kB low
+
+
+@pytest.mark.parametrize("shared_file", [True, False, "moved"])
+def test_shared_vmas_merge_so_a_whole_2m_dontneed_frees_the_table(shared_file):
+    """Shared VMAs merge too: two MAP_SHARED maps of a file at contiguous offsets (vma_merge_new_range),
+    the second mapped far off and moved next to the first by mremap (copy_vma keeps its pgoff), or
+    a shared anonymous map split by mprotect and given its protection back (vma_merge_existing_range,
+    one shmem file, contiguous pgoff).  One VMA, so a DONTNEED of the whole 2 MiB frees its PTE table
+    (pt_reclaim).  Kernel, probe: VmPTE +12 kB before the DONTNEED, +8 kB after it."""
+    if shared_file == "moved":   # copy_vma -> vma_merge_new_range at the destination
+        rows = [mmap(B, MB, flags=0x01, fd=3), mmap(B + 16 * MB, MB, flags=0x01, fd=3, pgoff=MB),
+                fault(B + 16 * MB), mremap(B + 16 * MB, MB, B + MB)]
+    elif shared_file:
+        rows = [mmap(B, MB, flags=0x01, fd=3), mmap(B + MB, MB, flags=0x01, fd=3, pgoff=MB)]
+    else:
+        rows = [mmap(B, 2 * MB, flags=0x21), dict(kind="mprotect", addr=B + MB, len=MB, prot=1),
+                dict(kind="mprotect", addr=B + MB, len=MB, prot=3)]
+    rows += [fault(B), fault(B + MB), madv(B, 2 * MB)]
+    s, _ = run(ev(rows), policies="pt_reclaim")
+    assert s["pt_reclaim"]["final_vmpte_bytes"] == 2 * KB4
+    assert s["pt_reclaim"]["peak_vmpte_bytes"] == 3 * KB4
+
+
 def test_dontfork_and_wipeonfork():
     rows = [mmap(B, 2 * MB)] + touch_range(B, 2 * KB4)
     for adv, virt in ((10, 0), (18, 2 * MB)):
