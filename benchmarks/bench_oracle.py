@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RECORD_ATTEMPTS = 3      # a batch whose recording lost events is recorded again, up to this many times
 
 
 def main(argv=None) -> int:
-    from ptreplay.pipeline.presentation.oracle import run_programs
+    from ptreplay.pipeline.presentation.oracle import LostEvents, run_programs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--programs", type=int, default=1000)
@@ -33,16 +34,28 @@ def main(argv=None) -> int:
 
     tallies: dict = {}
     failed: list = []
+    retried: list = []
     with tempfile.TemporaryDirectory(prefix="bench-oracle-") as tmp:
         subprocess.run([str(REPO / "workloads" / "build.sh"), tmp], check=True, capture_output=True)
         for lo in range(a.first_seed, a.first_seed + a.programs, a.batch):
             hi = min(lo + a.batch, a.first_seed + a.programs)
             work = Path(tmp) / f"batch-{lo}"
             work.mkdir()
-            try:
-                run_programs(str(Path(tmp) / "oracle"), range(lo, hi), a.ops, work, ("none", "pt_reclaim"), tallies)
-            except PipelineError as e:   # e.g. lost events left a process alive: say so, go on
-                failed.append((lo, hi - 1, str(e).splitlines()[0][:200]))
+            for attempt in range(1, RECORD_ATTEMPTS + 1):
+                try:
+                    run_programs(str(Path(tmp) / "oracle"), range(lo, hi), a.ops, work, ("none", "pt_reclaim"),
+                                 tallies)
+                    break
+                except LostEvents as e:  # perf's buffers overflowed: record the batch again
+                    print(f"seeds {lo}..{hi - 1}: {e} (attempt {attempt})", file=sys.stderr, flush=True)
+                    if attempt == RECORD_ATTEMPTS:
+                        failed.append((lo, hi - 1, str(e)))
+                        retried.append((lo, hi - 1, attempt))
+                        break
+                    retried.append((lo, hi - 1, attempt))
+                except PipelineError as e:   # e.g. lost events left a process alive: say so, go on
+                    failed.append((lo, hi - 1, str(e).splitlines()[0][:200]))
+                    break
             print(f"seeds {lo}..{hi - 1} done ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
     for policy in ("pt_reclaim", "none"):
         print(f"policy {policy}")
@@ -52,6 +65,8 @@ def main(argv=None) -> int:
         print(f"  {e}")
     for lo, hi, why in failed:
         print(f"batch {lo}..{hi} not tallied: {why}")
+    for lo, hi, attempt in retried:
+        print(f"batch {lo}..{hi}: recording {attempt} lost events" + (", recorded again" if attempt < RECORD_ATTEMPTS else ""))
     print(f"{time.monotonic() - t0:.0f} s")
     return 0
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ptreplay.pipeline.capture.oracle import GAP_NS, OracleLog
+from ptreplay.schemas.errors import PipelineError
 
 # (model column, truth column) per compared counter; rss_file is RssFile + RssShmem (D19)
 COUNTERS = {"vmpte": ("vmpte_bytes", "vmpte_bytes"), "vmsize": ("virt_bytes", "vmsize_bytes"),
@@ -30,6 +31,10 @@ REASONS = {"file_private": "file fault-around / large folios (D8)",
            "file_shared": "file fault-around / large folios (D8)",
            "shared_anon": "shmem fault-around (D9)",
            "fork": "a fork child's MADV_REMOVE unmapped the parent's shared pages (D16)"}
+
+
+class LostEvents(PipelineError):
+    """The recording of a batch of programs lost events: the batch cannot judge the model."""
 
 
 @dataclass
@@ -145,6 +150,11 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     rec = record(RecordOptions(out_dir=work / "capture", command=driver_command(oracle_bin, seeds, nops, str(log)),
                                interval_ms=50.0, force=True))
     events = ingest([rec], work / "events.parquet", force=True)
+    from ptreplay.schemas.parquet_io import read_capture
+    meta = read_capture(events)
+    lost = max(int(meta.get("lost_events") or 0), int(meta.get("lost_samples") or 0))
+    if lost:   # a rule is judged on every event or not at all
+        raise LostEvents(f"{rec}: perf lost {lost} events (machine busy?): record these programs again")
     result = replay(events, ReplayOptions(policies=",".join(policies), interval_ns=TICK_NS, occupancy_snapshots=0,
                                           timeseries="ticks"))  # a row in every quiet gap, changed or not
     oracle_log = read_log(log)
