@@ -90,7 +90,7 @@ SNAP_ANON, SNAP_FILE, SNAP_ZERO, SNAP_SWAP, SNAP_THP, SNAP_HUGE_ZERO = range(6)
 SNAP_CLASSES = ("anon", "file", "zero", "swap", "thp", "huge_zero")  # file: page cache or shmem
 
 EVENTS = Artifact("events", 1, pa.schema([
-    _f("t_ns", pa.int64(), "event time in ns on the capture's own clock (CLOCK_MONOTONIC for `ptreplay record`); never rebased. Syscalls carry their sys_exit time (effect complete, result known)"),
+    _f("t_ns", pa.int64(), "event time in ns on the capture's own clock (CLOCK_MONOTONIC for `ptreplay record`); never rebased. Syscalls carry their sys_exit time (effect complete, result known); a huge-page fault whose end the trace has (record.json fault_ends) carries that end (the page mapped)"),
     _f("pid", pa.int32(), "thread-group id (process id); -1 when it cannot be known"),
     _f("tid", pa.int32(), "thread id"),
     _f("cpu", pa.int32(), "CPU the event fired on; -1 when the format has no CPU column"),
@@ -108,7 +108,7 @@ EVENTS = Artifact("events", 1, pa.schema([
     _f("new_addr", pa.uint64(), "bytes (address): mremap result address (the new_addr argument when the call failed)"),
     _f("new_len", pa.uint64(), "bytes: mremap new_len"),
     _f("ret", pa.int64(), "syscall return value (negative errno on failure; mmap/mremap address; brk: the new break); 0 for faults"),
-    _f("dur_ns", pa.int64(), "ns: syscall duration (sys_exit - sys_enter); 0 for other events and unfinished calls"),
+    _f("dur_ns", pa.int64(), "ns: syscall duration (sys_exit - sys_enter); for a fault, end - entry where the trace has its end (a huge page mapped; a THP write fault without one fell back to 4 KiB when the capture traces ends); 0 otherwise and for unfinished calls"),
     _f("req_addr", pa.uint64(), "bytes (address): mmap's requested address argument (the hint or MAP_FIXED target)"),
     _f("child_pid", pa.int32(), "fork/clone: pid (fork) or tid (clone) of the new task; -1 otherwise"),
     _f("failed", pa.bool_(), "syscall returned an error: kept for the record, never applied by the replayer"),
