@@ -44,6 +44,7 @@ class Tally:
     programs: int = 0
     boundaries: int = 0
     unaligned: int = 0                               # no tick in the quiet gap (tick too long)
+    untraced_pids: int = 0                           # processes of the log with no row in the replay
     exact: Counter = field(default_factory=Counter)  # counter -> boundaries exact
     rss_reasons: Counter = field(default_factory=Counter)
     mismatches: dict = field(default_factory=lambda: defaultdict(Counter))  # counter -> introducing op -> n
@@ -54,7 +55,8 @@ class Tally:
         return 100.0 * self.exact[name] / self.boundaries if self.boundaries else 0.0
 
     def lines(self) -> list[str]:
-        out = [f"programs {self.programs:,}  boundaries {self.boundaries:,}  unaligned {self.unaligned}"]
+        out = [f"programs {self.programs:,}  boundaries {self.boundaries:,}  unaligned {self.unaligned}"
+               + (f"  processes never in the replay {self.untraced_pids}" if self.untraced_pids else "")]
         for name in COUNTERS:
             out.append(f"  {name:9s} exact {self.exact[name]:,}/{self.boundaries:,} ({self.pct(name):.2f}%)")
         for reason, n in self.rss_reasons.most_common():
@@ -90,6 +92,12 @@ def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", ta
         sel = np.nonzero(ts_pid == pid)[0]
         t_model = ts.column("t_ns").to_numpy()[sel]
         at = np.searchsorted(t_model, t_truth[rows], side="right") - 1
+        if not len(sel):        # no event of this process in the trace (lost, or never traced): unaligned
+            tally.boundaries += len(rows)
+            tally.programs += log.op_kind[rows[0]] == "start"
+            tally.unaligned += len(rows)
+            tally.untraced_pids += 1
+            continue
         ok = (at >= 0) & (t_truth[rows] - t_model[np.maximum(at, 0)] < GAP_NS)
         tally.boundaries += len(rows)
         tally.programs += log.op_kind[rows[0]] == "start"
