@@ -213,9 +213,15 @@ class StartStates:
         ts = to_numpy(t.column("t_ns"))
         if self.t_end is not None and int(ts.max()) > self.t_end:
             return True
-        if not self.t0:
+        if not self.t0 or int(ts.min()) >= self._latest_t0():
             return False
         return bool(self._early(to_numpy(t.column("pid")), ts).any())
+
+    def _latest_t0(self) -> int:
+        """The latest snapshot time: no row at or after it is early for any process."""
+        if self._pids is None:
+            self._early(np.empty(0, np.int64), np.empty(0, np.int64))
+        return int(self._t0s.max())
 
     def _early(self, pid: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Rows of a snapshotted process before its snapshot time (one lookup for every pid)."""

@@ -149,9 +149,11 @@ def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]
     records first, since the samples after them need their attrs and formats), and return
     the indices of its SAMPLE records and [(index, RAW row dict)] of its FORK/EXIT/COMM
     records (row seq = seq0 + index).  FINISHED_ROUND marks are in `ch.rounds`."""
-    types = ch.types
-    is_sample = types == L.REC["SAMPLE"]
-    other = np.flatnonzero(~is_sample & (types != L.REC["FINISHED_ROUND"]))
+    if ch.samples is None:
+        types = ch.types
+        ch.samples = np.flatnonzero(types == L.REC["SAMPLE"])
+        ch.others = np.flatnonzero((types != L.REC["SAMPLE"]) & (types != L.REC["FINISHED_ROUND"]))
+    types, other = ch.types, ch.others
     side = []
     for i in other.tolist():
         off = int(ch.offs[i])
@@ -159,7 +161,7 @@ def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]
         row = r.side_record(ch.buf, int(types[i]), off, int(ch.sizes[i]), seq0 + i)
         if row is not None:
             side.append((i, row))
-    return np.flatnonzero(is_sample), side
+    return ch.samples, side
 
 
 # ----------------------------------------------------------------------------- byte streams
@@ -167,7 +169,7 @@ def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]
 @dataclass
 class Chunk:
     """Whole records of one stream: bytes, per-record offset/type/size, and round marks."""
-    buf: bytes
+    buf: bytes | np.ndarray   # bytes, or a uint8 buffer (decompressed data)
     offs: np.ndarray          # record starts in buf (int64)
     types: np.ndarray         # perf_event_header.type (int64)
     sizes: np.ndarray         # perf_event_header.size (int64)
@@ -175,6 +177,8 @@ class Chunk:
     base: int                 # stream offset of buf[0], for messages
     stream: str               # '' (file offsets) or 'data.1 decompressed stream ' ...
     tail: int = 0             # bytes of a record cut off by the end of a zstd stream, dropped
+    samples: np.ndarray | None = None   # indices of the SAMPLE records (None: not indexed yet)
+    others: np.ndarray | None = None    # indices of the records neither SAMPLE nor FINISHED_ROUND
 
 
 _kernels = None
@@ -197,13 +201,13 @@ def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=
         need = _record_extent(buf, stop)
         where.at(base + stop, stream).fail(
             f"truncated record: expected {need if need else 'an 8-byte header'} bytes, {len(buf) - stop} remain")
-    rounds = np.flatnonzero(types == L.REC["FINISHED_ROUND"])
+    samples, rounds, others = _kernels.index_records(types, L.REC["SAMPLE"], L.REC["FINISHED_ROUND"])
     if len(extra_rounds):
         marks = np.searchsorted(offs, np.asarray(extra_rounds, np.int64), side="left")
         rounds = np.sort(np.concatenate([rounds, marks]))
     if not len(offs):
         return None, stop
-    return Chunk(buf, offs, types, sizes, rounds, base, stream), stop
+    return Chunk(buf, offs, types, sizes, rounds, base, stream, samples=samples, others=others), stop
 
 
 def record_chunks(f, start: int, length: int | None, label: str, where: Where) -> Iterator[Chunk]:
