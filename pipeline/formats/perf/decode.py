@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ptreplay.pipeline.formats.base import FAULT_EVENTS
 from ptreplay.pipeline.formats.perf.header import COLS_U64, Attr, Session
 from ptreplay.pipeline.formats.perf.samples import Fields, Views, walk_fields
 from ptreplay.pipeline.formats.perf.walk import Chunk, split_records
@@ -67,10 +68,11 @@ def nrows(f: dict) -> int:
 class Decoder:
     """Decodes the chunks of one capture into frames; `seq` numbers its records in file order."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, narrow_faults: bool = False):
         self.s = session
         self.seq = 0
         self._plan_key = None
+        self.narrow_faults = narrow_faults    # RawColumns for normalize: see kernels.LAY_NARROW
 
     def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
         """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
@@ -157,6 +159,7 @@ class Decoder:
         if self._plan_key == key:
             return self._plan
         lay = np.full((max(1, len(s.attrs)), K.LAY_COLUMNS), -1, np.int64)
+        lay[:, K.LAY_NARROW] = 0
         fields = np.full((len(lay), K.FIELD_COLUMNS, 3), -1, np.int64)
         cols = {c: j for j, c in enumerate(COLS_U64)}
         cols["ret"] = 6
@@ -165,6 +168,7 @@ class Decoder:
             ints = [(col, fld) for col, fld in a.plan or [] if fld.integer and not fld.string]
             row[K.LAY_FIXED] = int(lo is not None)
             row[K.LAY_EV] = s.event_code(a.event)
+            row[K.LAY_NARROW] = int(self.narrow_faults and a.event in FAULT_EVENTS and not _string_fields(a))
             if lo is None:
                 continue
             row[K.LAY_SIZE] = lo.size

@@ -82,8 +82,10 @@ def index_records(types, sample, finished_round):
 
 # Columns of the per-attr layout table given to decode_fixed_samples (int64[n_attrs, LAY_COLUMNS]);
 # offsets are from the record start, -1 = field absent.
-LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, LAY_TYPE = range(9)
-LAY_COLUMNS = 9
+LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, LAY_TYPE, LAY_NARROW = range(10)
+LAY_COLUMNS = 10
+# LAY_NARROW: rows of this attr (page faults, when the caller asks) get no a3..a5, ret and comm
+# defaults: a third of the bytes written per row, for columns normalize never reads for them.
 # Per-attr integer fields (int64[n_attrs, FIELD_COLUMNS, 3]), one row per output column
 # (0..5 = a0..a5, 6 = ret): offset in the RAW data (-1: not set), size in bytes, signed.
 FIELD_COLUMNS = 7
@@ -146,7 +148,9 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, 
                          attr, t_ns, pid, tid, cpu, ev, args, ret, seq, comm, counts):
     """Decode the SAMPLE records sidx of a chunk (record j at offs[j], of sizes[j] bytes) into
     RAW columns, row i = record sidx[i]: seq[i] = seq0 + sidx[i], comm -1 (strings are the
-    caller's), counts[k] += 1 for each row of attr k.
+    caller's), counts[k] += 1 for each row of attr k.  Rows of attrs with lay[k, LAY_NARROW]
+    get t_ns, pid, tid, cpu, ev, a0..a2, seq and their fields only: a3..a5, ret and comm are
+    left as they were (see RawColumns).
 
     The buffer comes as `unaligned_views(buf)` (u8, u32, u64).
     The attr of a record is id_lut[u64 at offs + id_pos] (attr 0 when id_pos < 0);
@@ -163,7 +167,6 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, 
         p = offs[j]
         size = sizes[j]
         seq[i] = seq0 + j
-        comm[i] = -1
         k = 0
         if id_pos >= 0:
             if id_pos + 8 > size:
@@ -181,9 +184,14 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, 
         tid[i] = -1
         cpu[i] = -1
         ev[i] = lay[k, LAY_EV]
-        for c in range(6):
-            args[c, i] = 0
-        ret[i] = 0
+        if lay[k, LAY_NARROW]:
+            for c in range(3):
+                args[c, i] = 0
+        else:
+            comm[i] = -1
+            for c in range(6):
+                args[c, i] = 0
+            ret[i] = 0
         if lay[k, LAY_FIXED] == 0:
             continue
         if size < lay[k, LAY_SIZE]:

@@ -212,7 +212,7 @@ def _batches(pf: PerfFile, columns: bool = False) -> Iterator[pa.Table | RawColu
     # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
     batch_rows = 1 if columns else BATCH_ROWS
     out, nout = [], 0
-    for ready in _released(pf, Decoder(r), reuse=columns):
+    for ready in _released(pf, Decoder(r, narrow_faults=columns), reuse=columns):
         for i in range(0, nrows(ready), BATCH_ROWS):        # huge rounds (-m 256M) in pieces
             piece = {k: v[i:i + BATCH_ROWS] for k, v in ready.items()}
             out.append(piece)
