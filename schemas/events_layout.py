@@ -39,6 +39,7 @@ def _strings(texts: list[str]) -> pa.Array:
 
 
 _KINDS = _strings(list(EVENT_KINDS))
+_FALSE = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(np.zeros(1, np.uint8))])[0]
 # Arrow types of the batches `join` makes: kind and comm dictionary-encoded, as replay reads events/1
 KIND_TYPE = pa.dictionary(pa.int8(), pa.string())
 COMM_TYPE = pa.dictionary(pa.int32(), pa.string())
@@ -66,12 +67,12 @@ def split(table: pa.Table) -> EventParts:
     """An events table (EVENTS columns, any lossless string encoding) in the events/2 layout."""
     table = conform(table, EVENTS, "<events table>")
     n = table.num_rows
-    narrow = pc.equal(table.column("kind"), "fault").to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+    narrow = _numpy(pc.equal(table.column("kind"), _KINDS[_FAULT])) if n else np.zeros(0, bool)
     for name, value in _CONSTANT.items():
         if narrow.any():
             col = table.column(name)
-            narrow &= (col.is_null() if value is None else
-                       pc.fill_null(pc.equal(col, pa.scalar(value, col.type)), False)).to_numpy(zero_copy_only=False)
+            narrow &= _numpy(col.is_null() if value is None else
+                             pc.fill_null(pc.equal(col, _scalar(value, col.type)), _FALSE))
     faults = table.filter(_arrow(narrow, pa.bool_())).select(list(FAULT_COLUMNS))
     rest = np.flatnonzero(~narrow).astype(np.int64)
     others = table.take(_arrow(rest, pa.int64())).add_column(0, "row", _arrow(rest, pa.int64()))
@@ -106,9 +107,32 @@ def _full(n: int, value, typ: pa.DataType) -> np.ndarray:
     return np.full(n, value, typ.to_pandas_dtype())
 
 
+def _scalar(value, typ: pa.DataType) -> pa.Scalar:
+    """`pa.scalar(value, typ)` for a number or boolean, built from a buffer (pa.scalar imports pandas)."""
+    if pa.types.is_boolean(typ):
+        return _arrow(np.array([bool(value)]), typ)[0]
+    return _arrow(np.array([value], typ.to_pandas_dtype()), typ)[0]
+
+
 def _numpy(col) -> np.ndarray:
-    """A fixed-width column without nulls as numpy (booleans unpacked)."""
-    return col.to_numpy(zero_copy_only=False) if isinstance(col, (pa.Array, pa.ChunkedArray)) else col
+    """A fixed-width column without nulls as numpy (booleans unpacked), read from its buffers:
+    `to_numpy` of a chunked column imports pandas (0.3 s) on first use."""
+    if not isinstance(col, (pa.Array, pa.ChunkedArray)):
+        return col
+    if isinstance(col, pa.ChunkedArray):
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    typ = col.type
+    if col.null_count or not (pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+        return col.to_numpy(zero_copy_only=False)
+    data = col.buffers()[1]
+    n, at = len(col), col.offset
+    if pa.types.is_boolean(typ):
+        if data is None or not n:
+            return np.zeros(n, bool)
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), count=at + n, bitorder="little")
+        return bits[at:].astype(bool)
+    dtype = np.dtype(typ.to_pandas_dtype())
+    return np.empty(0, dtype) if data is None or not n else np.frombuffer(data, dtype, count=n, offset=at * dtype.itemsize)
 
 
 def _arrow(values: np.ndarray, typ: pa.DataType) -> pa.Array:
@@ -155,7 +179,7 @@ def _other_columns(others: pa.Table) -> dict:
     for f in others.schema:
         col = others.column(f.name)
         if f.name == "kind":
-            codes = pc.index_in(col, value_set=_KINDS).to_numpy(zero_copy_only=False)
+            codes = _numpy(pc.index_in(col, value_set=_KINDS))
             out["kind"] = codes.astype(np.int8)
         elif f.name == "comm":
             out["comm"] = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -223,8 +247,8 @@ def _comm(comm: pa.Array, k0: int, k1: int, at: np.ndarray, n: int) -> pa.Array:
     enc = mine.dictionary_encode() if not pa.types.is_dictionary(mine.type) else mine
     idx = np.zeros(n, np.int32)
     valid = np.zeros(n, bool)
-    ok = ~enc.indices.is_null().to_numpy(zero_copy_only=False)
-    local = enc.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    ok = ~_numpy(enc.indices.is_null())
+    local = _numpy(enc.indices.fill_null(_scalar(0, enc.indices.type)))
     idx[at[ok]] = local[ok]
     valid[at[ok]] = True
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))

@@ -359,6 +359,20 @@ def test_walk_kernel_matches_reference(name, cut):
     assert got[3:] == want[3:]
 
 
+@pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
+def test_index_records_matches_numpy(name):
+    """The producer's record index (SAMPLE, FINISHED_ROUND, the rest) equals the numpy one."""
+    from ptreplay.pipeline.formats.perf.kernels import index_records, unaligned_views, walk_records
+    data = (PERF_DIR / name).read_bytes()
+    start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
+    types = walk_records(*unaligned_views(data[start:]), 0, len(data) - start)[1]
+    for t in (types, types[:0], types[:1], np.array([9, 9, 68, 3], np.int64)):
+        samples, rounds, others = index_records(t, 9, 68)      # SAMPLE, FINISHED_ROUND
+        assert samples.tolist() == np.flatnonzero(t == 9).tolist()
+        assert rounds.tolist() == np.flatnonzero(t == 68).tolist()
+        assert others.tolist() == np.flatnonzero((t != 9) & (t != 68)).tolist()
+
+
 def test_walk_kernel_bad_size():
     from ptreplay.pipeline.formats.perf.kernels import unaligned_views, walk_records
     buf = struct.pack("<IHH", 9, 0, 16) + bytes(8) + struct.pack("<IHH", 9, 0, 4)

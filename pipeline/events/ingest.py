@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from ptreplay.pipeline.events.arrow_np import to_numpy
+from ptreplay.pipeline.events.arrow_np import dictionary, strings, to_arrow, to_numpy
 from ptreplay.pipeline.events.host_gate import HostGate, host_info
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats import detect, open_binary
@@ -32,6 +32,7 @@ from ptreplay.pipeline.progress import progress, warn
 from ptreplay.schemas import CAPTURE, EVENT_KINDS, EVENTS, TRUTH
 
 X86_64 = ("x86_64", "amd64", "x86-64")
+KIND_VALUES = strings(len(EVENT_KINDS), np.arange(len(EVENT_KINDS)), list(EVENT_KINDS))
 
 
 def resolve_input(path: Path) -> tuple[Path, dict]:
@@ -194,7 +195,7 @@ class StartStates:
         if self.table is None or set(self.t0) <= set(pids):
             return
         keep = np.isin(to_numpy(self.table.column("pid")), np.fromiter(pids, np.int64, len(pids)))
-        self.table = self.table.filter(pa.array(keep))
+        self.table = self.table.filter(to_arrow(keep, pa.bool_()))
         self.t0 = {p: t for p, t in self.t0.items() if p in pids}
         self._pids = None
 
@@ -213,9 +214,15 @@ class StartStates:
         ts = to_numpy(t.column("t_ns"))
         if self.t_end is not None and int(ts.max()) > self.t_end:
             return True
-        if not self.t0:
+        if not self.t0 or int(ts.min()) >= self._latest_t0():
             return False
         return bool(self._early(to_numpy(t.column("pid")), ts).any())
+
+    def _latest_t0(self) -> int:
+        """The latest snapshot time: no row at or after it is early for any process."""
+        if self._pids is None:
+            self._early(np.empty(0, np.int64), np.empty(0, np.int64))
+        return int(self._t0s.max())
 
     def _early(self, pid: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Rows of a snapshotted process before its snapshot time (one lookup for every pid)."""
@@ -232,11 +239,11 @@ class StartStates:
         early = self._early(to_numpy(ev.column("pid")), to_numpy(ev.column("t_ns")))
         if not early.any():
             return ev
-        gone = ev.filter(pa.array(early))
+        gone = ev.filter(to_arrow(early, pa.bool_()))
         for p, kind in zip(gone.column("pid").to_pylist(), gone.column("kind").to_pylist()):
             per_kind = self.dropped.setdefault(p, {})
             per_kind[kind] = per_kind.get(kind, 0) + 1
-        return ev.filter(pa.array(~early))
+        return ev.filter(to_arrow(~early, pa.bool_()))
 
     def _drop_after_end(self, ev: pa.Table) -> pa.Table:
         if self.t_end is None or not ev.num_rows:
@@ -244,14 +251,14 @@ class StartStates:
         late = to_numpy(ev.column("t_ns")) > self.t_end
         if not late.any():
             return ev
-        for kind in ev.filter(pa.array(late)).column("kind").to_pylist():
+        for kind in ev.filter(to_arrow(late, pa.bool_())).column("kind").to_pylist():
             self.after_end[kind] = self.after_end.get(kind, 0) + 1
-        return ev.filter(pa.array(~late))
+        return ev.filter(to_arrow(~late, pa.bool_()))
 
     def batch(self) -> pa.Table:
         """The snapshot rows as normalize emits events (BATCH_SCHEMA: kind as int8 codes)."""
-        codes = [EVENT_KINDS.index(k) for k in self.table.column("kind").to_pylist()]
-        kind = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(list(EVENT_KINDS)))
+        codes = np.array([EVENT_KINDS.index(k) for k in self.table.column("kind").to_pylist()], np.int8)
+        kind = dictionary(codes, KIND_VALUES, pa.int8())      # (pa.array would import pandas)
         cols = [kind if f.name == "kind" else self.table.column(f.name) for f in BATCH_SCHEMA]
         return pa.Table.from_arrays(cols, schema=BATCH_SCHEMA)
 
@@ -384,14 +391,14 @@ def merge_sorted(streams: list[Iterator[pa.Table]]) -> Iterator[pa.Table]:
             if not bufs:
                 continue
             t = pa.concat_tables(bufs)
-            ts = t.column("t_ns").to_numpy()
+            ts = to_numpy(t.column("t_ns"))
             cut = len(ts) if mark is None else int(np.searchsorted(ts, mark, side="right"))
             ready.append(t.slice(0, cut))
             buffers[i] = [t.slice(cut)] if cut < len(ts) else []
         if ready:
             merged = pa.concat_tables(ready)
             if merged.num_rows:
-                yield merged.take(pa.array(np.argsort(merged.column("t_ns").to_numpy(), kind="stable")))
+                yield merged.take(to_arrow(np.argsort(to_numpy(merged.column("t_ns")), kind="stable"), pa.int64()))
 
 
 def _capture_defaults() -> dict:

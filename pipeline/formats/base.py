@@ -59,6 +59,9 @@ RAW = pa.schema([
 ])
 
 
+FAULT_EVENTS = ("page_fault_user", "page_fault_kernel")   # RAW `event` of the page-fault tracepoints
+
+
 @dataclass
 class RawColumns:
     """RAW rows as numpy columns, before Arrow: the perf.data reader's fast hand-off to normalize.
@@ -66,7 +69,10 @@ class RawColumns:
     `columns` holds t_ns, pid, tid, cpu, a0..a5, ret and seq (the RAW dtypes);
     `event` indexes `events` (the names) and `comm` indexes `comms` (-1: null).
     Building the RAW `event` strings for millions of rows, only for normalize to
-    dictionary-encode them again, cost more than decoding them.
+    dictionary-encode them again, cost more than decoding them.  In the rows of
+    FAULT_EVENTS, a3..a5, ret and comm are undefined (not written: a fault has no
+    such field and normalize reads only its a0..a2; the perf.data reader's RAW tables
+    hold their defaults as ever).
     """
     columns: dict
     event: np.ndarray

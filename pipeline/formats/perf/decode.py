@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ptreplay.pipeline.formats.base import FAULT_EVENTS
 from ptreplay.pipeline.formats.perf.header import COLS_U64, Attr, Session
 from ptreplay.pipeline.formats.perf.samples import Fields, Views, walk_fields
 from ptreplay.pipeline.formats.perf.walk import Chunk, split_records
@@ -67,10 +68,11 @@ def nrows(f: dict) -> int:
 class Decoder:
     """Decodes the chunks of one capture into frames; `seq` numbers its records in file order."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, narrow_faults: bool = False):
         self.s = session
         self.seq = 0
         self._plan_key = None
+        self.narrow_faults = narrow_faults    # RawColumns for normalize: see kernels.LAY_NARROW
 
     def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
         """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
@@ -97,11 +99,8 @@ class Decoder:
             s.validate()
             self.decode_samples(Views(ch.buf), ch, sidx, seq0, rows, args)
         # largest time before each round: records before it are samples or side rows
-        t_cummax = np.maximum.accumulate(rows["t_ns"])
         kept = np.sort(np.concatenate([sidx, np.array([i for i, _ in side], np.int64)])) if side else sidx
-        k = np.searchsorted(kept, ch.rounds)       # rows before each round
-        round_max = np.where(k > 0, t_cummax[np.maximum(k - 1, 0)], -1)
-        return n, round_max
+        return n, _round_max(rows["t_ns"], np.searchsorted(kept, ch.rounds))
 
     def decode_samples(self, v: Views, ch: Chunk, sidx: np.ndarray, seq0: int, f: dict,
                        args: np.ndarray | None = None) -> dict:
@@ -117,11 +116,7 @@ class Decoder:
         """
         from ptreplay.pipeline.formats.perf import kernels as K
         s = self.s
-        offs = ch.offs[sidx]
-        sizes = ch.sizes[sidx]
-        n = len(offs)
-        np.add(sidx, seq0, out=f["seq"])
-        f["comm"].fill(-1)
+        n = len(sidx)
         if args is None:
             args = np.empty((len(COLS_U64), n), np.uint64)
             f.update(zip(COLS_U64, args))
@@ -130,29 +125,30 @@ class Decoder:
         else:
             id_pos = s.sid.sample_id_pos
             if id_pos is None:
-                s.where.at(ch.base + int(offs[0]), ch.stream).fail(
+                s.where.at(ch.base + int(ch.offs[sidx[0]]), ch.stream).fail(
                     "several attrs but samples carry no PERF_SAMPLE_ID/IDENTIFIER")
         lay, fields = self.sample_plan()
         attr = np.empty(n, np.int32)
-        status, i = K.decode_fixed_samples(*K.unaligned_views(v.buf), offs, sizes, id_pos, s.id_lut, lay, fields, attr,
-                                           f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args, f["ret"])
+        counts = np.zeros(len(lay), np.int64)
+        status, i = K.decode_fixed_samples(*K.unaligned_views(v.buf), ch.offs, ch.sizes, sidx, seq0, id_pos, s.id_lut,
+                                           lay, fields, attr, f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args,
+                                           f["ret"], f["seq"], f["comm"], counts)
         if status:
-            s.where.at(ch.base + int(offs[i]), ch.stream).fail(
-                self.sample_error(K, status, v, int(offs[i]), int(sizes[i]), id_pos, attr[i]))
+            off, size = int(ch.offs[sidx[i]]), int(ch.sizes[sidx[i]])
+            s.where.at(ch.base + off, ch.stream).fail(self.sample_error(K, status, v, off, size, id_pos, attr[i]))
         need = [a for a in s.attrs if not lay[a.index, K.LAY_FIXED] or _string_fields(a)
                 and lay[a.index, K.LAY_MIN_RAW] >= 0]
-        if need:
-            counts = np.bincount(attr, minlength=len(s.attrs))
-            for a in need:
-                if not counts[a.index]:
-                    continue
-                rows = np.flatnonzero(attr == a.index)
-                if not lay[a.index, K.LAY_FIXED]:
-                    self.decode_attr_samples(v, a, offs[rows], sizes[rows], f, rows, ch)
-                    continue
-                raw = offs[rows] + a.layout.raw
-                for col, fld in _string_fields(a):
-                    put(f, col, rows, self.strings(v, raw, fld))
+        for a in need:
+            if not counts[a.index]:
+                continue
+            rows = np.flatnonzero(attr == a.index)
+            offs = ch.offs[sidx[rows]]
+            if not lay[a.index, K.LAY_FIXED]:
+                self.decode_attr_samples(v, a, offs, ch.sizes[sidx[rows]], f, rows, ch)
+                continue
+            raw = offs + a.layout.raw
+            for col, fld in _string_fields(a):
+                put(f, col, rows, self.strings(v, raw, fld))
         return f
 
     def sample_plan(self) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +159,7 @@ class Decoder:
         if self._plan_key == key:
             return self._plan
         lay = np.full((max(1, len(s.attrs)), K.LAY_COLUMNS), -1, np.int64)
+        lay[:, K.LAY_NARROW] = 0
         fields = np.full((len(lay), K.FIELD_COLUMNS, 3), -1, np.int64)
         cols = {c: j for j, c in enumerate(COLS_U64)}
         cols["ret"] = 6
@@ -171,6 +168,7 @@ class Decoder:
             ints = [(col, fld) for col, fld in a.plan or [] if fld.integer and not fld.string]
             row[K.LAY_FIXED] = int(lo is not None)
             row[K.LAY_EV] = s.event_code(a.event)
+            row[K.LAY_NARROW] = int(self.narrow_faults and a.event in FAULT_EVENTS and not _string_fields(a))
             if lo is None:
                 continue
             row[K.LAY_SIZE] = lo.size
@@ -254,6 +252,18 @@ class Decoder:
             b = buf[s:s + n].tobytes().split(b"\0", 1)[0]
             out[j] = self.s.comm_code(b.decode("utf-8", "replace"))
         return out
+
+
+def _round_max(t: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """For each round, the largest of t[:k] (the rows before it; k ascending), -1 if k is 0:
+    the maxima of the segments between rounds, accumulated (no running maximum of every row)."""
+    seg = np.full(len(k), -1, np.int64)
+    if not len(k) or k[-1] <= 0:
+        return seg
+    bounds = np.concatenate([[0], k])
+    full = np.flatnonzero(bounds[1:] > bounds[:-1])        # segments with rows: consecutive, from 0
+    seg[full] = np.maximum.reduceat(t[:k[-1]], bounds[full])
+    return np.maximum.accumulate(seg)
 
 
 def _string_fields(a: Attr) -> list:

@@ -54,12 +54,38 @@ def walk_records(u8, u32, u64, start, end):
     return offsets[:n], types[:n], sizes[:n], p, status
 
 
+@njit(nogil=True)
+def index_records(types, sample, finished_round):
+    """Indices of the SAMPLE records, of the FINISHED_ROUND marks and of every other record
+    (`types` as walk_records gives them): one pass, on the producer thread, instead of the
+    decoder's numpy comparisons over every record of each chunk."""
+    n = len(types)
+    samples = np.empty(n, np.int64)
+    rounds = np.empty(n, np.int64)
+    others = np.empty(n, np.int64)
+    ns = nr = no = 0
+    for i in range(n):
+        t = types[i]
+        if t == sample:
+            samples[ns] = i
+            ns += 1
+        elif t == finished_round:
+            rounds[nr] = i
+            nr += 1
+        else:
+            others[no] = i
+            no += 1
+    return samples[:ns], rounds[:nr], others[:no]
+
+
 # ---- fixed-layout SAMPLE records: one pass writes every RAW column
 
 # Columns of the per-attr layout table given to decode_fixed_samples (int64[n_attrs, LAY_COLUMNS]);
 # offsets are from the record start, -1 = field absent.
-LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, LAY_TYPE = range(9)
-LAY_COLUMNS = 9
+LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, LAY_TYPE, LAY_NARROW = range(10)
+LAY_COLUMNS = 10
+# LAY_NARROW: rows of this attr (page faults, when the caller asks) get no a3..a5, ret and comm
+# defaults: a third of the bytes written per row, for columns normalize never reads for them.
 # Per-attr integer fields (int64[n_attrs, FIELD_COLUMNS, 3]), one row per output column
 # (0..5 = a0..a5, 6 = ret): offset in the RAW data (-1: not set), size in bytes, signed.
 FIELD_COLUMNS = 7
@@ -118,9 +144,13 @@ def _field(u8, u32, u64, q, size, signed):
 
 
 @njit(nogil=True)
-def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
-                         attr, t_ns, pid, tid, cpu, ev, args, ret):
-    """Decode SAMPLE records at `offs` (their `sizes`) into RAW columns, row i = record i.
+def decode_fixed_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, lay, fields,
+                         attr, t_ns, pid, tid, cpu, ev, args, ret, seq, comm, counts):
+    """Decode the SAMPLE records sidx of a chunk (record j at offs[j], of sizes[j] bytes) into
+    RAW columns, row i = record sidx[i]: seq[i] = seq0 + sidx[i], comm -1 (strings are the
+    caller's), counts[k] += 1 for each row of attr k.  Rows of attrs with lay[k, LAY_NARROW]
+    get t_ns, pid, tid, cpu, ev, a0..a2, seq and their fields only: a3..a5, ret and comm are
+    left as they were (see RawColumns).
 
     The buffer comes as `unaligned_views(buf)` (u8, u32, u64).
     The attr of a record is id_lut[u64 at offs + id_pos] (attr 0 when id_pos < 0);
@@ -131,10 +161,12 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
     uninitialised; `args` is uint64[6, n] (a0..a5).  Returns (status, row): status
     0, or the first bad record and what is wrong with it (BAD_ID, SHORT_SAMPLE, ...).
     """
-    n = len(offs)
+    n = len(sidx)
     for i in range(n):
-        p = offs[i]
-        size = sizes[i]
+        j = sidx[i]
+        p = offs[j]
+        size = sizes[j]
+        seq[i] = seq0 + j
         k = 0
         if id_pos >= 0:
             if id_pos + 8 > size:
@@ -146,14 +178,20 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, id_pos, id_lut, lay, fields,
             if k < 0:
                 return BAD_ID, i
         attr[i] = k
+        counts[k] += 1
         t_ns[i] = 0                          # the defaults, overwritten by the fields present
         pid[i] = -1
         tid[i] = -1
         cpu[i] = -1
         ev[i] = lay[k, LAY_EV]
-        for c in range(6):
-            args[c, i] = 0
-        ret[i] = 0
+        if lay[k, LAY_NARROW]:
+            for c in range(3):
+                args[c, i] = 0
+        else:
+            comm[i] = -1
+            for c in range(6):
+                args[c, i] = 0
+            ret[i] = 0
         if lay[k, LAY_FIXED] == 0:
             continue
         if size < lay[k, LAY_SIZE]:

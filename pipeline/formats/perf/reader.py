@@ -19,6 +19,7 @@ decoded in chunks of whole records:
 """
 from __future__ import annotations
 
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -28,7 +29,7 @@ from ptreplay.pipeline.formats.base import RAW, Capture, RawColumns
 from ptreplay.pipeline.formats.perf.decode import COLUMNS, Decoder, concat, nrows
 from ptreplay.pipeline.formats.perf.errors import guard
 from ptreplay.pipeline.formats.perf.header import COLS_U64, NAME, Session
-from ptreplay.pipeline.formats.perf.walk import DataFile, PerfFile, open_capture, sniff, sniff_dir
+from ptreplay.pipeline.formats.perf.walk import DataFile, PerfFile, open_capture, prefetch, sniff, sniff_dir
 
 __all__ = ["NAME", "sniff", "sniff_dir", "read"]
 
@@ -46,6 +47,8 @@ def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) 
     event and comm as codes) instead of RAW tables, for `Normalizer.push`.
     """
     pf = open_capture(path, opener, allow_sampled)
+    if columns:        # decoded on a thread of its own, beside the caller's normalize
+        return Capture(batches=prefetch(_batches(pf, columns)), meta=pf.session.meta)
     return Capture(batches=_batches(pf, columns), meta=pf.session.meta)
 
 
@@ -69,24 +72,25 @@ class Orderer:
         self.cols = {**{c: np.empty(0, dtype) for c, (dtype, _) in COLUMNS.items()}, **dict(zip(COLS_U64, self.args))}
         self.lo = self.hi = 0
         self.in_order = True
-        # reuse: the caller is done with released rows when it asks for more (RawColumns for
-        # normalize, which copies what it keeps), so the buffer before this one is taken again
-        # instead of a fresh one (fresh buffers cost page faults: 1.3 GB for the full seed capture)
+        # reuse: the buffer before this one is taken again instead of a fresh one (fresh buffers
+        # cost page faults: 1.3 GB for the full seed capture) once no row released from it is
+        # still held (normalize copies what it keeps; the batches waiting in a queue hold theirs)
         self.reuse = reuse
         self._spare: tuple | None = None
+        self._idle: list = []          # a buffer set's reference counts when only its tuple holds it
 
     def room(self, n: int) -> tuple[dict, np.ndarray]:
         """Uninitialised rows for the next n rows (a frame, and its a0..a5 as one 2-D view)."""
         if self.hi + n > self.args.shape[1]:
             pending = self.hi - self.lo
             cap = max(4 * n, 2 * pending + n, 1 << 16)
-            spare, self._spare = self._spare, ((self.cols, self.args) if self.reuse else None)
-            if spare is not None and spare[1].shape[1] >= cap:
+            spare = self._spare
+            if self.reuse:
+                self._spare = (self.cols, self.args)
+            if spare is not None and spare[1].shape[1] >= cap and _refcounts(spare) == self._idle:
                 cols, args = spare
             else:
-                args = np.empty((len(COLS_U64), cap), np.uint64)
-                cols = {c: np.empty(cap, dtype) for c, (dtype, _) in COLUMNS.items() if c not in COLS_U64}
-                cols.update(zip(COLS_U64, args))
+                (cols, args), self._idle = _buffers(cap)
             for c, v in cols.items():
                 if pending:
                     v[:pending] = self.cols[c][self.lo:self.hi]
@@ -115,6 +119,23 @@ class Orderer:
         out = {c: v[self.lo:cut] for c, v in self.cols.items()}
         self.lo = cut
         return out
+
+
+def _buffers(cap: int) -> tuple[tuple, list]:
+    """A fresh set of column buffers (cols, args) and its reference counts while only that
+    tuple holds it: the same for every set (Orderer.room reuses a set whose counts are back
+    to these: no view of it is alive)."""
+    args = np.empty((len(COLS_U64), cap), np.uint64)
+    cols = {c: np.empty(cap, dtype) for c, (dtype, _) in COLUMNS.items() if c not in COLS_U64}
+    cols.update(zip(COLS_U64, args))
+    t = (cols, args)
+    del cols, args
+    return t, _refcounts(t)
+
+
+def _refcounts(t: tuple) -> list:
+    """Reference counts of the arrays of a buffer set (a released row's view holds one)."""
+    return [sys.getrefcount(v) for v in t[0].values()] + [sys.getrefcount(t[1])]
 
 
 # ----------------------------------------------------------------------------- data files
@@ -212,7 +233,7 @@ def _batches(pf: PerfFile, columns: bool = False) -> Iterator[pa.Table | RawColu
     # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
     batch_rows = 1 if columns else BATCH_ROWS
     out, nout = [], 0
-    for ready in _released(pf, Decoder(r), reuse=columns):
+    for ready in _released(pf, Decoder(r, narrow_faults=columns), reuse=columns):
         for i in range(0, nrows(ready), BATCH_ROWS):        # huge rounds (-m 256M) in pieces
             piece = {k: v[i:i + BATCH_ROWS] for k, v in ready.items()}
             out.append(piece)

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import zstandard
 
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats.perf import layout as L
 from ptreplay.pipeline.formats.perf.errors import Where, fail, guard, guarded
 from ptreplay.pipeline.formats.perf.header import Session, read_file_header
 from ptreplay.pipeline.formats.perf.samples import Views
+from ptreplay.pipeline.formats.perf.zstd_stream import BufferPool, Decompressor
 
 CHUNK_BYTES = 4 << 20           # decoded stream bytes per step: fits the L3 cache, bounds memory
 
@@ -149,9 +149,11 @@ def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]
     records first, since the samples after them need their attrs and formats), and return
     the indices of its SAMPLE records and [(index, RAW row dict)] of its FORK/EXIT/COMM
     records (row seq = seq0 + index).  FINISHED_ROUND marks are in `ch.rounds`."""
-    types = ch.types
-    is_sample = types == L.REC["SAMPLE"]
-    other = np.flatnonzero(~is_sample & (types != L.REC["FINISHED_ROUND"]))
+    if ch.samples is None:
+        types = ch.types
+        ch.samples = np.flatnonzero(types == L.REC["SAMPLE"])
+        ch.others = np.flatnonzero((types != L.REC["SAMPLE"]) & (types != L.REC["FINISHED_ROUND"]))
+    types, other = ch.types, ch.others
     side = []
     for i in other.tolist():
         off = int(ch.offs[i])
@@ -159,7 +161,7 @@ def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]
         row = r.side_record(ch.buf, int(types[i]), off, int(ch.sizes[i]), seq0 + i)
         if row is not None:
             side.append((i, row))
-    return np.flatnonzero(is_sample), side
+    return ch.samples, side
 
 
 # ----------------------------------------------------------------------------- byte streams
@@ -167,7 +169,7 @@ def split_records(r: Session, ch: "Chunk", seq0: int) -> tuple[np.ndarray, list]
 @dataclass
 class Chunk:
     """Whole records of one stream: bytes, per-record offset/type/size, and round marks."""
-    buf: bytes
+    buf: bytes | np.ndarray   # bytes, or a uint8 buffer (decompressed data)
     offs: np.ndarray          # record starts in buf (int64)
     types: np.ndarray         # perf_event_header.type (int64)
     sizes: np.ndarray         # perf_event_header.size (int64)
@@ -175,6 +177,8 @@ class Chunk:
     base: int                 # stream offset of buf[0], for messages
     stream: str               # '' (file offsets) or 'data.1 decompressed stream ' ...
     tail: int = 0             # bytes of a record cut off by the end of a zstd stream, dropped
+    samples: np.ndarray | None = None   # indices of the SAMPLE records (None: not indexed yet)
+    others: np.ndarray | None = None    # indices of the records neither SAMPLE nor FINISHED_ROUND
 
 
 _kernels = None
@@ -197,13 +201,13 @@ def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=
         need = _record_extent(buf, stop)
         where.at(base + stop, stream).fail(
             f"truncated record: expected {need if need else 'an 8-byte header'} bytes, {len(buf) - stop} remain")
-    rounds = np.flatnonzero(types == L.REC["FINISHED_ROUND"])
+    samples, rounds, others = _kernels.index_records(types, L.REC["SAMPLE"], L.REC["FINISHED_ROUND"])
     if len(extra_rounds):
         marks = np.searchsorted(offs, np.asarray(extra_rounds, np.int64), side="left")
         rounds = np.sort(np.concatenate([rounds, marks]))
     if not len(offs):
         return None, stop
-    return Chunk(buf, offs, types, sizes, rounds, base, stream), stop
+    return Chunk(buf, offs, types, sizes, rounds, base, stream, samples=samples, others=others), stop
 
 
 def record_chunks(f, start: int, length: int | None, label: str, where: Where) -> Iterator[Chunk]:
@@ -258,40 +262,46 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where) -> Iter
     passed on at its place.  Offsets in
     messages are decompressed-stream offsets.
     """
-    dec = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+    dec = Decompressor()
+    pool = BufferPool()
     stream = f"{label}decompressed stream "
-    pending: list[bytes] = []
-    st = {"n": 0, "base": 0, "marks": [], "ratio": 16.0}
+    st = {"n": 0, "base": 0, "marks": [], "ratio": 16.0, "out": pool.get(2 * CHUNK_BYTES)}
     R = L.REC
 
+    def grow(out, filled: int, more: int):
+        bigger = pool.get(max(2 * len(out), filled + more))
+        bigger[:filled] = out[:filled]
+        return bigger
+
     def emit(final: bool):
-        buf = b"".join(pending)
-        pending.clear()
+        buf = st["out"][:st["n"]]        # the decompressed bytes: the chunk keeps its buffer
         marks = st["marks"]
         ch, stop = _chunk(buf, st["base"], stream, where, False, marks)
-        carry = buf[stop:]
+        carry = len(buf) - stop
         if final and carry:
             # the compressed records are whole but the stream they hold ends inside a
             # record (seen at the end of `perf record --threads -z` data files): perf's
             # reader drops such a tail silently; it is dropped here too, and reported
             ch = ch or Chunk(buf, *(np.empty(0, np.int64) for _ in range(4)), st["base"], stream)
-            ch.tail = len(carry)
-        elif carry:
-            pending.append(carry)
-        st.update(n=len(carry), base=st["base"] + stop, marks=[m - stop for m in marks if m > stop])
+            ch.tail = carry
+        nxt = pool.get(max(2 * CHUNK_BYTES, 2 * carry))   # not one a chunk still holds
+        if carry and not final:
+            nxt[:carry] = buf[stop:]
+        st.update(out=nxt, n=carry if not final else 0, base=st["base"] + stop,
+                  marks=[m - stop for m in marks if m > stop])
         return ch
 
-    def feed(data: bytes):
-        out = dec.decompress(data)
-        if out:
-            pending.append(out)
-            st["n"] += len(out)
-            st["ratio"] = max(1.0, 0.9 * st["ratio"] + 0.1 * len(out) / max(1, len(data)))
+    def feed(data):
+        before = st["n"]
+        st["out"], st["n"] = dec.into(data, st["out"], before, grow)
+        got = st["n"] - before
+        if got:
+            st["ratio"] = max(1.0, 0.9 * st["ratio"] + 0.1 * got / max(1, len(data)))
 
     for ch in chunks:
         comp = (ch.types == R["COMPRESSED"]) | (ch.types == R["COMPRESSED2"])
         rounds = ch.types == R["FINISHED_ROUND"]
-        if not comp.any() and not pending and not st["marks"]:
+        if not comp.any() and not st["n"] and not st["marks"]:
             yield ch
             continue
         start = ch.offs + 8
@@ -312,7 +322,7 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where) -> Iter
         mv = memoryview(ch.buf)
         for a, b in zip(cuts[:-1], cuts[1:]):
             if b == a + 1 and not comp[a] and not rounds[a]:            # an uncompressed record
-                if pending or st["marks"]:
+                if st["n"] or st["marks"]:
                     inner = emit(False)
                     if inner is not None:
                         yield inner
@@ -340,10 +350,11 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where) -> Iter
                     if inner is not None:
                         yield inner
                 g0 = g1
-    if pending or st["marks"]:
+    if st["n"] or st["marks"]:
         inner = emit(True)
         if inner is not None:
             yield inner
+    dec.close()
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
