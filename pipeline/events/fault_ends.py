@@ -87,8 +87,10 @@ def join(head: RawColumns, tail: RawColumns) -> RawColumns:
     ev_map = np.array([_index(events, n) for n in head.events] or [0], np.int64)
     comm_map = np.array([_index(comms, c) for c in head.comms] + [-1], np.int64)   # [-1]: comm -1 stays -1
     cols = {k: np.concatenate([head.columns[k], tail.columns[k]]) for k in tail.columns}
+    named = (head.comm >= 0) & (head.comm < len(head.comms))     # fault rows' comm is undefined (LAY_NARROW)
+    head_comm = np.where(named, comm_map[np.where(named, head.comm, -1)], -1)
     return RawColumns(cols, np.concatenate([ev_map[head.event], tail.event]).astype(tail.event.dtype), events,
-                      np.concatenate([comm_map[head.comm], tail.comm]).astype(tail.comm.dtype), comms)
+                      np.concatenate([head_comm, tail.comm]).astype(tail.comm.dtype), comms)
 
 
 def cut(raw: RawColumns, at: int) -> tuple[RawColumns, RawColumns]:
