@@ -29,21 +29,7 @@ def parse_status(data: bytes) -> tuple[bytes, tuple[int, ...] | None]:
 
 def read_file(path: str) -> bytes | None:
     """The whole file, or None when it cannot be opened or read (the process is gone)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                return b"".join(chunks)
-            chunks.append(b)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return read_file_timed(path)[0]
 
 
 def read_file_timed(path: str) -> tuple[bytes | None, int]:
