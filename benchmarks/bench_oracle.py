@@ -48,11 +48,9 @@ def main(argv=None) -> int:
                     break
                 except LostEvents as e:  # perf's buffers overflowed: record the batch again
                     print(f"seeds {lo}..{hi - 1}: {e} (attempt {attempt})", file=sys.stderr, flush=True)
+                    retried.append((lo, hi - 1, attempt))
                     if attempt == RECORD_ATTEMPTS:
                         failed.append((lo, hi - 1, str(e)))
-                        retried.append((lo, hi - 1, attempt))
-                        break
-                    retried.append((lo, hi - 1, attempt))
                 except PipelineError as e:   # e.g. lost events left a process alive: say so, go on
                     failed.append((lo, hi - 1, str(e).splitlines()[0][:200]))
                     break

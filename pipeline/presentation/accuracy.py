@@ -53,6 +53,8 @@ def process_errors(t_model: np.ndarray, model: dict, t_truth: np.ndarray, truth:
         return out
     ts, at = t_truth[live], at[live]
     inside = before = after = None
+    if windows is not None:
+        out["in_call_samples"] = 0
     if windows is not None and len(windows[0]):
         lo, hi = windows
         k = np.searchsorted(lo, ts, side="right") - 1          # the last call starting at or before ts
@@ -60,6 +62,7 @@ def process_errors(t_model: np.ndarray, model: dict, t_truth: np.ndarray, truth:
         kk = np.maximum(k, 0)
         before = np.maximum(np.searchsorted(t_model, lo[kk], side="right") - 1, 0)
         after = np.minimum(np.searchsorted(t_model, hi[kk], side="right"), len(t_model) - 1)
+        out["in_call_samples"] = int(inside.sum())
     for name in MEASURES:
         m, t = model[name], truth[name][live]
         err = np.abs(m[at] - t).astype(np.float64)
@@ -69,10 +72,8 @@ def process_errors(t_model: np.ndarray, model: dict, t_truth: np.ndarray, truth:
         if inside is not None:
             near = np.minimum(np.abs(m[before] - t), np.abs(m[after] - t))
             out[f"{name}_mae_in_call"] = float(np.where(inside, np.minimum(err, near), err).mean())
-            out["in_call_samples"] = int(inside.sum())
         elif windows is not None:
             out[f"{name}_mae_in_call"] = out[f"{name}_mae"]
-            out["in_call_samples"] = 0
     return out
 
 

@@ -90,17 +90,15 @@ def compare(log: OracleLog, timeseries: pa.Table, policy: str = "pt_reclaim", ta
         rows = np.nonzero(pids == pid)[0]
         seed = first_seed + int(np.searchsorted(starts, t_truth[rows[0]], side="right")) - 1
         sel = np.nonzero(ts_pid == pid)[0]
-        t_model = ts.column("t_ns").to_numpy()[sel]
-        at = np.searchsorted(t_model, t_truth[rows], side="right") - 1
+        tally.boundaries += len(rows)
+        tally.programs += log.op_kind[rows[0]] == "start"
         if not len(sel):        # no event of this process in the trace (lost, or never traced): unaligned
-            tally.boundaries += len(rows)
-            tally.programs += log.op_kind[rows[0]] == "start"
             tally.unaligned += len(rows)
             tally.untraced_pids += 1
             continue
+        t_model = ts.column("t_ns").to_numpy()[sel]
+        at = np.searchsorted(t_model, t_truth[rows], side="right") - 1
         ok = (at >= 0) & (t_truth[rows] - t_model[np.maximum(at, 0)] < GAP_NS)
-        tally.boundaries += len(rows)
-        tally.programs += log.op_kind[rows[0]] == "start"
         tally.unaligned += int((~ok).sum())
         for name, (m_col, t_col) in COUNTERS.items():
             model = ts.column(m_col).to_numpy()[sel][np.maximum(at, 0)]
