@@ -16,7 +16,8 @@ A record whose thread's previous record is no fault (a huge page populated insid
 MAP_POPULATE, MADV_POPULATE_WRITE, ...) ends nothing the replay can move; it is counted (Stats).
 The records themselves become no event row.  So that a fault and its end are never in two batches,
 the normalizer holds a batch's open tail (`open_tail`: from the earliest fault that is its thread's
-last record, within HOLD_NS of the batch's end) back for the next batch.
+last record, within HOLD_NS of the batch's end) back, and joins it to the next batch only when one
+of its faults may end there (`ends_in`); otherwise the held rows are pushed as a batch of their own.
 """
 from __future__ import annotations
 
@@ -68,17 +69,45 @@ def match(tid: np.ndarray, a0: np.ndarray, code: np.ndarray, names: list, is_fau
 HOLD_NS = 20_000_000
 
 
+def _last_rows(tid: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each thread's last row, for the threads with a row within HOLD_NS of the last (t sorted)."""
+    lo = int(np.searchsorted(t, t[-1] - HOLD_NS))
+    _, first = np.unique(tid[lo:][::-1], return_index=True)
+    return len(t) - 1 - first
+
+
 def open_tail(tid: np.ndarray, t: np.ndarray, is_fault_row: np.ndarray) -> int:
     """Where to cut a batch so that no fault is parted from an end in the next batch: the earliest
     fault that is its thread's last record and lies within HOLD_NS of the batch's last time
     (len(t): nothing to hold).  The rows from there on go with the next batch."""
-    n = len(t)
-    if not n:
+    if not len(t):
         return 0
-    order = np.lexsort((np.arange(n), tid))
-    last = order[np.append(tid[order][1:] != tid[order][:-1], True)]     # each thread's last row
-    open_ = last[is_fault_row[last] & (t[last] >= t[-1] - HOLD_NS)]
-    return int(open_.min()) if len(open_) else n
+    last = _last_rows(tid, t)
+    open_ = last[is_fault_row[last]]
+    return int(open_.min()) if len(open_) else len(t)
+
+
+def ends_in(held: RawColumns, held_is_fault: np.ndarray, raw: RawColumns, item: int | None) -> bool:
+    """Whether a fault of the held tail (`open_tail`) may end in `raw` or after it: for some thread
+    whose last held row is a fault, its first row in raw within HOLD_NS of that fault is an end
+    record, or raw ends before HOLD_NS passed without a row of that thread.  If not, the held rows
+    are a batch of their own and raw is not copied to join them."""
+    tid, t = held.columns["tid"], held.columns["t_ns"]
+    last = _last_rows(tid, t)
+    r_tid, r_t = raw.columns["tid"], raw.columns["t_ns"]
+    ends = np.zeros(len(raw.events) + 1, bool)
+    ends[[i for i, n in enumerate(raw.events) if n == END_EVENT]] = True
+    for i in last[held_is_fault[last]].tolist():
+        w = int(np.searchsorted(r_t, t[i] + HOLD_NS, side="right"))
+        mine = np.flatnonzero(r_tid[:w] == tid[i])
+        if not len(mine):
+            if w == len(r_t):
+                return True
+            continue
+        first = mine[0]
+        if ends[raw.event[first]] and raw.columns["a0"][first] == item:
+            return True
+    return False
 
 
 def join(head: RawColumns, tail: RawColumns) -> RawColumns:

@@ -11,7 +11,6 @@ does the directory's truth.parquet (the kernel's own /proc numbers, key
 """
 from __future__ import annotations
 
-import itertools
 import json
 
 import re
@@ -102,7 +101,7 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
 
     def batches() -> Iterator[pa.Table | EventParts]:
         first = last = None
-        for raw in itertools.chain(capture.batches, norm.release()):
+        for raw in norm.batches(capture.batches):
             ev = admit(start.drop(push(raw)))
             if ev.num_rows:
                 lo, hi = _span(ev)

@@ -100,8 +100,6 @@ class Normalizer:
     paging_levels: int = 4
     fault_end_item: int | None = None    # record.json fault_ends.item: which end records count
     stats: Stats = field(default_factory=Stats)
-    _held: RawColumns | None = None      # a batch's open tail, pushed with the next (fault_ends.open_tail)
-    _releasing: bool = False
     _tgid: dict = field(default_factory=dict)        # tid -> tgid
     _threads: dict = field(default_factory=dict)     # tgid -> set of live tids
     _pending: dict = field(default_factory=dict)     # tid -> _Pending
@@ -121,7 +119,6 @@ class Normalizer:
 
         `raw` is a RAW table, or the same rows as numpy columns (`RawColumns`, from
         the perf.data reader: no strings to build and re-encode)."""
-        raw = self._hold(raw)
         if len(raw) == 0:
             return _empty()
         cols, code, fault_kind, others = self._prepare(raw)
@@ -135,7 +132,6 @@ class Normalizer:
         """push() in the events/2 layout (the same rows): the fault rows packed into the
         EVENT_FAULTS columns, the others with their row in the batch.  A batch with an exec
         (rare: its row moves before loader faults) is merged as push() does and then split."""
-        raw = self._hold(raw)
         if len(raw) == 0:
             return _empty_parts()
         cols, code, fault_kind, others = self._prepare(raw)
@@ -147,26 +143,33 @@ class Normalizer:
         self._clamp_to_last({"t_ns": np.concatenate([faults["t_ns"], others["t_ns"]])}, (faults, others))
         return _parts(faults, others, at)
 
-    def _hold(self, raw):
-        """raw after the tail held from the previous batch, less its own open tail (held now), where
-        fault ends are traced (a fault and its end must meet in one batch: fault_ends.open_tail)."""
-        if self.fault_end_item is None or not isinstance(raw, RawColumns):
-            return raw
-        if self._held is not None:
-            raw, self._held = fault_ends.join(self._held, raw), None
-        if self._releasing or not len(raw):
-            return raw
-        is_fault = _fault_kinds(list(raw.events))[raw.event] != 0
-        at = fault_ends.open_tail(raw.columns["tid"], raw.columns["t_ns"], is_fault)
-        if at < len(raw):
-            raw, self._held = fault_ends.cut(raw, at)
-        return raw
-
-    def release(self):
-        """After the last batch: the held tail, as a batch of its own (push it, then finish)."""
-        self._releasing = True
-        if self._held is not None:
-            held, self._held = self._held, None
+    def batches(self, raws):
+        """The reader's batches as the batches to push, where fault ends are traced (a fault and
+        its end must meet in one batch): each batch's open tail (fault_ends.open_tail) is held back
+        and goes first in the next batch, joined to it only when one of its faults may end there
+        (fault_ends.ends_in), else as a batch of its own; the last held tail comes last."""
+        if self.fault_end_item is None:
+            yield from raws
+            return
+        held = held_fault = None
+        for raw in raws:
+            if not isinstance(raw, RawColumns):
+                yield raw
+                continue
+            if held is not None:
+                if fault_ends.ends_in(held, held_fault, raw, self.fault_end_item):
+                    raw = fault_ends.join(held, raw)
+                else:
+                    yield held
+                held = None
+            if not len(raw):
+                continue
+            is_fault = _fault_kinds(list(raw.events))[raw.event] != 0
+            at = fault_ends.open_tail(raw.columns["tid"], raw.columns["t_ns"], is_fault)
+            if at < len(raw):
+                (raw, held), held_fault = fault_ends.cut(raw, at), is_fault[at:]
+            yield raw
+        if held is not None:
             yield held
 
     def finish_parts(self) -> EventParts:
