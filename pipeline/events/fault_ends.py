@@ -15,9 +15,9 @@ has no end fell back to a 4 KiB page (docs/MODEL.md#thp-fault).
 A record whose thread's previous record is no fault (a huge page populated inside a syscall:
 MAP_POPULATE, MADV_POPULATE_WRITE, ...) ends nothing the replay can move; it is counted (Stats).
 The records themselves become no event row.  So that a fault and its end are never in two batches,
-the normalizer holds a batch's open tail (`open_tail`: from the earliest fault that is its thread's
-last record, within HOLD_NS of the batch's end) back, and joins it to the next batch only when one
-of its faults may end there (`ends_in`); otherwise the held rows are pushed as a batch of their own.
+the normalizer looks at each batch's open faults (`open_faults`: faults that are their thread's last
+record, within HOLD_NS of the batch's end) once the next batch is known: when one of them may end
+there (`ends_in`), the batch's rows from the earliest open fault on go with the next batch.
 """
 from __future__ import annotations
 
@@ -76,28 +76,24 @@ def _last_rows(tid: np.ndarray, t: np.ndarray) -> np.ndarray:
     return len(t) - 1 - first
 
 
-def open_tail(tid: np.ndarray, t: np.ndarray, is_fault_row: np.ndarray) -> int:
-    """Where to cut a batch so that no fault is parted from an end in the next batch: the earliest
-    fault that is its thread's last record and lies within HOLD_NS of the batch's last time
-    (len(t): nothing to hold).  The rows from there on go with the next batch."""
+def open_faults(tid: np.ndarray, t: np.ndarray, is_fault_row: np.ndarray) -> np.ndarray:
+    """The faults that are their thread's last record and lie within HOLD_NS of the batch's last
+    time (rows sorted by time): their ends may come in the next batch."""
     if not len(t):
-        return 0
+        return np.empty(0, np.int64)
     last = _last_rows(tid, t)
-    open_ = last[is_fault_row[last]]
-    return int(open_.min()) if len(open_) else len(t)
+    return last[is_fault_row[last]]
 
 
-def ends_in(held: RawColumns, held_is_fault: np.ndarray, raw: RawColumns, item: int | None) -> bool:
-    """Whether a fault of the held tail (`open_tail`) may end in `raw` or after it: for some thread
-    whose last held row is a fault, its first row in raw within HOLD_NS of that fault is an end
-    record, or raw ends before HOLD_NS passed without a row of that thread.  If not, the held rows
-    are a batch of their own and raw is not copied to join them."""
-    tid, t = held.columns["tid"], held.columns["t_ns"]
-    last = _last_rows(tid, t)
+def ends_in(before: RawColumns, open_: np.ndarray, raw: RawColumns, item: int | None) -> bool:
+    """Whether one of the open faults (`open_faults`) of the batch `before` may end in `raw` or
+    after it: for its thread, the first row in raw within HOLD_NS of the fault is an end record,
+    or raw ends before HOLD_NS passed without a row of that thread."""
+    tid, t = before.columns["tid"], before.columns["t_ns"]
     r_tid, r_t = raw.columns["tid"], raw.columns["t_ns"]
     ends = np.zeros(len(raw.events) + 1, bool)
     ends[[i for i, n in enumerate(raw.events) if n == END_EVENT]] = True
-    for i in last[held_is_fault[last]].tolist():
+    for i in open_.tolist():
         w = int(np.searchsorted(r_t, t[i] + HOLD_NS, side="right"))
         mine = np.flatnonzero(r_tid[:w] == tid[i])
         if not len(mine):

@@ -145,32 +145,29 @@ class Normalizer:
 
     def batches(self, raws):
         """The reader's batches as the batches to push, where fault ends are traced (a fault and
-        its end must meet in one batch): each batch's open tail (fault_ends.open_tail) is held back
-        and goes first in the next batch, joined to it only when one of its faults may end there
-        (fault_ends.ends_in), else as a batch of its own; the last held tail comes last."""
+        its end must meet in one batch): a batch goes out once the next one is known, whole,
+        unless one of its open faults may end in the next (fault_ends.ends_in); then its rows
+        from the earliest open fault on are joined to the next batch."""
         if self.fault_end_item is None:
             yield from raws
             return
-        held = held_fault = None
+        prev = None
         for raw in raws:
             if not isinstance(raw, RawColumns):
                 yield raw
                 continue
-            if held is not None:
-                if fault_ends.ends_in(held, held_fault, raw, self.fault_end_item):
-                    raw = fault_ends.join(held, raw)
+            if prev is not None:
+                is_fault = _fault_kinds(list(prev.events))[prev.event] != 0
+                open_ = fault_ends.open_faults(prev.columns["tid"], prev.columns["t_ns"], is_fault)
+                if len(open_) and fault_ends.ends_in(prev, open_, raw, self.fault_end_item):
+                    head, tail = fault_ends.cut(prev, int(open_.min()))
+                    yield head
+                    raw = fault_ends.join(tail, raw)
                 else:
-                    yield held
-                held = None
-            if not len(raw):
-                continue
-            is_fault = _fault_kinds(list(raw.events))[raw.event] != 0
-            at = fault_ends.open_tail(raw.columns["tid"], raw.columns["t_ns"], is_fault)
-            if at < len(raw):
-                (raw, held), held_fault = fault_ends.cut(raw, at), is_fault[at:]
-            yield raw
-        if held is not None:
-            yield held
+                    yield prev
+            prev = raw
+        if prev is not None:
+            yield prev
 
     def finish_parts(self) -> EventParts:
         """finish() in the events/2 layout."""
