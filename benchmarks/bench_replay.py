@@ -119,7 +119,7 @@ def synthetic(gib, iters, split, repeat, baseline):
         path = Path(tmp) / "seed.events.parquet"
         pq.write_table(table.replace_schema_metadata(
             {**(table.schema.metadata or {}), b"ptreplay.capture": json.dumps(cap).encode()}), path)
-        del table, res
+        table = res = None     # free them before the fresh processes run (run() is not called again)
         walls = []
         for _ in range(repeat):
             out = subprocess.run([sys.executable, "-c", FRESH, str(path), POLICIES], cwd=REPO, capture_output=True,

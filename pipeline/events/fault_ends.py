@@ -96,12 +96,13 @@ def ends_in(before: RawColumns, open_: np.ndarray, raw: RawColumns, item: int | 
     for i in open_.tolist():
         w = int(np.searchsorted(r_t, t[i] + HOLD_NS, side="right"))
         mine = np.flatnonzero(r_tid[:w] == tid[i])
+        end_rows = ends[raw.event[mine]]
+        mine = mine[~end_rows | (raw.columns["a0"][mine] == item)]    # as `match`: other items' records skipped
         if not len(mine):
             if w == len(r_t):
                 return True
             continue
-        first = mine[0]
-        if ends[raw.event[first]] and raw.columns["a0"][first] == item:
+        if ends[raw.event[mine[0]]]:
             return True
     return False
 
