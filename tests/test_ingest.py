@@ -119,19 +119,20 @@ def test_thp_fault_ends_are_perf_scripts(capture, tmp_path):
 @pytest.mark.parametrize("capture", ENDED, ids=[c.name for c in ENDED])
 def test_thp_fault_ends_survive_any_batch_boundary(capture, tmp_path, monkeypatch):
     """Read in batches of 7 records, nearly every huge-page fault of the loop has its end in
-    another batch: the normalizer holds each batch's open tail back, so the fault rows (times,
-    addresses, durations) are the same as from whole batches."""
+    another batch, and `env`'s exec of the program (the old mm's exit_mmap, the loader's faults,
+    the exec) spans several: the normalizer joins a batch's tail to the next where either would
+    be parted, so every event row (times, addresses, durations, the exec and no extra exit) is
+    the same as from whole batches."""
     from ptreplay.pipeline.formats.perf import reader as perfdata
 
-    def faults(path):
-        t = read_table(path, EVENTS)
-        t = t.filter(pc.equal(t.column("kind"), "fault"))
-        return t.select(["t_ns", "tid", "addr", "ip", "error_code", "dur_ns"])
-    whole = faults(ingest([capture], tmp_path / "whole.parquet"))
+    whole = read_table(ingest([capture], tmp_path / "whole.parquet"), EVENTS)
     monkeypatch.setattr(perfdata, "BATCH_ROWS", 7)
-    small = faults(ingest([capture], tmp_path / "small.parquet"))
+    small = read_table(ingest([capture], tmp_path / "small.parquet"), EVENTS)
     monkeypatch.undo()
     assert small.equals(whole) and pc.sum(pc.greater(small.column("dur_ns"), 0)).as_py() > 100
+    kinds = whole.column("kind").to_pylist()
+    execs = int((capture / "command.txt").read_text().startswith("env "))     # launched: exec'ed before tracing
+    assert kinds.count("exec") == execs and kinds.count("exit") == 1, (capture, execs)
     assert read_capture(tmp_path / "small.parquet")["normalize"]["fault_ends_unmatched"] == 0
 
 

@@ -144,23 +144,20 @@ class Normalizer:
         return _parts(faults, others, at)
 
     def batches(self, raws):
-        """The reader's batches as the batches to push, where fault ends are traced (a fault and
-        its end must meet in one batch): a batch goes out once the next one is known, whole,
-        unless one of its open faults may end in the next (fault_ends.ends_in); then its rows
-        from the earliest open fault on are joined to the next batch."""
-        if self.fault_end_item is None:
-            yield from raws
-            return
+        """The reader's batches as the batches to push: a batch goes out once the next one is
+        known, whole, unless something at its end completes in the next, which a batch boundary
+        must not part: a fault and its end (where fault ends are traced: fault_ends.ends_in),
+        an exec and the old mm's teardown and loader faults before it (`exec_run_start`).  Then
+        its rows from there on are joined to the next batch."""
         prev = None
         for raw in raws:
             if not isinstance(raw, RawColumns):
                 yield raw
                 continue
             if prev is not None:
-                is_fault = _fault_kinds(list(prev.events))[prev.event] != 0
-                open_ = fault_ends.open_faults(prev.columns["tid"], prev.columns["t_ns"], is_fault)
-                if len(open_) and fault_ends.ends_in(prev, open_, raw, self.fault_end_item):
-                    head, tail = fault_ends.cut(prev, int(open_.min()))
+                at = min(self._open_fault_start(prev, raw), exec_run_start(prev, raw))
+                if at < len(prev):
+                    head, tail = fault_ends.cut(prev, at)
                     yield head
                     raw = fault_ends.join(tail, raw)
                 else:
@@ -168,6 +165,16 @@ class Normalizer:
             prev = raw
         if prev is not None:
             yield prev
+
+    def _open_fault_start(self, prev: RawColumns, raw: RawColumns) -> int:
+        """The earliest fault of prev that may end in raw (len(prev): none, or no fault ends traced)."""
+        if self.fault_end_item is None:
+            return len(prev)
+        is_fault = _fault_kinds(list(prev.events))[prev.event] != 0
+        open_ = fault_ends.open_faults(prev.columns["tid"], prev.columns["t_ns"], is_fault)
+        if len(open_) and fault_ends.ends_in(prev, open_, raw, self.fault_end_item):
+            return int(open_.min())
+        return len(prev)
 
     def finish_parts(self) -> EventParts:
         """finish() in the events/2 layout."""
@@ -534,6 +541,39 @@ class Normalizer:
                     self._exited.add(pid)
                     rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=text or self._comm.get(pid)))
         return rows
+
+
+def exec_run_start(prev: RawColumns, raw: RawColumns) -> int:
+    """Where prev must be cut so that an exec in progress at its end meets its exec event in raw
+    (len(prev): nowhere).  An exec in progress is an ``exit_mmap`` (the old mm torn down inside
+    exec) within HOLD_NS of prev's end that only kernel-mode faults of its thread follow there
+    (the loader filling the new mm; perf's COMM record of the exec may come between); its exec is
+    in raw when that thread's first row in raw that is neither is ``sched_process_exec``, or may
+    come after raw when the
+    thread has no such row in raw before HOLD_NS passed (`move_exec_before_loader_faults`
+    needs the teardown, the loader faults and the exec in one batch)."""
+    names = list(prev.events)
+    if "exit_mmap" not in names:
+        return len(prev)
+    t, tid, ev = prev.columns["t_ns"], prev.columns["tid"], prev.event
+    lo = int(np.searchsorted(t, t[-1] - fault_ends.HOLD_NS)) if len(t) else 0
+    loader = _is_code(np.arange(len(names)), [names.index(n) for n in ("page_fault_kernel", "perf_comm") if n in names])
+    r_names = list(raw.events)
+    r_loader = _is_code(np.arange(len(r_names)), [r_names.index(n) for n in ("page_fault_kernel", "perf_comm")
+                                                  if n in r_names])
+    r_exec = r_names.index("sched_process_exec") if "sched_process_exec" in r_names else -1
+    r_t, r_tid, r_ev = raw.columns["t_ns"], raw.columns["tid"], raw.event
+    cut = len(prev)
+    for e in (np.flatnonzero(ev[lo:] == names.index("exit_mmap")) + lo).tolist():
+        after = np.flatnonzero(tid[e + 1:] == tid[e]) + e + 1
+        if not loader[ev[after]].all():
+            continue
+        w = int(np.searchsorted(r_t, t[e] + fault_ends.HOLD_NS, side="right"))
+        mine = np.flatnonzero(r_tid[:w] == tid[e])
+        other = mine[~r_loader[r_ev[mine]]]
+        if (r_ev[other[0]] == r_exec) if len(other) else w == len(r_t):
+            cut = min(cut, e)
+    return cut
 
 
 def move_exec_before_loader_faults(out: dict) -> dict:
