@@ -545,22 +545,21 @@ class Normalizer:
 
 def exec_run_start(prev: RawColumns, raw: RawColumns) -> int:
     """Where prev must be cut so that an exec in progress at its end meets its exec event in raw
-    (len(prev): nowhere).  An exec in progress is an ``exit_mmap`` (the old mm torn down inside
-    exec) within HOLD_NS of prev's end that only kernel-mode faults of its thread follow there
-    (the loader filling the new mm; perf's COMM record of the exec may come between); its exec is
-    in raw when that thread's first row in raw that is neither is ``sched_process_exec``, or may
-    come after raw when the
-    thread has no such row in raw before HOLD_NS passed (`move_exec_before_loader_faults`
-    needs the teardown, the loader faults and the exec in one batch)."""
+    (len(prev): nowhere); `move_exec_before_loader_faults` needs the old mm's teardown, the loader
+    faults and the exec in one batch.  An exec in progress is an ``exit_mmap`` (the old mm torn
+    down inside exec) within HOLD_NS of prev's end that only loader rows of its thread follow
+    there: kernel-mode faults (the ELF image loaded into the new mm) and perf's COMM record of the
+    exec.  Its exec is in raw when that thread's first row in raw that is no loader row is
+    ``sched_process_exec``; it may come after raw when the thread has no such row in raw and raw
+    ends before HOLD_NS passed."""
     names = list(prev.events)
     if "exit_mmap" not in names:
         return len(prev)
     t, tid, ev = prev.columns["t_ns"], prev.columns["tid"], prev.event
     lo = int(np.searchsorted(t, t[-1] - fault_ends.HOLD_NS)) if len(t) else 0
-    loader = _is_code(np.arange(len(names)), [names.index(n) for n in ("page_fault_kernel", "perf_comm") if n in names])
     r_names = list(raw.events)
-    r_loader = _is_code(np.arange(len(r_names)), [r_names.index(n) for n in ("page_fault_kernel", "perf_comm")
-                                                  if n in r_names])
+    loader = np.isin(names, ("page_fault_kernel", "perf_comm"))         # per event code
+    r_loader = np.isin(r_names, ("page_fault_kernel", "perf_comm"))
     r_exec = r_names.index("sched_process_exec") if "sched_process_exec" in r_names else -1
     r_t, r_tid, r_ev = raw.columns["t_ns"], raw.columns["tid"], raw.event
     cut = len(prev)
