@@ -166,7 +166,7 @@ def pq_rows(path: Path) -> int:
 @pytest.mark.live
 def test_record_all_filters_by_name_and_vmpte(tmp_path, workload_bin):
     """--comm seed_loop --min-vmpte 256k: a running attach_target is not snapshotted (name); of two
-    seed_loops started during the capture the one whose VmPTE reaches 1 MiB is replayed, the one
+    seed_loops started during the capture the one whose VmPTE reaches 6 MiB is replayed, the one
     that stays near 60 kB is not."""
     from ptreplay.pipeline.events.ingest import ingest
     from ptreplay.replay.engine import ReplayOptions, replay
@@ -181,7 +181,9 @@ def test_record_all_filters_by_name_and_vmpte(tmp_path, workload_bin):
                                stderr=subprocess.PIPE, text=True)
         _wait_recording(rec.pid)
         small = subprocess.Popen([str(workload_bin / "seed_loop"), "1", "5", "1"], stdout=subprocess.DEVNULL)
-        big = subprocess.Popen([str(workload_bin / "seed_loop"), "1", "300", "2"], stdout=subprocess.DEVNULL)
+        # ~1 s above the threshold (VmPTE 256 kB after ~64 of its 1,500 iterations, 6 MB at the end):
+        # the adaptive sampler must see it there (a 0.2 s run was missed once under load)
+        big = subprocess.Popen([str(workload_bin / "seed_loop"), "4", "1500", "2"], stdout=subprocess.DEVNULL)
         big.wait(30)
         small.wait(30)
         _, err = rec.communicate(timeout=90)
