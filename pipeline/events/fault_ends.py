@@ -69,20 +69,29 @@ def match(tid: np.ndarray, a0: np.ndarray, code: np.ndarray, names: list, is_fau
 HOLD_NS = 20_000_000
 
 
-def _last_rows(tid: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Each thread's last row, for the threads with a row within HOLD_NS of the last (t sorted)."""
-    lo = int(np.searchsorted(t, t[-1] - HOLD_NS))
-    _, first = np.unique(tid[lo:][::-1], return_index=True)
-    return len(t) - 1 - first
+def recent_start(t: np.ndarray) -> int:
+    """The first row within HOLD_NS of the last (t sorted, at least one row)."""
+    return int(np.searchsorted(t, t[-1] - HOLD_NS))
 
 
-def open_faults(tid: np.ndarray, t: np.ndarray, is_fault_row: np.ndarray) -> np.ndarray:
-    """The faults that are their thread's last record and lie within HOLD_NS of the batch's last
-    time (rows sorted by time): their ends may come in the next batch."""
+def thread_rows(raw: RawColumns, tid: int, t: int) -> tuple[np.ndarray, bool]:
+    """Thread tid's rows in raw within HOLD_NS of time t, and whether raw ends before HOLD_NS
+    passed (more of them may come in a later batch)."""
+    r_t = raw.columns["t_ns"]
+    w = int(np.searchsorted(r_t, t + HOLD_NS, side="right"))
+    return np.flatnonzero(raw.columns["tid"][:w] == tid), w == len(r_t)
+
+
+def open_faults(tid: np.ndarray, t: np.ndarray, event: np.ndarray, is_fault_code: np.ndarray) -> np.ndarray:
+    """The faults (`is_fault_code` per event code) that are their thread's last record and lie
+    within HOLD_NS of the batch's last time (rows sorted by time): their ends may come in the
+    next batch."""
     if not len(t):
         return np.empty(0, np.int64)
-    last = _last_rows(tid, t)
-    return last[is_fault_row[last]]
+    lo = recent_start(t)
+    _, first = np.unique(tid[lo:][::-1], return_index=True)
+    last = len(t) - 1 - first                 # each thread's last row, for the threads seen that late
+    return last[is_fault_code[event[last]]]
 
 
 def ends_in(before: RawColumns, open_: np.ndarray, raw: RawColumns, item: int | None) -> bool:
@@ -90,19 +99,12 @@ def ends_in(before: RawColumns, open_: np.ndarray, raw: RawColumns, item: int | 
     after it: for its thread, the first row in raw within HOLD_NS of the fault is an end record,
     or raw ends before HOLD_NS passed without a row of that thread."""
     tid, t = before.columns["tid"], before.columns["t_ns"]
-    r_tid, r_t = raw.columns["tid"], raw.columns["t_ns"]
     ends = np.zeros(len(raw.events) + 1, bool)
     ends[[i for i, n in enumerate(raw.events) if n == END_EVENT]] = True
     for i in open_.tolist():
-        w = int(np.searchsorted(r_t, t[i] + HOLD_NS, side="right"))
-        mine = np.flatnonzero(r_tid[:w] == tid[i])
-        end_rows = ends[raw.event[mine]]
-        mine = mine[~end_rows | (raw.columns["a0"][mine] == item)]    # as `match`: other items' records skipped
-        if not len(mine):
-            if w == len(r_t):
-                return True
-            continue
-        if ends[raw.event[mine[0]]]:
+        mine, unfinished = thread_rows(raw, int(tid[i]), int(t[i]))
+        mine = mine[~ends[raw.event[mine]] | (raw.columns["a0"][mine] == item)]   # as `match`: other items skipped
+        if ends[raw.event[mine[0]]] if len(mine) else unfinished:
             return True
     return False
 

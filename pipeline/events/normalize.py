@@ -170,8 +170,8 @@ class Normalizer:
         """The earliest fault of prev that may end in raw (len(prev): none, or no fault ends traced)."""
         if self.fault_end_item is None:
             return len(prev)
-        is_fault = _fault_kinds(list(prev.events))[prev.event] != 0
-        open_ = fault_ends.open_faults(prev.columns["tid"], prev.columns["t_ns"], is_fault)
+        open_ = fault_ends.open_faults(prev.columns["tid"], prev.columns["t_ns"], prev.event,
+                                       _fault_kinds(list(prev.events)) != 0)
         if len(open_) and fault_ends.ends_in(prev, open_, raw, self.fault_end_item):
             return int(open_.min())
         return len(prev)
@@ -553,24 +553,22 @@ def exec_run_start(prev: RawColumns, raw: RawColumns) -> int:
     ``sched_process_exec``; it may come after raw when the thread has no such row in raw and raw
     ends before HOLD_NS passed."""
     names = list(prev.events)
-    if "exit_mmap" not in names:
-        return len(prev)
     t, tid, ev = prev.columns["t_ns"], prev.columns["tid"], prev.event
-    lo = int(np.searchsorted(t, t[-1] - fault_ends.HOLD_NS)) if len(t) else 0
+    if "exit_mmap" not in names or not len(t):
+        return len(prev)
     r_names = list(raw.events)
     loader = np.isin(names, ("page_fault_kernel", "perf_comm"))         # per event code
     r_loader = np.isin(r_names, ("page_fault_kernel", "perf_comm"))
     r_exec = r_names.index("sched_process_exec") if "sched_process_exec" in r_names else -1
-    r_t, r_tid, r_ev = raw.columns["t_ns"], raw.columns["tid"], raw.event
+    lo = fault_ends.recent_start(t)
     cut = len(prev)
     for e in (np.flatnonzero(ev[lo:] == names.index("exit_mmap")) + lo).tolist():
         after = np.flatnonzero(tid[e + 1:] == tid[e]) + e + 1
         if not loader[ev[after]].all():
             continue
-        w = int(np.searchsorted(r_t, t[e] + fault_ends.HOLD_NS, side="right"))
-        mine = np.flatnonzero(r_tid[:w] == tid[e])
-        other = mine[~r_loader[r_ev[mine]]]
-        if (r_ev[other[0]] == r_exec) if len(other) else w == len(r_t):
+        mine, unfinished = fault_ends.thread_rows(raw, int(tid[e]), int(t[e]))
+        other = mine[~r_loader[raw.event[mine]]]
+        if (raw.event[other[0]] == r_exec) if len(other) else unfinished:
             cut = min(cut, e)
     return cut
 

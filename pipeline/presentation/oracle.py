@@ -149,6 +149,7 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     from ptreplay.pipeline.capture.record import RecordOptions, record
     from ptreplay.pipeline.events.ingest import ingest
     from ptreplay.replay.engine import ReplayOptions, replay
+    from ptreplay.schemas.parquet_io import read_capture
 
     work = Path(work)
     log = work / "oracle.log"
@@ -156,7 +157,6 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     rec = record(RecordOptions(out_dir=work / "capture", command=driver_command(oracle_bin, seeds, nops, str(log)),
                                interval_ms=50.0, force=True))
     events = ingest([rec], work / "events.parquet", force=True)
-    from ptreplay.schemas.parquet_io import read_capture
     meta = read_capture(events)
     lost = max(int(meta.get("lost_events") or 0), int(meta.get("lost_samples") or 0))
     if lost:   # a rule is judged on every event or not at all
