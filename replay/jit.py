@@ -15,10 +15,11 @@ just for that.  Under NUMBA_DISABLE_JIT=1 the kernels stay plain Python.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numba
+
+from ptreplay.replay import aot
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _SOURCES = ("replay", "pipeline", "schemas")
@@ -36,10 +37,7 @@ def _key() -> str:
 
 def cache_dir() -> str:
     """Where this set of kernel sources keeps its compiled code."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.path.join(os.environ["NUMBA_CACHE_DIR"], f"ptreplay-{_KEY}")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ptreplay", "numba", _KEY)
+    return str(aot.cache_dir("numba", _KEY))
 
 
 _KEY = _key()

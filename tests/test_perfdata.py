@@ -348,7 +348,8 @@ def walk_reference(buf: bytes):
 @pytest.mark.parametrize("cut", [0, 7, 8, 4096, 100_003, None])
 @pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
 def test_walk_kernel_matches_reference(name, cut):
-    from ptreplay.pipeline.formats.perf.kernels import unaligned_views, walk_records
+    from ptreplay.pipeline.formats.perf.kernel_abi import unaligned_views
+    from ptreplay.pipeline.formats.perf.kernels import walk_records
     data = (PERF_DIR / name).read_bytes()
     start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
     buf = data[start:] if cut is None else data[start:start + cut]
@@ -362,7 +363,8 @@ def test_walk_kernel_matches_reference(name, cut):
 @pytest.mark.parametrize("name", ["seed_pipe.data", "seed_plain.data"])
 def test_index_records_matches_numpy(name):
     """The producer's record index (SAMPLE, FINISHED_ROUND, the rest) equals the numpy one."""
-    from ptreplay.pipeline.formats.perf.kernels import index_records, unaligned_views, walk_records
+    from ptreplay.pipeline.formats.perf.kernel_abi import unaligned_views
+    from ptreplay.pipeline.formats.perf.kernels import index_records, walk_records
     data = (PERF_DIR / name).read_bytes()
     start = 16 if name == "seed_pipe.data" else _data_section(name)[0]
     types = walk_records(*unaligned_views(data[start:]), 0, len(data) - start)[1]
@@ -374,7 +376,8 @@ def test_index_records_matches_numpy(name):
 
 
 def test_walk_kernel_bad_size():
-    from ptreplay.pipeline.formats.perf.kernels import unaligned_views, walk_records
+    from ptreplay.pipeline.formats.perf.kernel_abi import unaligned_views
+    from ptreplay.pipeline.formats.perf.kernels import walk_records
     buf = struct.pack("<IHH", 9, 0, 16) + bytes(8) + struct.pack("<IHH", 9, 0, 4)
     offs, _, _, stop, status = walk_records(*unaligned_views(buf), 0, len(buf))
     assert offs.tolist() == [0] and stop == 16 and status == 1

@@ -1,16 +1,15 @@
 """Compiled kernel of normalize: the fault rows of a raw batch and the slots of its other rows, in one pass.
 
-Plain arrays in, plain arrays out (`Normalizer._merge` validates, converts and calls it).  Kept
-apart so importing normalize compiles nothing; it serves every capture format.
+Plain arrays in, plain arrays out (`Normalizer._merge` validates, converts and calls it, taking it
+from `replay.aot.kernels()`: compiled ahead of time, or as here under numba's JIT).  Kept apart so
+importing normalize compiles nothing; it serves every capture format.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ptreplay.pipeline.formats.base import NOT_FAULT, USER_FAULT     # fault_kind codes
 from ptreplay.replay.jit import njit
-
-# fault_kind codes of merge_faults, per event code.
-NOT_FAULT, USER_FAULT, KERNEL_FAULT = 0, 1, 2
 
 
 @njit(nogil=True)

@@ -46,6 +46,8 @@ import pyarrow.compute as pc
 
 from ptreplay.pipeline.events import arrow_np, fault_ends
 from ptreplay.pipeline.formats import RawColumns
+from ptreplay.pipeline.formats.base import KERNEL_FAULT, NOT_FAULT, USER_FAULT
+from ptreplay.replay import aot
 from ptreplay.schemas import EVENT_FAULTS, EVENT_KINDS, EVENT_OTHERS, EVENTS, events_layout
 from ptreplay.schemas.events_layout import EventParts
 
@@ -209,7 +211,6 @@ class Normalizer:
         """Faults the kernel said ended (pipeline/events/fault_ends.py): each becomes an other row
         at its end time with its dur_ns (its event code is the end record's from here on, so the
         fault merge passes it by); the end records leave the other rows."""
-        from ptreplay.pipeline.events import fault_merge     # loaded already (_fault_kinds)
         e = fault_ends.match(c["tid"], c["a0"], code, names, fault_kind != 0, self.fault_end_item)
         if not len(e.records):
             return code, rest, []
@@ -221,7 +222,7 @@ class Normalizer:
             t = int(c["t_ns"][end])
             rows.append(_row(t, int(c["seq"][end]), int(c["pid"][f]), int(c["tid"][f]), int(c["cpu"][f]), "fault",
                              addr=int(c["a0"][f]), ip=int(c["a1"][f]), error_code=_low32(int(c["a2"][f])),
-                             user_mode=bool(fault_kind[code[f]] == fault_merge.USER_FAULT),
+                             user_mode=bool(fault_kind[code[f]] == USER_FAULT),
                              dur_ns=t - int(c["t_ns"][f])))
         if rows:
             code = code.copy()
@@ -302,12 +303,11 @@ class Normalizer:
         and the few other rows (`small`, sorted) as one batch ordered by (t_ns, seq).
 
         Faults are nearly all of a capture's records: one compiled pass
-        (`pipeline.events.fault_merge.merge_faults`) writes their columns and leaves the slots of
-        the other rows, filled here.  Columns that are constant for faults stay
-        absent while the other rows hold the default too (`_to_table` fills them
+        (`pipeline.events.fault_merge.merge_faults`, from `replay.aot.kernels()`) writes their
+        columns and leaves the slots of the other rows, filled here.  Columns that are constant
+        for faults stay absent while the other rows hold the default too (`_to_table` fills them
         cheaply).  comm is kept as `comm_rows`/`comm_texts`.
         """
-        from ptreplay.pipeline.events import fault_merge as K    # numba: imported on first use
         t = c["t_ns"]
         if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
             order = np.lexsort((c["seq"], t))
@@ -316,7 +316,7 @@ class Normalizer:
         size = len(t) + len(small["t_ns"])
         out = {k: np.empty(size, _DTYPES[k]) for k in _FAULT_COLUMNS}
         at = np.empty(len(small["t_ns"]), np.int64)
-        n, dropped = K.merge_faults(
+        n, dropped = aot.kernels().merge_faults(
             c["t_ns"], c["seq"], c["pid"], c["tid"], c["cpu"], c["a0"], c["a1"], c["a2"], code, fault_kind,
             np.uint64(self.user_limit), np.int8(KIND["fault"]), small["t_ns"], small["seq"],
             *(out[k] for k in _FAULT_COLUMNS), at)
@@ -336,7 +336,6 @@ class Normalizer:
     def _split(self, c, code, fault_kind, small: dict) -> tuple[dict, np.ndarray]:
         """`_merge` for the events/2 layout: the fault rows packed (EVENT_FAULTS columns) and
         the row each of the other rows (`small`) takes in the batch."""
-        from ptreplay.pipeline.events import fault_merge as K
         t = c["t_ns"]
         if len(t) > 1 and (t[1:] < t[:-1]).any():        # a reader gave disordered records
             order = np.lexsort((c["seq"], t))
@@ -344,7 +343,7 @@ class Normalizer:
             code = code[order]
         out = {k: np.empty(len(t), _DTYPES[k]) for k in events_layout.FAULT_COLUMNS}
         at = np.empty(len(small["t_ns"]), np.int64)
-        n, dropped = K.split_faults(
+        n, dropped = aot.kernels().split_faults(
             c["t_ns"], c["seq"], c["pid"], c["tid"], c["cpu"], c["a0"], c["a1"], c["a2"], code, fault_kind,
             np.uint64(self.user_limit), small["t_ns"], small["seq"], *(out[k] for k in events_layout.FAULT_COLUMNS),
             at)
@@ -675,9 +674,8 @@ def _select(code: np.ndarray, rows: np.ndarray, codes: list) -> np.ndarray:
 
 def _fault_kinds(names: list) -> np.ndarray:
     """Per event code: is it a fault, and in which mode (`merge_faults`' fault_kind; 0 = not a fault)."""
-    from ptreplay.pipeline.events import fault_merge as K
-    kinds = {"page_fault_user": K.USER_FAULT, "page_fault_kernel": K.KERNEL_FAULT}
-    return np.array([kinds.get(n, K.NOT_FAULT) for n in names] or [K.NOT_FAULT], np.int8)
+    kinds = {"page_fault_user": USER_FAULT, "page_fault_kernel": KERNEL_FAULT}
+    return np.array([kinds.get(n, NOT_FAULT) for n in names] or [NOT_FAULT], np.int8)
 
 
 def _is_code(code: np.ndarray, codes: list) -> np.ndarray:

@@ -60,6 +60,8 @@ RAW = pa.schema([
 
 
 FAULT_EVENTS = ("page_fault_user", "page_fault_kernel")   # RAW `event` of the page-fault tracepoints
+# normalize's fault_kind per event code (fault_merge's kernels): no fault, a user-mode or a kernel-mode fault
+NOT_FAULT, USER_FAULT, KERNEL_FAULT = 0, 1, 2
 
 
 @dataclass

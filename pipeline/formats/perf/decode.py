@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ptreplay.pipeline.formats.base import FAULT_EVENTS
+from ptreplay.replay import aot
+from ptreplay.pipeline.formats.perf import kernel_abi as K
 from ptreplay.pipeline.formats.perf.header import COLS_U64, Attr, Session
 from ptreplay.pipeline.formats.perf.samples import Fields, Views, walk_fields
 from ptreplay.pipeline.formats.perf.walk import Chunk, split_records
@@ -72,7 +74,7 @@ class Decoder:
         self.s = session
         self.seq = 0
         self._plan_key = None
-        self.narrow_faults = narrow_faults    # RawColumns for normalize: see kernels.LAY_NARROW
+        self.narrow_faults = narrow_faults    # RawColumns for normalize: see kernel_abi.LAY_NARROW
 
     def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
         """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
@@ -114,7 +116,6 @@ class Decoder:
         then filled per attr from their own rows, the latter field by field at per-record
         offsets (`decode_attr_samples`).
         """
-        from ptreplay.pipeline.formats.perf import kernels as K
         s = self.s
         n = len(sidx)
         if args is None:
@@ -130,12 +131,13 @@ class Decoder:
         lay, fields = self.sample_plan()
         attr = np.empty(n, np.int32)
         counts = np.zeros(len(lay), np.int64)
-        status, i = K.decode_fixed_samples(*K.unaligned_views(v.buf), ch.offs, ch.sizes, sidx, seq0, id_pos, s.id_lut,
+        decode_fixed_samples = aot.kernels().decode_fixed_samples
+        status, i = decode_fixed_samples(*K.unaligned_views(v.buf), ch.offs, ch.sizes, sidx, seq0, id_pos, s.id_lut,
                                            lay, fields, attr, f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args,
                                            f["ret"], f["seq"], f["comm"], counts)
         if status:
             off, size = int(ch.offs[sidx[i]]), int(ch.sizes[sidx[i]])
-            s.where.at(ch.base + off, ch.stream).fail(self.sample_error(K, status, v, off, size, id_pos, attr[i]))
+            s.where.at(ch.base + off, ch.stream).fail(self.sample_error(status, v, off, size, id_pos, attr[i]))
         need = [a for a in s.attrs if not lay[a.index, K.LAY_FIXED] or _string_fields(a)
                 and lay[a.index, K.LAY_MIN_RAW] >= 0]
         for a in need:
@@ -153,7 +155,6 @@ class Decoder:
 
     def sample_plan(self) -> tuple[np.ndarray, np.ndarray]:
         """The per-attr layout and field tables of `decode_fixed_samples` (built once per attr set)."""
-        from ptreplay.pipeline.formats.perf import kernels as K
         s = self.s
         key = (len(s.attrs), id(s.id_lut))
         if self._plan_key == key:
@@ -184,7 +185,7 @@ class Decoder:
         self._plan_key, self._plan = key, (lay, fields)
         return self._plan
 
-    def sample_error(self, K, status: int, v: Views, off: int, size: int, id_pos: int, k: int) -> str:
+    def sample_error(self, status: int, v: Views, off: int, size: int, id_pos: int, k: int) -> str:
         """The message for a status of decode_fixed_samples at the record at `off`."""
         s = self.s
         if status == K.BAD_ID:

@@ -2,14 +2,18 @@
 
 `walk_records` (each record's position depends on the previous record's size) and
 `decode_fixed_samples` (every integer column of fixed-layout samples in one pass).  Kept
-apart so importing the reader compiles nothing.
+apart so importing the reader compiles nothing; callers take them from `replay.aot.kernels()`
+(these functions compiled ahead of time, or as they are here under numba's JIT) and build their
+arguments with `kernel_abi`.
 """
 from __future__ import annotations
 
 from ptreplay.replay.jit import njit
 import numpy as np
 
-HEADER_TRACING_DATA = 66
+from ptreplay.pipeline.formats.perf.kernel_abi import (
+    BAD_ID, HEADER_TRACING_DATA, LAY_CPU, LAY_EV, LAY_FIXED, LAY_MIN_RAW, LAY_NARROW, LAY_RAW, LAY_SIZE, LAY_TID,
+    LAY_TIME, LAY_TYPE, RAW_PAST_END, RAW_TOO_SMALL, RAW_WRONG_TYPE, SHORT_SAMPLE)
 
 
 @njit(nogil=True)
@@ -79,28 +83,6 @@ def index_records(types, sample, finished_round):
 
 
 # ---- fixed-layout SAMPLE records: one pass writes every RAW column
-
-# Columns of the per-attr layout table given to decode_fixed_samples (int64[n_attrs, LAY_COLUMNS]);
-# offsets are from the record start, -1 = field absent.
-LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, LAY_TYPE, LAY_NARROW = range(10)
-LAY_COLUMNS = 10
-# LAY_NARROW: rows of this attr (page faults, when the caller asks) get no a3..a5, ret and comm
-# defaults: a third of the bytes written per row, for columns normalize never reads for them.
-# Per-attr integer fields (int64[n_attrs, FIELD_COLUMNS, 3]), one row per output column
-# (0..5 = a0..a5, 6 = ret): offset in the RAW data (-1: not set), size in bytes, signed.
-FIELD_COLUMNS = 7
-# Status codes of decode_fixed_samples (the caller turns them into messages).
-BAD_ID, SHORT_SAMPLE, RAW_PAST_END, RAW_TOO_SMALL, RAW_WRONG_TYPE = 1, 2, 3, 4, 5
-
-
-def unaligned_views(buf) -> tuple:
-    """(u8, u32, u64) views of buf with a stride of one byte: element q is the value whose
-    first byte is buf[q], at any alignment (one load; combining byte loads is several times
-    slower in numba).  Lengths stop where a value would run past the end of buf."""
-    def view(dtype, size):
-        return np.ndarray(shape=(max(0, len(buf) - size + 1),), dtype=dtype, buffer=buf, strides=(1,))
-    return np.frombuffer(buf, np.uint8), view(np.uint32, 4), view(np.uint64, 8)
-
 
 @njit(nogil=True, inline="always")
 def _load(u8, u32, u64, q, size):

@@ -25,10 +25,12 @@ from typing import Iterator
 
 import numpy as np
 
+from ptreplay.replay import aot
 from ptreplay.schemas.errors import TraceFormatError
 from ptreplay.pipeline.formats.perf import layout as L
 from ptreplay.pipeline.formats.perf.errors import Where, fail, guard, guarded
 from ptreplay.pipeline.formats.perf.header import Session, read_file_header
+from ptreplay.pipeline.formats.perf.kernel_abi import unaligned_views
 from ptreplay.pipeline.formats.perf.samples import Views
 from ptreplay.pipeline.formats.perf.zstd_stream import BufferPool, Decompressor
 
@@ -181,15 +183,8 @@ class Chunk:
     others: np.ndarray | None = None    # indices of the records neither SAMPLE nor FINISHED_ROUND
 
 
-_kernels = None
-
-
 def _walk(buf, start: int, end: int):
-    global _kernels
-    if _kernels is None:
-        from ptreplay.pipeline.formats.perf import kernels
-        _kernels = kernels
-    return _kernels.walk_records(*_kernels.unaligned_views(buf), start, end)
+    return aot.kernels().walk_records(*unaligned_views(buf), start, end)
 
 
 def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=()) -> tuple:
@@ -201,7 +196,7 @@ def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=
         need = _record_extent(buf, stop)
         where.at(base + stop, stream).fail(
             f"truncated record: expected {need if need else 'an 8-byte header'} bytes, {len(buf) - stop} remain")
-    samples, rounds, others = _kernels.index_records(types, L.REC["SAMPLE"], L.REC["FINISHED_ROUND"])
+    samples, rounds, others = aot.kernels().index_records(types, L.REC["SAMPLE"], L.REC["FINISHED_ROUND"])
     if len(extra_rounds):
         marks = np.searchsorted(offs, np.asarray(extra_rounds, np.int64), side="left")
         rounds = np.sort(np.concatenate([rounds, marks]))
