@@ -19,8 +19,8 @@ JIT functions (the tests compare both), and so does NUMBA_DISABLE_JIT=1 (plain P
 Two things numba's JIT does that pycc's exported functions do not, done here: they release the GIL
 (the reader's threads overlap: `nogil=True` under the JIT; the build sets numba's `release_gil`
 flag), and they check their arguments (pycc's do not: an array of another dtype would be read as
-raw memory).  Each compiled function is called through a guard that checks every array's dtype
-and number of dimensions against its signature and otherwise calls the JIT function.  numba.pycc
+raw memory).  Each compiled function is called through a guard that checks every array's dtype,
+dimensions and contiguity against its signature and otherwise calls the JIT function.  numba.pycc
 is pending deprecation (numba 0.57); should it go, ingest keeps working on the JIT.
 """
 from __future__ import annotations
@@ -47,22 +47,23 @@ _NORMALIZE = "ptreplay.pipeline.events.fault_merge"
 _SOURCES = ("pipeline/formats/perf/kernels.py", "pipeline/formats/perf/kernel_abi.py",
             "pipeline/events/fault_merge.py", "pipeline/formats/base.py", "replay/aot.py")
 
-# name: (module, return type, argument types), in numba's signature notation ([:] = any layout)
+# name: (module, return type, argument types), in numba's signature notation ([::1]: C-contiguous,
+# as the callers' arrays are, which lets the compiler drop stride arithmetic; [:]: any strides)
 SIGNATURES = {
-    "walk_records": (_READER, "Tuple((i8[:], i8[:], i8[:], i8, i8))", "u1[:] u4[:] u8[:] i8 i8"),
-    "index_records": (_READER, "UniTuple(i8[:], 3)", "i8[:] i8 i8"),
+    "walk_records": (_READER, "Tuple((i8[::1], i8[::1], i8[::1], i8, i8))", "u1[::1] u4[:] u8[:] i8 i8"),
+    "index_records": (_READER, "UniTuple(i8[::1], 3)", "i8[::1] i8 i8"),
     "decode_fixed_samples": (
         _READER, "UniTuple(i8, 2)",
-        "u1[:] u4[:] u8[:] i8[:] i8[:] i8[:] i8 i8 i8[:] i8[:,:] i8[:,:,:] "      # buffer, records, plan
-        "i4[:] i8[:] i4[:] i4[:] i4[:] i4[:] u8[:,:] i8[:] i8[:] i4[:] i8[:]"),    # attr, the RAW columns, counts
+        "u1[::1] u4[:] u8[:] i8[::1] i8[::1] i8[::1] i8 i8 i8[::1] i8[:,::1] i8[:,:,::1] "    # buffer, records, plan
+        "i4[::1] i8[::1] i4[::1] i4[::1] i4[::1] i4[::1] u8[:,:] i8[::1] i8[::1] i4[::1] i8[::1]"),  # RAW columns
     "split_faults": (
         _NORMALIZE, "UniTuple(i8, 2)",
-        "i8[:] i8[:] i4[:] i4[:] i4[:] u8[:] u8[:] u8[:] i4[:] i1[:] u8 i8[:] f8[:] "
-        "i8[:] i4[:] i4[:] i4[:] u8[:] u8[:] i4[:] b1[:] i8[:]"),
+        "i8[::1] i8[::1] i4[::1] i4[::1] i4[::1] u8[::1] u8[::1] u8[::1] i4[::1] i1[::1] u8 i8[::1] f8[::1] "
+        "i8[::1] i4[::1] i4[::1] i4[::1] u8[::1] u8[::1] i4[::1] b1[::1] i8[::1]"),
     "merge_faults": (
         _NORMALIZE, "UniTuple(i8, 2)",
-        "i8[:] i8[:] i4[:] i4[:] i4[:] u8[:] u8[:] u8[:] i4[:] i1[:] u8 i1 i8[:] f8[:] "
-        "i8[:] f8[:] i4[:] i4[:] i4[:] i1[:] u8[:] u8[:] i4[:] b1[:] i8[:]"),
+        "i8[::1] i8[::1] i4[::1] i4[::1] i4[::1] u8[::1] u8[::1] u8[::1] i4[::1] i1[::1] u8 i1 i8[::1] f8[::1] "
+        "i8[::1] f8[::1] i4[::1] i4[::1] i4[::1] i1[::1] u8[::1] u8[::1] i4[::1] b1[::1] i8[::1]"),
 }
 _DTYPES = {"i1": np.int8, "i4": np.int32, "i8": np.int64, "u1": np.uint8, "u4": np.uint32, "u8": np.uint64,
            "f8": np.float64, "b1": np.bool_}
@@ -90,15 +91,16 @@ def _jit(name: str):
 
 
 def _guarded(name: str, fast):
-    """`fast` called only with arrays of its signature's dtypes and dimensions; anything else
-    goes to the JIT function (pycc's functions do not check)."""
-    arrays = [(i, np.dtype(_DTYPES[t[:2]]), t.count(":")) for i, t in enumerate(SIGNATURES[name][2].split())
-              if "[" in t]
+    """`fast` called only with arrays of its signature's dtypes, dimensions and (where it says
+    [::1]) contiguity; anything else goes to the JIT function (pycc's functions do not check)."""
+    arrays = [(i, np.dtype(_DTYPES[t[:2]]), t.count(",") + 1, t.endswith("::1]"))
+              for i, t in enumerate(SIGNATURES[name][2].split()) if "[" in t]
 
     def call(*args):
-        for i, dtype, ndim in arrays:
+        for i, dtype, ndim, contiguous in arrays:
             a = args[i]
-            if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim):
+            if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim
+                    and (not contiguous or a.flags.c_contiguous)):
                 return _jit(name)(*args)
         return fast(*args)
 
@@ -110,7 +112,7 @@ def _guarded(name: str, fast):
 # ----------------------------------------------------------------------------- where and when it is built
 
 def source_key() -> str:
-    """A hash of what the compiled code depends on: the kernel sources, numba, numpy and Python."""
+    """A hash of what the compiled code depends on: the kernel sources, numba, numpy, Python and the CPU."""
     h = hashlib.sha256()
     for dist in ("numba", "numpy"):
         try:
@@ -118,9 +120,22 @@ def source_key() -> str:
         except importlib.metadata.PackageNotFoundError:
             h.update(b"-")
     h.update(sys.version.encode())
+    h.update(_cpu())
     for rel in _SOURCES:
         h.update(rel.encode() + b"\0" + (_PACKAGE / rel).read_bytes())
     return h.hexdigest()[:16]
+
+
+def _cpu() -> bytes:
+    """This machine's CPU model and features (the module is compiled for them): /proc/cpuinfo's
+    first processor, without its per-core and per-moment lines."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n", 1)[0]
+    except OSError:
+        import platform
+        return f"{platform.machine()} {platform.processor()}".encode()
+    keep = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags")
+    return "\n".join(line for line in text.splitlines() if line.split(":")[0].strip() in keep).encode()
 
 
 def cache_dir(kind: str, key: str) -> Path:
@@ -181,6 +196,7 @@ def build(where: Path) -> Path:
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")            # numba.pycc's pending-deprecation warning
+        from llvmlite import binding as llvm
         from numba.pycc import CC
         from numba.pycc import compiler as pycc_compiler
 
@@ -195,6 +211,7 @@ def build(where: Path) -> Path:
         cc = CC(MODULE)
         cc.output_dir = tmp
         cc.verbose = False
+        cc.target_cpu = llvm.get_host_cpu_name()   # as the JIT does (the key names this machine's CPU)
         for name, (module, ret, args) in SIGNATURES.items():
             fn = _jit(name)
             cc.export(name, f"{ret}({', '.join(args.split())})")(fn.py_func)
