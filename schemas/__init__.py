@@ -406,6 +406,9 @@ def conform(table: pa.Table, artifact: Artifact, source: str = "<table>",
     if physical:
         want = pa.schema([f.with_type(physical[f.name]) if f.name in physical else f for f in want],
                          metadata=want.metadata)
+    if table.schema.equals(want):       # as built by ptreplay itself (every batch of ingest): nulls only
+        if all(field.nullable or not table.column(field.name).null_count for field in want):
+            return table
     have = {f.name: f.type for f in table.schema}
     missing = [n for n in want.names if n not in have]
     extra = [n for n in have if n not in want.names]
