@@ -506,3 +506,33 @@ def test_a_thp_fallback_is_a_fault_without_an_end(tmp_path, workload_bin):
     assert anon.index(int(printed["B"])) > anon.index(int(printed["A"]))
     assert int(printed["B"]) - int(printed["A"]) >= 2048
     assert result.summary.to_pylist()[0]["final_vmpte_bytes"] == final_kb * 1024
+
+
+@pytest.mark.live
+def test_a_child_of_a_launcher_exits_when_the_kernel_says(tmp_path, workload_bin):
+    """env runs sh, which runs seed_loop, then sleep.  env's exec of sh tears env's mm down (an
+    exit_mmap, which per-task perf records), but a process's own end has no exit_mmap in a per-task
+    capture (perf stops following a task at its exit): seed_loop's exit must come there, before
+    the shell forks sleep (the shell waits for it), not at the end of the capture.  Judged by the
+    kernel: the truth sampler saw sleep running after the exit.  A status read that began before
+    the exit may be stamped after it (a read holding the mm's last reference runs its teardown,
+    exit_mmap, and is stamped at its middle: up to ~0.1 ms late here), hence the slack."""
+    out = tmp_path / "cap"
+    script = f"{workload_bin / 'seed_loop'} 1 50 1; sleep 0.3; true"
+    r = run_cli("record", "-o", str(out), "--", "/usr/bin/env", "/bin/sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    events = tmp_path / "events.parquet"
+    assert run_cli("ingest", str(out), "-o", str(events)).returncode == 0
+    ev = read_table(events, EVENTS).to_pandas()
+    execs = ev[ev.kind == "exec"]
+    loop_pid = int(execs[execs.comm == "seed_loop"].pid.iloc[0])
+    sleep_pid = int(execs[execs.comm == "sleep"].pid.iloc[0])
+    exits = ev[(ev.kind == "exit") & (ev.pid == loop_pid)]
+    assert len(exits) == 1
+    t_exit = int(exits.t_ns.iloc[0])
+    truth = read_table(out / "truth.parquet", TRUTH).to_pandas()
+    loop_t, sleep_t = truth[truth.pid == loop_pid].t_ns, truth[truth.pid == sleep_pid].t_ns
+    assert len(loop_t) and len(sleep_t)
+    assert int(loop_t.max()) - 1_000_000 <= t_exit < int(sleep_t.min())
+    assert t_exit < int(ev[(ev.pid == sleep_pid) & (ev.kind == "exec")].t_ns.iloc[0])
+    assert int(ev[(ev.pid == loop_pid) & (ev.kind != "exit")].t_ns.max()) <= t_exit

@@ -31,10 +31,15 @@ trace-cmd input:
   ``exec`` event is moved back to the first of the kernel-mode faults that
   immediately precede it on the same thread.  An ``exit_mmap`` directly
   before that run is the old mm's teardown inside exec and is dropped.
-* **exit** (teardown of the address space): at ``mmap:exit_mmap`` when the
-  capture has it, else when the last known thread of the group passes
-  ``sched_process_exit``; failing both, at the end of the capture for a group
-  that called exit_group.
+* **exit** (teardown of the address space): when the last known thread of the
+  group passes ``sched_process_exit``, moved to what follows it in the same batch:
+  the ``mmap:exit_mmap`` (whole-host captures: ~60 us later; per-task perf stops
+  following a task at its exit and never records it), else perf's EXIT record of
+  that thread (perf_event_exit_task() runs after exit_mm() in do_exit(), so after
+  the mm was released); once the capture has shown
+  an ``exit_mmap`` at a process's end, at ``exit_mmap`` only; failing both, at the
+  end of the capture for a group that called exit_group.  The ``exit_mmap`` of an
+  exec (the old mm torn down, just before the exec) is no process's end.
 """
 from __future__ import annotations
 
@@ -500,10 +505,11 @@ class Normalizer:
         """fork/clone, exec and exit events from sched tracepoints and perf side-band records."""
         wanted = {i: n for i, n in enumerate(names)
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
-                           "perf_comm")}
-        idx = _select(code, rest, list(wanted))
+                           "perf_comm", "perf_exit")}
+        idx = _select(code, rest, list(wanted)).tolist()
         rows = []
-        for i in idx.tolist():
+        ended = {}              # pid -> its exit row of this batch, made at the last sched_process_exit
+        for k, i in enumerate(idx):
             name = wanted[int(code[i])]
             pid, tid, t, seq, cpu = (int(c["pid"][i]), int(c["tid"][i]), int(c["t_ns"][i]),
                                      int(c["seq"][i]), int(c["cpu"][i]))
@@ -511,6 +517,10 @@ class Normalizer:
             if name == "perf_comm":
                 if text:
                     self._comm[int(c["a0"][i])] = text
+            elif name == "perf_exit":    # perf's EXIT record: after exit_mm(), so after the mm's teardown
+                pid, tid = int(c["a0"][i]), int(c["a1"][i])
+                if pid in ended and ended[pid]["tid"] == tid:
+                    ended.pop(pid).update(t_ns=t, seq=float(seq), cpu=cpu)
             elif name == "sched_process_fork":
                 child = int(c["a0"][i])
                 child_group = self._tgid.get(child)
@@ -529,17 +539,32 @@ class Normalizer:
                 self._exited.discard(pid)
                 rows.append(_row(t, seq, pid, tid, cpu, "exec", comm=name))
             elif name == "exit_mmap":
-                self._has_exit_mmap = True
+                if not _exec_follows(idx[k + 1:], tid, c["tid"], code, wanted):
+                    self._has_exit_mmap = True      # a process's own end (not its old mm's, inside exec)
                 if pid not in self._exited:
                     self._exited.add(pid)
                     rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=self._comm.get(pid)))
+                elif pid in ended:      # the mm's teardown just after its last thread's exit: the exit is here
+                    ended.pop(pid).update(t_ns=t, seq=float(seq), tid=tid, cpu=cpu)
             else:  # sched_process_exit of one thread
                 live = self._threads.setdefault(pid, {tid})
                 live.discard(tid)
                 if not live and pid not in self._exited and not self._has_exit_mmap:
                     self._exited.add(pid)
                     rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=text or self._comm.get(pid)))
+                    ended[pid] = rows[-1]
         return rows
+
+
+def _exec_follows(later: list, tid: int, tids: np.ndarray, code: np.ndarray, wanted: dict) -> bool:
+    """Whether the thread's next lifecycle row among `later` (perf COMM records passed over) is its
+    exec: then the exit_mmap before it tore down the old mm inside exec (exec_mmap), which per-task
+    captures record, while the exit_mmap at a process's end comes after its sched_process_exit and
+    only whole-host captures see it (perf stops following a task there)."""
+    for j in later:
+        if tids[j] == tid and wanted[int(code[j])] not in ("perf_comm", "perf_exit"):
+            return wanted[int(code[j])] == "sched_process_exec"
+    return False
 
 
 def exec_run_start(prev: RawColumns, raw: RawColumns) -> int:
