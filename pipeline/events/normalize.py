@@ -519,8 +519,8 @@ class Normalizer:
                     self._comm[int(c["a0"][i])] = text
             elif name == "perf_exit":    # perf's EXIT record: after exit_mm(), so after the mm's teardown
                 pid, tid = int(c["a0"][i]), int(c["a1"][i])
-                if pid in ended and ended[pid]["tid"] == tid:
-                    ended.pop(pid).update(t_ns=t, seq=float(seq), cpu=cpu)
+                if pid in ended and ended[pid]["tid"] == tid:      # (its cpu is the tracepoint's: perf's
+                    ended.pop(pid).update(t_ns=t, seq=float(seq))    # side-band records may carry none)
             elif name == "sched_process_fork":
                 child = int(c["a0"][i])
                 child_group = self._tgid.get(child)
