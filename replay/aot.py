@@ -11,7 +11,7 @@ under a millisecond and imports no numba.
     K.walk_records(...)        # the compiled module's function, or numba's JIT one
 
 The module is built the first time it is missing (in a child process, `python -m
-ptreplay.replay.aot`: ~20 s with a C compiler; numba's JIT would compile these kernels anyway on
+ptreplay.replay.aot`: ~6 s here with a C compiler; numba's JIT would compile these kernels anyway on
 first use).  Where it cannot be built (no C compiler, no numba.pycc) the JIT functions are used and
 the reason is kept in the cache directory, so later runs do not retry.  PTREPLAY_AOT=0 selects the
 JIT functions (the tests compare both), and so does NUMBA_DISABLE_JIT=1 (plain Python, for coverage).
@@ -168,9 +168,12 @@ def _compiled():
     return module
 
 
+def _module_path(where: Path) -> Path:
+    return where / f"{MODULE}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+
+
 def _built(where: Path) -> Path | None:
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    path = where / f"{MODULE}{suffix}"
+    path = _module_path(where)
     return path if path.exists() else None
 
 
@@ -212,14 +215,13 @@ def build(where: Path) -> Path:
         cc.output_dir = tmp
         cc.verbose = False
         cc.target_cpu = llvm.get_host_cpu_name()   # as the JIT does (the key names this machine's CPU)
-        for name, (module, ret, args) in SIGNATURES.items():
+        for name, (_, ret, args) in SIGNATURES.items():
             fn = _jit(name)
             cc.export(name, f"{ret}({', '.join(args.split())})")(fn.py_func)
         cc.compile()
         built = next(Path(tmp).glob(f"{MODULE}*.so"))
-        final = where / f"{MODULE}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
-        os.replace(built, final)
-    return final
+        os.replace(built, _module_path(where))
+    return _module_path(where)
 
 
 if __name__ == "__main__":

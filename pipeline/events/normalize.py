@@ -36,9 +36,9 @@ trace-cmd input:
   the ``mmap:exit_mmap`` (whole-host captures: ~60 us later; per-task perf stops
   following a task at its exit and never records it), else perf's EXIT record of
   that thread (perf_event_exit_task() runs after exit_mm() in do_exit(), so after
-  the mm was released); once the capture has shown
-  an ``exit_mmap`` at a process's end, at ``exit_mmap`` only; failing both, at the
-  end of the capture for a group that called exit_group.  The ``exit_mmap`` of an
+  the mm was released); once the capture has shown an ``exit_mmap`` at a process's
+  end, at ``exit_mmap`` only; failing both, at the end of the capture for a group
+  that called exit_group.  The ``exit_mmap`` of an
   exec (the old mm torn down, just before the exec) is no process's end.
 """
 from __future__ import annotations

@@ -133,8 +133,8 @@ class Decoder:
         counts = np.zeros(len(lay), np.int64)
         decode_fixed_samples = aot.kernels().decode_fixed_samples
         status, i = decode_fixed_samples(*K.unaligned_views(v.buf), ch.offs, ch.sizes, sidx, seq0, id_pos, s.id_lut,
-                                           lay, fields, attr, f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args,
-                                           f["ret"], f["seq"], f["comm"], counts)
+                                         lay, fields, attr, f["t_ns"], f["pid"], f["tid"], f["cpu"], f["ev"], args,
+                                         f["ret"], f["seq"], f["comm"], counts)
         if status:
             off, size = int(ch.offs[sidx[i]]), int(ch.sizes[sidx[i]])
             s.where.at(ch.base + off, ch.stream).fail(self.sample_error(status, v, off, size, id_pos, attr[i]))
