@@ -152,6 +152,7 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     from ptreplay.schemas.parquet_io import read_capture
 
     work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
     log = work / "oracle.log"
     log.unlink(missing_ok=True)
     rec = record(RecordOptions(out_dir=work / "capture", command=driver_command(oracle_bin, seeds, nops, str(log)),
@@ -161,6 +162,9 @@ def run_programs(oracle_bin: str, seeds: range, nops: int, work, policies=("pt_r
     lost = max(int(meta.get("lost_events") or 0), int(meta.get("lost_samples") or 0))
     if lost:   # a rule is judged on every event or not at all
         raise LostEvents(f"{rec}: perf lost {lost} events (machine busy?): record these programs again")
+    if meta.get("dropped_tail_bytes"):   # perf's last write was cut: what it had still to drain is gone
+        raise LostEvents(f"{rec}: its zstd stream ends {meta['dropped_tail_bytes']} bytes into a record "
+                         "(perf's last write cut short): record these programs again")
     result = replay(events, ReplayOptions(policies=",".join(policies), interval_ns=TICK_NS, occupancy_snapshots=0,
                                           timeseries="ticks"))  # a row in every quiet gap, changed or not
     oracle_log = read_log(log)
