@@ -190,7 +190,7 @@ def test_threads_dir_streams(monkeypatch):
         held = []
 
         def spy(self, limit):
-            held.append(self.hi - self.lo)
+            held.append(self.pending)
             return release(self, limit)
         monkeypatch.setattr(walk, "CHUNK_BYTES", 1 << 15)
         monkeypatch.setattr(perfdata, "AHEAD_FILES", ahead)

@@ -57,68 +57,124 @@ def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) 
 class Orderer:
     """Holds decoded rows until they are final, then releases them sorted by (t_ns, seq).
 
-    The pending rows are rows [lo, hi) of one set of column buffers, and each
-    chunk is decoded straight into the room after them (`room`): released rows
-    are views of the buffers, so the rows of consecutive chunks are never joined.
-    When a buffer is full the pending rows move to a new, larger one (they are
-    few: only rows after the last round).  Rows arrive in seq order; while they
-    also arrive in time order (the usual case) release is slicing, otherwise the
-    pending rows are sorted first with a stable sort on t_ns, which keeps seq
-    order among equal times.
+    Rows live in segments: sets of column buffers, each holding rows [lo, hi) still
+    pending, oldest first.  Each chunk is decoded straight into the room after the last
+    segment's rows (`room`); when that is full a new segment starts, and the pending rows
+    stay where they are (no row is moved to make room).  Released rows are views of the
+    buffers.  Rows arrive in seq order; while they also arrive in time order (the usual
+    case) release is slicing, segment by segment; otherwise the pending rows are sorted
+    first with a stable sort on t_ns, which keeps seq order among equal times (into one
+    segment when they span several).
     """
 
+    POOL = 4          # buffer sets kept for reuse once their rows are released
+
     def __init__(self, reuse: bool = False):
-        self.args = np.empty((len(COLS_U64), 0), np.uint64)   # a0..a5 rows of cols, as decode_fixed_samples writes them
-        self.cols = {**{c: np.empty(0, dtype) for c, (dtype, _) in COLUMNS.items()}, **dict(zip(COLS_U64, self.args))}
-        self.lo = self.hi = 0
+        self.segs: list[_Segment] = []
         self.in_order = True
-        # reuse: the buffer before this one is taken again instead of a fresh one (fresh buffers
-        # cost page faults: 1.3 GB for the full seed capture) once no row released from it is
-        # still held (normalize copies what it keeps; the batches waiting in a queue hold theirs)
+        # reuse: a buffer set is taken again instead of a fresh one (fresh buffers cost page
+        # faults: 1.3 GB for the full seed capture) once no row released from it is still
+        # held (normalize copies what it keeps; the batches waiting in a queue hold theirs)
         self.reuse = reuse
-        self._spare: tuple | None = None
+        self._pool: list[tuple] = []
         self._idle: list = []          # a buffer set's reference counts when only its tuple holds it
+
+    @property
+    def pending(self) -> int:
+        return sum(g.hi - g.lo for g in self.segs)
 
     def room(self, n: int) -> tuple[dict, np.ndarray]:
         """Uninitialised rows for the next n rows (a frame, and its a0..a5 as one 2-D view)."""
-        if self.hi + n > self.args.shape[1]:
-            pending = self.hi - self.lo
-            cap = max(4 * n, 2 * pending + n, 1 << 16)
-            spare = self._spare
-            if self.reuse:
-                self._spare = (self.cols, self.args)
-            if spare is not None and spare[1].shape[1] >= cap and _refcounts(spare) == self._idle:
-                cols, args = spare
-            else:
-                (cols, args), self._idle = _buffers(cap)
-            for c, v in cols.items():
-                if pending:
-                    v[:pending] = self.cols[c][self.lo:self.hi]
-            self.cols, self.args, self.lo, self.hi = cols, args, 0, pending
-        end = self.hi + n
-        return {c: v[self.hi:end] for c, v in self.cols.items()}, self.args[:, self.hi:end]
+        g = self.segs[-1] if self.segs else None
+        if g is None or g.hi + n > g.cap:
+            if g is not None and g.lo == g.hi:
+                self._retire(self.segs.pop())
+            g = self._segment(max(4 * n, 1 << 16))
+            self.segs.append(g)
+        end = g.hi + n
+        return {c: v[g.hi:end] for c, v in g.cols.items()}, g.args[:, g.hi:end]
 
-    def add(self, n: int):
-        """The n rows of the last `room` hold the rows of one chunk (in seq order)."""
-        t = self.cols["t_ns"][max(self.lo, self.hi - 1):self.hi + n]    # and the last pending row
-        if n and self.in_order and not (t[1:] >= t[:-1]).all():
-            self.in_order = False
-        self.hi += n
+    def add(self, n: int) -> int:
+        """The n rows of the last `room` hold the rows of one chunk (in seq order) -> their
+        largest time (-1 for no rows)."""
+        if not n:
+            return -1
+        g = self.segs[-1]
+        t = g.cols["t_ns"][g.hi:g.hi + n]
+        if self.in_order:
+            last = self._last_pending_t()
+            if (last is not None and t[0] < last) or not (t[1:] >= t[:-1]).all():
+                self.in_order = False
+        g.hi += n
+        return int(t.max())
 
-    def release(self, limit: int | None) -> dict | None:
-        """The rows with t_ns <= limit (all rows if limit is None), in order, or None."""
+    def release(self, limit: int | None) -> list[dict]:
+        """The rows with t_ns <= limit (all rows if limit is None), in order, as one frame
+        per segment they lie in ([] if none)."""
         if not self.in_order:
-            order = np.argsort(self.cols["t_ns"][self.lo:self.hi], kind="stable") + self.lo
-            for v in self.cols.values():
-                v[self.lo:self.hi] = v[order]
-            self.in_order = True
-        t = self.cols["t_ns"]
-        cut = self.hi if limit is None else self.lo + int(np.searchsorted(t[self.lo:self.hi], limit, side="right"))
-        if cut == self.lo:
-            return None
-        out = {c: v[self.lo:cut] for c, v in self.cols.items()}
-        self.lo = cut
+            self._sort()
+        out = []
+        while self.segs:
+            g = self.segs[0]
+            t = g.cols["t_ns"]
+            cut = g.hi if limit is None else g.lo + int(np.searchsorted(t[g.lo:g.hi], limit, side="right"))
+            if cut > g.lo:
+                out.append({c: v[g.lo:cut] for c, v in g.cols.items()})
+                g.lo = cut
+            if cut < g.hi or len(self.segs) == 1:
+                break
+            self._retire(self.segs.pop(0))
         return out
+
+    def _last_pending_t(self) -> int | None:
+        for g in reversed(self.segs):
+            if g.hi > g.lo:
+                return int(g.cols["t_ns"][g.hi - 1])
+        return None
+
+    def _sort(self) -> None:
+        """The pending rows sorted by t_ns (stable: seq order among equals), in one segment."""
+        live = [g for g in self.segs if g.hi > g.lo]
+        if len(live) == 1:
+            g = live[0]
+            order = np.argsort(g.cols["t_ns"][g.lo:g.hi], kind="stable") + g.lo
+            for v in g.cols.values():
+                v[g.lo:g.hi] = v[order]
+        elif live:
+            t = np.concatenate([g.cols["t_ns"][g.lo:g.hi] for g in live])
+            order = np.argsort(t, kind="stable")
+            new = self._segment(max(2 * len(t), 1 << 16))
+            for c, v in new.cols.items():
+                v[:len(t)] = np.concatenate([g.cols[c][g.lo:g.hi] for g in live])[order]
+            new.hi = len(t)
+            for g in self.segs:
+                self._retire(g)
+            self.segs = [new]
+        self.in_order = True
+
+    def _segment(self, cap: int) -> "_Segment":
+        """A segment of at least cap rows: a pooled buffer set no released row still views, or a fresh one."""
+        for k, t in enumerate(self._pool):
+            if t[1].shape[1] >= cap and _refcounts(t) == self._idle:
+                del self._pool[k]
+                return _Segment(*t)
+        t, self._idle = _buffers(cap)
+        return _Segment(*t)
+
+    def _retire(self, g: "_Segment") -> None:
+        if self.reuse:
+            self._pool.append((g.cols, g.args))
+            del self._pool[:-self.POOL]
+
+
+class _Segment:
+    """A set of column buffers (cols: a frame; args: its a0..a5 as rows of one 2-D array) whose
+    rows [lo, hi) are pending."""
+
+    def __init__(self, cols: dict, args: np.ndarray):
+        self.cols, self.args = cols, args
+        self.cap = args.shape[1]
+        self.lo = self.hi = 0
 
 
 def _buffers(cap: int) -> tuple[tuple, list]:
@@ -160,9 +216,7 @@ class Stream:
             r.meta["warnings"].append(f"{self.path}: its zstd stream ends {ch.tail} bytes into a record "
                                       "(perf's last flush); that record is dropped, as perf script does")
         n, round_max = guard(r.where, lambda: dec.decode(ch, orderer))
-        if n:
-            self.last = max(self.last, int(orderer.cols["t_ns"][orderer.hi:orderer.hi + n].max()))
-        orderer.add(n)
+        self.last = max(self.last, orderer.add(n))
         return n, round_max
 
     def close(self):
@@ -178,9 +232,7 @@ def _by_rounds(dec: Decoder, orderer: Orderer, s: Stream) -> Iterator[dict]:
         if len(round_max):
             for m in np.maximum(round_max, t_max)[-2:].tolist():
                 maxes = [maxes[1], max(m, maxes[1])]
-            ready = orderer.release(maxes[0])
-            if ready is not None:
-                yield ready
+            yield from orderer.release(maxes[0])
         t_max = s.last
 
 
@@ -196,9 +248,7 @@ def _merged(dec: Decoder, orderer: Orderer, streams: list[Stream]) -> Iterator[d
         if s.decode_next(dec, orderer) is None:
             live.remove(s)
         if live:
-            ready = orderer.release(min(x.last for x in live) - 1)
-            if ready is not None:
-                yield ready
+            yield from orderer.release(min(x.last for x in live) - 1)
 
 
 def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]:
@@ -219,9 +269,7 @@ def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]
     if not r.validated:
         r.where.path = pf.header_file
         guard(r.where, r.validate)
-    rest = orderer.release(None)
-    if rest is not None:
-        yield rest
+    yield from orderer.release(None)
 
 
 def _batches(pf: PerfFile, columns: bool = False) -> Iterator[pa.Table | RawColumns]:
