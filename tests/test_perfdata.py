@@ -503,3 +503,52 @@ def test_any_chunk_boundary_gives_same_rows(monkeypatch, name):
         # seq (a tie-breaker) may count a record split across compressed chunks once more
         got = pa.concat_tables(tables).drop_columns(["seq"])
         assert got.equals(whole.drop_columns(["seq"])), (name, chunk)
+
+
+@pytest.mark.parametrize("disorder", [0.0, 0.02])
+def test_orderer_releases_what_a_sorted_reference_releases(disorder, monkeypatch):
+    """Orderer against a slow reference (the pending rows sorted by (t_ns, seq), those at or
+    before the limit released): chunks of random sizes fill many segments, some rows come
+    late (disorder: rows, and whole chunks), and every release equals the reference's, while the frames a consumer
+    still holds are never overwritten by the buffers' reuse (many held at first: few sets are
+    free to reuse; then few: most are)."""
+    rng = np.random.default_rng(7)
+    fresh = []
+    buffers = perfdata._buffers
+    monkeypatch.setattr(perfdata, "_buffers", lambda cap: fresh.append(cap) or buffers(cap))
+    o = perfdata.Orderer(reuse=True)
+    retire = o._retire
+    retired = []
+    monkeypatch.setattr(o, "_retire", lambda g: retired.append(g.cap) or retire(g))
+    pending = np.empty((0, 2), np.int64)    # the reference: (t_ns, seq) of rows not yet released
+    held: list = []                         # released frames still alive, with a copy of their rows
+    seq = t = releases = 0
+    for step in range(401):
+        n = int(rng.integers(0, 3000)) if step < 400 else 0
+        rows, args = o.room(n)
+        ts = t + np.cumsum(rng.integers(0, 5, n))
+        late = rng.random(n) < disorder
+        ts[late] -= rng.integers(0, 4000, int(late.sum()))
+        if disorder and rng.random() < 0.1:                   # a whole chunk late, in order in itself
+            ts -= 4000
+        rows["t_ns"][:] = ts
+        rows["seq"][:] = np.arange(seq, seq + n)
+        args[0] = rows["seq"].astype(np.uint64) * 3            # a column that travels with its row
+        o.add(n)
+        pending = np.concatenate([pending, np.stack([ts, np.arange(seq, seq + n)], 1)])
+        seq, t = seq + n, max(t, int(ts.max()) if n else t)
+        limit = None if step == 400 else t - int(rng.integers(0, 5000))
+        pending = pending[np.lexsort((pending[:, 1], pending[:, 0]))]
+        cut = len(pending) if limit is None else int(np.searchsorted(pending[:, 0], limit, side="right"))
+        want, pending = pending[:cut], pending[cut:]
+        frames = o.release(limit)
+        got_t = np.concatenate([f["t_ns"] for f in frames] or [np.empty(0, np.int64)])
+        got_seq = np.concatenate([f["seq"] for f in frames] or [np.empty(0, np.int64)])
+        assert (got_t == want[:, 0]).all() and (got_seq == want[:, 1]).all(), step
+        assert o.pending == len(pending)
+        releases += bool(frames)
+        held = (held + [(f, f["seq"].copy()) for f in frames])[-(150 if step < 200 else 3):]
+        for f, copy in held:
+            assert (f["seq"] == copy).all() and (f["a0"] == copy.astype(np.uint64) * 3).all()
+    assert seq > 500_000 and releases > 300
+    assert len(o._pool) <= o.POOL and len(fresh) < len(retired)     # sets were reused
