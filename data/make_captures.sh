@@ -32,6 +32,9 @@ capture jemalloc-churn   env LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:0,m
                          workloads/bin/alloc_churn 60 48 1
 capture threads-zap      workloads/bin/threads_zap 16 3 40000 1500
 capture mixed-vma        workloads/bin/mixed_vma /tmp
+# a child whose mm the parent's /proc/PID/pagemap reader still holds when it is killed: the
+# kernel tears the child's mm down in the reader thread (docs/MODEL.md#exit)
+capture mm-holder        workloads/bin/mm_holder 8
 # THP `always` (the host's mode, switched for the recording and restored): every 2 MiB is one
 # huge-page fault whose end (memcg THP_FAULT_ALLOC) is traced
 thp_always() {   # thp_always NAME CMD [ARGS...]

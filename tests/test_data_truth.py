@@ -18,7 +18,7 @@ from ptreplay.schemas import CAPTURE, EVENTS, TRUTH
 CAPTURES = sorted(p.parent for p in DATA.glob("*/capture.json"))
 EXPECTED = {"seed-2m", "seed-1m-halves", "jemalloc-churn", "threads-zap", "mixed-vma", "purge-sites",
             "redis-attach", "python-attach", "node-launch", "jvm-launch", "node-attach", "jvm-attach",
-            "seed-2m-thp-always", "jemalloc-thp-always"}
+            "seed-2m-thp-always", "jemalloc-thp-always", "mm-holder"}
 FILES = ("perf.data", "truth.parquet", "capture.parquet", "capture.json", "command.txt",
          "record.json", "maps")
 

@@ -31,8 +31,8 @@ def raw(rows):
     return pa.table(cols, schema=RAW)
 
 
-def run(*batches, levels=4):
-    n = Normalizer(paging_levels=levels)
+def run(*batches, levels=4, **options):
+    n = Normalizer(paging_levels=levels, **options)
     out = [n.push(raw(b)) for b in batches] + [n.finish()]
     t = pa.concat_tables(out)
     conform(t, EVENTS)
@@ -140,6 +140,49 @@ def test_exit_mmap_is_the_teardown_when_present():
         (3, 7, 7, "sched_process_exit", dict(comm="x")),
     ])
     assert [(r["kind"], r["t_ns"]) for r in rows] == [("exit", 2)]
+
+
+# A kernel whose sched_process_exit fires before exit_mm() (its format has group_dead), as here.
+EXIT_FIRST = {"exit_traced_first": True}
+FOREIGN = [                                                     # as workloads/mm_holder.c makes it
+    (1, 9, 9, "sched_process_fork", dict(a0=20, comm="child")),
+    (2, 9, 9, "sched_process_fork", dict(a0=10, comm="reader")),  # a thread (perf FORK says so)
+    (3, 20, 20, "sched_process_exit", dict(comm="child")),      # killed while 9's reader holds its mm
+    (4, 9, 10, "exit_mmap", {}),                                 # the child's teardown, in the reader
+    (5, 9, 10, "sched_process_exit", dict(comm="reader")),
+    (6, 9, 9, "page_fault_user", dict(a0=0x1000, a2=6)),         # the parent goes on
+]
+
+
+def test_exit_mmap_run_by_a_live_task_is_another_process_teardown():
+    """exit_mmap in a task that has not exited: the last reference to the mm of a process that
+    ended (a /proc reader's mmput).  It is no exit of the reader's process, and the one exit of
+    the batch moves there; on kernels that trace the exit after exit_mm() nothing changes."""
+    rows, stats = run([FOREIGN[0], (1, 9, 9, "perf_fork", dict(a0=9, a1=10, a2=9, a3=9)), *FOREIGN[1:]],
+                      reader_meta=EXIT_FIRST)
+    assert [(r["kind"], r["pid"], r["t_ns"]) for r in rows if r["kind"] != "clone"] == [
+        ("fork", 9, 1), ("exit", 20, 4), ("fault", 9, 6)]
+    assert stats.foreign_exit_mmaps == 1
+    rows, _ = run([FOREIGN[0], (1, 9, 9, "perf_fork", dict(a0=9, a1=10, a2=9, a3=9)), *FOREIGN[1:]],
+                  reader_meta=EXIT_FIRST, whole_host=True)     # exits at exit_mmap only: the child's is here
+    assert [(r["kind"], r["pid"], r["t_ns"]) for r in rows if r["kind"] in ("exit", "fault")] == [
+        ("exit", 20, 4), ("fault", 9, 6)]
+    rows, stats = run(FOREIGN)                                   # an older kernel: as before
+    assert ("exit", 9) in [(r["kind"], r["pid"]) for r in rows] and stats.foreign_exit_mmaps == 0
+
+
+def test_own_exit_mmap_after_the_exit_ends_the_process():
+    """The kernel here traces sched_process_exit before exit_mm(): under -a a process's own
+    exit_mmap comes after its last thread's exit, in that thread, and ends it there."""
+    rows, stats = run([
+        (1, 7, 7, "page_fault_user", dict(a0=0x1000, a2=6)),
+        (2, 7, 7, "sched_process_exit", dict(comm="x")),
+        (3, 7, 7, "exit_mmap", {}),
+    ], reader_meta=EXIT_FIRST, whole_host=True)
+    assert [(r["kind"], r["t_ns"]) for r in rows] == [("fault", 1), ("exit", 3)] and stats.foreign_exit_mmaps == 0
+    rows, _ = run([(1, 7, 7, "page_fault_user", dict(a0=0x1000, a2=6)), (2, 7, 7, "sched_process_exit", {})],
+                  [(3, 7, 7, "exit_mmap", {})], reader_meta=EXIT_FIRST, whole_host=True)   # in the next batch
+    assert [(r["kind"], r["t_ns"]) for r in rows] == [("fault", 1), ("exit", 3)]
 
 
 def test_exit_group_alone_exits_at_end():

@@ -26,7 +26,7 @@ from ptreplay.replay.engine import ReplayOptions, replay
 from ptreplay.pipeline import cli
 from ptreplay.pipeline.capture import machine
 from ptreplay.schemas.errors import RecordError
-from ptreplay.schemas.parquet_io import read_table
+from ptreplay.schemas.parquet_io import read_capture, read_table
 from ptreplay.pipeline.capture.record import (RecordOptions, Sampler, check_command, check_pid, check_privileges, check_tracepoints,
                              children, find_perf, find_tracefs, parse_status, perf_argv,
                              prepare_out_dir)
@@ -536,3 +536,30 @@ def test_a_child_of_a_launcher_exits_when_the_kernel_says(tmp_path, workload_bin
     assert int(loop_t.max()) - 1_000_000 <= t_exit < int(sleep_t.min())
     assert t_exit < int(ev[(ev.pid == sleep_pid) & (ev.kind == "exec")].t_ns.iloc[0])
     assert int(ev[(ev.pid == loop_pid) & (ev.kind != "exit")].t_ns.max()) <= t_exit
+
+
+@pytest.mark.live
+def test_a_teardown_run_by_another_process_is_not_its_exit(tmp_path, workload_bin):
+    """mm_holder's reader thread reads its child's /proc/PID/pagemap (holding the child's mm)
+    while the parent kills the child: the kernel runs the child's exit_mmap in the reader thread,
+    a task of the parent, which lives on and maps more.  That exit_mmap must not end the parent
+    (it used to: its tables were freed there and its final VmPTE came out 16 kB low) nor switch
+    the capture to 'exits at exit_mmap only'.  Judged by the kernel: the parent's final VmPTE is
+    what it printed from /proc/self/status, and the child exits once."""
+    out = tmp_path / "cap"
+    r = run_cli("record", "-o", str(out), "--", str(workload_bin / "mm_holder"), "8")
+    assert r.returncode == 0, r.stderr
+    assert "read done after kill: yes" in r.stdout, r.stdout     # the reader held the mm (5 attempts)
+    final_kb = int(re.search(r"final VmPTE:\s+(\d+) kB", r.stdout).group(1))
+    events = ingest([out], tmp_path / "events.parquet")
+    meta = read_capture(events)
+    assert meta["normalize"]["foreign_exit_mmaps"] >= 1
+    ev = read_table(events, EVENTS).to_pandas()
+    forks = ev[ev.kind == "fork"]
+    parent = int(forks.pid.iloc[0])
+    exits = ev[ev.kind == "exit"]
+    assert sorted(exits.pid.tolist()) == sorted([parent] + forks.child_pid.tolist())   # each once
+    assert int(exits[exits.pid == parent].t_ns.iloc[0]) >= int(ev[ev.pid == parent].t_ns.max())
+    result = replay(events, ReplayOptions(policies="pt_reclaim"))
+    rows = {row["pid"]: row for row in result.summary.to_pylist()}
+    assert rows[parent]["final_vmpte_bytes"] == final_kb * 1024

@@ -15,6 +15,7 @@ the filters, and the ingest gate on a hand-made event stream (said so).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -140,6 +141,54 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
           f"{host['snapshot']['per_process_ms']['median']} ms); events {pq_rows(events)}, lost "
           f"{meta['lost_events']} {meta.get('lost_per_cpu')}; dropped {meta['host_recording']['dropped']}; "
           f"sampler {host['sampler']}; " + "; ".join(measured) + f"; whole test {time.monotonic() - t_start:.1f} s")
+
+
+@pytest.mark.live
+def test_record_all_a_teardown_by_another_process_ends_the_dead_one(tmp_path, workload_bin):
+    """A whole-host capture ends a process at its exit_mmap.  mm_holder's child dies while a reader
+    thread of the parent holds its mm (/proc/PID/pagemap): the kernel tears the child's mm down in
+    that thread.  So the child's exit is at that exit_mmap (it never came before: no exit_mmap of
+    its own), and the parent, whose thread ran it, lives on to its own: its final VmPTE is the
+    kernel's.  Judged by the kernel: perf's decoder shows where each exit_mmap ran."""
+    from ptreplay.pipeline.events.ingest import ingest
+    from ptreplay.replay.engine import ReplayOptions, replay
+    from ptreplay.schemas.parquet_io import read_table
+    from ptreplay.schemas import EVENTS
+    out = tmp_path / "cap"
+    rec = subprocess.Popen([sys.executable, "-m", "ptreplay", "record", "-a", "--duration", "3", "-o", str(out),
+                            "--comm", "mm_holder"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_recording(rec.pid)
+    holder = subprocess.Popen([str(workload_bin / "mm_holder"), "8"], stdout=subprocess.PIPE, text=True)
+    printed, _ = holder.communicate(timeout=30)
+    _, err = rec.communicate(timeout=90)
+    assert rec.returncode == 0, err
+    assert "read done after kill: yes" in printed, printed
+    final_kb = int(re.search(r"final VmPTE:\s+(\d+) kB", printed).group(1))
+    r = subprocess.run(["perf", "script", "--ns", "-i", str(out / "perf.data"), "-F", "pid,tid,time,event,trace"],
+                       capture_output=True, text=True, timeout=120)
+    parent, forked, pids, teardowns = holder.pid, [], set(), {}   # teardowns: (pid, tid) -> exit_mmap times
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or "/" not in parts[0]:
+            continue
+        pid, tid = map(int, parts[0].split("/"))
+        pids.add(pid)
+        if parts[2].startswith("mmap:exit_mmap"):
+            teardowns.setdefault((pid, tid), []).append(round(float(parts[1].rstrip(":")) * 1e9))
+        elif parts[2].startswith("sched:sched_process_fork") and pid == parent:
+            forked.append(int(re.search(r"child_pid=(\d+)", line).group(1)))
+    children = [c for c in forked if c in pids]          # processes (one per attempt), not reader threads
+    in_reader = [t for (pid, tid), ts in teardowns.items() if pid == parent and tid != parent for t in ts]
+    assert len(in_reader) == 1, teardowns               # the child's mm, torn down in the reader thread
+    events = ingest([out], tmp_path / "events.parquet")
+    ev = read_table(events, EVENTS).to_pandas()
+    exits = ev[ev.kind == "exit"].groupby("pid").t_ns.apply(list)
+    assert sorted(t for c in children for t in exits.get(c, [])) == sorted(    # each child once: the held one
+        [in_reader[0]] + [t for c in children for (pid, _), ts in teardowns.items() if pid == c for t in ts])
+    assert in_reader[0] in [t for c in children for t in exits.get(c, [])]
+    assert len(exits.get(parent, [])) == 1 and exits[parent][0] in teardowns[(parent, parent)]   # its own, at its end
+    summary = {row["pid"]: row for row in replay(events, ReplayOptions(policies="pt_reclaim")).summary.to_pylist()}
+    assert summary[parent]["final_vmpte_bytes"] == final_kb * 1024
 
 
 def _wait_recording(recorder: int, timeout: float = 30) -> None:

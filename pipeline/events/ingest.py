@@ -86,12 +86,13 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
     meta["source_format"] = reader.NAME
     levels = int(meta.get("paging_levels") or 4)
     ends = fault_ends(Path(path))
-    norm = Normalizer(paging_levels=levels, fault_end_item=ends["item"] if ends else None)
+    host = host_info(Path(path))
+    norm = Normalizer(paging_levels=levels, fault_end_item=ends["item"] if ends else None,
+                      whole_host=host is not None, reader_meta=capture.meta)
     if ends:                       # the replay's THP faults without an end fell back to 4 KiB
         meta["fault_ends"] = dict(ends)
 
     start = StartStates(Path(path))
-    host = host_info(Path(path))
     gate = None if host is None else HostGate(host, start.t0, record_truth(Path(path)))
     if gate is not None:           # the gate may leave out snapshotted processes: the filters
         start.keep_only(gate.snapshot_pids)

@@ -80,6 +80,7 @@ class Stats:
     fault_rows: int = 0
     fault_ends: int = 0              # faults stamped with the end the kernel reported (fault_ends.py)
     fault_ends_unmatched: int = 0    # end records whose thread was in no fault of the batch
+    foreign_exit_mmaps: int = 0      # exit_mmap run by a task still alive: another process's mm (#exit)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -106,15 +107,22 @@ class Normalizer:
     """
     paging_levels: int = 4
     fault_end_item: int | None = None    # record.json fault_ends.item: which end records count
+    whole_host: bool = False             # a `record -a` capture: every process's exit_mmap is in it
+    reader_meta: dict = field(default_factory=dict)   # the reader's metadata, as it fills in (exit_traced_first)
     stats: Stats = field(default_factory=Stats)
     _tgid: dict = field(default_factory=dict)        # tid -> tgid
     _threads: dict = field(default_factory=dict)     # tgid -> set of live tids
     _pending: dict = field(default_factory=dict)     # tid -> _Pending
     _exited: set = field(default_factory=set)        # tgids whose mm was torn down
+    _gone: set = field(default_factory=set)          # tids whose sched_process_exit was seen
+    _awaiting: dict = field(default_factory=dict)    # tgid -> (tid, comm): ended, its teardown to come
     _exit_group: dict = field(default_factory=dict)  # tgid -> (t_ns, seq, tid, cpu) of exit_group
     _comm: dict = field(default_factory=dict)        # tgid -> comm
     _last_t: int = -(1 << 62)
-    _has_exit_mmap: bool = False
+    _has_exit_mmap: bool = False       # processes end at their exit_mmap only (see _lifecycle)
+
+    def __post_init__(self):
+        self._has_exit_mmap = self.whole_host
 
     @property
     def user_limit(self) -> int:
@@ -507,6 +515,9 @@ class Normalizer:
                   if n in ("sched_process_fork", "sched_process_exec", "sched_process_exit", "exit_mmap",
                            "perf_comm", "perf_exit")}
         idx = _select(code, rest, list(wanted)).tolist()
+        # sched_process_exit fires before exit_mm() (kernels whose tracepoint has group_dead): a
+        # process's own exit_mmap then comes after its thread's exit; before, it came first
+        exit_first = bool(self.reader_meta.get("exit_traced_first")) and "sched_process_exit" in names
         rows = []
         ended = {}              # pid -> its exit row of this batch, made at the last sched_process_exit
         for k, i in enumerate(idx):
@@ -523,6 +534,7 @@ class Normalizer:
                     ended.pop(pid).update(t_ns=t, seq=float(seq))    # side-band records may carry none)
             elif name == "sched_process_fork":
                 child = int(c["a0"][i])
+                self._gone.discard(child)
                 child_group = self._tgid.get(child)
                 is_thread = child_group == pid and child != pid
                 self._tgid.setdefault(child, pid if is_thread else child)
@@ -539,21 +551,45 @@ class Normalizer:
                 self._exited.discard(pid)
                 rows.append(_row(t, seq, pid, tid, cpu, "exec", comm=name))
             elif name == "exit_mmap":
-                if not _exec_follows(idx[k + 1:], tid, c["tid"], code, wanted):
+                execs = _exec_follows(idx[k + 1:], tid, c["tid"], code, wanted)
+                if not execs and tid not in self._gone and exit_first:   # another process's mm: its last reference
+                    self.stats.foreign_exit_mmaps += 1
+                    self._foreign_teardown(t, seq, cpu, ended, rows)
+                    continue
+                if not execs:
                     self._has_exit_mmap = True      # a process's own end (not its old mm's, inside exec)
+                self._awaiting.pop(pid, None)
                 if pid not in self._exited:
                     self._exited.add(pid)
                     rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=self._comm.get(pid)))
                 elif pid in ended:      # the mm's teardown just after its last thread's exit: the exit is here
                     ended.pop(pid).update(t_ns=t, seq=float(seq), tid=tid, cpu=cpu)
             else:  # sched_process_exit of one thread
+                self._gone.add(tid)
                 live = self._threads.setdefault(pid, {tid})
                 live.discard(tid)
-                if not live and pid not in self._exited and not self._has_exit_mmap:
-                    self._exited.add(pid)
-                    rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=text or self._comm.get(pid)))
-                    ended[pid] = rows[-1]
+                if not live and pid not in self._exited:
+                    if not self._has_exit_mmap:
+                        self._exited.add(pid)
+                        rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=text or self._comm.get(pid)))
+                        ended[pid] = rows[-1]
+                    else:
+                        self._awaiting[pid] = (tid, text or self._comm.get(pid))
         return rows
+
+    def _foreign_teardown(self, t: int, seq: int, cpu: int, ended: dict, rows: list) -> None:
+        """An exit_mmap in a task that is alive and execs nothing: it dropped the last reference
+        to the mm of a process that already ended (a /proc reader, ptrace, a kworker: mmput), so
+        it is that process's teardown, never the running one's exit.  The mm is the one of the
+        process still waiting for its teardown (whole-host captures), or of the one process whose
+        exit this batch made at sched_process_exit; with several candidates the oldest is taken."""
+        if self._awaiting:
+            pid = next(iter(self._awaiting))
+            tid, comm = self._awaiting.pop(pid)
+            self._exited.add(pid)
+            rows.append(_row(t, seq, pid, tid, cpu, "exit", comm=comm))
+        elif len(ended) == 1:
+            ended.pop(next(iter(ended))).update(t_ns=t, seq=float(seq), cpu=cpu)
 
 
 def _exec_follows(later: list, tid: int, tids: np.ndarray, code: np.ndarray, wanted: dict) -> bool:

@@ -203,6 +203,8 @@ class Session:
                 fail(path, 0, f"attr {a.index} ({a.name or 'tracepoint'}) has config {a.config} "
                               f"but the tracing data has no format with that ID")
             a.plan = column_plan(a.fmt)
+            if a.event == "sched_process_exit":     # group_dead came with the tracepoint's move before
+                self.meta["exit_traced_first"] = a.fmt.get("group_dead") is not None   # exit_mm()
         names = {a.full_name for a in self.attrs}
         if not any(n in names for n in L.FAULT_EVENTS):
             fail(path, 0, "no page-fault events in the capture (found: "
