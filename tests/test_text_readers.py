@@ -111,6 +111,16 @@ def test_ftrace_record_tgid_trace_pipe():
     assert decode(TGID_PIPE)[1]["lost_events"] == 0
 
 
+def test_exit_order_is_read_from_the_exit_lines(tmp_path):
+    """sched_process_exit lines with group_dead (this kernel: the tracepoint fires before exit_mm())
+    set meta exit_traced_first, as the perf.data reader does from the format; lines without it
+    (older kernels, the same line cut before ' group_dead=') clear it."""
+    assert decode(TGID_PIPE)[1]["exit_traced_first"] is True
+    old = tmp_path / "old-kernel.trace_pipe.txt"
+    old.write_text(TGID_PIPE.read_text().replace(" group_dead=true", "").replace(" group_dead=false", ""))
+    assert decode(old, ftrace)[1]["exit_traced_first"] is False
+
+
 def test_perf_script_lines():
     # 19: seed_loop 9794 [000] 1043.111337: syscalls:sys_enter_mmap: addr: 0x00000000, len: 0x00002000,
     #     prot: 0x00000003, flags: 0x00000022, fd: 0xffffffff, off: 0x00000000

@@ -211,6 +211,8 @@ def _to_table(path, buf, first_line: int, res, fmt: TextFormat, meta: dict) -> p
                 a[0, i], a[1, i], na[i], comm = int(m.group(2)), int(m.group(3)), 2, m.group(1)
             else:
                 comm = m.group(1)
+                # group_dead came with the tracepoint's move before exit_mm() (normalize: exit)
+                meta.setdefault("exit_traced_first", " group_dead=" in text)
             comm_idx[i] = len(comms)
             comms.append(comm)
 
