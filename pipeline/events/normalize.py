@@ -581,8 +581,8 @@ class Normalizer:
         """An exit_mmap in a task that is alive and execs nothing: it dropped the last reference
         to the mm of a process that already ended (a /proc reader, ptrace, a kworker: mmput), so
         it is that process's teardown, never the running one's exit.  The mm is the one of the
-        process still waiting for its teardown (whole-host captures), or of the one process whose
-        exit this batch made at sched_process_exit; with several candidates the oldest is taken."""
+        process still waiting for its teardown (whole-host captures; of several, the oldest), or
+        of the process whose exit this batch made at sched_process_exit, when it made one only."""
         if self._awaiting:
             pid = next(iter(self._awaiting))
             tid, comm = self._awaiting.pop(pid)
