@@ -552,3 +552,27 @@ def test_orderer_releases_what_a_sorted_reference_releases(disorder, monkeypatch
             assert (f["seq"] == copy).all() and (f["a0"] == copy.astype(np.uint64) * 3).all()
     assert seq > 500_000 and releases > 300
     assert len(o._pool) <= o.POOL and len(fresh) < len(retired)     # sets were reused
+
+
+def test_orderer_cuts_frames_the_same_whether_buffers_are_reused_or_not():
+    """Where released rows are cut into frames (and so the batches normalize sees) depends on the
+    rows only, never on which buffer sets happened to be free: under load a reused larger set once
+    moved a segment's end, and two ingests of one capture gave different batches."""
+    def frames(reuse: bool, hold: int) -> list:
+        rng = np.random.default_rng(11)
+        o = perfdata.Orderer(reuse=reuse)
+        held, cuts, t = [], [], 0
+        for step in range(300):
+            n = 40_000 if step == 0 else int(rng.integers(1, 3000))    # a first set bigger than the rest
+            rows, _ = o.room(n)
+            rows["t_ns"][:] = t + np.arange(n)
+            o.add(n)
+            t += n
+            for f in o.release(t - int(rng.integers(0, 5000))):
+                cuts.append(len(f["t_ns"]))
+                held = (held + [f])[-hold:]
+        return cuts
+    fresh = frames(reuse=False, hold=1)
+    assert len(fresh) > 200
+    assert frames(reuse=True, hold=1) == fresh
+    assert frames(reuse=True, hold=20) == fresh

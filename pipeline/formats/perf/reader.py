@@ -153,13 +153,15 @@ class Orderer:
         self.in_order = True
 
     def _segment(self, cap: int) -> "_Segment":
-        """A segment of at least cap rows: a pooled buffer set no released row still views, or a fresh one."""
+        """A segment of cap rows in a pooled buffer set no released row still views (it may be
+        larger), or in a fresh one.  Its room is cap whatever the set: where segments end, and so
+        how released rows are cut into frames, never depends on which sets were free (timing)."""
         for k, t in enumerate(self._pool):
             if t[1].shape[1] >= cap and _refcounts(t) == self._idle:
                 del self._pool[k]
-                return _Segment(*t)
+                return _Segment(*t, cap)
         t, self._idle = _buffers(cap)
-        return _Segment(*t)
+        return _Segment(*t, cap)
 
     def _retire(self, g: "_Segment") -> None:
         if self.reuse:
@@ -171,9 +173,9 @@ class _Segment:
     """A set of column buffers (cols: a frame; args: its a0..a5 as rows of one 2-D array) whose
     rows [lo, hi) are pending."""
 
-    def __init__(self, cols: dict, args: np.ndarray):
+    def __init__(self, cols: dict, args: np.ndarray, cap: int):
         self.cols, self.args = cols, args
-        self.cap = args.shape[1]
+        self.cap = cap
         self.lo = self.hi = 0
 
 
