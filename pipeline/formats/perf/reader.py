@@ -181,7 +181,7 @@ class _Segment:
 
 def _buffers(cap: int) -> tuple[tuple, list]:
     """A fresh set of column buffers (cols, args) and its reference counts while only that
-    tuple holds it: the same for every set (Orderer.room reuses a set whose counts are back
+    tuple holds it: the same for every set (Orderer._segment reuses a set whose counts are back
     to these: no view of it is alive)."""
     args = np.empty((len(COLS_U64), cap), np.uint64)
     cols = {c: np.empty(cap, dtype) for c, (dtype, _) in COLUMNS.items() if c not in COLS_U64}
