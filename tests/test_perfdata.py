@@ -515,7 +515,7 @@ def test_orderer_releases_what_a_sorted_reference_releases(disorder, monkeypatch
     rng = np.random.default_rng(7)
     fresh = []
     buffers = perfdata._buffers
-    monkeypatch.setattr(perfdata, "_buffers", lambda cap: fresh.append(cap) or buffers(cap))
+    monkeypatch.setattr(perfdata, "_buffers", lambda cap, *spec: fresh.append(cap) or buffers(cap, *spec))
     o = perfdata.Orderer(reuse=True)
     retire = o._retire
     retired = []

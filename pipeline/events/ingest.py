@@ -80,13 +80,15 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
     """
     file, meta = resolve_input(path)
     reader = detect(file)
-    kwargs = {"allow_sampled": allow_sampled, "columns": True} if reader.NAME == "perf.data" else {}
+    host = host_info(Path(path))
+    parts = parts and host is None     # a whole-host capture's events go through its gate as tables
+    # perf.data: numpy columns, the fault rows apart for the events/2 layout (Normalizer.push_parts)
+    kwargs = {"allow_sampled": allow_sampled, "columns": True, "split": parts} if reader.NAME == "perf.data" else {}
     capture = reader.read(file, open_binary, **kwargs)
     meta = {**_capture_defaults(), **meta}
     meta["source_format"] = reader.NAME
     levels = int(meta.get("paging_levels") or 4)
     ends = fault_ends(Path(path))
-    host = host_info(Path(path))
     norm = Normalizer(paging_levels=levels, fault_end_item=ends["item"] if ends else None,
                       whole_host=host is not None, reader_meta=capture.meta)
     if ends:                       # the replay's THP faults without an end fell back to 4 KiB
@@ -97,7 +99,6 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
     if gate is not None:           # the gate may leave out snapshotted processes: the filters
         start.keep_only(gate.snapshot_pids)
     admit = (lambda ev: ev) if gate is None else gate.filter
-    parts = parts and gate is None
     push, finish = (norm.push_parts, norm.finish_parts) if parts else (norm.push, norm.finish)
 
     def batches() -> Iterator[pa.Table | EventParts]:

@@ -49,9 +49,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ptreplay.pipeline.events import arrow_np, fault_ends
+from ptreplay.pipeline.events import arrow_np, batch_cuts, fault_ends
 from ptreplay.pipeline.formats import RawColumns
-from ptreplay.pipeline.formats.base import KERNEL_FAULT, NOT_FAULT, USER_FAULT
+from ptreplay.pipeline.formats.base import KERNEL_FAULT, NOT_FAULT, USER_FAULT, rank
 from ptreplay.replay import aot
 from ptreplay.schemas import EVENT_FAULTS, EVENT_KINDS, EVENT_OTHERS, EVENTS, events_layout
 from ptreplay.schemas.events_layout import EventParts
@@ -136,6 +136,8 @@ class Normalizer:
         the perf.data reader: no strings to build and re-encode)."""
         if len(raw) == 0:
             return _empty()
+        if isinstance(raw, RawColumns):
+            raw = raw.merged()
         cols, code, fault_kind, others = self._prepare(raw)
         out = self._merge(cols, code, fault_kind, others)
         self._clamp_to_last(out)
@@ -149,20 +151,72 @@ class Normalizer:
         (rare: its row moves before loader faults) is merged as push() does and then split."""
         if len(raw) == 0:
             return _empty_parts()
+        if isinstance(raw, RawColumns) and raw.faults is not None:
+            pairs = self._split_pairs(raw)
+            if pairs is not None:
+                return self._push_split(raw, pairs)
+            raw = raw.merged()
         cols, code, fault_kind, others = self._prepare(raw)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
             out = self._merge(cols, code, fault_kind, others)
             self._clamp_to_last(out)
             return _parts_of_merged(move_exec_before_loader_faults(out))
         faults, at = self._split(cols, code, fault_kind, others)
-        self._clamp_to_last({"t_ns": np.concatenate([faults["t_ns"], others["t_ns"]])}, (faults, others))
+        self._clamp_parts(faults, others)
+        return _parts(faults, others, at)
+
+    def _split_pairs(self, raw: RawColumns) -> tuple | None:
+        """For a batch with its fault rows apart (the perf.data reader's `split`): the (tid, pid)
+        pairs its fault rows state, in order (`_learn_pairs`), when push_parts can take the
+        batch as it is; None when it must merge it first (anything that needs the fault rows
+        among the others: a fault row among the others, an exec, a fault end, a fault without its
+        pid or on a kernel address, a thread with two pids)."""
+        names, code, f = list(raw.events), raw.event, raw.faults
+        if len(code):
+            if (_fault_kinds(names)[code] != NOT_FAULT).any():
+                return None
+            for name in ("sched_process_exec", fault_ends.END_EVENT):
+                if name in names and (code == names.index(name)).any():
+                    if name == "sched_process_exec" or self.fault_end_item is not None and (
+                            raw.columns["a0"][code == names.index(name)] == self.fault_end_item).any():
+                        return None
+        if not len(f["seq"]):
+            return [], []
+        if f["pid"].min() < 0 or f["addr"].max() >= self.user_limit:
+            return None
+        tids, pids = f["tid"], f["pid"]
+        runs = np.flatnonzero((tids[1:] != tids[:-1]) | (pids[1:] != pids[:-1])) + 1
+        tids, pids = tids[:1].tolist() + tids[runs].tolist(), pids[:1].tolist() + pids[runs].tolist()
+        seen = dict(zip(tids, pids))
+        if len(set(zip(tids, pids))) != len(seen):
+            return None                              # a thread with two pids in one batch
+        if len(code):
+            o_tid, o_pid = raw.columns["tid"], raw.columns["pid"]
+            known = o_pid >= 0
+            if any(seen.get(t, p) != p for t, p in zip(o_tid[known].tolist(), o_pid[known].tolist())):
+                return None
+        return tids, pids
+
+    def _push_split(self, raw: RawColumns, pairs: tuple) -> EventParts:
+        """push_parts of a batch whose fault rows are apart and need nothing of the others
+        (`_split_pairs`): the same rows as merging it would give, without touching the fault
+        rows but to learn their threads' pids."""
+        for tid, pid in zip(*pairs):               # as _learn_tgids does for every row
+            self._tgid[tid] = pid
+            self._threads.setdefault(pid, set()).add(tid)
+        cols, code, fault_kind, others = self._prepare(raw)
+        f = raw.faults
+        faults = {k: f[k] for k in events_layout.FAULT_COLUMNS}
+        at = rank(others["t_ns"], others["seq"], f["t_ns"], f["seq"]) + np.arange(len(others["t_ns"]))
+        self.stats.fault_rows += len(f["seq"])
+        self._clamp_parts(faults, others)
         return _parts(faults, others, at)
 
     def batches(self, raws):
         """The reader's batches as the batches to push: a batch goes out once the next one is
         known, whole, unless something at its end completes in the next, which a batch boundary
         must not part: a fault and its end (where fault ends are traced: fault_ends.ends_in),
-        an exec and the old mm's teardown and loader faults before it (`exec_run_start`).  Then
+        an exec and the old mm's teardown and loader faults before it (`batch_cuts.exec_run_start`).  Then
         its rows from there on are joined to the next batch."""
         prev = None
         for raw in raws:
@@ -170,26 +224,16 @@ class Normalizer:
                 yield raw
                 continue
             if prev is not None:
-                at = min(self._open_fault_start(prev, raw), exec_run_start(prev, raw))
+                at = batch_cuts.cut_at(prev, raw, self.fault_end_item)
                 if at < len(prev):
-                    head, tail = fault_ends.cut(prev, at)
+                    head, tail = fault_ends.cut(prev.merged(), at)
                     yield head
-                    raw = fault_ends.join(tail, raw)
+                    raw = fault_ends.join(tail, raw.merged())
                 else:
                     yield prev
             prev = raw
         if prev is not None:
             yield prev
-
-    def _open_fault_start(self, prev: RawColumns, raw: RawColumns) -> int:
-        """The earliest fault of prev that may end in raw (len(prev): none, or no fault ends traced)."""
-        if self.fault_end_item is None:
-            return len(prev)
-        open_ = fault_ends.open_faults(prev.columns["tid"], prev.columns["t_ns"], prev.event,
-                                       _fault_kinds(list(prev.events)) != 0)
-        if len(open_) and fault_ends.ends_in(prev, open_, raw, self.fault_end_item):
-            return int(open_.min())
-        return len(prev)
 
     def finish_parts(self) -> EventParts:
         """finish() in the events/2 layout."""
@@ -242,21 +286,26 @@ class Normalizer:
             code[e.faults] = code[e.ends]
         return code, rest, rows
 
-    def _clamp_to_last(self, out: dict, parts: tuple = ()) -> None:
+    def _clamp_to_last(self, out: dict) -> None:
+        self._clamp_parts(out)
+
+    def _clamp_parts(self, *parts: dict) -> None:
         """Keep the output in time order across batches: a row older than what was
         already emitted (disordered input, or a call left open until the end) is
         stamped with the last emitted time and counted (`time_clamped_rows`).
-        `parts`: the dicts whose t_ns together are out's (events/2: faults, others)."""
-        t = out["t_ns"]
-        if not len(t):
-            return
-        early = t < self._last_t
-        if early.any():
-            self.stats.time_clamped_rows += int(early.sum())
-            for part in parts or (out,):
-                part["t_ns"] = part["t_ns"].copy()          # may be a view of the reader's column
-                part["t_ns"][part["t_ns"] < self._last_t] = self._last_t
-        self._last_t = max(self._last_t, int(t.max()))
+        `parts`: the dicts whose t_ns together are the batch's (events/2: faults, others)."""
+        last = self._last_t
+        for part in parts:
+            t = part["t_ns"]
+            if not len(t):
+                continue
+            early = t < self._last_t
+            if early.any():
+                self.stats.time_clamped_rows += int(early.sum())
+                part["t_ns"] = t = t.copy()                   # may be a view of the reader's column
+                t[early] = self._last_t
+            last = max(last, int(t.max()))
+        self._last_t = last
 
     def finish(self) -> pa.Table:
         """Close the stream: open syscalls become unfinished, exit_group-only groups exit."""
@@ -601,36 +650,6 @@ def _exec_follows(later: list, tid: int, tids: np.ndarray, code: np.ndarray, wan
         if tids[j] == tid and wanted[int(code[j])] not in ("perf_comm", "perf_exit"):
             return wanted[int(code[j])] == "sched_process_exec"
     return False
-
-
-def exec_run_start(prev: RawColumns, raw: RawColumns) -> int:
-    """Where prev must be cut so that an exec in progress at its end meets its exec event in raw
-    (len(prev): nowhere); `move_exec_before_loader_faults` needs the old mm's teardown, the loader
-    faults and the exec in one batch.  An exec in progress is an ``exit_mmap`` (the old mm torn
-    down inside exec) within HOLD_NS of prev's end that only loader rows of its thread follow
-    there: kernel-mode faults (the ELF image loaded into the new mm) and perf's COMM record of the
-    exec.  Its exec is in raw when that thread's first row in raw that is no loader row is
-    ``sched_process_exec``; it may come after raw when the thread has no such row in raw and raw
-    ends before HOLD_NS passed."""
-    names = list(prev.events)
-    t, tid, ev = prev.columns["t_ns"], prev.columns["tid"], prev.event
-    if "exit_mmap" not in names or not len(t):
-        return len(prev)
-    r_names = list(raw.events)
-    loader = np.isin(names, ("page_fault_kernel", "perf_comm"))         # per event code
-    r_loader = np.isin(r_names, ("page_fault_kernel", "perf_comm"))
-    r_exec = r_names.index("sched_process_exec") if "sched_process_exec" in r_names else -1
-    lo = fault_ends.recent_start(t)
-    cut = len(prev)
-    for e in (np.flatnonzero(ev[lo:] == names.index("exit_mmap")) + lo).tolist():
-        after = np.flatnonzero(tid[e + 1:] == tid[e]) + e + 1
-        if not loader[ev[after]].all():
-            continue
-        mine, unfinished = fault_ends.thread_rows(raw, int(tid[e]), int(t[e]))
-        other = mine[~r_loader[raw.event[mine]]]
-        if (raw.event[other[0]] == r_exec) if len(other) else unfinished:
-            cut = min(cut, e)
-    return cut
 
 
 def move_exec_before_loader_faults(out: dict) -> dict:

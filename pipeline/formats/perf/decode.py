@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptreplay.pipeline.formats.base import FAULT_EVENTS
+from ptreplay.pipeline.formats.base import FAULT_EVENTS, FAULT_ROWS
 from ptreplay.replay import aot
 from ptreplay.pipeline.formats.perf import kernel_abi as K
 from ptreplay.pipeline.formats.perf.header import COLS_U64, Attr, Session
@@ -70,15 +70,18 @@ def nrows(f: dict) -> int:
 class Decoder:
     """Decodes the chunks of one capture into frames; `seq` numbers its records in file order."""
 
-    def __init__(self, session: Session, narrow_faults: bool = False):
+    def __init__(self, session: Session, narrow_faults: bool = False, split: bool = False):
         self.s = session
         self.seq = 0
         self._plan_key = None
-        self.narrow_faults = narrow_faults    # RawColumns for normalize: see kernel_abi.LAY_NARROW
+        self.narrow_faults = narrow_faults or split   # RawColumns for normalize: see kernel_abi.LAY_NARROW
+        self.split = split                     # page faults apart (reader.SplitOrderer, decode_split)
 
     def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
         """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
         before each of its rounds)."""
+        if self.split:
+            return self.decode_split(ch, orderer)
         s = self.s
         seq0, self.seq = self.seq, self.seq + len(ch.offs)
         sidx, side = split_records(s, ch, seq0)
@@ -104,6 +107,72 @@ class Decoder:
         kept = np.sort(np.concatenate([sidx, np.array([i for i, _ in side], np.int64)])) if side else sidx
         return n, _round_max(rows["t_ns"], np.searchsorted(kept, ch.rounds))
 
+    def decode_split(self, ch: Chunk, orderer) -> tuple[tuple[int, int], np.ndarray]:
+        """`decode` with the page faults apart (`orderer`: a reader.SplitOrderer): one compiled
+        pass (`kernels.decode_fault_samples`) writes the fault rows of the narrow fixed-layout
+        attrs into orderer.faults' room; the other records are decoded as `decode` does, into
+        orderer.others' room -> ((fault rows, other rows), largest time before each round)."""
+        s = self.s
+        seq0, self.seq = self.seq, self.seq + len(ch.offs)
+        sidx, side = split_records(s, ch, seq0)
+        rounds = ch.rounds
+        if not len(sidx) and not side:
+            return (0, 0), np.full(len(rounds), -1, np.int64)
+        nf, rest = 0, sidx
+        if len(sidx):
+            s.validate()
+            v = Views(ch.buf)
+            f, _ = orderer.faults.room(len(sidx))
+            lay, fields = self.sample_plan()
+            id_pos = self.id_pos(ch, sidx)
+            counts = np.zeros(len(lay), np.int64)
+            at = np.empty(len(sidx), np.int64)
+            status, i, nf, nr = aot.kernels().decode_fault_samples(
+                *K.unaligned_views(v.buf), ch.offs, ch.sizes, sidx, seq0, id_pos, s.id_lut, lay, fields,
+                *(f[c] for c in FAULT_ROWS), at, counts)
+            if status:
+                off, size = int(ch.offs[sidx[i]]), int(ch.sizes[sidx[i]])
+                s.where.at(ch.base + off, ch.stream).fail(self.sample_error(status, v, off, size, id_pos, nf))
+            by_name = s.meta["events_by_name"]
+            for a in np.flatnonzero(counts).tolist():
+                name = s.attrs[a].event
+                by_name[name] = by_name.get(name, 0) + int(counts[a])
+            rest = sidx[at[:nr]]
+        no = len(rest) + len(side)
+        if no:
+            rows, args = orderer.others.room(no)
+            if side:
+                g = frame(len(side))
+                for j, (_, row) in enumerate(side):
+                    for key, val in row.items():
+                        g[key][j] = val
+                if len(rest):
+                    g = concat([self.decode_samples(Views(ch.buf), ch, rest, seq0, frame(len(rest))), g])
+                g = take(g, np.argsort(g["seq"], kind="stable"))
+                for c, col in rows.items():
+                    col[:] = g[c]
+            else:
+                self.decode_samples(Views(ch.buf), ch, rest, seq0, rows, args)
+        round_max = np.full(len(rounds), -1, np.int64)
+        if nf:
+            rec = f["seq"][:nf] - seq0                # the fault rows' record indices
+            round_max = _round_max(f["t_ns"][:nf], np.searchsorted(rec, rounds))
+        if no:
+            kept = np.sort(np.concatenate([rest, np.array([i for i, _ in side], np.int64)])) if side else rest
+            round_max = np.maximum(round_max, _round_max(rows["t_ns"], np.searchsorted(kept, rounds)))
+        return (nf, no), round_max
+
+    def id_pos(self, ch: Chunk, sidx: np.ndarray) -> int:
+        """Where the samples' id is (-1: one attr, no id needed)."""
+        s = self.s
+        if len(s.attrs) == 1:
+            return -1
+        id_pos = s.sid.sample_id_pos
+        if id_pos is None:
+            s.where.at(ch.base + int(ch.offs[sidx[0]]), ch.stream).fail(
+                "several attrs but samples carry no PERF_SAMPLE_ID/IDENTIFIER")
+        return id_pos
+
     def decode_samples(self, v: Views, ch: Chunk, sidx: np.ndarray, seq0: int, f: dict,
                        args: np.ndarray | None = None) -> dict:
         """SAMPLE records -> rows of frame f (uninitialised, n rows) in record order
@@ -121,13 +190,7 @@ class Decoder:
         if args is None:
             args = np.empty((len(COLS_U64), n), np.uint64)
             f.update(zip(COLS_U64, args))
-        if len(s.attrs) == 1:
-            id_pos = -1
-        else:
-            id_pos = s.sid.sample_id_pos
-            if id_pos is None:
-                s.where.at(ch.base + int(ch.offs[sidx[0]]), ch.stream).fail(
-                    "several attrs but samples carry no PERF_SAMPLE_ID/IDENTIFIER")
+        id_pos = self.id_pos(ch, sidx)
         lay, fields = self.sample_plan()
         attr = np.empty(n, np.int32)
         counts = np.zeros(len(lay), np.int64)
@@ -170,6 +233,7 @@ class Decoder:
             row[K.LAY_FIXED] = int(lo is not None)
             row[K.LAY_EV] = s.event_code(a.event)
             row[K.LAY_NARROW] = int(self.narrow_faults and a.event in FAULT_EVENTS and not _string_fields(a))
+            row[K.LAY_USER] = int(a.event == "page_fault_user")
             if lo is None:
                 continue
             row[K.LAY_SIZE] = lo.size

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from ptreplay.pipeline.formats.base import RAW, Capture, RawColumns
+from ptreplay.pipeline.formats.base import FAULT_ROWS, RAW, Capture, RawColumns, rank
 from ptreplay.pipeline.formats.perf.decode import COLUMNS, Decoder, concat, nrows
 from ptreplay.pipeline.formats.perf.errors import guard
 from ptreplay.pipeline.formats.perf.header import COLS_U64, NAME, Session
@@ -37,18 +37,19 @@ BATCH_ROWS = 1 << 17             # rows per yielded table (about), and most rows
 AHEAD_FILES = 4                 # --threads data files decoded ahead on a thread each, up to this many files
 
 
-def read(path, opener=None, allow_sampled: bool = False, columns: bool = False) -> Capture:
+def read(path, opener=None, allow_sampled: bool = False, columns: bool = False, split: bool = False) -> Capture:
     """Read a perf.data file, pipe-mode stream or --threads directory as RAW batches.
 
     Header, attrs and features are parsed (and the capture validated) now for
     file mode; pipe mode learns them from its first records.  Batches are sorted
     by (t_ns, seq) and hold about BATCH_ROWS rows; `meta` is complete once the
     batches are exhausted.  `columns`: yield the same rows as `RawColumns` (numpy,
-    event and comm as codes) instead of RAW tables, for `Normalizer.push`.
+    event and comm as codes) instead of RAW tables, for `Normalizer.push`; `split` (with
+    columns): with the page-fault rows apart (`RawColumns.faults`), for `Normalizer.push_parts`.
     """
     pf = open_capture(path, opener, allow_sampled)
     if columns:        # decoded on a thread of its own, beside the caller's normalize
-        return Capture(batches=prefetch(_batches(pf, columns)), meta=pf.session.meta)
+        return Capture(batches=prefetch(_batches(pf, columns, split)), meta=pf.session.meta)
     return Capture(batches=_batches(pf, columns), meta=pf.session.meta)
 
 
@@ -67,10 +68,16 @@ class Orderer:
     segment when they span several).
     """
 
-    POOL = 4          # buffer sets kept for reuse once their rows are released
+    POOL = 4          # buffer sets kept for reuse once their rows are released (by default)
 
-    def __init__(self, reuse: bool = False):
+    def __init__(self, reuse: bool = False, columns: dict | None = None, pool: int = POOL,
+                 rows: int = 1 << 16):
         self.segs: list[_Segment] = []
+        self.pool = pool
+        self.rows = rows                  # a segment's rows: at least this, and 4 chunks
+        # the columns (name: dtype) and which of them are the rows of one 2-D array (`room`'s args)
+        self.columns, self.rows_2d = ((columns, ()) if columns is not None else
+                                      ({c: dtype for c, (dtype, _) in COLUMNS.items()}, COLS_U64))
         self.in_order = True
         # reuse: a buffer set is taken again instead of a fresh one (fresh buffers cost page
         # faults: 1.3 GB for the full seed capture) once no row released from it is still
@@ -89,7 +96,7 @@ class Orderer:
         if g is None or g.hi + n > g.cap:
             if g is not None and g.lo == g.hi:
                 self._retire(self.segs.pop())
-            g = self._segment(max(4 * n, 1 << 16))
+            g = self._segment(max(4 * n, self.rows))
             self.segs.append(g)
         end = g.hi + n
         return {c: v[g.hi:end] for c, v in g.cols.items()}, g.args[:, g.hi:end]
@@ -107,6 +114,12 @@ class Orderer:
                 self.in_order = False
         g.hi += n
         return int(t.max())
+
+    def ready(self, limit: int) -> int:
+        """How many pending rows have t_ns <= limit (sorted first if they came out of order)."""
+        if not self.in_order:
+            self._sort()
+        return sum(int(np.searchsorted(g.cols["t_ns"][g.lo:g.hi], limit, side="right")) for g in self.segs)
 
     def release(self, limit: int | None) -> list[dict]:
         """The rows with t_ns <= limit (all rows if limit is None), in order, as one frame
@@ -160,13 +173,13 @@ class Orderer:
             if t[1].shape[1] >= cap and _refcounts(t) == self._idle:
                 del self._pool[k]
                 return _Segment(*t, cap)
-        t, self._idle = _buffers(cap)
+        t, self._idle = _buffers(cap, self.columns, self.rows_2d)
         return _Segment(*t, cap)
 
     def _retire(self, g: "_Segment") -> None:
         if self.reuse:
             self._pool.append((g.cols, g.args))
-            del self._pool[:-self.POOL]
+            del self._pool[:-self.pool]
 
 
 class _Segment:
@@ -179,13 +192,13 @@ class _Segment:
         self.lo = self.hi = 0
 
 
-def _buffers(cap: int) -> tuple[tuple, list]:
-    """A fresh set of column buffers (cols, args) and its reference counts while only that
-    tuple holds it: the same for every set (Orderer._segment reuses a set whose counts are back
-    to these: no view of it is alive)."""
-    args = np.empty((len(COLS_U64), cap), np.uint64)
-    cols = {c: np.empty(cap, dtype) for c, (dtype, _) in COLUMNS.items() if c not in COLS_U64}
-    cols.update(zip(COLS_U64, args))
+def _buffers(cap: int, columns: dict, rows_2d: tuple) -> tuple[tuple, list]:
+    """A fresh set of column buffers (cols, args: the columns rows_2d as the rows of one uint64
+    array) and its reference counts while only that tuple holds it: the same for every set
+    (Orderer._segment reuses a set whose counts are back to these: no view of it is alive)."""
+    args = np.empty((len(rows_2d), cap), np.uint64)
+    cols = {c: np.empty(cap, dtype) for c, dtype in columns.items() if c not in rows_2d}
+    cols.update(zip(rows_2d, args))
     t = (cols, args)
     del cols, args
     return t, _refcounts(t)
@@ -194,6 +207,78 @@ def _buffers(cap: int) -> tuple[tuple, list]:
 def _refcounts(t: tuple) -> list:
     """Reference counts of the arrays of a buffer set (a released row's view holds one)."""
     return [sys.getrefcount(v) for v in t[0].values()] + [sys.getrefcount(t[1])]
+
+
+FAULT_POOL = 16
+FAULT_SEGMENT = 1 << 18
+
+
+class SplitOrderer:
+    """The rows of a reader asked to split (`read(split=True)`): the page-fault rows
+    (`decode_fault_samples`' columns, FAULT_ROWS) and the others (RAW rows) in an Orderer each,
+    released together: every row up to a limit, as pieces of at most `piece` fault rows, each
+    with the other rows that come before its last fault row in (t_ns, seq) order (the last
+    piece: all that remain).  Rows are released by whole fault segments (each one piece), or
+    once at least `hold` rows are final: fewer, larger batches (normalize copies no fault row,
+    and much of its cost is per batch)."""
+
+    def __init__(self, reuse: bool = False, piece: int = 2 * BATCH_ROWS, hold: int = BATCH_ROWS):
+        # the fault rows go to the Parquet writer as they are (no copy), which holds up to four row
+        # groups (schemas.parquet_io.StreamWriter): segments of a row group each, and sets enough
+        # to reuse them once written
+        self.faults = Orderer(reuse, FAULT_ROWS, pool=FAULT_POOL, rows=FAULT_SEGMENT)
+        self.others = Orderer(reuse)
+        self.piece = piece
+        self.hold = hold
+
+    @property
+    def pending(self) -> int:
+        return self.faults.pending + self.others.pending
+
+    def add(self, n: tuple[int, int]) -> int:
+        """The last rooms hold n = (fault rows, other rows) of one chunk -> their largest time."""
+        return max(self.faults.add(n[0]), self.others.add(n[1]))
+
+    def _whole_segments(self, limit: int) -> int | None:
+        """The last time of the last full fault segment whose rows are all final by `limit` (None:
+        no such segment): releasing to there gives one piece per segment."""
+        if not self.faults.in_order:
+            return None
+        end = None
+        for g in self.faults.segs[:-1]:          # a segment followed by another is full
+            if g.hi > g.lo:
+                last = int(g.cols["t_ns"][g.hi - 1])
+                if last > limit:
+                    break
+                end = last
+        return end
+
+    def release(self, limit: int | None) -> list[tuple[dict, dict]]:
+        """The rows with t_ns <= limit (all if None), as (fault rows, other rows) pieces ([]
+        while fewer than `hold` rows are ready)."""
+        if limit is not None:
+            whole = self._whole_segments(limit)
+            if whole is not None:
+                limit = whole
+            elif self.faults.ready(limit) + self.others.ready(limit) < self.hold:
+                return []
+        frames, rest = self.faults.release(limit), self.others.release(limit)
+        if not frames and not rest:
+            return []
+        others = concat(rest) if rest else {c: np.empty(0, dtype) for c, dtype in self.others.columns.items()}
+        pieces = [{c: v[i:i + self.piece] for c, v in f.items()} for f in frames
+                  for i in range(0, len(f["seq"]), self.piece)]
+        if not pieces:
+            pieces = [{c: np.empty(0, dtype) for c, dtype in FAULT_ROWS.items()}]
+        out, k = [], 0
+        for j, f in enumerate(pieces):
+            if j == len(pieces) - 1:
+                cut = len(others["seq"])
+            else:      # the others before this piece's last fault row
+                cut = int(rank(f["t_ns"][-1:], f["seq"][-1:], others["t_ns"], others["seq"])[0])
+            out.append((f, {c: v[k:cut] for c, v in others.items()}))
+            k = cut
+        return out
 
 
 # ----------------------------------------------------------------------------- data files
@@ -254,9 +339,10 @@ def _merged(dec: Decoder, orderer: Orderer, streams: list[Stream]) -> Iterator[d
 
 
 def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]:
-    """Every row of the capture, as frames released in (t_ns, seq) order (`reuse`: see Orderer)."""
+    """Every row of the capture, as frames released in (t_ns, seq) order (`reuse`: see Orderer;
+    a decoder that splits: as SplitOrderer's (fault rows, other rows) pieces)."""
     r = pf.session
-    orderer = Orderer(reuse)
+    orderer = SplitOrderer(reuse, 2 * BATCH_ROWS, BATCH_ROWS) if dec.split else Orderer(reuse)
     streams = []
     try:
         ahead = len(pf.extra) <= AHEAD_FILES    # a thread per file only for a few files
@@ -274,10 +360,15 @@ def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]
     yield from orderer.release(None)
 
 
-def _batches(pf: PerfFile, columns: bool = False) -> Iterator[pa.Table | RawColumns]:
+def _batches(pf: PerfFile, columns: bool = False, split: bool = False) -> Iterator[pa.Table | RawColumns]:
     """Decode every data stream, release rows in (t_ns, seq) order, yield ~BATCH_ROWS tables
     (or RawColumns)."""
     r = pf.session
+    if columns and split:
+        for faults, others in _released(pf, Decoder(r, split=True), reuse=True):
+            yield to_columns(r, others, faults)
+        r.meta["events_total"] = sum(r.meta["events_by_name"].values())
+        return
     emit = (lambda rows: to_columns(r, rows)) if columns else (lambda rows: to_table(r, rows))
     # RawColumns go out as soon as rows are released (tens of thousands, still in the
     # cache; no copy into bigger batches: the Parquet writer gathers its row groups)
@@ -306,10 +397,11 @@ def count_events(r: Session, rows: dict) -> None:
         by_name[r.events[code]] = by_name.get(r.events[code], 0) + int(counts[code])
 
 
-def to_columns(r: Session, rows: dict) -> RawColumns:
+def to_columns(r: Session, rows: dict, faults: dict | None = None) -> RawColumns:
+    """RawColumns of released rows (and of fault rows apart, counted when decoded)."""
     count_events(r, rows)
     cols = {c: rows[c] for c in ("t_ns", "pid", "tid", "cpu", *COLS_U64, "ret", "seq")}
-    return RawColumns(cols, rows["ev"], list(r.events), rows["comm"], list(r.comms))
+    return RawColumns(cols, rows["ev"], list(r.events), rows["comm"], list(r.comms), faults)
 
 
 def to_table(r: Session, rows: dict) -> pa.Table:
