@@ -12,6 +12,10 @@ import sys
 import threading
 from pathlib import Path
 
+# The command does no linear algebra; numpy's OpenBLAS starts a pool of threads at import that spin
+# for a while (8% of an ingest's CPU on 2 cores, farm-bench median).  Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from ptreplay.schemas.errors import PipelineError, UsageError
 from ptreplay.schemas.units import parse_duration_ns
 from ptreplay.pipeline.progress import route_warnings

@@ -62,6 +62,13 @@ class EventParts:
         """The events table of this run (EVENTS columns, kind and comm dictionary-encoded)."""
         return pa.Table.from_batches(list(join(self.faults, self.others)), schema=JOINED)
 
+    def cut(self, t: int) -> tuple["EventParts", "EventParts"]:
+        """This run as two: its events with t_ns <= t, and those after."""
+        k = int(np.searchsorted(_numpy(self.faults.column("t_ns")), t, side="right"))
+        j = int(np.searchsorted(_numpy(self.others.column("t_ns")), t, side="right"))
+        return (EventParts(self.faults.slice(0, k), self.others.slice(0, j)),
+                EventParts(self.faults.slice(k), shift_rows(self.others.slice(j), -(k + j))))
+
 
 def split(table: pa.Table) -> EventParts:
     """An events table (EVENTS columns, any lossless string encoding) in the events/2 layout."""

@@ -147,6 +147,22 @@ def test_split_and_join_are_inverse(seed_):
         assert conform(joined, EVENTS).equals(table)
 
 
+@pytest.mark.parametrize("seed_", range(4))
+def test_cut_parts_at_a_time_are_the_table_cut_there(seed_):
+    """EventParts.cut (ingest: the events after a start snapshot's time go on as parts): both
+    halves, joined, are the rows of the events table up to that time and after it."""
+    rng = np.random.default_rng(seed_)
+    table = _random_events(rng, int(rng.integers(50, 400)))
+    parts = split(table)
+    t = table.column("t_ns").to_numpy()
+    for at in (-1, int(t[len(t) // 3]), int(t[-1]), int(t[-1]) + 1):
+        first, rest = parts.cut(at)
+        k = int(np.searchsorted(t, at, side="right"))
+        assert first.num_rows == k and rest.num_rows == len(t) - k
+        for half, want in ((first, table.slice(0, k)), (rest, table.slice(k))):
+            assert conform(half.to_table(), EVENTS).equals(want)
+
+
 def test_others_only_and_faults_only(tmp_path):
     for rows in ([dict(kind="mmap", t_ns=5, pid=1, len=10)],
                  [dict(kind="fault", t_ns=i, pid=1, addr=4096 * i, error_code=6, user_mode=True) for i in range(5)],

@@ -75,8 +75,8 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
 
     The metadata dict is completed when the iterator is exhausted (lost-event
     counts and normalization statistics are known only then).  `parts`: batches in
-    the events/2 layout (`EventParts`), except for a capture with a start snapshot
-    (merged with it as events tables).
+    the events/2 layout (`EventParts`), except for the events of a capture with a start
+    snapshot up to the snapshot's time (merged with it as events tables).
     """
     file, meta = resolve_input(path)
     reader = detect(file)
@@ -144,10 +144,16 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
             if merged:
                 yield ev
                 continue
-            head.append(ev if isinstance(ev, pa.Table) else _wide(ev))
-            if _span(ev)[1] >= t_snap:
+            later = None
+            if isinstance(ev, EventParts) and _span(ev)[1] > t_snap:    # the rest goes on as parts
+                ev, later = ev.cut(t_snap)
+            if ev.num_rows:
+                head.append(ev if isinstance(ev, pa.Table) else _wide(ev))
+            if later is not None or _span(ev)[1] >= t_snap:
                 yield from merge_sorted([iter([snapshot]), iter(head)])
                 head, merged = [], True
+                if later is not None and later.num_rows:
+                    yield later
         if not merged:
             yield from merge_sorted([iter([snapshot]), iter(head)])
         if first_t is not None:

@@ -342,7 +342,7 @@ def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]
     """Every row of the capture, as frames released in (t_ns, seq) order (`reuse`: see Orderer;
     a decoder that splits: as SplitOrderer's (fault rows, other rows) pieces)."""
     r = pf.session
-    orderer = SplitOrderer(reuse, 2 * BATCH_ROWS, BATCH_ROWS) if dec.split else Orderer(reuse)
+    orderer = SplitOrderer(reuse, 2 * BATCH_ROWS, 2 * BATCH_ROWS) if dec.split else Orderer(reuse)
     streams = []
     try:
         ahead = len(pf.extra) <= AHEAD_FILES    # a thread per file only for a few files
