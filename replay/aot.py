@@ -7,7 +7,7 @@ pipeline/formats/perf/kernels.py and pipeline/events/fault_merge.py is the one t
 extension module, once per version of their sources, in the cache directory; importing it takes
 under a millisecond and imports no numba.
 
-    K = aot.kernels()          # walk_records, index_records, decode_fixed_samples, decode_fault_samples, ...
+    K = aot.kernels()          # walk_records, index_records, decode_fixed_samples, decode_fault_records, ...
     K.walk_records(...)        # the compiled module's function, or numba's JIT one
 
 The module is built the first time it is missing (in a child process, `python -m
@@ -56,10 +56,12 @@ SIGNATURES = {
         _READER, "UniTuple(i8, 2)",
         "u1[::1] u4[:] u8[:] i8[::1] i8[::1] i8[::1] i8 i8 i8[::1] i8[:,::1] i8[:,:,::1] "    # buffer, records, plan
         "i4[::1] i8[::1] i4[::1] i4[::1] i4[::1] i4[::1] u8[:,:] i8[::1] i8[::1] i4[::1] i8[::1]"),  # RAW columns
-    "decode_fault_samples": (
-        _READER, "UniTuple(i8, 4)",
-        "u1[::1] u4[:] u8[:] i8[::1] i8[::1] i8[::1] i8 i8 i8[::1] i8[:,::1] i8[:,:,::1] "    # buffer, records, plan
-        "i8[::1] i4[::1] i4[::1] i4[::1] u8[::1] u8[::1] i4[::1] b1[::1] i8[::1] i8[::1] i8[::1]"),  # fault columns
+    "walk_stop": (_READER, "UniTuple(i8, 2)", "u1[::1] u4[:] u8[:] i8 i8"),
+    "decode_fault_records": (
+        _READER, "UniTuple(i8, 7)",
+        "u1[::1] u4[:] u8[:] i8 i8 i8[::1] i8 i8 i8 i8[::1] i8[:,::1] i8[:,:,::1] "    # buffer, plan
+        "i8[::1] i4[::1] i4[::1] i4[::1] u8[::1] u8[::1] i4[::1] b1[::1] i8[::1] "    # fault columns
+        "i8[::1] i8[::1] i8[::1] i8[::1] i8[::1] i8[::1] i8[::1]"),                   # other records, counts
     "split_faults": (
         _NORMALIZE, "UniTuple(i8, 2)",
         "i8[::1] i8[::1] i4[::1] i4[::1] i4[::1] u8[::1] u8[::1] u8[::1] i4[::1] i1[::1] u8 i8[::1] f8[::1] "

@@ -16,6 +16,7 @@ from ptreplay.replay import aot
 from ptreplay.pipeline.formats.perf import kernel_abi as K
 from ptreplay.pipeline.formats.perf.header import COLS_U64, Attr, Session
 from ptreplay.pipeline.formats.perf.samples import Fields, Views, walk_fields
+from ptreplay.pipeline.formats.perf import walk
 from ptreplay.pipeline.formats.perf.walk import Chunk, split_records
 
 # ----------------------------------------------------------------------------- frames
@@ -76,6 +77,7 @@ class Decoder:
         self._plan_key = None
         self.narrow_faults = narrow_faults or split   # RawColumns for normalize: see kernel_abi.LAY_NARROW
         self.split = split                     # page faults apart (reader.SplitOrderer, decode_split)
+        self._scratch = [np.empty(0, np.int64)] * 6    # fault_records' other-record arrays
 
     def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
         """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
@@ -109,35 +111,35 @@ class Decoder:
 
     def decode_split(self, ch: Chunk, orderer) -> tuple[tuple[int, int], np.ndarray]:
         """`decode` with the page faults apart (`orderer`: a reader.SplitOrderer): one compiled
-        pass (`kernels.decode_fault_samples`) writes the fault rows of the narrow fixed-layout
-        attrs into orderer.faults' room; the other records are decoded as `decode` does, into
-        orderer.others' room -> ((fault rows, other rows), largest time before each round)."""
+        pass (`kernels.decode_fault_records`) walks the chunk and writes the fault rows of the
+        narrow fixed-layout attrs into orderer.faults' room; the other records are decoded as
+        `decode` does, into orderer.others' room -> ((fault rows, other rows), largest time before
+        each round).  A chunk the producer did not walk (`Chunk.offs` None) is walked here, once
+        the capture's attrs are known and until a header record (pipe mode); a walked one after
+        its side-band records are applied (they may be the attrs its samples need)."""
         s = self.s
-        seq0, self.seq = self.seq, self.seq + len(ch.offs)
-        sidx, side = split_records(s, ch, seq0)
-        rounds = ch.rounds
-        if not len(sidx) and not side:
-            return (0, 0), np.full(len(rounds), -1, np.int64)
-        nf, rest = 0, sidx
-        if len(sidx):
-            s.validate()
-            v = Views(ch.buf)
-            f, _ = orderer.faults.room(len(sidx))
-            lay, fields = self.sample_plan()
-            id_pos = self.id_pos(ch, sidx)
-            counts = np.zeros(len(lay), np.int64)
-            at = np.empty(len(sidx), np.int64)
-            status, i, nf, nr = aot.kernels().decode_fault_samples(
-                *K.unaligned_views(v.buf), ch.offs, ch.sizes, sidx, seq0, id_pos, s.id_lut, lay, fields,
-                *(f[c] for c in FAULT_ROWS), at, counts)
-            if status:
-                off, size = int(ch.offs[sidx[i]]), int(ch.sizes[sidx[i]])
-                s.where.at(ch.base + off, ch.stream).fail(self.sample_error(status, v, off, size, id_pos, nf))
-            by_name = s.meta["events_by_name"]
-            for a in np.flatnonzero(counts).tolist():
-                name = s.attrs[a].event
-                by_name[name] = by_name.get(name, 0) + int(counts[a])
-            rest = sidx[at[:nr]]
+        seq0 = self.seq
+        single = len(s.attrs) == 1
+        got = None
+        if ch.offs is None and s.validated and (single or s.sid.sample_id_pos is not None):
+            got = self.fault_records(ch, orderer, seq0, 0, ch.end, ch.marks, True)
+        if got is None:                    # walked first; side-band records applied first
+            ch = walk.indexed(ch)
+            if not len(ch.offs):
+                return (0, 0), np.full(len(ch.rounds), -1, np.int64)
+            sidx, side = split_records(s, ch, seq0)
+            nf, rest, rounds = 0, sidx, ch.rounds
+            if len(sidx):
+                s.validate()
+                self.id_pos(ch, sidx)
+                end = int(ch.offs[-1]) + walk.record_extent(ch.buf, int(ch.offs[-1]))
+                nf, sub, _, n = self.fault_records(ch, orderer, seq0, int(ch.offs[0]), end, np.empty(0, np.int64), False)
+                rest = sub.samples
+        else:
+            nf, sub, rounds, n = got
+            sidx, side = split_records(s, sub, seq0)
+            rest, ch = sidx, sub
+        self.seq = seq0 + (n if got is not None else len(ch.offs))
         no = len(rest) + len(side)
         if no:
             rows, args = orderer.others.room(no)
@@ -154,13 +156,48 @@ class Decoder:
             else:
                 self.decode_samples(Views(ch.buf), ch, rest, seq0, rows, args)
         round_max = np.full(len(rounds), -1, np.int64)
-        if nf:
-            rec = f["seq"][:nf] - seq0                # the fault rows' record indices
-            round_max = _round_max(f["t_ns"][:nf], np.searchsorted(rec, rounds))
+        if nf:                                   # the fault rows in the room fault_records wrote
+            g = orderer.faults.segs[-1]
+            rec = g.cols["seq"][g.hi:g.hi + nf] - seq0     # their record indices
+            round_max = _round_max(g.cols["t_ns"][g.hi:g.hi + nf], np.searchsorted(rec, rounds))
         if no:
             kept = np.sort(np.concatenate([rest, np.array([i for i, _ in side], np.int64)])) if side else rest
             round_max = np.maximum(round_max, _round_max(rows["t_ns"], np.searchsorted(kept, rounds)))
         return (nf, no), round_max
+
+    def fault_records(self, ch: Chunk, orderer, seq0: int, start: int, end: int, marks: np.ndarray,
+                      headers_stop: bool) -> tuple | None:
+        """`kernels.decode_fault_records` over ch.buf[start:end] into orderer.faults' room (rows
+        not yet added) -> (fault rows, a Chunk of the other records (their offs/types/sizes, its
+        samples and others), rounds, records), or None where it stopped at a header record."""
+        s = self.s
+        lay, fields = self.sample_plan()
+        fast = (lay[:, K.LAY_NARROW] != 0) & (lay[:, K.LAY_FIXED] != 0)
+        f, _ = orderer.faults.room((end - start) // int(lay[fast, K.LAY_SIZE].clip(8).min(initial=1 << 20)) + 1)
+        cap = (end - start) // 8 + 1                      # records are at least 8 bytes
+        if len(self._scratch[0]) < cap + len(marks):      # reused: the pages they touch stay mapped
+            self._scratch = [np.empty(2 * (cap + len(marks)), np.int64) for _ in range(6)]
+        offs, types, sizes, samples, others, rounds = self._scratch
+        id_pos = -1 if len(s.attrs) == 1 else s.sid.sample_id_pos
+        counts = np.zeros(len(lay), np.int64)
+        v = Views(ch.buf)
+        status, at, n, nf, ns, no, nr = aot.kernels().decode_fault_records(
+            *K.unaligned_views(v.buf), start, end, marks, int(headers_stop), seq0, id_pos, s.id_lut, lay, fields,
+            *(f[c] for c in FAULT_ROWS), offs, types, sizes, samples, others, rounds, counts)
+        if status == K.HEADER_RECORD:
+            return None
+        if status == K.HEADER_TOO_SMALL:
+            s.where.at(ch.base + at, ch.stream).fail("record header with size < 8 (expected a perf_event_header)")
+        if status:
+            size = int(v.u64(np.array([at]))[0] >> np.uint64(48))
+            s.where.at(ch.base + at, ch.stream).fail(self.sample_error(status, v, at, size, id_pos, nf))
+        by_name = s.meta["events_by_name"]
+        for a in np.flatnonzero(counts).tolist():
+            name = s.attrs[a].event
+            by_name[name] = by_name.get(name, 0) + int(counts[a])
+        sub = Chunk(ch.buf, offs, types, sizes, rounds[:nr], ch.base, ch.stream, samples=samples[:ns],
+                    others=others[:no])
+        return nf, sub, rounds[:nr], n
 
     def id_pos(self, ch: Chunk, sidx: np.ndarray) -> int:
         """Where the samples' id is (-1: one attr, no id needed)."""

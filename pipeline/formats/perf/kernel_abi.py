@@ -20,8 +20,11 @@ LAY_COLUMNS = 11
 # Per-attr integer fields (int64[n_attrs, FIELD_COLUMNS, 3]), one row per output column
 # (0..5 = a0..a5, 6 = ret): offset in the RAW data (-1: not set), size in bytes, signed.
 FIELD_COLUMNS = 7
-# Status codes of decode_fixed_samples (the caller turns them into messages).
+# Status codes of decode_fixed_samples and decode_fault_records (the caller turns them into
+# messages); the latter's: a header with size < 8, a header record it was asked to stop at.
 BAD_ID, SHORT_SAMPLE, RAW_PAST_END, RAW_TOO_SMALL, RAW_WRONG_TYPE = 1, 2, 3, 4, 5
+HEADER_TOO_SMALL, HEADER_RECORD = 6, 7
+SAMPLE, FINISHED_ROUND = 9, 68         # perf_event_header.type of these (layout.REC)
 
 
 def unaligned_views(buf) -> tuple:

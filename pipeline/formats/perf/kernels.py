@@ -12,8 +12,9 @@ from ptreplay.replay.jit import njit
 import numpy as np
 
 from ptreplay.pipeline.formats.perf.kernel_abi import (
-    BAD_ID, HEADER_TRACING_DATA, LAY_CPU, LAY_EV, LAY_FIXED, LAY_MIN_RAW, LAY_NARROW, LAY_RAW, LAY_SIZE, LAY_TID,
-    LAY_TIME, LAY_TYPE, LAY_USER, RAW_PAST_END, RAW_TOO_SMALL, RAW_WRONG_TYPE, SHORT_SAMPLE)
+    BAD_ID, FINISHED_ROUND, HEADER_RECORD, HEADER_TOO_SMALL, HEADER_TRACING_DATA, LAY_CPU, LAY_EV, LAY_FIXED,
+    LAY_MIN_RAW, LAY_NARROW, LAY_RAW, LAY_SIZE, LAY_TID, LAY_TIME, LAY_TYPE, LAY_USER, RAW_PAST_END, RAW_TOO_SMALL,
+    RAW_WRONG_TYPE, SAMPLE, SHORT_SAMPLE)
 
 
 @njit(nogil=True)
@@ -209,93 +210,157 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, 
     return 0, n
 
 
+ZERO = np.uint64(0)
+
+
+@njit(nogil=True, inline="always")
+def _arg(u8, u32, u64, data, offset, size, signed):
+    """A fault's a0..a2 at data + offset (0 when offset < 0): one load for the unsigned 8-byte
+    fields of x86's faults."""
+    if offset < 0:
+        return ZERO
+    if size == 8 and signed == 0:
+        return u64[data + offset]
+    return _field(u8, u32, u64, data + offset, size, signed)
+
+
 @njit(nogil=True)
-def decode_fault_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, lay, fields,
-                         f_t_ns, f_pid, f_tid, f_cpu, f_addr, f_ip, f_error_code, f_user_mode, f_seq, rest, counts):
-    """`decode_fixed_samples` with the page faults apart: the SAMPLE records sidx of a chunk whose
-    attr is narrow and fixed (lay[k, LAY_NARROW] and lay[k, LAY_FIXED]: the page-fault attrs when
-    the caller asks) go into the fault columns f_*, in record order, as normalize stores them:
-    addr (a0), ip (a1), error_code (a2's low 32 bits, signed), user_mode (lay[k, LAY_USER]), seq;
-    the others' positions in sidx go into `rest` (the caller decodes them as before).
-    counts[k] += 1 for each fault row of attr k.  The same fields, defaults and checks as
-    decode_fixed_samples; the attr's plan is read into locals when it changes (runs of one attr:
-    14.9 ns a record instead of 21).  Returns (status, row, faults, rest): status 0, or the first
-    bad record (sidx[row]) and what is wrong with it; then `faults` is the attr of that record."""
-    n = len(sidx)
-    nf = 0
-    nr = 0
-    last = -1
-    fast = False
-    user = False
-    need = o_tid = o_time = o_cpu = o_raw = min_raw = typ = np.int64(-1)
-    a_o = i_o = e_o = np.int64(-1)
+def walk_stop(u8, u32, u64, start, end):
+    """`walk_records` without its outputs: where the first record of buf[start:end] that is not
+    complete starts, and the status (1: a header with size < 8 there) -> (stop, status).  The
+    producer thread needs no more of a chunk the decoder walks itself (decode_fault_records)."""
+    p = start
+    while p + 8 <= end:
+        head = u64[p]
+        size = np.int64(head >> np.uint64(48))
+        if size < 8:
+            return p, 1
+        extent = size
+        if np.int64(head & np.uint64(0xFFFFFFFF)) == HEADER_TRACING_DATA and size >= 12:
+            if p + 12 > end:
+                break
+            extent = size + np.int64(u32[p + 8])
+        if p + extent > end:
+            break
+        p += extent
+    return p, 0
+
+
+@njit(nogil=True)
+def decode_fault_records(u8, u32, u64, start, end, marks, headers_stop, seq0, id_pos, id_lut, lay, fields,
+                         f_t_ns, f_pid, f_tid, f_cpu, f_addr, f_ip, f_error_code, f_user_mode, f_seq,
+                         offs, types, sizes, samples, others, rounds, counts):
+    """The whole records of buf[start:end] in one pass, the page faults apart: the SAMPLE records
+    whose attr is narrow and fixed (lay[k, LAY_NARROW] and lay[k, LAY_FIXED]: the page-fault attrs
+    when the caller asks) go into the fault columns f_*, in record order, as normalize stores them:
+    addr (a0), ip (a1), error_code (a2's low 32 bits, signed), user_mode (lay[k, LAY_USER]), seq
+    (seq0 + the record's index); counts[k] += 1 for each.  Every other record j gets offs[j],
+    types[j] and sizes[j] (as walk_records) and its index in `samples` (other SAMPLE records) or
+    `others` (neither SAMPLE nor FINISHED_ROUND); `rounds` gets, for each FINISHED_ROUND and each
+    byte offset in `marks` (sorted), how many records precede it (as index_records and the
+    caller's marks).  The same fields, defaults and checks as decode_fixed_samples; the attr's plan
+    is read into locals when it changes (runs of one attr).  headers_stop: stop at perf's header
+    records (type >= 64 but FINISHED_ROUND: pipe mode's attrs and formats, which samples after them
+    need applied first) with status HEADER_RECORD.  Returns (status, at, records, faults, samples,
+    others, rounds): status 0, or what is wrong with the record at byte `at` (BAD_ID, SHORT_SAMPLE,
+    ...; then `faults` is its attr)."""
+    p, n, nf, ns, no, nr, mk, last, fast, user = start, 0, 0, 0, 0, 0, 0, -1, False, False
+    need = o_tid = o_time = o_cpu = o_raw = min_raw = typ = a_o = i_o = e_o = np.int64(-1)
     a_s = i_s = e_s = np.int64(8)
     a_g = i_g = e_g = np.int64(0)
-    for i in range(n):
-        j = sidx[i]
-        p = offs[j]
-        size = sizes[j]
-        k = 0
-        if id_pos >= 0:
-            if id_pos + 8 > size:
-                return BAD_ID, i, 0, 0
-            ident = _load(u8, u32, u64, p + id_pos, 8)
-            if ident >= np.uint64(len(id_lut)):
-                return BAD_ID, i, 0, 0
-            k = id_lut[ident]
-            if k < 0:
-                return BAD_ID, i, 0, 0
-        if k != last:                        # the attr's plan, in locals
-            last = k
-            fast = lay[k, LAY_NARROW] != 0 and lay[k, LAY_FIXED] != 0
-            user = lay[k, LAY_USER] != 0
-            need, o_tid, o_time, o_cpu = lay[k, LAY_SIZE], lay[k, LAY_TID], lay[k, LAY_TIME], lay[k, LAY_CPU]
-            o_raw, min_raw, typ = lay[k, LAY_RAW], lay[k, LAY_MIN_RAW], lay[k, LAY_TYPE]
-            a_o, a_s, a_g = fields[k, 0, 0], fields[k, 0, 1], fields[k, 0, 2]
-            i_o, i_s, i_g = fields[k, 1, 0], fields[k, 1, 1], fields[k, 1, 2]
-            e_o, e_s, e_g = fields[k, 2, 0], fields[k, 2, 1], fields[k, 2, 2]
-        if not fast:
-            rest[nr] = i
+    while p + 8 <= end:
+        while mk < len(marks) and marks[mk] <= p:
+            rounds[nr] = n
             nr += 1
-            continue
-        if size < need:
-            return SHORT_SAMPLE, i, k, 0
-        t = np.int64(0)
-        pid = tid = cpu = np.int32(-1)
-        addr = ip = err = np.uint64(0)
-        if o_tid >= 0:
-            pid = _i32(u8, u32, u64, p + o_tid)
-            tid = _i32(u8, u32, u64, p + o_tid + 4)
-        if o_time >= 0:
-            t = np.int64(_load(u8, u32, u64, p + o_time, 8))
-        if o_cpu >= 0:
-            cpu = _i32(u8, u32, u64, p + o_cpu)
-        if o_raw >= 0:
-            raw_size = np.int64(_load(u8, u32, u64, p + o_raw, 4))
-            if o_raw + 4 + raw_size > size:
-                return RAW_PAST_END, i, k, 0
-            if min_raw >= 0:
-                if raw_size < min_raw:
-                    return RAW_TOO_SMALL, i, k, 0
-                if np.int64(_load(u8, u32, u64, p + o_raw + 4, 2)) != typ:
-                    return RAW_WRONG_TYPE, i, k, 0
-                data = p + o_raw + 4
-                if a_o >= 0:          # unsigned 8-byte fields (the x86 faults'): one load
-                    addr = u64[data + a_o] if a_s == 8 and a_g == 0 else _field(u8, u32, u64, data + a_o, a_s, a_g)
-                if i_o >= 0:
-                    ip = u64[data + i_o] if i_s == 8 and i_g == 0 else _field(u8, u32, u64, data + i_o, i_s, i_g)
-                if e_o >= 0:
-                    err = u64[data + e_o] if e_s == 8 and e_g == 0 else _field(u8, u32, u64, data + e_o, e_s, e_g)
-        f_t_ns[nf] = t
-        f_pid[nf] = pid
-        f_tid[nf] = tid
-        f_cpu[nf] = cpu
-        f_addr[nf] = addr
-        f_ip[nf] = ip
-        low = np.int64(err & np.uint64(0xFFFFFFFF))
-        f_error_code[nf] = np.int32(low - (np.int64(1) << 32) if low >= np.int64(1) << 31 else low)
-        f_user_mode[nf] = user
-        f_seq[nf] = seq0 + j
-        counts[k] += 1
-        nf += 1
-    return 0, n, nf, nr
+            mk += 1
+        head = u64[p]
+        size = np.int64(head >> np.uint64(48))
+        kind = np.int64(head & np.uint64(0xFFFFFFFF))
+        if size < 8:
+            return HEADER_TOO_SMALL, p, n, nf, ns, no, nr
+        extent = size
+        if kind == HEADER_TRACING_DATA and size >= 12:
+            if p + 12 > end:
+                break
+            extent = size + np.int64(u32[p + 8])
+        if p + extent > end:
+            break
+        if kind == SAMPLE:
+            k = 0
+            if id_pos >= 0:
+                if id_pos + 8 > size:
+                    return BAD_ID, p, n, 0, 0, 0, 0
+                ident = _load(u8, u32, u64, p + id_pos, 8)
+                if ident >= np.uint64(len(id_lut)):
+                    return BAD_ID, p, n, 0, 0, 0, 0
+                k = id_lut[ident]
+                if k < 0:
+                    return BAD_ID, p, n, 0, 0, 0, 0
+            if k != last:                    # the attr's plan, in locals
+                last = k
+                fast = lay[k, LAY_NARROW] != 0 and lay[k, LAY_FIXED] != 0
+                user = lay[k, LAY_USER] != 0
+                need, o_tid, o_time, o_cpu = lay[k, LAY_SIZE], lay[k, LAY_TID], lay[k, LAY_TIME], lay[k, LAY_CPU]
+                o_raw, min_raw, typ = lay[k, LAY_RAW], lay[k, LAY_MIN_RAW], lay[k, LAY_TYPE]
+                a_o, a_s, a_g = fields[k, 0, 0], fields[k, 0, 1], fields[k, 0, 2]
+                i_o, i_s, i_g = fields[k, 1, 0], fields[k, 1, 1], fields[k, 1, 2]
+                e_o, e_s, e_g = fields[k, 2, 0], fields[k, 2, 1], fields[k, 2, 2]
+            if fast:
+                if size < need:
+                    return SHORT_SAMPLE, p, n, k, 0, 0, 0
+                t, pid, tid, cpu, addr, ip, err = np.int64(0), np.int32(-1), np.int32(-1), np.int32(-1), ZERO, ZERO, ZERO
+                if o_tid >= 0:
+                    pid = _i32(u8, u32, u64, p + o_tid)
+                    tid = _i32(u8, u32, u64, p + o_tid + 4)
+                if o_time >= 0:
+                    t = np.int64(_load(u8, u32, u64, p + o_time, 8))
+                if o_cpu >= 0:
+                    cpu = _i32(u8, u32, u64, p + o_cpu)
+                if o_raw >= 0:
+                    raw_size = np.int64(_load(u8, u32, u64, p + o_raw, 4))
+                    if o_raw + 4 + raw_size > size:
+                        return RAW_PAST_END, p, n, k, 0, 0, 0
+                    if min_raw >= 0:
+                        if raw_size < min_raw:
+                            return RAW_TOO_SMALL, p, n, k, 0, 0, 0
+                        if np.int64(_load(u8, u32, u64, p + o_raw + 4, 2)) != typ:
+                            return RAW_WRONG_TYPE, p, n, k, 0, 0, 0
+                        data = p + o_raw + 4
+                        addr = _arg(u8, u32, u64, data, a_o, a_s, a_g)
+                        ip = _arg(u8, u32, u64, data, i_o, i_s, i_g)
+                        err = _arg(u8, u32, u64, data, e_o, e_s, e_g)
+                f_t_ns[nf] = t
+                f_pid[nf] = pid
+                f_tid[nf] = tid
+                f_cpu[nf] = cpu
+                f_addr[nf] = addr
+                f_ip[nf] = ip
+                low = np.int64(err & np.uint64(0xFFFFFFFF))
+                f_error_code[nf] = np.int32(low - (np.int64(1) << 32) if low >= np.int64(1) << 31 else low)
+                f_user_mode[nf] = user
+                f_seq[nf] = seq0 + n
+                counts[k] += 1
+                nf += 1
+                n += 1
+                p += extent
+                continue
+            samples[ns] = n
+            ns += 1
+        elif kind == FINISHED_ROUND:
+            rounds[nr] = n
+            nr += 1
+        else:
+            if headers_stop and kind >= 64:
+                return HEADER_RECORD, p, n, nf, ns, no, nr
+            others[no] = n
+            no += 1
+        offs[n] = p
+        types[n] = kind
+        sizes[n] = size
+        n += 1
+        p += extent
+    while mk < len(marks):
+        rounds[nr] = n
+        nr += 1
+        mk += 1
+    return 0, p, n, nf, ns, no, nr

@@ -347,7 +347,7 @@ def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]
     try:
         ahead = len(pf.extra) <= AHEAD_FILES    # a thread per file only for a few files
         for k, src in enumerate(pf.sources()):
-            streams.append(Stream(DataFile(*src, opener=r.opener, ahead=k == 0 or ahead)))
+            streams.append(Stream(DataFile(*src, opener=r.opener, ahead=k == 0 or ahead, lazy=dec.split)))
         yield from _merged(dec, orderer, streams) if pf.extra else _by_rounds(dec, orderer, streams[0])
     finally:
         for s in streams:

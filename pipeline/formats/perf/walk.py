@@ -128,7 +128,8 @@ def open_capture(path, opener=None, allow_sampled: bool = False) -> PerfFile:
 class DataFile:
     """One data file as chunks of whole records (`chunks`, produced `ahead` on a thread)."""
 
-    def __init__(self, path: Path, fh, start: int, length: int | None, label: str, opener, ahead: bool = False):
+    def __init__(self, path: Path, fh, start: int, length: int | None, label: str, opener, ahead: bool = False,
+                 lazy: bool = False):
         self.path = path
         if fh is None:
             try:
@@ -138,7 +139,7 @@ class DataFile:
             length = file_size(fh)
         self.fh = fh
         where = Where(path)
-        chunks = guarded(where, expand_compressed(record_chunks(fh, start, length, label, where), label, where))
+        chunks = guarded(where, expand_compressed(record_chunks(fh, start, length, label, where), label, where, lazy))
         self.chunks = prefetch(chunks) if ahead else chunks
 
     def close(self):
@@ -181,28 +182,49 @@ class Chunk:
     tail: int = 0             # bytes of a record cut off by the end of a zstd stream, dropped
     samples: np.ndarray | None = None   # indices of the SAMPLE records (None: not indexed yet)
     others: np.ndarray | None = None    # indices of the records neither SAMPLE nor FINISHED_ROUND
+    end: int = 0              # where its whole records end in buf
+    marks: np.ndarray | None = None     # a chunk not walked yet (offs etc. None): its round marks (bytes)
 
 
 def _walk(buf, start: int, end: int):
     return aot.kernels().walk_records(*unaligned_views(buf), start, end)
 
 
-def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=()) -> tuple:
-    """Walk buf -> (Chunk of its whole records or None, stop).  `final`: no more bytes follow."""
-    offs, types, sizes, stop, status = _walk(buf, 0, len(buf))
+def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=(), lazy: bool = False) -> tuple:
+    """Walk buf -> (Chunk of its whole records or None, stop).  `final`: no more bytes follow.
+    `lazy`: only find where its whole records end (the decoder walks them: `indexed`)."""
+    if lazy:
+        stop, status = aot.kernels().walk_stop(*unaligned_views(buf), 0, len(buf))
+    else:
+        offs, types, sizes, stop, status = _walk(buf, 0, len(buf))
     if status:
         where.at(base + stop, stream).fail("record header with size < 8 (expected a perf_event_header)")
     if final and stop < len(buf):
-        need = _record_extent(buf, stop)
+        need = record_extent(buf, stop)
         where.at(base + stop, stream).fail(
             f"truncated record: expected {need if need else 'an 8-byte header'} bytes, {len(buf) - stop} remain")
-    samples, rounds, others = aot.kernels().index_records(types, L.REC["SAMPLE"], L.REC["FINISHED_ROUND"])
-    if len(extra_rounds):
-        marks = np.searchsorted(offs, np.asarray(extra_rounds, np.int64), side="left")
-        rounds = np.sort(np.concatenate([rounds, marks]))
+    marks = np.asarray(extra_rounds, np.int64)
+    if lazy:
+        return (Chunk(buf, None, None, None, None, base, stream, end=stop, marks=marks) if stop else None), stop
     if not len(offs):
         return None, stop
-    return Chunk(buf, offs, types, sizes, rounds, base, stream, samples=samples, others=others), stop
+    return _indexed(Chunk(buf, offs, types, sizes, None, base, stream, end=stop), marks), stop
+
+
+def indexed(ch: Chunk) -> Chunk:
+    """The chunk walked: its records' offsets, types and sizes, SAMPLE and other indices, rounds."""
+    if ch.offs is not None:
+        return ch
+    ch.offs, ch.types, ch.sizes, _, _ = _walk(ch.buf, 0, ch.end)
+    return _indexed(ch, ch.marks)
+
+
+def _indexed(ch: Chunk, marks: np.ndarray) -> Chunk:
+    ch.samples, ch.rounds, ch.others = aot.kernels().index_records(ch.types, L.REC["SAMPLE"], L.REC["FINISHED_ROUND"])
+    if len(marks):
+        ch.rounds = np.sort(np.concatenate([ch.rounds, np.searchsorted(ch.offs, marks, side="left")]))
+    ch.marks = None
+    return ch
 
 
 def record_chunks(f, start: int, length: int | None, label: str, where: Where) -> Iterator[Chunk]:
@@ -231,10 +253,10 @@ def record_chunks(f, start: int, length: int | None, label: str, where: Where) -
         if final:
             return
         carry, pos = buf[stop:], pos + stop
-        want = max(CHUNK_BYTES, _record_extent(carry, 0) - len(carry))
+        want = max(CHUNK_BYTES, record_extent(carry, 0) - len(carry))
 
 
-def _record_extent(buf, p: int) -> int:
+def record_extent(buf, p: int) -> int:
     if len(buf) - p < 8:
         return 0
     typ, _, size = L.EVENT_HEADER.unpack_from(buf, p)
@@ -243,7 +265,7 @@ def _record_extent(buf, p: int) -> int:
     return size
 
 
-def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where) -> Iterator[Chunk]:
+def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: bool = False) -> Iterator[Chunk]:
     """Replace COMPRESSED/COMPRESSED2 records by the records they hold, in place.
 
     One streaming zstd decompressor per data file (perf keeps one zstd stream per
@@ -271,13 +293,14 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where) -> Iter
     def emit(final: bool):
         buf = st["out"][:st["n"]]        # the decompressed bytes: the chunk keeps its buffer
         marks = st["marks"]
-        ch, stop = _chunk(buf, st["base"], stream, where, False, marks)
+        ch, stop = _chunk(buf, st["base"], stream, where, False, marks, lazy)
         carry = len(buf) - stop
         if final and carry:
             # the compressed records are whole but the stream they hold ends inside a
             # record (seen at the end of `perf record --threads -z` data files): perf's
             # reader drops such a tail silently; it is dropped here too, and reported
-            ch = ch or Chunk(buf, *(np.empty(0, np.int64) for _ in range(4)), st["base"], stream)
+            ch = ch or Chunk(buf, *(np.empty(0, np.int64) for _ in range(4)), st["base"], stream,
+                             samples=np.empty(0, np.int64), others=np.empty(0, np.int64))
             ch.tail = carry
         nxt = pool.get(max(2 * CHUNK_BYTES, 2 * carry))   # not one a chunk still holds
         if carry and not final:
