@@ -38,7 +38,7 @@ from ptreplay.schemas import events_layout
 
 # Parquet writer options per artifact.  Events are by far the largest: their
 # time and address columns delta-encode well (not ip: a few call sites repeat, and plain + zstd
-# is 2-2.5x smaller on the bundled server captures and 2.4x cheaper), only the string columns are worth
+# is 1.7-2.6x smaller on the bundled captures and 2.4x cheaper), only the string columns are worth
 # a dictionary, and statistics are kept where readers filter (time, pid, kind).
 # Most event columns are constant over long runs (faults have no len, prot, ...):
 # pages of up to 256 Ki rows instead of the default 20 Ki make 13x fewer pages,

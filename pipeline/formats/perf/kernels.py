@@ -17,6 +17,18 @@ from ptreplay.pipeline.formats.perf.kernel_abi import (
     RAW_WRONG_TYPE, SAMPLE, SHORT_SAMPLE)
 
 
+@njit(nogil=True, inline="always")
+def _extent(u32, p, end, size, typ):
+    """The bytes the record at p takes (its size, plus the payload after a pipe-mode
+    HEADER_TRACING_DATA), or -1 when it does not end by `end`."""
+    extent = size
+    if typ == HEADER_TRACING_DATA and size >= 12:
+        if p + 12 > end:
+            return -1
+        extent = size + np.int64(u32[p + 8])
+    return extent if p + extent <= end else -1
+
+
 @njit(nogil=True)
 def walk_records(u8, u32, u64, start, end):
     """Offsets, types and sizes of the complete records in buf[start:end] (perf_event_header).
@@ -43,13 +55,9 @@ def walk_records(u8, u32, u64, start, end):
         if size < 8:
             status = 1
             break
-        extent = size
         typ = np.int64(head & np.uint64(0xFFFFFFFF))
-        if typ == HEADER_TRACING_DATA and size >= 12:
-            if p + 12 > end:
-                break
-            extent = size + np.int64(u32[p + 8])
-        if p + extent > end:
+        extent = _extent(u32, p, end, size, typ)
+        if extent < 0:
             break
         offsets[n] = p
         types[n] = typ
@@ -235,12 +243,8 @@ def walk_stop(u8, u32, u64, start, end):
         size = np.int64(head >> np.uint64(48))
         if size < 8:
             return p, 1
-        extent = size
-        if np.int64(head & np.uint64(0xFFFFFFFF)) == HEADER_TRACING_DATA and size >= 12:
-            if p + 12 > end:
-                break
-            extent = size + np.int64(u32[p + 8])
-        if p + extent > end:
+        extent = _extent(u32, p, end, size, np.int64(head & np.uint64(0xFFFFFFFF)))
+        if extent < 0:
             break
         p += extent
     return p, 0
@@ -278,12 +282,8 @@ def decode_fault_records(u8, u32, u64, start, end, marks, headers_stop, seq0, id
         kind = np.int64(head & np.uint64(0xFFFFFFFF))
         if size < 8:
             return HEADER_TOO_SMALL, p, n, nf, ns, no, nr
-        extent = size
-        if kind == HEADER_TRACING_DATA and size >= 12:
-            if p + 12 > end:
-                break
-            extent = size + np.int64(u32[p + 8])
-        if p + extent > end:
+        extent = _extent(u32, p, end, size, kind)
+        if extent < 0:
             break
         if kind == SAMPLE:
             k = 0

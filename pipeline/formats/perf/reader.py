@@ -9,6 +9,9 @@ decoded in chunks of whole records:
    (`walk.py`, the record walk the stack pass shares);
 2. SAMPLE records are grouped by attr and decoded column-wise with numpy
    gathers at fixed or per-record byte positions (`decode.py`, `samples.py`);
+   asked to `split` (ingest's events/2), the decoder walks each decompressed chunk
+   itself and writes the page faults straight into normalize's fault columns
+   (`Decoder.decode_split`, `SplitOrderer`);
 3. the few side-band records (FORK, EXIT, COMM, MMAP2, LOST, ...) are decoded
    in Python (`header.Session.side_record`);
 4. rows are released in (t_ns, seq) order: perf reorders nothing across a
