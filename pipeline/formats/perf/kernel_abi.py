@@ -16,7 +16,7 @@ LAY_FIXED, LAY_SIZE, LAY_TID, LAY_TIME, LAY_CPU, LAY_RAW, LAY_EV, LAY_MIN_RAW, L
 LAY_COLUMNS = 11
 # LAY_NARROW: rows of this attr (page faults, when the caller asks) get no a3..a5, ret and comm
 # defaults: a third of the bytes written per row, for columns normalize never reads for them.
-# LAY_USER: 1 for page_fault_user, 0 for page_fault_kernel (decode_fault_samples' user_mode).
+# LAY_USER: 1 for page_fault_user, 0 for page_fault_kernel (decode_fault_records' user_mode).
 # Per-attr integer fields (int64[n_attrs, FIELD_COLUMNS, 3]), one row per output column
 # (0..5 = a0..a5, 6 = ret): offset in the RAW data (-1: not set), size in bytes, signed.
 FIELD_COLUMNS = 7

@@ -218,7 +218,7 @@ FAULT_SEGMENT = 1 << 18
 
 class SplitOrderer:
     """The rows of a reader asked to split (`read(split=True)`): the page-fault rows
-    (`decode_fault_samples`' columns, FAULT_ROWS) and the others (RAW rows) in an Orderer each,
+    (`decode_fault_records`' columns, FAULT_ROWS) and the others (RAW rows) in an Orderer each,
     released together: every row up to a limit, as pieces of at most `piece` fault rows, each
     with the other rows that come before its last fault row in (t_ns, seq) order (the last
     piece: all that remain).  Rows are released by whole fault segments (each one piece), or
@@ -227,8 +227,8 @@ class SplitOrderer:
 
     def __init__(self, reuse: bool = False, piece: int = 2 * BATCH_ROWS, hold: int = BATCH_ROWS):
         # the fault rows go to the Parquet writer as they are (no copy), which holds up to four row
-        # groups (schemas.parquet_io.StreamWriter): segments of a row group each, and sets enough
-        # to reuse them once written
+        # groups of 1 Mi rows (schemas.parquet_io.StreamWriter): ~16 segments of FAULT_SEGMENT rows,
+        # so FAULT_POOL sets are reused once written
         self.faults = Orderer(reuse, FAULT_ROWS, pool=FAULT_POOL, rows=FAULT_SEGMENT)
         self.others = Orderer(reuse)
         self.piece = piece
