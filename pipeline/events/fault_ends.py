@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ptreplay.pipeline.formats import RawColumns
+from ptreplay.pipeline.formats.base import name_code
 
 END_EVENT = "count_memcg_events"
 
@@ -112,8 +113,8 @@ def ends_in(before: RawColumns, open_: np.ndarray, raw: RawColumns, item: int | 
 def join(head: RawColumns, tail: RawColumns) -> RawColumns:
     """head's rows then tail's, the event and comm codes of both in one name list."""
     events, comms = list(tail.events), list(tail.comms)
-    ev_map = np.array([_index(events, n) for n in head.events] or [0], np.int64)
-    comm_map = np.array([_index(comms, c) for c in head.comms] + [-1], np.int64)   # [-1]: comm -1 stays -1
+    ev_map = np.array([name_code(events, n) for n in head.events] or [0], np.int64)
+    comm_map = np.array([name_code(comms, c) for c in head.comms] + [-1], np.int64)   # [-1]: comm -1 stays -1
     cols = {k: np.concatenate([head.columns[k], tail.columns[k]]) for k in tail.columns}
     named = (head.comm >= 0) & (head.comm < len(head.comms))     # fault rows' comm is undefined (LAY_NARROW)
     head_comm = np.where(named, comm_map[np.where(named, head.comm, -1)], -1)
@@ -128,9 +129,3 @@ def cut(raw: RawColumns, at: int) -> tuple[RawColumns, RawColumns]:
         return RawColumns(cols, raw.event[sl].copy() if copy else raw.event[sl], list(raw.events),
                           raw.comm[sl].copy() if copy else raw.comm[sl], list(raw.comms))
     return part(slice(0, at), False), part(slice(at, None), True)
-
-
-def _index(names: list, name) -> int:
-    if name not in names:
-        names.append(name)
-    return names.index(name)

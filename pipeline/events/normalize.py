@@ -140,7 +140,7 @@ class Normalizer:
             raw = raw.merged()
         cols, code, fault_kind, others = self._prepare(raw)
         out = self._merge(cols, code, fault_kind, others)
-        self._clamp_to_last(out)
+        self._clamp_parts(out)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
             out = move_exec_before_loader_faults(out)
         return _to_table(out)
@@ -159,7 +159,7 @@ class Normalizer:
         cols, code, fault_kind, others = self._prepare(raw)
         if len(others["kind"]) and (others["kind"] == KIND["exec"]).any():
             out = self._merge(cols, code, fault_kind, others)
-            self._clamp_to_last(out)
+            self._clamp_parts(out)
             return _parts_of_merged(move_exec_before_loader_faults(out))
         faults, at = self._split(cols, code, fault_kind, others)
         self._clamp_parts(faults, others)
@@ -167,7 +167,7 @@ class Normalizer:
 
     def _split_pairs(self, raw: RawColumns) -> tuple | None:
         """For a batch with its fault rows apart (the perf.data reader's `split`): the (tid, pid)
-        pairs its fault rows state, in order (`_learn_pairs`), when push_parts can take the
+        pairs its fault rows state, in order (`_pid_runs`), when push_parts can take the
         batch as it is; None when it must merge it first (anything that needs the fault rows
         among the others: a fault row among the others, an exec, a fault end, a fault without its
         pid or on a kernel address, a thread with two pids)."""
@@ -184,9 +184,7 @@ class Normalizer:
             return [], []
         if f["pid"].min() < 0 or f["addr"].max() >= self.user_limit:
             return None
-        tids, pids = f["tid"], f["pid"]
-        runs = np.flatnonzero((tids[1:] != tids[:-1]) | (pids[1:] != pids[:-1])) + 1
-        tids, pids = tids[:1].tolist() + tids[runs].tolist(), pids[:1].tolist() + pids[runs].tolist()
+        tids, pids = _pid_runs(f["tid"], f["pid"])
         seen = dict(zip(tids, pids))
         if len(set(zip(tids, pids))) != len(seen):
             return None                              # a thread with two pids in one batch
@@ -286,9 +284,6 @@ class Normalizer:
             code[e.faults] = code[e.ends]
         return code, rest, rows
 
-    def _clamp_to_last(self, out: dict) -> None:
-        self._clamp_parts(out)
-
     def _clamp_parts(self, *parts: dict) -> None:
         """Keep the output in time order across batches: a row older than what was
         already emitted (disordered input, or a call left open until the end) is
@@ -325,7 +320,7 @@ class Normalizer:
         if not rows:
             return None
         out = self._merge(_NO_RAW, np.empty(0, np.int32), np.zeros(1, np.int8), _rows_dict(rows))
-        self._clamp_to_last(out)
+        self._clamp_parts(out)
         return out
 
     # ------------------------------------------------------------- tgid tracking
@@ -335,10 +330,8 @@ class Normalizer:
         everyone = bool(known.all())
         if everyone or known.any():
             tids, pids = (c["tid"], c["pid"]) if everyone else (c["tid"][known], c["pid"][known])
-            # the first row of every run of equal (tid, pid): the pairs in order of appearance
-            runs = np.flatnonzero((tids[1:] != tids[:-1]) | (pids[1:] != pids[:-1])) + 1
             first = {}
-            for tid, pid in zip(tids[:1].tolist() + tids[runs].tolist(), pids[:1].tolist() + pids[runs].tolist()):
+            for tid, pid in zip(*_pid_runs(tids, pids)):
                 first.setdefault(tid, pid)
             for tid, pid in first.items():
                 self._tgid[tid] = pid
@@ -740,6 +733,12 @@ def _row(t, seq, pid, tid, cpu, kind, comm=None, **kw) -> dict:
     r.update(t_ns=t, seq=float(seq), pid=pid, tid=tid, cpu=cpu, kind=KIND[kind], comm=comm)
     r.update(kw)
     return r
+
+
+def _pid_runs(tids: np.ndarray, pids: np.ndarray) -> tuple[list, list]:
+    """The first row of every run of equal (tid, pid): the pairs in order of appearance."""
+    runs = np.flatnonzero((tids[1:] != tids[:-1]) | (pids[1:] != pids[:-1])) + 1
+    return tids[:1].tolist() + tids[runs].tolist(), pids[:1].tolist() + pids[runs].tolist()
 
 
 def _rows_of(names, code, rows, name) -> np.ndarray:

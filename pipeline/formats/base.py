@@ -128,7 +128,7 @@ class RawColumns:
         mine = np.ones(nf + no, bool)
         mine[at] = False                                  # the fault rows' places
         events = list(self.events)
-        codes = np.array([_code(events, n) for n in FAULT_EVENTS], np.int32)
+        codes = np.array([name_code(events, n) for n in FAULT_EVENTS], np.int32)
         fault_cols = {"t_ns": f["t_ns"], "pid": f["pid"], "tid": f["tid"], "cpu": f["cpu"], "seq": f["seq"],
                       "a0": f["addr"], "a1": f["ip"], "a2": f["error_code"].astype(np.uint32).astype(np.uint64)}
         cols = {}
@@ -156,7 +156,8 @@ def rank(t: np.ndarray, seq: np.ndarray, in_t: np.ndarray, in_seq: np.ndarray) -
     return a.astype(np.int64)
 
 
-def _code(names: list, name: str) -> int:
+def name_code(names: list, name) -> int:
+    """The code of `name` in a list of interned names (event or comm), appended if new."""
     if name not in names:
         names.append(name)
     return names.index(name)

@@ -91,23 +91,31 @@ class Decoder:
         if not n:
             return 0, np.full(len(ch.rounds), -1, np.int64)
         rows, args = orderer.room(n)
+        return n, self.rows_into(ch, sidx, side, seq0, rows, args, ch.rounds)
+
+    def rows_into(self, ch: Chunk, sidx: np.ndarray, side: list, seq0: int, rows: dict, args: np.ndarray,
+                  rounds: np.ndarray) -> np.ndarray:
+        """The SAMPLE records sidx of a chunk and its side rows (`split_records`) into a room
+        (rows, args: len(sidx) + len(side) rows), in seq order -> the largest time before each of
+        `rounds` (-1: none)."""
+        s = self.s
+        if len(sidx):
+            s.validate()
         if side:                          # rare: samples and side rows into a frame, then in seq order
             f = frame(len(side))
             for j, (_, row) in enumerate(side):
                 for key, val in row.items():
                     f[key][j] = val
             if len(sidx):
-                s.validate()
                 f = concat([self.decode_samples(Views(ch.buf), ch, sidx, seq0, frame(len(sidx))), f])
             f = take(f, np.argsort(f["seq"], kind="stable"))
             for c, v in rows.items():
                 v[:] = f[c]
         else:
-            s.validate()
             self.decode_samples(Views(ch.buf), ch, sidx, seq0, rows, args)
         # largest time before each round: records before it are samples or side rows
         kept = np.sort(np.concatenate([sidx, np.array([i for i, _ in side], np.int64)])) if side else sidx
-        return n, _round_max(rows["t_ns"], np.searchsorted(kept, ch.rounds))
+        return _round_max(rows["t_ns"], np.searchsorted(kept, rounds))
 
     def decode_split(self, ch: Chunk, orderer) -> tuple[tuple[int, int], np.ndarray]:
         """`decode` with the page faults apart (`orderer`: a reader.SplitOrderer): one compiled
@@ -141,28 +149,14 @@ class Decoder:
             rest, ch = sidx, sub
         self.seq = seq0 + (n if got is not None else len(ch.offs))
         no = len(rest) + len(side)
+        round_max = np.full(len(rounds), -1, np.int64)
         if no:
             rows, args = orderer.others.room(no)
-            if side:
-                g = frame(len(side))
-                for j, (_, row) in enumerate(side):
-                    for key, val in row.items():
-                        g[key][j] = val
-                if len(rest):
-                    g = concat([self.decode_samples(Views(ch.buf), ch, rest, seq0, frame(len(rest))), g])
-                g = take(g, np.argsort(g["seq"], kind="stable"))
-                for c, col in rows.items():
-                    col[:] = g[c]
-            else:
-                self.decode_samples(Views(ch.buf), ch, rest, seq0, rows, args)
-        round_max = np.full(len(rounds), -1, np.int64)
+            round_max = self.rows_into(ch, rest, side, seq0, rows, args, rounds)
         if nf:                                   # the fault rows in the room fault_records wrote
             g = orderer.faults.segs[-1]
             rec = g.cols["seq"][g.hi:g.hi + nf] - seq0     # their record indices
-            round_max = _round_max(g.cols["t_ns"][g.hi:g.hi + nf], np.searchsorted(rec, rounds))
-        if no:
-            kept = np.sort(np.concatenate([rest, np.array([i for i, _ in side], np.int64)])) if side else rest
-            round_max = np.maximum(round_max, _round_max(rows["t_ns"], np.searchsorted(kept, rounds)))
+            round_max = np.maximum(round_max, _round_max(g.cols["t_ns"][g.hi:g.hi + nf], np.searchsorted(rec, rounds)))
         return (nf, no), round_max
 
     def fault_records(self, ch: Chunk, orderer, seq0: int, start: int, end: int, marks: np.ndarray,

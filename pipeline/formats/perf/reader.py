@@ -222,17 +222,17 @@ class SplitOrderer:
     released together: every row up to a limit, as pieces of at most `piece` fault rows, each
     with the other rows that come before its last fault row in (t_ns, seq) order (the last
     piece: all that remain).  Rows are released by whole fault segments (each one piece), or
-    once at least `hold` rows are final: fewer, larger batches (normalize copies no fault row,
+    once at least `hold` rows (by default `piece`) are final: fewer, larger batches (normalize copies no fault row,
     and much of its cost is per batch)."""
 
-    def __init__(self, reuse: bool = False, piece: int = 2 * BATCH_ROWS, hold: int = BATCH_ROWS):
+    def __init__(self, reuse: bool = False, piece: int = 2 * BATCH_ROWS, hold: int | None = None):
         # the fault rows go to the Parquet writer as they are (no copy), which holds up to four row
         # groups of 1 Mi rows (schemas.parquet_io.StreamWriter): ~16 segments of FAULT_SEGMENT rows,
         # so FAULT_POOL sets are reused once written
         self.faults = Orderer(reuse, FAULT_ROWS, pool=FAULT_POOL, rows=FAULT_SEGMENT)
         self.others = Orderer(reuse)
         self.piece = piece
-        self.hold = hold
+        self.hold = piece if hold is None else hold
 
     @property
     def pending(self) -> int:
@@ -345,7 +345,7 @@ def _released(pf: PerfFile, dec: Decoder, reuse: bool = False) -> Iterator[dict]
     """Every row of the capture, as frames released in (t_ns, seq) order (`reuse`: see Orderer;
     a decoder that splits: as SplitOrderer's (fault rows, other rows) pieces)."""
     r = pf.session
-    orderer = SplitOrderer(reuse, 2 * BATCH_ROWS, 2 * BATCH_ROWS) if dec.split else Orderer(reuse)
+    orderer = SplitOrderer(reuse, 2 * BATCH_ROWS) if dec.split else Orderer(reuse)
     streams = []
     try:
         ahead = len(pf.extra) <= AHEAD_FILES    # a thread per file only for a few files
