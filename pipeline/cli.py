@@ -36,6 +36,15 @@ def version() -> str:
         return "0+unknown"
 
 
+class _Version(argparse.Action):
+    """--version, with the version looked up only when asked (importlib.metadata costs every
+    command ~10 ms to import and scan)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ptreplay {version()}")
+        parser.exit()
+
+
 def _duration_ns(option: str):
     """An argparse type for a duration option: schemas.units' one parser, errors naming the option."""
     return lambda text: parse_duration_ns(text, option)
@@ -296,7 +305,7 @@ def _add_batch_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ptreplay", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"ptreplay {version()}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the program's version number and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     _add_record_parser(sub)

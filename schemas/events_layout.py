@@ -20,7 +20,6 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ptreplay.schemas import EVENT_DEFAULTS, EVENT_FAULTS, EVENT_KINDS, EVENT_OTHERS, EVENTS, conform
 
@@ -72,6 +71,7 @@ class EventParts:
 
 def split(table: pa.Table) -> EventParts:
     """An events table (EVENTS columns, any lossless string encoding) in the events/2 layout."""
+    import pyarrow.compute as pc              # here only: its import costs every ingest ~30 ms
     table = conform(table, EVENTS, "<events table>")
     n = table.num_rows
     narrow = _numpy(pc.equal(table.column("kind"), _KINDS[_FAULT])) if n else np.zeros(0, bool)
@@ -186,6 +186,7 @@ def _other_columns(others: pa.Table) -> dict:
     for f in others.schema:
         col = others.column(f.name)
         if f.name == "kind":
+            import pyarrow.compute as pc
             codes = _numpy(pc.index_in(col, value_set=_KINDS))
             out["kind"] = codes.astype(np.int8)
         elif f.name == "comm":

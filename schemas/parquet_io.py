@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ptreplay.schemas.errors import OutputExistsError, PipelineError, SchemaError
@@ -370,6 +369,8 @@ class StreamWriter:
                     self._writer.write_table(table, row_group_size=max(ROW_GROUP_ROWS, table.num_rows))
                 except BaseException as e:  # reported on the caller's thread
                     self._error = e
+            # written: its buffers may go back to the reader's pool while this waits for the next
+            del table
 
     def write(self, table: pa.Table) -> None:
         if self._error is not None:
@@ -485,10 +486,11 @@ def events2_time_range(pf: pq.ParquetFile, path: Path) -> tuple[int | None, int 
     if stats and all(st is not None and st.has_min_max for st in stats):
         times = [int(st.min) for st in stats] + [int(st.max) for st in stats]
     else:
-        times = [int(t) for t in pc.min_max(pf.read(columns=["t_ns"]).column("t_ns")).as_py().values() if t is not None]
-    others = events_other(path, pf).column("t_ns")
+        t = pf.read(columns=["t_ns"]).column("t_ns").to_numpy()
+        times = [int(t.min()), int(t.max())] if len(t) else []
+    others = events_other(path, pf).column("t_ns").to_numpy()
     if len(others):
-        times += [int(pc.min(others).as_py()), int(pc.max(others).as_py())]
+        times += [int(others.min()), int(others.max())]
     return (min(times), max(times)) if times else (None, None)
 
 

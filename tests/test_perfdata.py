@@ -576,3 +576,53 @@ def test_orderer_cuts_frames_the_same_whether_buffers_are_reused_or_not():
     assert len(fresh) > 200
     assert frames(reuse=True, hold=1) == fresh
     assert frames(reuse=True, hold=20) == fresh
+
+
+class _Trickle:
+    """A file whose readinto gives at most 777 bytes a call (a pipe, a slow stream), or, with
+    readinto=False, one that has only read (a minimal file-like object)."""
+
+    def __init__(self, f, readinto: bool):
+        self._f = f
+        if readinto:
+            self.readinto = lambda b: f.readinto(memoryview(b)[:777])
+
+    def __getattr__(self, name):
+        if name in ("readinto", "fileno"):
+            raise AttributeError(name)
+        return getattr(self._f, name)
+
+
+@pytest.mark.parametrize("name", ["seed_z.data", "seed_plain.data", "seed_pipe.data", "mt_threads_z.data"])
+@pytest.mark.parametrize("readinto", [True, False], ids=["short-readinto", "read-only"])
+def test_short_reads_and_read_only_files_give_the_same_rows(name, readinto, monkeypatch):
+    """The data section is read into pooled buffers (`walk.record_chunks`): reads that come back
+    short, and files without readinto, give the rows of a plain file, at any chunk size."""
+    want, _ = read_all(PERF_DIR / name)
+    monkeypatch.setattr(walk, "CHUNK_BYTES", 4096)
+    got, _ = read_all(PERF_DIR / name, opener=lambda p: _Trickle(open(p, "rb"), readinto))
+    assert got.equals(want)
+
+
+def test_prefetch_starts_at_once_stops_on_close_and_raises_the_producers_error():
+    """The producer thread starts when prefetch is called (the reader's work overlaps the caller's
+    set-up), close() stops it midway, and its exception is raised in the consumer."""
+    import threading
+    started, made = threading.Event(), []
+
+    def items(fail_at=None):
+        started.set()
+        for i in range(100):
+            if i == fail_at:
+                raise TraceFormatError("bad item")
+            made.append(i)
+            yield i
+
+    it = walk.prefetch(items(), depth=2)
+    assert started.wait(5)                     # before any next()
+    assert [next(it), next(it)] == [0, 1]
+    it.close()
+    assert len(made) < 100 and list(it) == []
+    started.clear()
+    with pytest.raises(TraceFormatError, match="bad item"):
+        list(walk.prefetch(items(fail_at=3)))

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ptreplay.pipeline.events import arrow_np, batch_cuts, fault_ends
 from ptreplay.pipeline.formats import RawColumns
@@ -708,6 +707,7 @@ _DTYPES = {
 def _filled(col: pa.ChunkedArray, default: int) -> np.ndarray:
     """A raw column as numpy, with any null (a field the reader could not decode) as `default`."""
     if col.null_count:
+        import pyarrow.compute as pc          # here only: its import costs every ingest ~30 ms
         col = pc.fill_null(col, pa.scalar(default, col.type))
     return col.to_numpy(zero_copy_only=False)
 

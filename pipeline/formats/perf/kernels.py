@@ -18,15 +18,25 @@ from ptreplay.pipeline.formats.perf.kernel_abi import (
 
 
 @njit(nogil=True, inline="always")
-def _extent(u32, p, end, size, typ):
-    """The bytes the record at p takes (its size, plus the payload after a pipe-mode
-    HEADER_TRACING_DATA), or -1 when it does not end by `end`."""
-    extent = size
-    if typ == HEADER_TRACING_DATA and size >= 12:
-        if p + 12 > end:
-            return -1
-        extent = size + np.int64(u32[p + 8])
-    return extent if p + extent <= end else -1
+def _tracing_extent(u32, p, end, size):
+    """The bytes a pipe-mode HEADER_TRACING_DATA record at p takes (its size plus the payload
+    after it), or -1 when the payload size is past `end`.
+
+    The walks call it only for that record type.  An inlined helper that takes an array holds a
+    reference to it (numba's NRT_incref and NRT_decref, two atomic calls), and the walks' loops
+    would make those calls on every record; in the rare branch they cost nothing."""
+    if size < 12:
+        return size
+    if p + 12 > end:
+        return -1
+    return size + np.int64(u32[p + 8])
+
+
+@njit(nogil=True, inline="always")
+def _s32(v):
+    """A uint32 read as int32 (a pid, tid or cpu)."""
+    x = np.int64(v)
+    return np.int32(x - (np.int64(1) << 32) if x >= np.int64(1) << 31 else x)
 
 
 @njit(nogil=True)
@@ -56,8 +66,8 @@ def walk_records(u8, u32, u64, start, end):
             status = 1
             break
         typ = np.int64(head & np.uint64(0xFFFFFFFF))
-        extent = _extent(u32, p, end, size, typ)
-        if extent < 0:
+        extent = _tracing_extent(u32, p, end, size) if typ == HEADER_TRACING_DATA else size
+        if extent < 0 or p + extent > end:
             break
         offsets[n] = p
         types[n] = typ
@@ -243,8 +253,9 @@ def walk_stop(u8, u32, u64, start, end):
         size = np.int64(head >> np.uint64(48))
         if size < 8:
             return p, 1
-        extent = _extent(u32, p, end, size, np.int64(head & np.uint64(0xFFFFFFFF)))
-        if extent < 0:
+        typ = np.int64(head & np.uint64(0xFFFFFFFF))
+        extent = _tracing_extent(u32, p, end, size) if typ == HEADER_TRACING_DATA else size
+        if extent < 0 or p + extent > end:
             break
         p += extent
     return p, 0
@@ -268,7 +279,7 @@ def decode_fault_records(u8, u32, u64, start, end, marks, headers_stop, seq0, id
     need applied first) with status HEADER_RECORD.  Returns (status, at, records, faults, samples,
     others, rounds): status 0, or what is wrong with the record at byte `at` (BAD_ID, SHORT_SAMPLE,
     ...; then `faults` is its attr)."""
-    p, n, nf, ns, no, nr, mk, last, fast, user = start, 0, 0, 0, 0, 0, 0, -1, False, False
+    p, n, nf, ns, no, nr, mk, last, fast, user, plain = start, 0, 0, 0, 0, 0, 0, -1, False, False, False
     need = o_tid = o_time = o_cpu = o_raw = min_raw = typ = a_o = i_o = e_o = np.int64(-1)
     a_s = i_s = e_s = np.int64(8)
     a_g = i_g = e_g = np.int64(0)
@@ -282,15 +293,15 @@ def decode_fault_records(u8, u32, u64, start, end, marks, headers_stop, seq0, id
         kind = np.int64(head & np.uint64(0xFFFFFFFF))
         if size < 8:
             return HEADER_TOO_SMALL, p, n, nf, ns, no, nr
-        extent = _extent(u32, p, end, size, kind)
-        if extent < 0:
+        extent = _tracing_extent(u32, p, end, size) if kind == HEADER_TRACING_DATA else size
+        if extent < 0 or p + extent > end:
             break
         if kind == SAMPLE:
             k = 0
             if id_pos >= 0:
                 if id_pos + 8 > size:
                     return BAD_ID, p, n, 0, 0, 0, 0
-                ident = _load(u8, u32, u64, p + id_pos, 8)
+                ident = u64[p + id_pos]
                 if ident >= np.uint64(len(id_lut)):
                     return BAD_ID, p, n, 0, 0, 0, 0
                 k = id_lut[ident]
@@ -305,38 +316,43 @@ def decode_fault_records(u8, u32, u64, start, end, marks, headers_stop, seq0, id
                 a_o, a_s, a_g = fields[k, 0, 0], fields[k, 0, 1], fields[k, 0, 2]
                 i_o, i_s, i_g = fields[k, 1, 0], fields[k, 1, 1], fields[k, 1, 2]
                 e_o, e_s, e_g = fields[k, 2, 0], fields[k, 2, 1], fields[k, 2, 2]
+                plain = (min(a_o, i_o, e_o) >= 0 and a_s == 8 and i_s == 8 and e_s == 8
+                         and a_g == 0 and i_g == 0 and e_g == 0)
+            # the fault's fields are read straight from the views: see _tracing_extent
             if fast:
                 if size < need:
                     return SHORT_SAMPLE, p, n, k, 0, 0, 0
                 t, pid, tid, cpu, addr, ip, err = np.int64(0), np.int32(-1), np.int32(-1), np.int32(-1), ZERO, ZERO, ZERO
                 if o_tid >= 0:
-                    pid = _i32(u8, u32, u64, p + o_tid)
-                    tid = _i32(u8, u32, u64, p + o_tid + 4)
+                    pid = _s32(u32[p + o_tid])
+                    tid = _s32(u32[p + o_tid + 4])
                 if o_time >= 0:
-                    t = np.int64(_load(u8, u32, u64, p + o_time, 8))
+                    t = np.int64(u64[p + o_time])
                 if o_cpu >= 0:
-                    cpu = _i32(u8, u32, u64, p + o_cpu)
+                    cpu = _s32(u32[p + o_cpu])
                 if o_raw >= 0:
-                    raw_size = np.int64(_load(u8, u32, u64, p + o_raw, 4))
+                    raw_size = np.int64(u32[p + o_raw])
                     if o_raw + 4 + raw_size > size:
                         return RAW_PAST_END, p, n, k, 0, 0, 0
                     if min_raw >= 0:
                         if raw_size < min_raw:
                             return RAW_TOO_SMALL, p, n, k, 0, 0, 0
-                        if np.int64(_load(u8, u32, u64, p + o_raw + 4, 2)) != typ:
+                        q = p + o_raw + 4
+                        if np.int64(u8[q]) | np.int64(u8[q + 1]) << 8 != typ:
                             return RAW_WRONG_TYPE, p, n, k, 0, 0, 0
-                        data = p + o_raw + 4
-                        addr = _arg(u8, u32, u64, data, a_o, a_s, a_g)
-                        ip = _arg(u8, u32, u64, data, i_o, i_s, i_g)
-                        err = _arg(u8, u32, u64, data, e_o, e_s, e_g)
+                        if plain:                # x86's faults: three unsigned 8-byte fields
+                            addr, ip, err = u64[q + a_o], u64[q + i_o], u64[q + e_o]
+                        else:
+                            addr = _arg(u8, u32, u64, q, a_o, a_s, a_g)
+                            ip = _arg(u8, u32, u64, q, i_o, i_s, i_g)
+                            err = _arg(u8, u32, u64, q, e_o, e_s, e_g)
                 f_t_ns[nf] = t
                 f_pid[nf] = pid
                 f_tid[nf] = tid
                 f_cpu[nf] = cpu
                 f_addr[nf] = addr
                 f_ip[nf] = ip
-                low = np.int64(err & np.uint64(0xFFFFFFFF))
-                f_error_code[nf] = np.int32(low - (np.int64(1) << 32) if low >= np.int64(1) << 31 else low)
+                f_error_code[nf] = _s32(err & np.uint64(0xFFFFFFFF))
                 f_user_mode[nf] = user
                 f_seq[nf] = seq0 + n
                 counts[k] += 1

@@ -231,22 +231,30 @@ def record_chunks(f, start: int, length: int | None, label: str, where: Where) -
     """Read [start, start+length) (to EOF if None) as chunks of whole records.
 
     A partial record is carried into the next chunk; a chunk grows when one record
-    (pipe-mode tracing data) is larger than CHUNK_BYTES.
+    (pipe-mode tracing data) is larger than CHUNK_BYTES.  The bytes are read into pooled
+    buffers (a chunk keeps its buffer while it lives): no fresh pages, and no copy of a
+    chunk to prepend the carried record.
     """
     f.seek(start)
-    pos, carry, want, remaining = start, b"", CHUNK_BYTES, length
+    pool = BufferPool(limit=4)
+    pos, carry, want, remaining = start, None, CHUNK_BYTES, length
     while True:
         n = want if remaining is None else min(want, remaining)
-        data = f.read(n) if n > 0 else b""
+        k = 0 if carry is None else len(carry)
+        out = pool.get(max(2 * CHUNK_BYTES, k + n))
+        if k:
+            out[:k] = carry
+        carry = None                     # the previous buffer is free once its chunk is
+        got = _read_into(f, memoryview(out)[k:k + n]) if n > 0 else 0
         if remaining is not None:
-            if len(data) < n:
-                where.at(pos + len(carry) + len(data), label).fail(
-                    f"file is truncated: the data section needs {remaining - len(data)} more bytes")
-            remaining -= len(data)
-        buf = carry + data if carry else data
-        final = not data or remaining == 0
-        if not buf:
+            if got < n:
+                where.at(pos + k + got, label).fail(
+                    f"file is truncated: the data section needs {remaining - got} more bytes")
+            remaining -= got
+        final = not got or remaining == 0
+        if not k + got:
             return
+        buf = out[:k + got]
         ch, stop = _chunk(buf, pos, label, where, final)
         if ch is not None:
             yield ch
@@ -254,6 +262,22 @@ def record_chunks(f, start: int, length: int | None, label: str, where: Where) -
             return
         carry, pos = buf[stop:], pos + stop
         want = max(CHUNK_BYTES, record_extent(carry, 0) - len(carry))
+        del ch, buf
+
+
+def _read_into(f, view: memoryview) -> int:
+    """Fill `view` from f as f.read(len(view)) would (short only at EOF) -> the bytes read."""
+    if not hasattr(f, "readinto"):
+        data = f.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+    got = 0
+    while got < len(view):
+        r = f.readinto(view[got:])
+        if not r:
+            break
+        got += r
+    return got
 
 
 def record_extent(buf, p: int) -> int:
@@ -377,40 +401,72 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
     """Run a chunk producer (file reads, zstd, the header walk: all release the GIL) in a
-    background thread, `depth` chunks ahead of the decoder, on the machine's second core."""
-    import queue
-    import threading
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    DONE = object()
+    background thread, `depth` chunks ahead of the decoder, on the machine's second core.
 
-    def produce():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(DONE)
-        except BaseException as e:       # re-raised in the consumer
-            q.put(e)
+    The thread starts now, not at the first `next`: the reader's work overlaps whatever the
+    caller sets up before it asks for the first item (an ingest's snapshot, its writer)."""
+    return _Prefetch(items, depth)
 
-    t = threading.Thread(target=produce, name="perfdata-prefetch", daemon=True)
-    t.start()
+
+class _Prefetch:
+    """prefetch's iterator: items from a producer thread through a queue; the producer's
+    exception is raised here.  close() (or dropping the iterator) stops the producer."""
+
+    _DONE = object()
+
+    def __init__(self, items: Iterator, depth: int):
+        import queue
+        import threading
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=_produce, args=(items, self._q, self._stop, self._DONE),
+                                        name="perfdata-prefetch", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._q.get()
+        if item is self._DONE or isinstance(item, BaseException):
+            self.close()
+            if item is self._DONE:
+                raise StopIteration
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
+        self._thread.join()
+
+    def __del__(self):
+        self._stop.set()           # the producer ends at its next item
+
+
+def _produce(items: Iterator, q, stop, done) -> None:
+    """prefetch's thread: put each item (then `done`, or the exception raised) unless stopped.
+    Every put gives up once `stop` is set: a consumer that closes the iterator with the queue
+    full (one file of a --threads directory failed while another was ahead) joins this thread."""
     try:
-        while True:
-            item = q.get()
-            if item is DONE:
+        for item in items:
+            if not _put(q, item, stop):
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
+        _put(q, done, stop)
+    except BaseException as e:       # re-raised in the consumer
+        _put(q, e, stop)
 
 
+def _put(q, item, stop) -> bool:
+    """q.put(item), retried until it fits or `stop` is set -> whether it was put."""
+    import queue
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

@@ -30,11 +30,15 @@ class _OutBuffer(ctypes.Structure):
 
 def _load():
     """libzstd's streaming decoder functions, or None when no libzstd can be loaded."""
-    name = ctypes.util.find_library("zstd") or "libzstd.so.1"
-    try:
-        lib = ctypes.CDLL(name)
-        fns = lib.ZSTD_createDStream, lib.ZSTD_decompressStream, lib.ZSTD_isError, lib.ZSTD_getErrorName
-    except (OSError, AttributeError):
+    # the soname first: find_library runs `ldconfig -p` in a child process (~10 ms at every start)
+    for name in ("libzstd.so.1", None):
+        try:
+            lib = ctypes.CDLL(name or ctypes.util.find_library("zstd") or "libzstd.so")
+            fns = lib.ZSTD_createDStream, lib.ZSTD_decompressStream, lib.ZSTD_isError, lib.ZSTD_getErrorName
+            break
+        except (OSError, AttributeError):
+            continue
+    else:
         return None
     create, stream, is_error, error_name = fns
     create.restype = ctypes.c_void_p
