@@ -1,6 +1,4 @@
 """`python -m ptreplay`: the same as the `ptreplay` command."""
-import sys
+from ptreplay.pipeline.cli import run
 
-from ptreplay.pipeline.cli import main
-
-sys.exit(main())
+run()

@@ -152,7 +152,7 @@ def test_the_wheel_installs_only_ptreplay(tmp_path):
     assert "ptreplay/data/seed-2m/perf.data" in names  # the demo capture ships as package data
     assert "ptreplay/schemas/sql/views.sql" in names or any(n.startswith("ptreplay/schemas/sql/") for n in names)
     entry = [n for n in names if n.endswith("entry_points.txt")]
-    assert "ptreplay = ptreplay.pipeline.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
+    assert "ptreplay = ptreplay.pipeline.cli:run" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 
 
 def test_every_model_rule_points_at_its_section_of_model_md():
