@@ -447,12 +447,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `ptreplay` command and `python -m ptreplay`: main(), then the process ends.  Before it
-    does, gc.freeze() tells the interpreter's last collections to skip every object alive by then:
-    they walked all of numpy's and pyarrow's objects, ~20 ms of every command's exit (an ingest's
-    exit 39-47 -> 21-26 ms).  Not in main(), which tests call in their own process."""
+    """The `ptreplay` command and `python -m ptreplay`: main(), then the process ends.  After a
+    command that succeeded, gc.freeze() tells the interpreter's last collections to skip every
+    object alive by then: they walked all of numpy's and pyarrow's objects, ~20 ms of every
+    command's exit (an ingest's exit 39-47 -> 21-26 ms).  After an error or an interrupt they run
+    as usual (whatever was cut short is closed and cleaned up).  Not in main(), which tests call in
+    their own process."""
     code = main()
-    gc.freeze()
+    if code == 0:
+        gc.freeze()
     sys.exit(code)
 
 

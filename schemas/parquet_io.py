@@ -14,10 +14,12 @@ every error the file system raises while writing (:func:`write_error`).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import queue
 import re
+import secrets
 import stat
 import sys
 import threading
@@ -264,21 +266,36 @@ def atomic_path(path: Path, force: bool = True):
     path = Path(path)
     check_writable(path, force)
     output_dir(path.parent)
+    tmp = None
     try:
-        remove_stale_temporaries(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as e:
-        raise write_error(path, e) from None
-    tmp = Path(tmp)
-    try:
+        try:
+            remove_stale_temporaries(path)
+            for _ in range(100):
+                # named before it exists: an interrupt (SIGINT, SIGTERM) in any bytecode after the
+                # open below leaves `tmp` set, and the file is removed.  tempfile.mkstemp made the
+                # file before returning its name; an interrupt raised as its open() returned (the
+                # main thread waiting for the GIL) left the file behind.
+                tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+                try:
+                    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    break
+                except FileExistsError:      # not ours: never removed
+                    tmp = None
+            if tmp is None:
+                raise FileExistsError(errno.EEXIST, "no free temporary name beside it", str(path))
+        except OSError as e:
+            raise write_error(path, e) from None
         yield tmp
         publish(tmp, path)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                try:               # it may not exist (the open failed): never mask the error
+                    tmp.unlink(missing_ok=True)
+                except OSError:
+                    pass
         raise
 
 
@@ -339,8 +356,8 @@ class StreamWriter:
         self.rows = 0
 
     def __enter__(self):
-        self._tmp = self._ctx.__enter__()
         try:     # an interrupt before __enter__ returns skips __exit__: drop the temporary here
+            self._tmp = self._ctx.__enter__()
             schema = _writer_schema(self.artifact, self.capture)
             try:
                 self._writer = pq.ParquetWriter(self._tmp, schema, **writer_options(self.artifact))
@@ -399,10 +416,14 @@ class StreamWriter:
         return write_error(self.path, e) if isinstance(e, OSError) else e
 
     def __exit__(self, typ, exc, tb):
-        if typ is None:
-            self._flush()
-        self._queue.put(None)
-        self._thread.join()
+        try:
+            if typ is None:
+                self._flush()
+            self._queue.put(None)
+            self._thread.join()
+        except BaseException as e:  # interrupted while the last groups are written: drop the temporary
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
         try:
             if getattr(self, "_late_meta", None) is not None and self._error is None:
                 self._writer.add_key_value_metadata(self._late_meta)
