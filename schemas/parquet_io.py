@@ -289,13 +289,10 @@ def atomic_path(path: Path, force: bool = True):
         publish(tmp, path)
     except BaseException:
         if tmp is not None:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                try:               # it may not exist (the open failed): never mask the error
-                    tmp.unlink(missing_ok=True)
-                except OSError:
-                    pass
+            try:                   # it may not exist (the open failed): never mask the error
+                _remove(tmp)
+            except OSError:
+                pass
         raise
 
 
@@ -308,10 +305,15 @@ def remove_stale_temporaries(path: Path) -> None:
     for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
         parts = tmp.name[len(Path(path).name) + 2:].split(".")
         if parts and parts[0].isdigit() and not Path(f"/proc/{parts[0]}").exists():
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+            _remove(tmp)
+
+
+def _remove(tmp: Path) -> None:
+    """A temporary, a folder or a file (already gone: nothing to do)."""
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
 def write_table(table: pa.Table, path: Path, artifact: Artifact, capture: dict | None = None,

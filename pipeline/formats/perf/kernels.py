@@ -126,11 +126,6 @@ def _signed(v, size):
 
 
 @njit(nogil=True, inline="always")
-def _i32(u8, u32, u64, q):
-    return np.int32(np.int64(_signed(_load(u8, u32, u64, q, 4), 4)))
-
-
-@njit(nogil=True, inline="always")
 def _field(u8, u32, u64, q, size, signed):
     """An integer tracepoint field at byte q as uint64, sign-extended if signed (as numpy casts)."""
     if size == 8:                               # constant sizes: each read is one load
@@ -199,14 +194,14 @@ def decode_fixed_samples(u8, u32, u64, offs, sizes, sidx, seq0, id_pos, id_lut, 
             return SHORT_SAMPLE, i
         o = lay[k, LAY_TID]
         if o >= 0:
-            pid[i] = _i32(u8, u32, u64, p + o)
-            tid[i] = _i32(u8, u32, u64, p + o + 4)
+            pid[i] = _s32(u32[p + o])
+            tid[i] = _s32(u32[p + o + 4])
         o = lay[k, LAY_TIME]
         if o >= 0:
             t_ns[i] = np.int64(_load(u8, u32, u64, p + o, 8))
         o = lay[k, LAY_CPU]
         if o >= 0:
-            cpu[i] = _i32(u8, u32, u64, p + o)
+            cpu[i] = _s32(u32[p + o])
         o = lay[k, LAY_RAW]
         if o < 0:
             continue
