@@ -24,7 +24,6 @@ import stat
 import sys
 import threading
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -238,21 +237,42 @@ def publish(tmp: Path, path: Path) -> None:
 
     A directory in the way (ptreplay's own, checked again now) is moved aside first
     and deleted after the rename; a user's file that appeared meanwhile is refused.
+    An interrupt between the two renames puts the old directory back (`_put_back`).
     """
     tmp, path = Path(tmp), Path(path)
+    aside = None
+    landed = False
     try:
         os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
         if path.exists() or path.is_symlink():
             check_replaceable(path)
         if path.is_dir() and not path.is_symlink():
-            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
-            os.replace(path, aside)
-            os.replace(tmp, path)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+            # named before the rename, as atomic_path names its temporary: once `path` is
+            # moved, whatever interrupts this block knows where it went
+            aside = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{ASIDE_SUFFIX}"
+            os.rename(path, aside)
+        os.replace(tmp, path)
+        landed = True
     except OSError as e:
         raise write_error(path, e) from None
+    finally:
+        if aside is not None:
+            if landed:
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                _put_back(aside, path)
+
+
+ASIDE_SUFFIX = ".old.tmp"      # an output moved aside by publish (a temporary of its path)
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """An output moved aside whose replacement never landed, back at `path` (when it is free)."""
+    if aside.exists() and not (path.exists() or path.is_symlink()):
+        try:
+            os.replace(aside, path)
+        except OSError:
+            pass
 
 
 @contextmanager
@@ -264,12 +284,15 @@ def atomic_path(path: Path, force: bool = True):
     only when ptreplay wrote it, and only with `force` (:func:`check_writable`).
     """
     path = Path(path)
+    try:
+        remove_stale_temporaries(path)   # first: an old output it puts back is checked as any other
+    except OSError as e:
+        raise write_error(path, e) from None
     check_writable(path, force)
     output_dir(path.parent)
     tmp = None
     try:
         try:
-            remove_stale_temporaries(path)
             for _ in range(100):
                 # named before it exists: an interrupt (SIGINT, SIGTERM) in any bytecode after the
                 # open below leaves `tmp` set, and the file is removed.  tempfile.mkstemp made the
@@ -300,11 +323,14 @@ def remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries of `path` left by a killed writer (SIGKILL cannot clean up).
 
     Temporaries are named `.NAME.PID.XXXX.tmp`; one whose PID is no longer
-    running is stale.  A live writer's temporary is left alone.
+    running is stale.  A live writer's temporary is left alone.  A stale old output that
+    publish moved aside (`.NAME.PID.XXXX.old.tmp`) goes back to `path` if nothing is there.
     """
     for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
         parts = tmp.name[len(Path(path).name) + 2:].split(".")
         if parts and parts[0].isdigit() and not Path(f"/proc/{parts[0]}").exists():
+            if tmp.name.endswith(ASIDE_SUFFIX):
+                _put_back(tmp, Path(path))   # killed between publish's renames: the old output
             _remove(tmp)
 
 

@@ -152,3 +152,58 @@ def test_an_interrupt_while_the_last_groups_are_written_leaves_nothing(tmp_path,
             w.write(EVENT_FAULTS.schema.empty_table())
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def _ptreplay_dir(path: Path, rows: int) -> Path:
+    """A directory holding one ptreplay output (a summary table of `rows` rows)."""
+    from ptreplay.schemas.parquet_io import write_table
+    path.mkdir()
+    write_table(SUMMARY.schema.empty_table().slice(0, 0), path / "summary.parquet", SUMMARY,
+                extra={"test": {"rows": rows}})
+    return path
+
+
+def _tag(path: Path) -> dict:
+    import json
+    import pyarrow.parquet as pq
+    return json.loads(pq.read_schema(path / "summary.parquet").metadata[b"test"])
+
+
+def test_an_interrupt_between_publishs_renames_puts_the_old_directory_back(tmp_path, monkeypatch):
+    """publish moves a directory in the way aside, then renames the new one in; an interrupt
+    between the two renames puts the old one back (it used to stay under a temporary's name,
+    which the next write of that path deleted as stale)."""
+    import os
+    from ptreplay.schemas import parquet_io
+    out = _ptreplay_dir(tmp_path / "out", 1)
+    new = _ptreplay_dir(tmp_path / ".out.new.tmp", 2)
+    replace = os.replace
+
+    def interrupted(src, dst, *a, **kw):
+        if Path(src) == new:
+            raise KeyboardInterrupt
+        return replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        parquet_io.publish(new, out)
+    monkeypatch.undo()
+    assert _tag(out) == {"rows": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.new.tmp", "out"]
+    parquet_io.publish(new, out)                     # and the next publish replaces it
+    assert _tag(out) == {"rows": 2} and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_an_old_output_a_killed_writer_left_aside_is_put_back_not_deleted(tmp_path):
+    """SIGKILL between publish's renames leaves the old output under `.NAME.PID.XXXX.old.tmp`:
+    the next write of that path puts it back when the path is free, and deletes it when a newer
+    output is there."""
+    from ptreplay.schemas.parquet_io import remove_stale_temporaries
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1      # no process has this pid
+    out = tmp_path / "out"
+    _ptreplay_dir(tmp_path / f".out.{dead}.0badcafe.old.tmp", 1)
+    remove_stale_temporaries(out)
+    assert _tag(out) == {"rows": 1} and [p.name for p in tmp_path.iterdir()] == ["out"]
+    _ptreplay_dir(tmp_path / f".out.{dead}.0badcafe.old.tmp", 3)
+    remove_stale_temporaries(out)
+    assert _tag(out) == {"rows": 1} and [p.name for p in tmp_path.iterdir()] == ["out"]
