@@ -197,3 +197,20 @@ def test_split_orderer_releases_what_a_sorted_reference_releases(disorder):
         merged = np.concatenate(merged)
         assert (merged == want[:, :2]).all(), step
     assert len(pending) == 0 and pieces > 100 and o.pending == 0
+
+
+@pytest.mark.parametrize("other_pid, fast", [(5, True), (-1, True), (9, False)])
+def test_a_thread_given_another_pid_by_an_other_row_sends_the_batch_to_the_merge(other_pid, fast):
+    """_split_pairs takes the fast path only when no other row with a known pid gives a fault
+    row's thread (tid 6, pid 5 here) another pid; a thread no fault row names may have any."""
+    n = 3
+    faults = {"t_ns": np.arange(n) * 10, "pid": np.full(n, 5, np.int32), "tid": np.full(n, 6, np.int32),
+              "cpu": np.zeros(n, np.int32), "addr": np.arange(n, dtype=np.uint64) * 4096,
+              "ip": np.ones(n, np.uint64), "error_code": np.full(n, 6, np.int32), "user_mode": np.ones(n, bool),
+              "seq": np.arange(n) * 2}
+    cols = {k: np.zeros(2, np.uint64) for k in ("a0", "a1", "a2", "a3", "a4", "a5")}
+    cols.update(t_ns=np.array([5, 15]), pid=np.array([7, other_pid], np.int32), tid=np.array([8, 6], np.int32),
+                cpu=np.zeros(2, np.int32), ret=np.zeros(2, np.int64), seq=np.array([1, 3]))
+    raw = RawColumns(cols, np.zeros(2, np.int32), ["sys_exit_mmap"], np.full(2, -1, np.int32), [], faults)
+    got = normalize.Normalizer()._split_pairs(raw)
+    assert (got == ([6], [5])) if fast else got is None

@@ -187,11 +187,8 @@ class Normalizer:
         seen = dict(zip(tids, pids))
         if len(set(zip(tids, pids))) != len(seen):
             return None                              # a thread with two pids in one batch
-        if len(code):
-            o_tid, o_pid = raw.columns["tid"], raw.columns["pid"]
-            known = o_pid >= 0
-            if any(seen.get(t, p) != p for t, p in zip(o_tid[known].tolist(), o_pid[known].tolist())):
-                return None
+        if len(code) and _pid_conflict(seen, raw.columns["tid"], raw.columns["pid"]):
+            return None
         return tids, pids
 
     def _push_split(self, raw: RawColumns, pairs: tuple) -> EventParts:
@@ -739,6 +736,20 @@ def _pid_runs(tids: np.ndarray, pids: np.ndarray) -> tuple[list, list]:
     """The first row of every run of equal (tid, pid): the pairs in order of appearance."""
     runs = np.flatnonzero((tids[1:] != tids[:-1]) | (pids[1:] != pids[:-1])) + 1
     return tids[:1].tolist() + tids[runs].tolist(), pids[:1].tolist() + pids[runs].tolist()
+
+
+def _pid_conflict(pid_of: dict, tids: np.ndarray, pids: np.ndarray) -> bool:
+    """Whether a row with a known pid (>= 0) gives one of pid_of's threads another pid."""
+    if not pid_of:
+        return False
+    threads = np.fromiter(pid_of, np.int64, len(pid_of))
+    order = np.argsort(threads)
+    threads, their_pid = threads[order], np.fromiter(pid_of.values(), np.int64, len(pid_of))[order]
+    known = pids >= 0
+    tids, pids = tids[known], pids[known]
+    at = np.searchsorted(threads, tids).clip(0, len(threads) - 1)
+    listed = threads[at] == tids
+    return bool((their_pid[at][listed] != pids[listed]).any())
 
 
 def _rows_of(names, code, rows, name) -> np.ndarray:
