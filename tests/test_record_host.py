@@ -57,12 +57,12 @@ def _perf_script_user_pids(perf_data: Path) -> tuple[set[int], dict[int, int]]:
 
 
 @pytest.mark.live
-def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp_path, workload_bin):
+def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp_path, workload_bin, monkeypatch):
     from ptreplay.pipeline.events.ingest import ingest
     from ptreplay.replay.engine import ReplayOptions, replay_to_dir
     from ptreplay.pipeline.presentation.report import report
     from ptreplay.schemas.parquet_io import read_capture, read_table
-    from ptreplay.schemas import SUMMARY, TRUTH
+    from ptreplay.schemas import EVENTS, SUMMARY, TRUTH
     t_start = time.monotonic()
     before = subprocess.Popen([str(workload_bin / "attach_target"), "8", "12", "0"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -95,6 +95,16 @@ def test_record_all_replays_every_process_and_the_workloads_match_the_kernel(tmp
 
     events = ingest([out], tmp_path / "events.parquet")
     meta = read_capture(events)
+    # the ingest's fast path (the reader's fault rows apart, events/2 parts through the host gate)
+    # gives the rows and counts of the path through events tables
+    from ptreplay.pipeline.events import ingest as ingest_module
+    read = ingest_module.read_events
+    monkeypatch.setattr(ingest_module, "read_events", lambda p, a=False, parts=False: read(p, a, parts=False))
+    tables = ingest([out], tmp_path / "tables.parquet")
+    monkeypatch.undo()
+    assert read_table(events, EVENTS).equals(read_table(tables, EVENTS))
+    assert {k: v for k, v in read_capture(tables).items() if k != "ingested_at"} == {
+        k: v for k, v in meta.items() if k != "ingested_at"}
     opts = ReplayOptions(policies="none,pt_reclaim", interval_ns=10_000_000)
     replay_to_dir(events, tmp_path / "replay", opts)   # occupancy too: inherited tables have no region
     summary = read_table(tmp_path / "replay" / "summary.parquet", SUMMARY).to_pylist()
@@ -300,7 +310,20 @@ def _batch(rows: list[dict]) -> pa.Table:
                                 schema=BATCH_SCHEMA)
 
 
-def test_gate_keeps_known_processes_from_snapshot_fork_or_exec():
+def _filtered(gate: HostGate, rows: list[dict], as_parts: bool) -> pa.Table:
+    """gate.filter of the rows as an events table, or as events/2 parts (the ingest's fast path;
+    joined back into a table here: a wrong `row` misplaces the others among the faults)."""
+    from ptreplay.schemas import events_layout
+    table = _batch(rows)
+    if not as_parts:
+        return gate.filter(table)
+    kept = gate.filter(events_layout.split(table))
+    assert isinstance(kept, events_layout.EventParts)
+    return kept.to_table()
+
+
+@pytest.mark.parametrize("as_parts", [False, True], ids=["table", "parts"])
+def test_gate_keeps_known_processes_from_snapshot_fork_or_exec(as_parts):
     """10 snapshotted; 11 running but filtered; 12 ours; 13 running without a snapshot.  10 forks 20
     (kept), 13 forks 21 (unknown start) which execs (kept from the exec), 20 exits and its pid is
     reused by 22's fork from 13 (unknown again); 10 forks 30 before 30's own snapshot (the fork row
@@ -314,15 +337,18 @@ def test_gate_keeps_known_processes_from_snapshot_fork_or_exec():
             f(7, 13, kind="fork", child_pid=21, comm="b"), f(8, 21), f(9, 21, kind="exec", comm="c"), f(10, 21),
             f(11, 20, kind="exit"), f(12, 13, kind="fork", child_pid=20, comm="b"), f(13, 20),
             f(13, 10, kind="fork", child_pid=30, comm="a"), f(14, 30), f(15, 30)]       # 30: snapshot at 14
-    kept = gate.filter(_batch(rows))
-    assert list(zip(kept.column("t_ns").to_pylist(), kept.column("pid").to_pylist())) == [
-        (1, 10), (5, 10), (6, 20), (9, 21), (10, 21), (11, 20), (14, 30), (15, 30)]
+    kept = _filtered(gate, rows, as_parts)
+    assert list(zip(kept.column("t_ns").to_pylist(), kept.column("pid").to_pylist(),
+                    kept.column("kind").to_pylist())) == [
+        (1, 10, "fault"), (5, 10, "fork"), (6, 20, "fault"), (9, 21, "exec"), (10, 21, "fault"), (11, 20, "exit"),
+        (14, 30, "fault"), (15, 30, "fault")]
     rep = gate.report()
     assert rep["dropped_pids"] == {"excluded": [12], "filtered": [11], "no_snapshot": [13], "unknown_start": [20, 21]}
     assert rep["replayed_pids"] == [10, 20, 21, 30] and rep["forks_of_snapshotted_children"] == 1
 
 
-def test_gate_applies_the_filters_to_processes_born_during_the_capture():
+@pytest.mark.parametrize("as_parts", [False, True], ids=["table", "parts"])
+def test_gate_applies_the_filters_to_processes_born_during_the_capture(as_parts):
     truth = pa.table({"t_ns": [1, 2], "pid": pa.array([20, 21], pa.int32()),
                       "vmpte_bytes": [1 << 20, 8 << 10]})
     host = {"excluded": {}, "filters": {"comm": ["keep"], "min_vmpte_bytes": 64 << 10},
@@ -333,8 +359,9 @@ def test_gate_applies_the_filters_to_processes_born_during_the_capture():
             f(3, 10, kind="fork", child_pid=21, comm="keep"), f(4, 21),         # too small a VmPTE
             f(5, 10, kind="fork", child_pid=22, comm="keep"), f(6, 22),         # never sampled
             f(7, 20, kind="exec", comm="other"), f(8, 20)]                      # stays: known already
-    kept = gate.filter(_batch(rows))
+    kept = _filtered(gate, rows, as_parts)
     assert kept.column("t_ns").to_pylist() == [1, 2, 7, 8]
+    assert kept.column("kind").to_pylist() == ["fork", "fault", "exec", "fault"]
     assert gate.report()["forks_of_dropped_children"] == 2
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ptreplay.pipeline.events.arrow_np import to_numpy
+from ptreplay.pipeline.events.arrow_np import to_arrow, to_numpy
 from ptreplay.schemas import EVENT_KINDS
+from ptreplay.schemas.events_layout import EventParts
 
 FORK, EXEC, EXIT = (EVENT_KINDS.index(k) for k in ("fork", "exec", "exit"))
 
@@ -83,12 +84,43 @@ class HostGate:
             return False
         return True
 
-    def filter(self, ev: pa.Table) -> pa.Table:
-        """The rows of known processes (module docstring); the others counted by reason."""
+    def filter(self, ev: pa.Table | EventParts) -> pa.Table | EventParts:
+        """The rows of known processes (module docstring); the others counted by reason.  An
+        events table, or events/2 parts (the ingest's fast path: kept as parts, the others' rows
+        renumbered)."""
         if not ev.num_rows:
             return ev
-        pid = to_numpy(ev.column("pid"))
+        if isinstance(ev, EventParts):
+            return self._filter_parts(ev)
+        keep = self._keep(to_numpy(ev.column("pid")), np.arange(ev.num_rows), ev)
+        return ev if keep is None else ev.filter(pa.array(keep))
+
+    def _filter_parts(self, ev: EventParts) -> EventParts:
+        """filter() of events/2 parts: the same rows as filtering their joined table.  Every
+        fork, exec and exit is among the others; the faults fill the rows the others leave."""
+        row = to_numpy(ev.others.column("row")).astype(np.int64)
+        is_fault = np.ones(ev.num_rows, bool)
+        is_fault[row] = False
+        pid = np.empty(ev.num_rows, np.int64)
+        pid[row] = to_numpy(ev.others.column("pid"))
+        pid[is_fault] = to_numpy(ev.faults.column("pid"))
+        keep = self._keep(pid, row, ev.others)
+        if keep is None:
+            return ev
+        others = ev.others.filter(to_arrow(keep[row], pa.bool_()))
+        # a kept row moves up by the rows dropped before it
+        dropped_before = np.cumsum(~keep)
+        kept_rows = row[keep[row]]
+        others = others.set_column(0, others.schema.field("row"),
+                                   to_arrow(kept_rows - dropped_before[kept_rows], pa.int64()))
+        return EventParts(ev.faults.filter(to_arrow(keep[is_fault], pa.bool_())), others)
+
+    def _keep(self, pid: np.ndarray, at: np.ndarray, ev: pa.Table) -> np.ndarray | None:
+        """Which of a batch's rows (pid: every row's) to keep, None for all; `ev` holds its rows
+        that may be forks, execs or exits (kind, child_pid, t_ns, comm), at rows `at`."""
         kind_col = ev.column("kind").combine_chunks()
+        if not pa.types.is_dictionary(kind_col.type):     # events/2 others read back: strings
+            kind_col = kind_col.dictionary_encode()
         codes = to_numpy(kind_col.indices).astype(np.int16)
         names = kind_col.dictionary.to_pylist()
         lut = np.array([EVENT_KINDS.index(n) for n in names], np.int16)
@@ -101,21 +133,22 @@ class HostGate:
             child = to_numpy(ev.column("child_pid"))
             t = to_numpy(ev.column("t_ns"))
             comm = dict(zip(transitions.tolist(), ev.column("comm").take(pa.array(transitions)).to_pylist()))
-            for i in transitions.tolist():
-                p, k = int(pid[i]), int(kind[i])
-                if k == FORK and int(child[i]) in self.snapshot_t0 and t[i] < self.snapshot_t0[int(child[i])]:
+            for j in transitions.tolist():
+                i, k = int(at[j]), int(kind[j])
+                p = int(pid[i])
+                if k == FORK and int(child[j]) in self.snapshot_t0 and t[j] < self.snapshot_t0[int(child[j])]:
                     fork_drop.append(i)          # the child starts from its own snapshot, taken later
                     self.forks_before_snapshot += 1
                 elif k == FORK and p in self.known:
-                    c = int(child[i])
-                    if c not in self.known and self._admits(c, comm[i]):
+                    c = int(child[j])
+                    if c not in self.known and self._admits(c, comm[j]):
                         self.known.add(c)
                         self.born.add(c)
                         changes.setdefault(c, []).append((i, True))
                     elif c not in self.known:            # its child is not replayed: neither is the fork
                         fork_drop.append(i)
                         self.forks_dropped += 1
-                elif k == EXEC and p not in self.known and self._admits(p, comm[i]):
+                elif k == EXEC and p not in self.known and self._admits(p, comm[j]):
                     self.known.add(p)
                     self.born.add(p)
                     changes.setdefault(p, []).append((i, True))
@@ -127,17 +160,17 @@ class HostGate:
         for p, steps in changes.items():
             mine = rows[pid == p]
             state = np.full(len(mine), p in before)
-            for at, on in steps:
-                state[mine >= at] = on
+            for on_at, on in steps:
+                state[mine >= on_at] = on
             keep[mine] = state
         self.kept_pids.update(np.unique(pid[keep]).tolist())
         drop = ~keep
         if fork_drop:
             keep[fork_drop] = False
         if keep.all():
-            return ev
+            return None
         self._count(pid[drop])
-        return ev.filter(pa.array(keep))
+        return keep
 
     def _count(self, pids: np.ndarray) -> None:
         uniq, n = np.unique(pids, return_counts=True)

@@ -81,7 +81,6 @@ def read_events(path: Path, allow_sampled: bool = False, parts: bool = False
     file, meta = resolve_input(path)
     reader = detect(file)
     host = host_info(Path(path))
-    parts = parts and host is None     # a whole-host capture's events go through its gate as tables
     # perf.data: numpy columns, the fault rows apart for the events/2 layout (Normalizer.push_parts)
     kwargs = {"allow_sampled": allow_sampled, "columns": True, "split": parts} if reader.NAME == "perf.data" else {}
     capture = reader.read(file, open_binary, **kwargs)
