@@ -55,7 +55,6 @@ SIGNATURES = {
         _READER, "UniTuple(i8, 2)",
         "u1[::1] u4[:] u8[:] i8[::1] i8[::1] i8[::1] i8 i8 i8[::1] i8[:,::1] i8[:,:,::1] "    # buffer, records, plan
         "i4[::1] i8[::1] i4[::1] i4[::1] i4[::1] i4[::1] u8[:,:] i8[::1] i8[::1] i4[::1] i8[::1]"),  # RAW columns
-    "walk_stop": (_READER, "UniTuple(i8, 2)", "u1[::1] u4[:] u8[:] i8 i8"),
     "decode_fault_records": (
         _READER, "UniTuple(i8, 7)",
         "u1[::1] u4[:] u8[:] i8 i8 i8[::1] i8 i8 i8 i8[::1] i8[:,::1] i8[:,:,::1] "    # buffer, plan

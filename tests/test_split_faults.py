@@ -63,9 +63,9 @@ def test_split_rows_merge_to_the_rows_of_the_unsplit_reader(path):
 
 @pytest.mark.parametrize("name", ["seed_z.data", "mt_z.data", "seed_pipez.data", "seed_plain.data"])
 def test_split_rows_are_the_same_at_any_chunk_boundary(monkeypatch, name):
-    """The decoder walks decompressed chunks itself (the producer only finds where their whole
-    records end): chunks cut anywhere, round marks among them, pipe mode's header records first,
-    give the rows of the unsplit reader on whole chunks."""
+    """The decoder walks decompressed chunks itself, cut where the bytes end: chunks cut
+    anywhere, round marks among them, pipe mode's header records first, give the rows of the
+    unsplit reader on whole chunks (records cut by a chunk end: the test below)."""
     from ptreplay.pipeline.formats.perf import walk
     want, _ = _rows(HERE / "data" / "perf" / name, split=False)
     for chunk in range(512, 2600, 97):
@@ -214,3 +214,35 @@ def test_a_thread_given_another_pid_by_an_other_row_sends_the_batch_to_the_merge
     raw = RawColumns(cols, np.zeros(2, np.int32), ["sys_exit_mmap"], np.full(2, -1, np.int32), [], faults)
     got = normalize.Normalizer()._split_pairs(raw)
     assert (got == ([6], [5])) if fast else got is None
+
+
+@pytest.mark.parametrize("name", ["jvm-attach", "redis-attach"])
+def test_records_cut_by_a_chunk_end_are_carried_into_the_next(monkeypatch, name):
+    """Real captures whose decompressed chunks end inside a record (perf cuts its zstd stream
+    into records anywhere): the decoder carries the record's start into the next chunk, in the
+    room before its data or (room too small) a new buffer, and the rows equal the unsplit
+    reader's.  Both ways are counted, so the test fails if it no longer exercises them."""
+    from ptreplay.pipeline.formats.perf import decode, walk
+    path = REPO / "data" / name / "perf.data"
+    want, want_counts = _rows(path, split=False)
+    seen = {"room": 0, "new": 0}
+    carried_in = decode.Decoder._carried_in
+
+    def counting(self, ch):
+        carry = self._carry.get(ch.stream)
+        if carry is not None and len(carry):
+            seen["room" if len(carry) <= ch.start else "new"] += 1
+        return carried_in(self, ch)
+
+    monkeypatch.setattr(decode.Decoder, "_carried_in", counting)
+    for chunk in (1500, 4096, walk.CHUNK_BYTES):
+        for room in (walk.HEAD_ROOM, 16):
+            with monkeypatch.context() as m:
+                m.setattr(walk, "CHUNK_BYTES", chunk)
+                m.setattr(walk, "HEAD_ROOM", room)
+                got, got_counts = _rows(path, split=True)
+            assert got_counts == want_counts
+            for k in want:
+                if k != "seq":
+                    assert (got[k] == want[k]).all(), (name, chunk, room, k)
+    assert seen["room"] and seen["new"], seen

@@ -78,6 +78,7 @@ class Decoder:
         self.narrow_faults = narrow_faults or split   # RawColumns for normalize: see kernel_abi.LAY_NARROW
         self.split = split                     # page faults apart (reader.SplitOrderer, decode_split)
         self._scratch = [np.empty(0, np.int64)] * 6    # fault_records' other-record arrays
+        self._carry: dict[str, np.ndarray] = {}        # stream -> the bytes its last cut chunk ended in
 
     def decode(self, ch: Chunk, orderer) -> tuple[int, np.ndarray]:
         """Decode one chunk into `orderer.room` (rows in seq order) -> (rows, largest time
@@ -129,10 +130,14 @@ class Decoder:
         seq0 = self.seq
         single = len(s.attrs) == 1
         got = None
+        if ch.cut:
+            ch = self._carried_in(ch)
         if ch.offs is None and s.validated and (single or s.sid.sample_id_pos is not None):
-            got = self.fault_records(ch, orderer, seq0, 0, ch.end, ch.marks, True)
+            got = self.fault_records(ch, orderer, seq0, ch.start, ch.end, ch.marks, True)
         if got is None:                    # walked first; side-band records applied first
-            ch = walk.indexed(ch)
+            ch = walk.indexed(ch, s.where)
+            if ch.cut:
+                self._carry_out(ch, ch.end)
             if not len(ch.offs):
                 return (0, 0), np.full(len(ch.rounds), -1, np.int64)
             sidx, side = split_records(s, ch, seq0)
@@ -141,10 +146,13 @@ class Decoder:
                 s.validate()
                 self.id_pos(ch, sidx)
                 end = int(ch.offs[-1]) + walk.record_extent(ch.buf, int(ch.offs[-1]))
-                nf, sub, _, n = self.fault_records(ch, orderer, seq0, int(ch.offs[0]), end, np.empty(0, np.int64), False)
+                nf, sub, _, n, _ = self.fault_records(ch, orderer, seq0, int(ch.offs[0]), end, np.empty(0, np.int64),
+                                                      False)
                 rest = sub.samples
         else:
-            nf, sub, rounds, n = got
+            nf, sub, rounds, n, stop = got
+            if ch.cut:
+                self._carry_out(ch, stop)
             sidx, side = split_records(s, sub, seq0)
             rest, ch = sidx, sub
         self.seq = seq0 + (n if got is not None else len(ch.offs))
@@ -159,11 +167,37 @@ class Decoder:
             round_max = np.maximum(round_max, _round_max(g.cols["t_ns"][g.hi:g.hi + nf], np.searchsorted(rec, rounds)))
         return (nf, no), round_max
 
+    def _carried_in(self, ch: Chunk) -> Chunk:
+        """A cut chunk with the bytes of its stream's record that the previous cut chunk ended in
+        put before its own (in the room the producer left, or in a new buffer when it is larger)."""
+        carry = self._carry.pop(ch.stream, None)
+        if carry is None or not len(carry):
+            return ch
+        k = len(carry)
+        if k <= ch.start:
+            ch.buf[ch.start - k:ch.start] = carry
+            ch.start -= k
+            return ch
+        shift = k - ch.start                      # buffer positions move by this much
+        ch.buf = np.concatenate([carry, ch.buf[ch.start:]])
+        ch.base, ch.start, ch.end, ch.marks = ch.base - shift, 0, len(ch.buf), ch.marks + shift
+        return ch
+
+    def _carry_out(self, ch: Chunk, stop: int) -> None:
+        """Keep a cut chunk's bytes from `stop` on (a record its stream's next cut chunk continues);
+        at the stream's end they are a record perf never finished writing (`Chunk.tail`)."""
+        rest = ch.buf[stop:]
+        if ch.last:
+            ch.tail = len(rest)
+        elif len(rest):
+            self._carry[ch.stream] = rest.copy()
+
     def fault_records(self, ch: Chunk, orderer, seq0: int, start: int, end: int, marks: np.ndarray,
                       headers_stop: bool) -> tuple | None:
         """`kernels.decode_fault_records` over ch.buf[start:end] into orderer.faults' room (rows
         not yet added) -> (fault rows, a Chunk of the other records (their offs/types/sizes, its
-        samples and others), rounds, records), or None where it stopped at a header record."""
+        samples and others), rounds, records, where its whole records end), or None where it
+        stopped at a header record."""
         s = self.s
         lay, fields = self.sample_plan()
         fast = (lay[:, K.LAY_NARROW] != 0) & (lay[:, K.LAY_FIXED] != 0)
@@ -191,7 +225,7 @@ class Decoder:
             by_name[name] = by_name.get(name, 0) + int(counts[a])
         sub = Chunk(ch.buf, offs, types, sizes, rounds[:nr], ch.base, ch.stream, samples=samples[:ns],
                     others=others[:no])
-        return nf, sub, rounds[:nr], n
+        return nf, sub, rounds[:nr], n, at
 
     def id_pos(self, ch: Chunk, sidx: np.ndarray) -> int:
         """Where the samples' id is (-1: one attr, no id needed)."""

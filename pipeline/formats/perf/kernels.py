@@ -238,25 +238,6 @@ def _arg(u8, u32, u64, data, offset, size, signed):
 
 
 @njit(nogil=True)
-def walk_stop(u8, u32, u64, start, end):
-    """`walk_records` without its outputs: where the first record of buf[start:end] that is not
-    complete starts, and the status (1: a header with size < 8 there) -> (stop, status).  The
-    producer thread needs no more of a chunk the decoder walks itself (decode_fault_records)."""
-    p = start
-    while p + 8 <= end:
-        head = u64[p]
-        size = np.int64(head >> np.uint64(48))
-        if size < 8:
-            return p, 1
-        typ = np.int64(head & np.uint64(0xFFFFFFFF))
-        extent = _tracing_extent(u32, p, end, size) if typ == HEADER_TRACING_DATA else size
-        if extent < 0 or p + extent > end:
-            break
-        p += extent
-    return p, 0
-
-
-@njit(nogil=True)
 def decode_fault_records(u8, u32, u64, start, end, marks, headers_stop, seq0, id_pos, id_lut, lay, fields,
                          f_t_ns, f_pid, f_tid, f_cpu, f_addr, f_ip, f_error_code, f_user_mode, f_seq,
                          offs, types, sizes, samples, others, rounds, counts):

@@ -301,11 +301,11 @@ class Stream:
             return None
         r = dec.s
         r.where.path = self.path
-        if ch.tail:
+        n, round_max = guard(r.where, lambda: dec.decode(ch, orderer))
+        if ch.tail:                   # known once decoded (a cut chunk's decoder finds it)
             r.meta["dropped_tail_bytes"] = r.meta.get("dropped_tail_bytes", 0) + ch.tail
             r.meta["warnings"].append(f"{self.path}: its zstd stream ends {ch.tail} bytes into a record "
                                       "(perf's last flush); that record is dropped, as perf script does")
-        n, round_max = guard(r.where, lambda: dec.decode(ch, orderer))
         self.last = max(self.last, orderer.add(n))
         return n, round_max
 

@@ -11,7 +11,10 @@ Bytes are read in chunks of about CHUNK_BYTES; one compiled pass over the record
 (`kernels.walk_records`) gives each record's offset, type and size.  A record cut by a chunk
 end is carried into the next chunk.  `-z` data is one zstd stream per data file, cut into
 COMPRESSED/COMPRESSED2 records anywhere; `expand_compressed` replaces those records by the
-records they hold.  Offsets in messages are file offsets, or decompressed-stream offsets
+records they hold.  For the decoder that splits the faults off (`lazy`), decompressed bytes go
+out unwalked as *cut* chunks: that decoder walks them in its own pass and carries the record a
+chunk ends in into the room left before the next one's data (decode.Decoder.decode_split), so the
+bytes are walked once.  Offsets in messages are file offsets, or decompressed-stream offsets
 inside compressed data.
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ptreplay.pipeline.formats.perf.samples import Views
 from ptreplay.pipeline.formats.perf.zstd_stream import BufferPool, Decompressor
 
 CHUNK_BYTES = 4 << 20           # decoded stream bytes per step: fits the L3 cache, bounds memory
+HEAD_ROOM = 1 << 16             # bytes kept free before a cut chunk's data: the record its predecessor ends in
 
 
 # ----------------------------------------------------------------------------- sniffing
@@ -184,19 +188,19 @@ class Chunk:
     others: np.ndarray | None = None    # indices of the records neither SAMPLE nor FINISHED_ROUND
     end: int = 0              # where its whole records end in buf
     marks: np.ndarray | None = None     # a chunk not walked yet (offs etc. None): its round marks (bytes)
+    start: int = 0            # where its first record starts in buf
+    cut: bool = False         # decompressed bytes as they came (`expand_compressed`, lazy): buf[start:] may
+                              # end inside a record, which the stream's next cut chunk continues
+    last: bool = False        # a cut chunk that ends its stream
 
 
 def _walk(buf, start: int, end: int):
     return aot.kernels().walk_records(*unaligned_views(buf), start, end)
 
 
-def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=(), lazy: bool = False) -> tuple:
-    """Walk buf -> (Chunk of its whole records or None, stop).  `final`: no more bytes follow.
-    `lazy`: only find where its whole records end (the decoder walks them: `indexed`)."""
-    if lazy:
-        stop, status = aot.kernels().walk_stop(*unaligned_views(buf), 0, len(buf))
-    else:
-        offs, types, sizes, stop, status = _walk(buf, 0, len(buf))
+def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=()) -> tuple:
+    """Walk buf -> (Chunk of its whole records or None, stop).  `final`: no more bytes follow."""
+    offs, types, sizes, stop, status = _walk(buf, 0, len(buf))
     if status:
         where.at(base + stop, stream).fail("record header with size < 8 (expected a perf_event_header)")
     if final and stop < len(buf):
@@ -204,18 +208,20 @@ def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=
         where.at(base + stop, stream).fail(
             f"truncated record: expected {need if need else 'an 8-byte header'} bytes, {len(buf) - stop} remain")
     marks = np.asarray(extra_rounds, np.int64)
-    if lazy:
-        return (Chunk(buf, None, None, None, None, base, stream, end=stop, marks=marks) if stop else None), stop
     if not len(offs):
         return None, stop
     return _indexed(Chunk(buf, offs, types, sizes, None, base, stream, end=stop), marks), stop
 
 
-def indexed(ch: Chunk) -> Chunk:
-    """The chunk walked: its records' offsets, types and sizes, SAMPLE and other indices, rounds."""
+def indexed(ch: Chunk, where: Where | None = None) -> Chunk:
+    """The chunk walked: its records' offsets, types and sizes, SAMPLE and other indices, rounds
+    (a cut chunk: its whole records, `end` set where they end; `where` reports a bad header)."""
     if ch.offs is not None:
         return ch
-    ch.offs, ch.types, ch.sizes, _, _ = _walk(ch.buf, 0, ch.end)
+    ch.offs, ch.types, ch.sizes, stop, status = _walk(ch.buf, ch.start, ch.end)
+    if status:
+        where.at(ch.base + stop, ch.stream).fail("record header with size < 8 (expected a perf_event_header)")
+    ch.end = stop
     return _indexed(ch, ch.marks)
 
 
@@ -295,7 +301,8 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
     One streaming zstd decompressor per data file (perf keeps one zstd stream per
     file and cuts it into records anywhere, so a record may span two of them).
     The payloads of consecutive compressed records are fed to it in groups of
-    about CHUNK_BYTES of output; a partial record at the end is carried over.
+    about CHUNK_BYTES of output; a partial record at the end is carried over (`lazy`: by the
+    decoder; the chunks are cut where the bytes end, HEAD_ROOM free before their data).
     A group ends at its last FINISHED_ROUND, which becomes a round mark at that
     point of the output (the rounds inside a group are dropped: fewer rounds only
     make the flush limits more conservative), or, with no round in it (sparse
@@ -306,7 +313,11 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
     dec = Decompressor()
     pool = BufferPool()
     stream = f"{label}decompressed stream "
-    st = {"n": 0, "base": 0, "marks": [], "ratio": 16.0, "out": pool.get(2 * CHUNK_BYTES)}
+    # lazy: chunks are cut where the bytes end, not walked (`cut_chunk`); each buffer keeps room
+    # before its data for the decoder to put the end of the record its predecessor was cut in
+    empty = HEAD_ROOM if lazy else 0
+    st = {"n": empty, "base": -empty, "marks": [], "ratio": 16.0, "out": pool.get(2 * CHUNK_BYTES + empty),
+          "cut": False}
     R = L.REC
 
     def grow(out, filled: int, more: int):
@@ -314,10 +325,22 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
         bigger[:filled] = out[:filled]
         return bigger
 
+    def cut_chunk(final: bool):
+        """The bytes decompressed so far as they are: the decoder walks them and carries the
+        record they end in to the next cut chunk (reader: decode.Decoder.decode_split)."""
+        buf = st["out"][:st["n"]]
+        ch = Chunk(buf, None, None, None, None, st["base"], stream, start=HEAD_ROOM, end=len(buf),
+                   marks=np.asarray(st["marks"], np.int64), cut=True, last=final)
+        st.update(out=pool.get(2 * CHUNK_BYTES + HEAD_ROOM), n=HEAD_ROOM, base=st["base"] + len(buf) - HEAD_ROOM,
+                  marks=[], cut=True)
+        return ch
+
     def emit(final: bool):
+        if lazy:
+            return cut_chunk(final)
         buf = st["out"][:st["n"]]        # the decompressed bytes: the chunk keeps its buffer
         marks = st["marks"]
-        ch, stop = _chunk(buf, st["base"], stream, where, False, marks, lazy)
+        ch, stop = _chunk(buf, st["base"], stream, where, False, marks)
         carry = len(buf) - stop
         if final and carry:
             # the compressed records are whole but the stream they hold ends inside a
@@ -343,7 +366,7 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
     for ch in chunks:
         comp = (ch.types == R["COMPRESSED"]) | (ch.types == R["COMPRESSED2"])
         rounds = ch.types == R["FINISHED_ROUND"]
-        if not comp.any() and not st["n"] and not st["marks"]:
+        if not comp.any() and st["n"] == empty and not st["marks"]:
             yield ch
             continue
         start = ch.offs + 8
@@ -364,7 +387,7 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
         mv = memoryview(ch.buf)
         for a, b in zip(cuts[:-1], cuts[1:]):
             if b == a + 1 and not comp[a] and not rounds[a]:            # an uncompressed record
-                if st["n"] or st["marks"]:
+                if st["n"] > empty or st["marks"]:
                     inner = emit(False)
                     if inner is not None:
                         yield inner
@@ -387,12 +410,12 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
                 feed(b"".join([mv[s0:s1] for s0, s1 in zip(start[idx].tolist(), stop[idx].tolist())]))
                 if rounds[g1 - 1]:
                     st["marks"].append(st["n"])
-                if st["n"] >= CHUNK_BYTES:
+                if st["n"] - empty >= CHUNK_BYTES:
                     inner = emit(False)
                     if inner is not None:
                         yield inner
                 g0 = g1
-    if st["n"] or st["marks"]:
+    if st["n"] > empty or st["marks"] or st["cut"]:      # a cut stream ends with its last chunk marked
         inner = emit(True)
         if inner is not None:
             yield inner
