@@ -369,18 +369,7 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
         if not comp.any() and st["n"] == empty and not st["marks"]:
             yield ch
             continue
-        start = ch.offs + 8
-        stop = ch.offs + ch.sizes
-        c2 = np.flatnonzero(ch.types == R["COMPRESSED2"])
-        if len(c2):
-            data_size = Views(ch.buf).u64(ch.offs[c2] + 8).astype(np.int64)
-            bad = data_size > ch.sizes[c2] - 16
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                where.at(ch.base + int(ch.offs[c2[k]]), ch.stream).fail(
-                    f"COMPRESSED2 data_size {int(data_size[k])} exceeds its {int(ch.sizes[c2[k]])}-byte record")
-            start[c2] += 8
-            stop[c2] = start[c2] + data_size
+        start, stop = _payloads(ch, where)
         length = np.where(comp, stop - start, 0)
         other = np.flatnonzero(~comp & ~rounds)
         cuts = sorted({0, len(ch.offs), *other.tolist(), *(other + 1).tolist()})
@@ -420,6 +409,24 @@ def expand_compressed(chunks: Iterator[Chunk], label: str, where: Where, lazy: b
         if inner is not None:
             yield inner
     dec.close()
+
+
+def _payloads(ch: Chunk, where: Where) -> tuple[np.ndarray, np.ndarray]:
+    """Where the zstd data of each record of a walked chunk starts and stops (meaningful for its
+    COMPRESSED and COMPRESSED2 records; COMPRESSED2 says its data size, checked here)."""
+    start = ch.offs + 8
+    stop = ch.offs + ch.sizes
+    c2 = np.flatnonzero(ch.types == L.REC["COMPRESSED2"])
+    if len(c2):
+        data_size = Views(ch.buf).u64(ch.offs[c2] + 8).astype(np.int64)
+        bad = data_size > ch.sizes[c2] - 16
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            where.at(ch.base + int(ch.offs[c2[k]]), ch.stream).fail(
+                f"COMPRESSED2 data_size {int(data_size[k])} exceeds its {int(ch.sizes[c2[k]])}-byte record")
+        start[c2] += 8
+        stop[c2] = start[c2] + data_size
+    return start, stop
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
