@@ -249,7 +249,7 @@ def publish(tmp: Path, path: Path) -> None:
         if path.is_dir() and not path.is_symlink():
             # named before the rename, as atomic_path names its temporary: once `path` is
             # moved, whatever interrupts this block knows where it went
-            aside = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{ASIDE_SUFFIX}"
+            aside = _temporary_name(path, ASIDE_SUFFIX)
             os.rename(path, aside)
         os.replace(tmp, path)
         landed = True
@@ -264,6 +264,12 @@ def publish(tmp: Path, path: Path) -> None:
 
 
 ASIDE_SUFFIX = ".old.tmp"      # an output moved aside by publish (a temporary of its path)
+
+
+def _temporary_name(path: Path, suffix: str = ".tmp") -> Path:
+    """A fresh name for a temporary of `path`: `.NAME.PID.XXXXXXXX<suffix>` beside it (the
+    pattern remove_stale_temporaries knows)."""
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}"
 
 
 def _put_back(aside: Path, path: Path) -> None:
@@ -298,7 +304,7 @@ def atomic_path(path: Path, force: bool = True):
                 # open below leaves `tmp` set, and the file is removed.  tempfile.mkstemp made the
                 # file before returning its name; an interrupt raised as its open() returned (the
                 # main thread waiting for the GIL) left the file behind.
-                tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+                tmp = _temporary_name(path)
                 try:
                     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
                     break

@@ -98,7 +98,7 @@ class HostGate:
     def _filter_parts(self, ev: EventParts) -> EventParts:
         """filter() of events/2 parts: the same rows as filtering their joined table.  Every
         fork, exec and exit is among the others; the faults fill the rows the others leave."""
-        row = to_numpy(ev.others.column("row")).astype(np.int64)
+        row = to_numpy(ev.others.column("row"))
         is_fault = np.ones(ev.num_rows, bool)
         is_fault[row] = False
         pid = np.empty(ev.num_rows, np.int64)

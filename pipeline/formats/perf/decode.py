@@ -215,7 +215,7 @@ class Decoder:
         if status == K.HEADER_RECORD:
             return None
         if status == K.HEADER_TOO_SMALL:
-            s.where.at(ch.base + at, ch.stream).fail("record header with size < 8 (expected a perf_event_header)")
+            walk.fail_short_header(s.where, ch.base + at, ch.stream)
         if status:
             size = int(v.u64(np.array([at]))[0] >> np.uint64(48))
             s.where.at(ch.base + at, ch.stream).fail(self.sample_error(status, v, at, size, id_pos, nf))

@@ -194,6 +194,11 @@ class Chunk:
     last: bool = False        # a cut chunk that ends its stream
 
 
+def fail_short_header(where: Where, at: int, stream: str):
+    """The error of a record header whose size is below 8 bytes, at stream offset `at`."""
+    where.at(at, stream).fail("record header with size < 8 (expected a perf_event_header)")
+
+
 def _walk(buf, start: int, end: int):
     return aot.kernels().walk_records(*unaligned_views(buf), start, end)
 
@@ -202,7 +207,7 @@ def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=
     """Walk buf -> (Chunk of its whole records or None, stop).  `final`: no more bytes follow."""
     offs, types, sizes, stop, status = _walk(buf, 0, len(buf))
     if status:
-        where.at(base + stop, stream).fail("record header with size < 8 (expected a perf_event_header)")
+        fail_short_header(where, base + stop, stream)
     if final and stop < len(buf):
         need = record_extent(buf, stop)
         where.at(base + stop, stream).fail(
@@ -213,14 +218,14 @@ def _chunk(buf, base: int, stream: str, where: Where, final: bool, extra_rounds=
     return _indexed(Chunk(buf, offs, types, sizes, None, base, stream, end=stop), marks), stop
 
 
-def indexed(ch: Chunk, where: Where | None = None) -> Chunk:
+def indexed(ch: Chunk, where: Where) -> Chunk:
     """The chunk walked: its records' offsets, types and sizes, SAMPLE and other indices, rounds
     (a cut chunk: its whole records, `end` set where they end; `where` reports a bad header)."""
     if ch.offs is not None:
         return ch
     ch.offs, ch.types, ch.sizes, stop, status = _walk(ch.buf, ch.start, ch.end)
     if status:
-        where.at(ch.base + stop, ch.stream).fail("record header with size < 8 (expected a perf_event_header)")
+        fail_short_header(where, ch.base + stop, ch.stream)
     ch.end = stop
     return _indexed(ch, ch.marks)
 
